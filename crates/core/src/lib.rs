@@ -1,0 +1,23 @@
+//! The booking domain, free of I/O.
+//!
+//! Everything that decides *who gets which seat* lives here so that it can be tested exhaustively
+//! (unit and property tests) without a database, a queue or a clock on the wall. Adapters
+//! (SQLite, PostgreSQL, Redis, AWS) and the HTTP layer depend on this crate; it depends on none of
+//! them. The [`ports`] module names the capabilities the application needs from the outside world.
+
+pub mod clock;
+pub mod engine;
+pub mod ids;
+pub mod layout;
+pub mod model;
+pub mod ports;
+pub mod protocol;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use engine::{
+    BatchOutcome, Decision, DecisionEngine, PendingRequest, SeatChange, ShowSnapshot, SnapshotHold,
+    rejection_message,
+};
+pub use ids::{HoldId, IdError, IdempotencyKey, MovieId, RequestId, SeatId, ShowId, UserId};
+pub use layout::{Category, LayoutError, RowSpec, SeatLayout};
+pub use model::*;

@@ -1,0 +1,272 @@
+//! Domain records and their state machines (DESIGN.md section 3).
+//!
+//! Request: QUEUED → PROCESSING → SUCCESS | FAILED; QUEUED/PROCESSING → EXPIRED.
+//! Hold: HELD → RELEASED | EXPIRED | CONVERTED.
+//! The transition tables here are the single place those rules are written down; stores assert
+//! them with `WHERE status IN (...)` guards derived from the same lists.
+
+use crate::ids::{HoldId, IdempotencyKey, MovieId, RequestId, SeatId, ShowId, UserId};
+use crate::layout::SeatLayout;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+macro_rules! status_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownStatus;
+            fn from_str(s: &str) -> Result<Self, UnknownStatus> {
+                match s { $($text => Ok($name::$variant),)+ _ => Err(UnknownStatus(s.to_owned())) }
+            }
+        }
+    };
+}
+
+/// A status string that is not one of the known states (a corrupt row, a newer schema).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+status_enum!(
+    /// Where a hold request is in its life.
+    RequestStatus { Queued => "QUEUED", Processing => "PROCESSING", Success => "SUCCESS", Failed => "FAILED", Expired => "EXPIRED" }
+);
+status_enum!(
+    /// Where a hold is in its life.
+    HoldStatus { Held => "HELD", Released => "RELEASED", Expired => "EXPIRED", Converted => "CONVERTED" }
+);
+status_enum!(
+    /// What the seat map shows for one seat.
+    SeatStatus { Available => "AVAILABLE", Held => "HELD", Booked => "BOOKED", Blocked => "BLOCKED" }
+);
+
+impl RequestStatus {
+    /// States a request can still leave; everything else is final.
+    pub const PENDING: &'static [RequestStatus] =
+        &[RequestStatus::Queued, RequestStatus::Processing];
+
+    pub const fn is_terminal(self) -> bool {
+        matches!(self, Self::Success | Self::Failed | Self::Expired)
+    }
+
+    pub const fn can_become(self, next: RequestStatus) -> bool {
+        use RequestStatus::*;
+        matches!(
+            (self, next),
+            (Queued, Processing)
+                | (Queued | Processing, Success | Failed | Expired)
+                | (Processing, Queued)
+        )
+    }
+}
+
+impl HoldStatus {
+    pub const fn is_terminal(self) -> bool {
+        !matches!(self, Self::Held)
+    }
+
+    pub const fn can_become(self, next: HoldStatus) -> bool {
+        matches!(
+            (self, next),
+            (Self::Held, Self::Released | Self::Expired | Self::Converted)
+        )
+    }
+}
+
+/// A movie in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Movie {
+    pub movie_id: MovieId,
+    pub title: String,
+    pub description: String,
+    pub duration_minutes: u32,
+    pub rating: String,
+    pub genres: Vec<String>,
+    pub language: String,
+}
+
+/// One screening: the unit that requests are serialised on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Show {
+    pub show_id: ShowId,
+    pub movie_id: MovieId,
+    pub starts_at: DateTime<Utc>,
+    pub auditorium: String,
+    /// Shared: the engine, the seat map and the validator all read the same layout.
+    pub layout: Arc<SeatLayout>,
+}
+
+impl Show {
+    pub fn date(&self) -> NaiveDate {
+        self.starts_at.date_naive()
+    }
+}
+
+/// What the intake hands to the store: a validated request, not yet numbered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBookingRequest {
+    pub request_id: RequestId,
+    pub user_id: UserId,
+    pub show_id: ShowId,
+    pub seat_ids: Vec<SeatId>,
+    pub idempotency_key: Option<IdempotencyKey>,
+    pub created_at: DateTime<Utc>,
+    /// If not decided by then, the request ends EXPIRED.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A hold request as stored: what a client polls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingRequest {
+    pub request_id: RequestId,
+    pub user_id: UserId,
+    pub show_id: ShowId,
+    pub seat_ids: Vec<SeatId>,
+    pub status: RequestStatus,
+    /// Global arrival order, assigned by the store when the request is made durable.
+    pub seq: i64,
+    pub idempotency_key: Option<IdempotencyKey>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+    pub outcome: Option<RequestOutcome>,
+}
+
+/// The result recorded when a request is decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestOutcome {
+    Granted {
+        hold_id: HoldId,
+        hold_expires_at: DateTime<Utc>,
+    },
+    Rejected {
+        unavailable: Vec<SeatId>,
+        alternatives: Vec<SeatId>,
+        message: String,
+    },
+    Expired {
+        message: String,
+    },
+}
+
+impl RequestOutcome {
+    pub fn status(&self) -> RequestStatus {
+        match self {
+            Self::Granted { .. } => RequestStatus::Success,
+            Self::Rejected { .. } => RequestStatus::Failed,
+            Self::Expired { .. } => RequestStatus::Expired,
+        }
+    }
+
+    /// The human-readable line sent with the result.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Granted { .. } => "Seats held".to_owned(),
+            Self::Rejected { message, .. } | Self::Expired { message } => message.clone(),
+        }
+    }
+}
+
+impl BookingRequest {
+    pub fn from_new(new: NewBookingRequest, seq: i64) -> Self {
+        Self {
+            request_id: new.request_id,
+            user_id: new.user_id,
+            show_id: new.show_id,
+            seat_ids: new.seat_ids,
+            status: RequestStatus::Queued,
+            seq,
+            idempotency_key: new.idempotency_key,
+            created_at: new.created_at,
+            expires_at: new.expires_at,
+            processed_at: None,
+            outcome: None,
+        }
+    }
+}
+
+/// A hold on seats, created when a request is granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub hold_id: HoldId,
+    pub request_id: RequestId,
+    pub user_id: UserId,
+    pub show_id: ShowId,
+    pub seat_ids: Vec<SeatId>,
+    pub status: HoldStatus,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+impl Hold {
+    /// The status as of `now`: a HELD hold past its expiry is EXPIRED whether or not a sweeper
+    /// has written that down yet (expiry is decided by time, not by cleanup).
+    pub fn status_at(&self, now: DateTime<Utc>) -> HoldStatus {
+        if self.status == HoldStatus::Held && self.expires_at <= now {
+            HoldStatus::Expired
+        } else {
+            self.status
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_state_machine() {
+        use RequestStatus::*;
+        assert!(Queued.can_become(Processing));
+        assert!(Processing.can_become(Success));
+        assert!(Queued.can_become(Expired));
+        for t in [Success, Failed, Expired] {
+            assert!(t.is_terminal());
+            for next in RequestStatus::ALL {
+                assert!(!t.can_become(*next), "{t} must be final");
+            }
+        }
+    }
+
+    #[test]
+    fn hold_state_machine() {
+        use HoldStatus::*;
+        assert!(
+            Held.can_become(Released) && Held.can_become(Expired) && Held.can_become(Converted)
+        );
+        for t in [Released, Expired, Converted] {
+            assert!(HoldStatus::ALL.iter().all(|n| !t.can_become(*n)));
+        }
+    }
+
+    #[test]
+    fn statuses_round_trip_as_text() {
+        for s in RequestStatus::ALL {
+            assert_eq!(s.as_str().parse::<RequestStatus>().unwrap(), *s);
+            assert_eq!(serde_json::to_string(s).unwrap(), format!("\"{s}\""));
+        }
+    }
+}

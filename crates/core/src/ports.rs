@@ -1,0 +1,175 @@
+//! The capabilities the application needs from the outside world, one small trait each.
+//!
+//! Adapters implement these for a technology (embedded SQLite, PostgreSQL, Redis, SQS,
+//! API Gateway); the application is written against the traits only. The traits are object-safe
+//! (`async_trait`) because the local server picks its adapters at start-up from configuration.
+
+use crate::engine::{BatchOutcome, SeatChange, ShowSnapshot};
+use crate::ids::{HoldId, MovieId, RequestId, SeatId, ShowId, UserId};
+use crate::model::{BookingRequest, Hold, HoldStatus, Movie, NewBookingRequest, SeatStatus, Show};
+use crate::protocol::BookingResult;
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+
+/// A failure of a backing service. `Unavailable` is worth retrying; `Corrupt` is not.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+/// Why a batch could not be committed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    /// Another writer claimed a seat this batch grants (two workers on one show): nothing was
+    /// written; reload the show state and decide the batch again.
+    #[error("a seat was claimed concurrently; batch not committed")]
+    SeatConflict,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a hold could not be released.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReleaseError {
+    /// No such hold, or not the caller's (indistinguishable on purpose).
+    #[error("hold not found")]
+    NotFound,
+    #[error("hold is {0}, not HELD")]
+    NotHeld(HoldStatus),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The result of making a request durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// Stored as QUEUED; must now be enqueued.
+    New(BookingRequest),
+    /// The user already sent a request with this idempotency key; nothing was written.
+    Existing(BookingRequest),
+}
+
+/// Movies and shows.
+#[async_trait]
+pub trait CatalogStore: Send + Sync + 'static {
+    async fn list_movies(&self) -> Result<Vec<Movie>, StoreError>;
+    async fn get_movie(&self, movie: MovieId) -> Result<Option<Movie>, StoreError>;
+    /// Shows of a movie, by start time; only those starting on `date` (UTC) if given.
+    async fn list_shows(
+        &self,
+        movie: MovieId,
+        date: Option<NaiveDate>,
+    ) -> Result<Vec<Show>, StoreError>;
+    async fn get_show(&self, show: ShowId) -> Result<Option<Show>, StoreError>;
+    /// Adds or replaces a movie (catalog administration and the demo seed).
+    async fn put_movie(&self, movie: &Movie) -> Result<(), StoreError>;
+    /// Adds or replaces a show. Its movie must exist.
+    async fn put_show(&self, show: &Show) -> Result<(), StoreError>;
+}
+
+/// Booking requests: the durable record of every accepted request and its outcome.
+#[async_trait]
+pub trait RequestStore: Send + Sync + 'static {
+    /// Stores a request as QUEUED (durably, before the client is answered) and assigns its
+    /// arrival sequence number; with an idempotency key already used by the same user, returns the
+    /// earlier request instead.
+    async fn insert_request(&self, request: NewBookingRequest) -> Result<Inserted, StoreError>;
+    async fn get_request(&self, request: RequestId) -> Result<Option<BookingRequest>, StoreError>;
+    /// Every QUEUED or PROCESSING request, in arrival order: what a restarted worker must redo.
+    async fn pending_requests(&self) -> Result<Vec<BookingRequest>, StoreError>;
+    /// Moves requests to PROCESSING and returns those that were still undecided; an id that is
+    /// already terminal (a duplicate delivery) is left alone and not returned.
+    async fn begin_processing(&self, requests: &[RequestId]) -> Result<Vec<RequestId>, StoreError>;
+    /// Marks QUEUED requests past their deadline EXPIRED and returns them.
+    async fn expire_overdue_requests(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<BookingRequest>, StoreError>;
+}
+
+/// Seat ownership: holds and the claims that make double allocation impossible.
+#[async_trait]
+pub trait HoldStore: Send + Sync + 'static {
+    /// Live holds and booked seats of a show: the engine's starting state for a batch.
+    async fn load_show_state(
+        &self,
+        show: ShowId,
+        now: DateTime<Utc>,
+    ) -> Result<ShowSnapshot, StoreError>;
+    /// Writes a decided batch in one transaction: new holds and their seat claims, released
+    /// holds, and every request's outcome. All or nothing.
+    async fn commit_batch(
+        &self,
+        show: ShowId,
+        batch: &BatchOutcome,
+        decided_at: DateTime<Utc>,
+    ) -> Result<(), CommitError>;
+    /// Seats that are not available as of `now` (held or booked); every other seat of the layout
+    /// is available unless blocked.
+    async fn taken_seats(
+        &self,
+        show: ShowId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(SeatId, SeatStatus)>, StoreError>;
+    async fn get_hold(&self, hold: HoldId) -> Result<Option<Hold>, StoreError>;
+    /// Releases a live hold owned by `user`.
+    async fn release_hold(
+        &self,
+        hold: HoldId,
+        user: &UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Hold, ReleaseError>;
+    /// Marks HELD holds past their expiry EXPIRED and returns them (for notifications; their
+    /// seats were already free by time).
+    async fn expire_holds(&self, now: DateTime<Utc>) -> Result<Vec<Hold>, StoreError>;
+    /// Whether the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Where an accepted request waits, per show, in arrival order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueTicket {
+    /// 1 = next to be decided.
+    pub position: u64,
+    pub estimated_wait_seconds: u64,
+}
+
+/// Counters of one show's lane, for operations.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LaneStats {
+    pub show_id: ShowId,
+    pub waiting: u64,
+    pub decided: u64,
+    pub paused: bool,
+    pub decisions_per_second: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The per-show FIFO that feeds the worker.
+#[async_trait]
+pub trait RequestQueue: Send + Sync + 'static {
+    /// Enqueues a request that is already durable (QUEUED in the request store).
+    async fn enqueue(&self, request: &BookingRequest) -> Result<QueueTicket, QueueError>;
+    /// The request's current place in its show's queue, if it is still waiting.
+    async fn position(&self, request: &BookingRequest) -> Option<QueueTicket>;
+    async fn stats(&self) -> Vec<LaneStats>;
+    async fn pause(&self, show: ShowId);
+    async fn resume(&self, show: ShowId);
+}
+
+/// Pushes outcomes to connected clients. Delivery is best effort: polling is the always-correct
+/// path, so a failed push is logged by the adapter and never fails the caller.
+#[async_trait]
+pub trait Notifier: Send + Sync + 'static {
+    async fn booking_results(&self, results: &[(UserId, BookingResult)]);
+    async fn seats_changed(&self, show: ShowId, changes: &[SeatChange]);
+}

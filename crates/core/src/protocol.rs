@@ -1,0 +1,116 @@
+//! The WebSocket messages of DESIGN.md section 3, byte for byte the same locally and on
+//! API Gateway. Kept in the core so every notifier adapter serialises the one definition.
+
+use crate::engine::SeatChange;
+use crate::ids::{HoldId, RequestId, SeatId, ShowId};
+use crate::model::{RequestStatus, SeatStatus};
+use serde::{Deserialize, Serialize};
+
+/// `{"type":"BOOKING_RESULT", ...}`: a request's outcome, to its owner only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BookingResult {
+    pub request_id: RequestId,
+    pub status: RequestStatus,
+    pub hold_id: Option<HoldId>,
+    pub seat_ids: Vec<SeatId>,
+    pub message: String,
+}
+
+/// One seat in a `SEATS_CHANGED` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatState {
+    pub seat_id: SeatId,
+    pub status: SeatStatus,
+}
+
+impl From<SeatChange> for SeatState {
+    fn from(c: SeatChange) -> Self {
+        Self {
+            seat_id: c.seat_id,
+            status: c.status,
+        }
+    }
+}
+
+/// Server → client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ServerMessage {
+    #[serde(rename = "BOOKING_RESULT")]
+    BookingResult(BookingResult),
+    #[serde(rename = "SEATS_CHANGED", rename_all = "camelCase")]
+    SeatsChanged {
+        show_id: ShowId,
+        seats: Vec<SeatState>,
+    },
+    /// Acknowledges a `subscribe`: from now on this connection gets the show's SEATS_CHANGED.
+    #[serde(rename = "SUBSCRIBED", rename_all = "camelCase")]
+    Subscribed { show_id: ShowId },
+    #[serde(rename = "pong")]
+    Pong,
+    /// A client message that could not be understood; the connection stays open.
+    #[serde(rename = "ERROR")]
+    Error { code: String, message: String },
+}
+
+/// Client → server.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "action", rename_all = "camelCase")]
+pub enum ClientMessage {
+    #[serde(rename_all = "camelCase")]
+    Subscribe {
+        show_id: ShowId,
+    },
+    #[serde(rename_all = "camelCase")]
+    Unsubscribe {
+        show_id: ShowId,
+    },
+    Ping,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn messages_match_the_contract() {
+        let r = RequestId::new_random();
+        let msg = ServerMessage::BookingResult(BookingResult {
+            request_id: r,
+            status: RequestStatus::Failed,
+            hold_id: None,
+            seat_ids: vec!["A1".parse().unwrap()],
+            message: "Seat A1 is no longer available".into(),
+        });
+        assert_eq!(
+            serde_json::to_value(&msg).unwrap(),
+            json!({"type":"BOOKING_RESULT","requestId":r.to_string(),"status":"FAILED","holdId":null,"seatIds":["A1"],"message":"Seat A1 is no longer available"})
+        );
+        assert_eq!(
+            serde_json::to_value(ServerMessage::Pong).unwrap(),
+            json!({"type":"pong"})
+        );
+        let s = ShowId::new_random();
+        let parsed: ClientMessage =
+            serde_json::from_value(json!({"action":"subscribe","showId":s.to_string()})).unwrap();
+        assert_eq!(parsed, ClientMessage::Subscribe { show_id: s });
+        assert_eq!(
+            serde_json::from_str::<ClientMessage>(r#"{"action":"ping"}"#).unwrap(),
+            ClientMessage::Ping
+        );
+        let changed = ServerMessage::SeatsChanged {
+            show_id: s,
+            seats: vec![SeatState {
+                seat_id: "B2".parse().unwrap(),
+                status: SeatStatus::Held,
+            }],
+        };
+        assert_eq!(
+            serde_json::to_value(changed).unwrap(),
+            json!({"type":"SEATS_CHANGED","showId":s.to_string(),"seats":[{"seatId":"B2","status":"HELD"}]})
+        );
+    }
+}
