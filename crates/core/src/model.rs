@@ -154,6 +154,9 @@ pub struct BookingRequest {
     pub outcome: Option<RequestOutcome>,
 }
 
+/// The message of a request that was not decided before its deadline; one text for every adapter.
+pub const REQUEST_EXPIRED_MESSAGE: &str = "Request expired before it could be processed";
+
 /// The result recorded when a request is decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestOutcome {

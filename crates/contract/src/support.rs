@@ -1,0 +1,197 @@
+//! Building blocks of the contract cases, public so that an adapter's own tests can use them too.
+
+use booking_core::ports::{CatalogStore, HoldStore, Inserted, RequestStore};
+use booking_core::{
+    BatchOutcome, BookingRequest, Decision, DecisionEngine, HoldId, Movie, MovieId,
+    NewBookingRequest, PendingRequest, SeatId, SeatLayout, SeatStatus, Show, ShowId, UserId,
+};
+use chrono::{DateTime, Duration, Utc};
+use std::sync::Arc;
+
+/// The hold lifetime the cases decide with.
+pub const HOLD_TTL: Duration = Duration::minutes(5);
+
+/// How long a request of the cases may wait to be decided.
+pub const REQUEST_TTL: Duration = Duration::minutes(2);
+
+/// The current time, truncated to the millisecond.
+///
+/// Stores keep timestamps at millisecond precision (SQLite: unix milliseconds; PostgreSQL:
+/// microseconds), so the cases only ever use instants that every store round-trips exactly.
+pub fn now_ms() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
+/// A string no other case (or earlier run against the same database) has used.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", ShowId::new_random())
+}
+
+/// A user nobody else has used: idempotency keys are per user, and cases may share a database.
+pub fn fresh_user(name: &str) -> UserId {
+    unique(name).parse().expect("a valid user id")
+}
+
+/// Seat ids from their labels.
+pub fn seats(labels: &[&str]) -> Vec<SeatId> {
+    labels
+        .iter()
+        .map(|s| s.parse().expect("a valid seat id"))
+        .collect()
+}
+
+/// A movie with a fresh id.
+pub fn movie(title: &str) -> Movie {
+    Movie {
+        movie_id: MovieId::new_random(),
+        title: title.to_owned(),
+        description: "A film made for contract tests.".to_owned(),
+        duration_minutes: 117,
+        rating: "PG-13".to_owned(),
+        genres: vec!["Drama".to_owned(), "Thriller".to_owned()],
+        language: "en".to_owned(),
+    }
+}
+
+/// Stores a fresh movie and one show of it (a `rows` × `per_row` hall) and returns the show.
+pub async fn create_show<S: CatalogStore>(store: &S, rows: u16, per_row: u16) -> Show {
+    let movie = movie(&unique("contract movie"));
+    store.put_movie(&movie).await.expect("put_movie");
+    let show = Show {
+        show_id: ShowId::new_random(),
+        movie_id: movie.movie_id,
+        starts_at: now_ms() + Duration::days(1),
+        auditorium: "Hall 1".to_owned(),
+        layout: Arc::new(SeatLayout::rectangular(rows, per_row, 1_200)),
+    };
+    store.put_show(&show).await.expect("put_show");
+    show
+}
+
+/// A request for `labels` of `show`, made at `at`, undecided deadline `at + REQUEST_TTL`.
+pub fn new_request(
+    show: &Show,
+    user: &UserId,
+    labels: &[&str],
+    at: DateTime<Utc>,
+) -> NewBookingRequest {
+    NewBookingRequest {
+        request_id: booking_core::RequestId::new_random(),
+        user_id: user.clone(),
+        show_id: show.show_id,
+        seat_ids: seats(labels),
+        idempotency_key: None,
+        created_at: at,
+        expires_at: at + REQUEST_TTL,
+    }
+}
+
+/// Inserts a request that must be new.
+pub async fn insert<S: RequestStore>(store: &S, new: NewBookingRequest) -> BookingRequest {
+    match store.insert_request(new).await.expect("insert_request") {
+        Inserted::New(request) => request,
+        Inserted::Existing(request) => panic!("expected a new request, got existing {request:?}"),
+    }
+}
+
+/// Shortcut: a new request for `labels` by `user`, made at `at`, inserted.
+pub async fn request<S: RequestStore>(
+    store: &S,
+    show: &Show,
+    user: &UserId,
+    labels: &[&str],
+    at: DateTime<Utc>,
+) -> BookingRequest {
+    insert(store, new_request(show, user, labels, at)).await
+}
+
+/// What the engine needs to know of a stored request.
+pub fn pending(request: &BookingRequest) -> PendingRequest {
+    PendingRequest {
+        request_id: request.request_id,
+        user_id: request.user_id.clone(),
+        seat_ids: request.seat_ids.clone(),
+        expires_at: request.expires_at,
+    }
+}
+
+/// Decides `requests` in order as of `now` against the show's stored state, the way a worker
+/// does (without committing).
+pub async fn decide<S: HoldStore>(
+    store: &S,
+    show: &Show,
+    requests: &[&BookingRequest],
+    now: DateTime<Utc>,
+) -> BatchOutcome {
+    let snapshot = store
+        .load_show_state(show.show_id, now)
+        .await
+        .expect("load_show_state");
+    let mut engine = DecisionEngine::new(show.layout.clone(), snapshot, HOLD_TTL);
+    engine.decide_batch(requests.iter().map(|r| pending(r)).collect(), now)
+}
+
+/// Decides `requests` and commits the batch, which must succeed.
+pub async fn decide_and_commit<S: HoldStore>(
+    store: &S,
+    show: &Show,
+    requests: &[&BookingRequest],
+    now: DateTime<Utc>,
+) -> BatchOutcome {
+    let batch = decide(store, show, requests, now).await;
+    store
+        .commit_batch(show.show_id, &batch, now)
+        .await
+        .expect("commit_batch");
+    batch
+}
+
+/// Grants one request and returns its hold id (panics if the engine does not grant it).
+pub async fn grant<S: HoldStore>(
+    store: &S,
+    show: &Show,
+    request: &BookingRequest,
+    now: DateTime<Utc>,
+) -> HoldId {
+    let batch = decide_and_commit(store, show, &[request], now).await;
+    match &batch.decisions[..] {
+        [Decision::Granted { hold_id, .. }] => *hold_id,
+        other => panic!("expected a grant, got {other:?}"),
+    }
+}
+
+/// The show's taken seats as of `now`, sorted (stores return them in any order).
+pub async fn taken<S: HoldStore>(
+    store: &S,
+    show: &Show,
+    now: DateTime<Utc>,
+) -> Vec<(SeatId, SeatStatus)> {
+    let mut taken = store
+        .taken_seats(show.show_id, now)
+        .await
+        .expect("taken_seats");
+    taken.sort_by_key(|(seat, _)| *seat);
+    taken
+}
+
+/// `labels` as held seats, the form [`taken`] returns.
+pub fn held(labels: &[&str]) -> Vec<(SeatId, SeatStatus)> {
+    let mut list: Vec<_> = seats(labels)
+        .into_iter()
+        .map(|s| (s, SeatStatus::Held))
+        .collect();
+    list.sort_by_key(|(seat, _)| *seat);
+    list
+}
+
+/// Pending requests of the given shows only (other cases may share the database).
+pub async fn pending_of<S: RequestStore>(store: &S, shows: &[ShowId]) -> Vec<BookingRequest> {
+    store
+        .pending_requests()
+        .await
+        .expect("pending_requests")
+        .into_iter()
+        .filter(|r| shows.contains(&r.show_id))
+        .collect()
+}

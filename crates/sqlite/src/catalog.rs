@@ -1,0 +1,160 @@
+//! `CatalogStore`: movies and shows. Written rarely (administration, the demo seed), read on
+//! every seat map and every intake validation.
+
+use crate::SqliteStore;
+use crate::codec;
+use async_trait::async_trait;
+use booking_core::ports::{CatalogStore, StoreError};
+use booking_core::{Movie, MovieId, SeatLayout, Show, ShowId};
+use chrono::NaiveDate;
+use sqlx::sqlite::SqliteRow;
+use std::sync::Arc;
+
+const MILLIS_PER_DAY: i64 = 86_400_000;
+
+fn decode_movie(row: &SqliteRow) -> Result<Movie, StoreError> {
+    let duration: i64 = codec::get(row, "duration_minutes")?;
+    Ok(Movie {
+        movie_id: codec::get_parsed(row, "movie_id")?,
+        title: codec::get(row, "title")?,
+        description: codec::get(row, "description")?,
+        duration_minutes: u32::try_from(duration)
+            .map_err(|_| codec::corrupt(format_args!("duration_minutes: {duration}")))?,
+        rating: codec::get(row, "rating")?,
+        genres: codec::from_json(&codec::get::<String>(row, "genres")?, "genres")?,
+        language: codec::get(row, "language")?,
+    })
+}
+
+fn decode_show(row: &SqliteRow) -> Result<Show, StoreError> {
+    let layout: SeatLayout = codec::from_json(&codec::get::<String>(row, "layout")?, "layout")?;
+    Ok(Show {
+        show_id: codec::get_parsed(row, "show_id")?,
+        movie_id: codec::get_parsed(row, "movie_id")?,
+        starts_at: codec::get_time(row, "starts_at")?,
+        auditorium: codec::get(row, "auditorium")?,
+        layout: Arc::new(layout),
+    })
+}
+
+#[async_trait]
+impl CatalogStore for SqliteStore {
+    #[tracing::instrument(skip_all)]
+    async fn list_movies(&self) -> Result<Vec<Movie>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT movie_id, title, description, duration_minutes, rating, genres, language \
+             FROM movies ORDER BY title, movie_id",
+        )
+        .fetch_all(self.readers())
+        .await
+        .map_err(codec::store_error)?;
+        rows.iter().map(decode_movie).collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(movie_id = %movie))]
+    async fn get_movie(&self, movie: MovieId) -> Result<Option<Movie>, StoreError> {
+        let row = sqlx::query(
+            "SELECT movie_id, title, description, duration_minutes, rating, genres, language \
+             FROM movies WHERE movie_id = ?1",
+        )
+        .bind(movie.to_string())
+        .fetch_optional(self.readers())
+        .await
+        .map_err(codec::store_error)?;
+        row.as_ref().map(decode_movie).transpose()
+    }
+
+    #[tracing::instrument(skip_all, fields(movie_id = %movie))]
+    async fn list_shows(
+        &self,
+        movie: MovieId,
+        date: Option<NaiveDate>,
+    ) -> Result<Vec<Show>, StoreError> {
+        // A date is a half-open range of start times, so the (movie_id, starts_at) index serves
+        // both the filtered and the unfiltered listing.
+        let (from, until) = match date {
+            Some(day) => {
+                let start = codec::millis(day.and_time(chrono::NaiveTime::MIN).and_utc());
+                (start, start + MILLIS_PER_DAY)
+            }
+            None => (i64::MIN, i64::MAX),
+        };
+        let rows = sqlx::query(
+            "SELECT show_id, movie_id, starts_at, auditorium, layout FROM shows \
+             WHERE movie_id = ?1 AND starts_at >= ?2 AND starts_at < ?3 \
+             ORDER BY starts_at, show_id",
+        )
+        .bind(movie.to_string())
+        .bind(from)
+        .bind(until)
+        .fetch_all(self.readers())
+        .await
+        .map_err(codec::store_error)?;
+        rows.iter().map(decode_show).collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(show_id = %show))]
+    async fn get_show(&self, show: ShowId) -> Result<Option<Show>, StoreError> {
+        let row = sqlx::query(
+            "SELECT show_id, movie_id, starts_at, auditorium, layout FROM shows \
+             WHERE show_id = ?1",
+        )
+        .bind(show.to_string())
+        .fetch_optional(self.readers())
+        .await
+        .map_err(codec::store_error)?;
+        row.as_ref().map(decode_show).transpose()
+    }
+
+    #[tracing::instrument(skip_all, fields(movie_id = %movie.movie_id))]
+    async fn put_movie(&self, movie: &Movie) -> Result<(), StoreError> {
+        // An upsert, not INSERT OR REPLACE: replacing would delete the row first, which the
+        // shows referencing it forbid.
+        sqlx::query(
+            "INSERT INTO movies \
+                 (movie_id, title, description, duration_minutes, rating, genres, language) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             ON CONFLICT (movie_id) DO UPDATE SET \
+                 title = excluded.title, description = excluded.description, \
+                 duration_minutes = excluded.duration_minutes, rating = excluded.rating, \
+                 genres = excluded.genres, language = excluded.language",
+        )
+        .bind(movie.movie_id.to_string())
+        .bind(&movie.title)
+        .bind(&movie.description)
+        .bind(i64::from(movie.duration_minutes))
+        .bind(&movie.rating)
+        .bind(codec::to_json(&movie.genres)?)
+        .bind(&movie.language)
+        .execute(self.writer())
+        .await
+        .map_err(codec::store_error)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(show_id = %show.show_id))]
+    async fn put_show(&self, show: &Show) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO shows (show_id, movie_id, starts_at, auditorium, layout) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (show_id) DO UPDATE SET \
+                 movie_id = excluded.movie_id, starts_at = excluded.starts_at, \
+                 auditorium = excluded.auditorium, layout = excluded.layout",
+        )
+        .bind(show.show_id.to_string())
+        .bind(show.movie_id.to_string())
+        .bind(codec::millis(show.starts_at))
+        .bind(&show.auditorium)
+        .bind(codec::to_json(&*show.layout)?)
+        .execute(self.writer())
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if codec::is_foreign_key_violation(&e) => Err(StoreError::Corrupt(format!(
+                "movie {} does not exist",
+                show.movie_id
+            ))),
+            Err(e) => Err(codec::store_error(e)),
+        }
+    }
+}

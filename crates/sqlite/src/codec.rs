@@ -1,0 +1,205 @@
+//! Conversions between domain values and SQLite columns, in one place so that every query reads
+//! and writes them the same way, and so that a row that does not decode becomes
+//! [`StoreError::Corrupt`] instead of a panic.
+
+use booking_core::ports::StoreError;
+use booking_core::{
+    BookingRequest, Hold, HoldId, RequestOutcome, RequestStatus, SeatId, SnapshotHold,
+};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Decode, Row, Sqlite, Type};
+use std::str::FromStr;
+
+/// The message of a request that was never decided in time; the same for the worker's
+/// decisions and the sweeper.
+pub(crate) use booking_core::model::REQUEST_EXPIRED_MESSAGE as EXPIRED_MESSAGE;
+
+/// Maps a driver error to the port's error: bad data is not worth retrying, everything else
+/// (I/O, a busy lock, a closed pool) may be.
+pub(crate) fn store_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.kind() != sqlx::error::ErrorKind::Other => {
+            StoreError::Corrupt(db.message().to_owned())
+        }
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. }
+        | sqlx::Error::Encode(_) => StoreError::Corrupt(e.to_string()),
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+/// Whether the error is the violation of a UNIQUE or PRIMARY KEY constraint.
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Whether the error is the violation of any constraint (the statement was undone, nothing else).
+pub(crate) fn is_constraint_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.kind() != sqlx::error::ErrorKind::Other)
+}
+
+/// Whether the error is the violation of a FOREIGN KEY constraint.
+pub(crate) fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_foreign_key_violation())
+}
+
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// `t` as it will read back from the database.
+pub(crate) fn truncate_millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}
+
+pub(crate) fn from_millis(ms: i64, column: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| corrupt(format_args!("{column}: timestamp {ms} out of range")))
+}
+
+pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| corrupt(format_args!("cannot encode JSON: {e}")))
+}
+
+pub(crate) fn from_json<T: DeserializeOwned>(text: &str, column: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt(format_args!("{column}: {e}")))
+}
+
+pub(crate) fn parse<T>(text: &str, column: &str) -> Result<T, StoreError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    text.parse()
+        .map_err(|e| corrupt(format_args!("{column}: {e}")))
+}
+
+/// One column of a row, with a decoding failure reported as corruption.
+pub(crate) fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T, StoreError>
+where
+    T: Decode<'r, Sqlite> + Type<Sqlite>,
+{
+    row.try_get(column)
+        .map_err(|e| corrupt(format_args!("{column}: {e}")))
+}
+
+pub(crate) fn get_parsed<T>(row: &SqliteRow, column: &str) -> Result<T, StoreError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    parse(&get::<String>(row, column)?, column)
+}
+
+pub(crate) fn get_time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, StoreError> {
+    from_millis(get(row, column)?, column)
+}
+
+pub(crate) fn get_opt_time(
+    row: &SqliteRow,
+    column: &str,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    get::<Option<i64>>(row, column)?
+        .map(|ms| from_millis(ms, column))
+        .transpose()
+}
+
+pub(crate) fn get_seats(row: &SqliteRow, column: &str) -> Result<Vec<SeatId>, StoreError> {
+    from_json(&get::<String>(row, column)?, column)
+}
+
+fn get_opt_seats(row: &SqliteRow, column: &str) -> Result<Vec<SeatId>, StoreError> {
+    match get::<Option<String>>(row, column)? {
+        Some(text) => from_json(&text, column),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The columns [`decode_request`] reads, for `SELECT` and `RETURNING` lists.
+macro_rules! request_columns {
+    () => {
+        "seq, request_id, user_id, show_id, seat_ids, status, idempotency_key, created_at, \
+         expires_at, processed_at, hold_id, hold_expires_at, result_message, unavailable, \
+         alternatives"
+    };
+}
+pub(crate) use request_columns;
+
+/// The columns [`decode_hold`] reads.
+macro_rules! hold_columns {
+    () => {
+        "hold_id, request_id, user_id, show_id, seat_ids, status, created_at, expires_at, ended_at"
+    };
+}
+pub(crate) use hold_columns;
+
+pub(crate) fn decode_request(row: &SqliteRow) -> Result<BookingRequest, StoreError> {
+    let status: RequestStatus = get_parsed(row, "status")?;
+    let message = get::<Option<String>>(row, "result_message")?;
+    let outcome = match status {
+        RequestStatus::Queued | RequestStatus::Processing => None,
+        RequestStatus::Success => Some(RequestOutcome::Granted {
+            hold_id: get::<Option<String>>(row, "hold_id")?
+                .ok_or_else(|| corrupt("hold_id: missing on a SUCCESS request"))
+                .and_then(|s| parse::<HoldId>(&s, "hold_id"))?,
+            hold_expires_at: get_opt_time(row, "hold_expires_at")?
+                .ok_or_else(|| corrupt("hold_expires_at: missing on a SUCCESS request"))?,
+        }),
+        RequestStatus::Failed => Some(RequestOutcome::Rejected {
+            unavailable: get_opt_seats(row, "unavailable")?,
+            alternatives: get_opt_seats(row, "alternatives")?,
+            message: message.unwrap_or_default(),
+        }),
+        RequestStatus::Expired => Some(RequestOutcome::Expired {
+            message: message.unwrap_or_else(|| EXPIRED_MESSAGE.to_owned()),
+        }),
+    };
+    Ok(BookingRequest {
+        request_id: get_parsed(row, "request_id")?,
+        user_id: get_parsed(row, "user_id")?,
+        show_id: get_parsed(row, "show_id")?,
+        seat_ids: get_seats(row, "seat_ids")?,
+        status,
+        seq: get(row, "seq")?,
+        idempotency_key: get::<Option<String>>(row, "idempotency_key")?
+            .map(|k| parse(&k, "idempotency_key"))
+            .transpose()?,
+        created_at: get_time(row, "created_at")?,
+        expires_at: get_time(row, "expires_at")?,
+        processed_at: get_opt_time(row, "processed_at")?,
+        outcome,
+    })
+}
+
+pub(crate) fn decode_hold(row: &SqliteRow) -> Result<Hold, StoreError> {
+    Ok(Hold {
+        hold_id: get_parsed(row, "hold_id")?,
+        request_id: get_parsed(row, "request_id")?,
+        user_id: get_parsed(row, "user_id")?,
+        show_id: get_parsed(row, "show_id")?,
+        seat_ids: get_seats(row, "seat_ids")?,
+        status: get_parsed(row, "status")?,
+        created_at: get_time(row, "created_at")?,
+        expires_at: get_time(row, "expires_at")?,
+        ended_at: get_opt_time(row, "ended_at")?,
+    })
+}
+
+pub(crate) fn decode_snapshot_hold(row: &SqliteRow) -> Result<SnapshotHold, StoreError> {
+    Ok(SnapshotHold {
+        hold_id: get_parsed(row, "hold_id")?,
+        user_id: get_parsed(row, "user_id")?,
+        seat_ids: get_seats(row, "seat_ids")?,
+        expires_at: get_time(row, "expires_at")?,
+    })
+}

@@ -1,0 +1,105 @@
+//! `RequestStore`: the durable record of every accepted hold request.
+//!
+//! Lists of ids are bound as one JSON array and expanded with `json_each` rather than as one
+//! placeholder per id: the statement text stays fixed (prepared once, cached) and no list is ever
+//! too long for SQLite's limit on bound parameters.
+
+use crate::codec::{self, EXPIRED_MESSAGE, request_columns};
+use crate::{SqliteStore, group_commit};
+use async_trait::async_trait;
+use booking_core::ports::{Inserted, RequestStore, StoreError};
+use booking_core::{BookingRequest, NewBookingRequest, RequestId};
+use chrono::{DateTime, Utc};
+use std::collections::HashSet;
+
+#[async_trait]
+impl RequestStore for SqliteStore {
+    #[tracing::instrument(
+        skip_all,
+        fields(request_id = %request.request_id, show_id = %request.show_id)
+    )]
+    async fn insert_request(&self, request: NewBookingRequest) -> Result<Inserted, StoreError> {
+        group_commit::submit(&self.inner.intake, request).await
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id = %request))]
+    async fn get_request(&self, request: RequestId) -> Result<Option<BookingRequest>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            request_columns!(),
+            " FROM booking_requests WHERE request_id = ?1"
+        ))
+        .bind(request.to_string())
+        .fetch_optional(self.readers())
+        .await
+        .map_err(codec::store_error)?;
+        row.as_ref().map(codec::decode_request).transpose()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn pending_requests(&self) -> Result<Vec<BookingRequest>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            request_columns!(),
+            " FROM booking_requests WHERE status IN ('QUEUED', 'PROCESSING') ORDER BY seq"
+        ))
+        .fetch_all(self.readers())
+        .await
+        .map_err(codec::store_error)?;
+        rows.iter().map(codec::decode_request).collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(requests = requests.len()))]
+    async fn begin_processing(&self, requests: &[RequestId]) -> Result<Vec<RequestId>, StoreError> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = requests.iter().map(ToString::to_string).collect();
+        let updated: Vec<String> = sqlx::query_scalar(
+            "UPDATE booking_requests SET status = 'PROCESSING' \
+             WHERE request_id IN (SELECT value FROM json_each(?1)) \
+               AND status IN ('QUEUED', 'PROCESSING') \
+             RETURNING request_id",
+        )
+        .bind(codec::to_json(&ids)?)
+        .fetch_all(self.writer())
+        .await
+        .map_err(codec::store_error)?;
+        let updated: HashSet<String> = updated.into_iter().collect();
+        // In the caller's order, each id once: a message delivered twice within one batch must
+        // still be decided only once.
+        let mut seen = HashSet::with_capacity(updated.len());
+        Ok(requests
+            .iter()
+            .zip(&ids)
+            .filter(|(id, text)| updated.contains(*text) && seen.insert(**id))
+            .map(|(id, _)| *id)
+            .collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(now = %now))]
+    async fn expire_overdue_requests(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<BookingRequest>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "UPDATE booking_requests \
+             SET status = 'EXPIRED', processed_at = ?1, result_message = ?2 \
+             WHERE status = 'QUEUED' AND expires_at <= ?1 \
+             RETURNING ",
+            request_columns!()
+        ))
+        .bind(codec::millis(now))
+        .bind(EXPIRED_MESSAGE)
+        .fetch_all(self.writer())
+        .await
+        .map_err(codec::store_error)?;
+        let mut expired = rows
+            .iter()
+            .map(codec::decode_request)
+            .collect::<Result<Vec<_>, _>>()?;
+        // RETURNING gives no order; callers get arrival order, like everywhere else.
+        expired.sort_by_key(|r| r.seq);
+        Ok(expired)
+    }
+}
