@@ -1,1 +1,22 @@
-//! placeholder
+//! The application layer: use cases over the core's ports, and the one HTTP router.
+//!
+//! Everything here is written against `booking_core::ports` traits, never a concrete database or
+//! queue, so the same code serves the local all-in-one server (embedded SQLite, in-process lanes,
+//! local WebSocket hub) and the Lambda functions (PostgreSQL, Redis, SQS, API Gateway).
+
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod lanes;
+pub mod processor;
+pub mod service;
+pub mod sweeper;
+
+pub use auth::{Authenticator, Caller};
+pub use config::{BookingConfig, ConfigError};
+pub use error::ApiError;
+pub use processor::BatchProcessor;
+pub use service::{BookingService, Ports};

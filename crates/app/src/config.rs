@@ -1,0 +1,91 @@
+//! Business settings read from the environment, shared by every binary.
+//!
+//! Parsing is strict: a set-but-invalid variable stops start-up with a message naming it, rather
+//! than silently falling back to a default in production.
+
+use chrono::Duration;
+use std::str::FromStr;
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}={value:?} is invalid: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+/// Reads `name` from the environment, or `default` when it is unset or empty.
+pub fn env_or<T: FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|e: T::Err| ConfigError {
+            name,
+            value: v,
+            reason: e.to_string(),
+        }),
+        _ => Ok(default),
+    }
+}
+
+fn positive(name: &'static str, v: u64) -> Result<u64, ConfigError> {
+    if v == 0 {
+        return Err(ConfigError {
+            name,
+            value: "0".into(),
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(v)
+}
+
+/// The rules of the booking business, as configured.
+#[derive(Debug, Clone)]
+pub struct BookingConfig {
+    /// How long a granted hold keeps its seats (`HOLD_TTL_SECONDS`, default 300).
+    pub hold_ttl: Duration,
+    /// How long an accepted request may wait to be decided before it ends EXPIRED
+    /// (`REQUEST_TTL_SECONDS`, default 120).
+    pub request_ttl: Duration,
+    /// Most seats one request may ask for (`MAX_SEATS_PER_REQUEST`, default 10).
+    pub max_seats_per_request: usize,
+    /// Largest accepted request body in bytes (`MAX_BODY_BYTES`, default 16 KiB).
+    pub max_body_bytes: usize,
+}
+
+impl Default for BookingConfig {
+    fn default() -> Self {
+        Self {
+            hold_ttl: Duration::seconds(300),
+            request_ttl: Duration::seconds(120),
+            max_seats_per_request: 10,
+            max_body_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl BookingConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        Ok(Self {
+            hold_ttl: Duration::seconds(positive(
+                "HOLD_TTL_SECONDS",
+                env_or("HOLD_TTL_SECONDS", d.hold_ttl.num_seconds() as u64)?,
+            )? as i64),
+            request_ttl: Duration::seconds(positive(
+                "REQUEST_TTL_SECONDS",
+                env_or("REQUEST_TTL_SECONDS", d.request_ttl.num_seconds() as u64)?,
+            )? as i64),
+            max_seats_per_request: positive(
+                "MAX_SEATS_PER_REQUEST",
+                env_or("MAX_SEATS_PER_REQUEST", d.max_seats_per_request as u64)?,
+            )? as usize,
+            max_body_bytes: positive(
+                "MAX_BODY_BYTES",
+                env_or("MAX_BODY_BYTES", d.max_body_bytes as u64)?,
+            )? as usize,
+        })
+    }
+}

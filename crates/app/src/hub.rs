@@ -1,0 +1,192 @@
+//! The local WebSocket hub: who is connected, as which user, subscribed to which shows.
+//!
+//! It is the local [`Notifier`]: a BOOKING_RESULT goes to every connection of its owner (and no
+//! one else's), a SEATS_CHANGED to every subscriber of the show. Each connection has a bounded
+//! outbox; a client too slow to drain it loses pushes rather than slowing the workers down (it
+//! can always poll, which is the always-correct path).
+
+use async_trait::async_trait;
+use axum::extract::ws::{Message, Utf8Bytes};
+use booking_core::engine::SeatChange;
+use booking_core::ports::Notifier;
+use booking_core::protocol::{BookingResult, SeatState, ServerMessage};
+use booking_core::{ShowId, UserId};
+use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
+use tokio::sync::mpsc;
+
+/// Messages a connection may have waiting before further pushes to it are dropped.
+pub const OUTBOX_CAPACITY: usize = 1024;
+/// Most shows one connection may watch at once.
+pub const MAX_SUBSCRIPTIONS: usize = 32;
+
+/// A connection's id, in the same form API Gateway gives its connections.
+pub type ConnectionId = String;
+
+struct Connection {
+    user: UserId,
+    outbox: mpsc::Sender<Message>,
+    shows: HashSet<ShowId>,
+}
+
+#[derive(Default)]
+struct Registry {
+    connections: HashMap<ConnectionId, Connection>,
+    by_user: HashMap<UserId, HashSet<ConnectionId>>,
+    by_show: HashMap<ShowId, HashSet<ConnectionId>>,
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscribeError {
+    UnknownConnection,
+    TooManySubscriptions,
+}
+
+#[derive(Default)]
+pub struct WsHub {
+    registry: RwLock<Registry>,
+}
+
+impl WsHub {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a connection and returns its id and the receiving end of its outbox.
+    pub fn connect(&self, user: UserId) -> (ConnectionId, mpsc::Receiver<Message>) {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
+        let mut r = self.registry.write().expect("hub poisoned");
+        r.by_user
+            .entry(user.clone())
+            .or_default()
+            .insert(id.clone());
+        r.connections.insert(
+            id.clone(),
+            Connection {
+                user,
+                outbox: tx,
+                shows: HashSet::new(),
+            },
+        );
+        (id, rx)
+    }
+
+    pub fn disconnect(&self, id: &str) {
+        let mut r = self.registry.write().expect("hub poisoned");
+        if let Some(conn) = r.connections.remove(id) {
+            if let Some(set) = r.by_user.get_mut(&conn.user) {
+                set.remove(id);
+                if set.is_empty() {
+                    r.by_user.remove(&conn.user);
+                }
+            }
+            for show in conn.shows {
+                if let Some(set) = r.by_show.get_mut(&show) {
+                    set.remove(id);
+                    if set.is_empty() {
+                        r.by_show.remove(&show);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn subscribe(&self, id: &str, show: ShowId) -> Result<(), SubscribeError> {
+        let mut r = self.registry.write().expect("hub poisoned");
+        let conn = r
+            .connections
+            .get_mut(id)
+            .ok_or(SubscribeError::UnknownConnection)?;
+        if !conn.shows.contains(&show) && conn.shows.len() >= MAX_SUBSCRIPTIONS {
+            return Err(SubscribeError::TooManySubscriptions);
+        }
+        conn.shows.insert(show);
+        r.by_show.entry(show).or_default().insert(id.to_owned());
+        Ok(())
+    }
+
+    pub fn unsubscribe(&self, id: &str, show: ShowId) {
+        let mut r = self.registry.write().expect("hub poisoned");
+        if let Some(conn) = r.connections.get_mut(id) {
+            conn.shows.remove(&show);
+        }
+        if let Some(set) = r.by_show.get_mut(&show) {
+            set.remove(id);
+        }
+    }
+
+    /// Queues a message for one connection. Returns false if it is gone.
+    pub fn send_to(&self, id: &str, message: Message) -> bool {
+        let r = self.registry.read().expect("hub poisoned");
+        match r.connections.get(id) {
+            Some(conn) => {
+                Self::offer(id, conn, message);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn offer(id: &str, conn: &Connection, message: Message) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = conn.outbox.try_send(message) {
+            tracing::warn!(
+                connection = id,
+                "client outbox full; push dropped (the client can poll)"
+            );
+        }
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.registry
+            .read()
+            .expect("hub poisoned")
+            .connections
+            .len()
+    }
+}
+
+pub fn encode(message: &ServerMessage) -> Message {
+    Message::Text(Utf8Bytes::from(
+        serde_json::to_string(message).expect("server messages always serialise"),
+    ))
+}
+
+#[async_trait]
+impl Notifier for WsHub {
+    async fn booking_results(&self, results: &[(UserId, BookingResult)]) {
+        let r = self.registry.read().expect("hub poisoned");
+        for (user, result) in results {
+            let Some(ids) = r.by_user.get(user) else {
+                continue;
+            };
+            let message = encode(&ServerMessage::BookingResult(result.clone()));
+            for id in ids {
+                if let Some(conn) = r.connections.get(id) {
+                    Self::offer(id, conn, message.clone());
+                }
+            }
+        }
+    }
+
+    async fn seats_changed(&self, show: ShowId, changes: &[SeatChange]) {
+        if changes.is_empty() {
+            return;
+        }
+        let r = self.registry.read().expect("hub poisoned");
+        let Some(ids) = r.by_show.get(&show) else {
+            return;
+        };
+        // Serialised once; the text is reference-counted across every subscriber.
+        let message = encode(&ServerMessage::SeatsChanged {
+            show_id: show,
+            seats: changes.iter().copied().map(SeatState::from).collect(),
+        });
+        for id in ids {
+            if let Some(conn) = r.connections.get(id) {
+                Self::offer(id, conn, message.clone());
+            }
+        }
+    }
+}

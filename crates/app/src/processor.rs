@@ -1,0 +1,229 @@
+//! Deciding one show's batch of requests: the worker's whole job, shared by the local lanes and
+//! the Lambda worker.
+//!
+//! Order of work, and why: claim the requests (PROCESSING; duplicates drop out here), load the
+//! show's seat state once, decide the whole batch in memory with the core engine, commit every
+//! result in one transaction, and only then notify. No transaction is ever held across a
+//! network call, and a client never hears of a result that might still roll back.
+
+use booking_core::engine::{Decision, DecisionEngine, PendingRequest};
+use booking_core::ports::{
+    CatalogStore, CommitError, HoldStore, Notifier, RequestStore, StoreError,
+};
+use booking_core::protocol::BookingResult;
+use booking_core::{
+    BookingRequest, Clock, RequestOutcome, RequestStatus, ShowId, UserId, rejection_message,
+};
+use chrono::Duration;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// How a batch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// Worth retrying later (store down, persistent seat conflicts); nothing was committed.
+    #[error("retryable: {0}")]
+    Retryable(String),
+    /// Retrying cannot help (the show does not exist, stored data is invalid).
+    #[error("fatal: {0}")]
+    Fatal(String),
+}
+
+impl From<StoreError> for ProcessError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => Self::Retryable(m),
+            StoreError::Corrupt(m) => Self::Fatal(m),
+        }
+    }
+}
+
+/// What a processed batch did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchReport {
+    pub decided: usize,
+    pub granted: usize,
+    /// Requests that were already decided (duplicate deliveries); their result was re-sent.
+    pub duplicates: usize,
+    /// Commit attempts that lost a seat race and were decided again.
+    pub conflicts: usize,
+}
+
+pub struct BatchProcessor {
+    catalog: Arc<dyn CatalogStore>,
+    requests: Arc<dyn RequestStore>,
+    holds: Arc<dyn HoldStore>,
+    notifier: Arc<dyn Notifier>,
+    clock: Arc<dyn Clock>,
+    hold_ttl: Duration,
+}
+
+/// How many times a batch is re-decided after losing a seat race before giving up for now.
+const MAX_CONFLICT_RETRIES: usize = 5;
+
+impl BatchProcessor {
+    pub fn new(
+        catalog: Arc<dyn CatalogStore>,
+        requests: Arc<dyn RequestStore>,
+        holds: Arc<dyn HoldStore>,
+        notifier: Arc<dyn Notifier>,
+        clock: Arc<dyn Clock>,
+        hold_ttl: Duration,
+    ) -> Self {
+        Self {
+            catalog,
+            requests,
+            holds,
+            notifier,
+            clock,
+            hold_ttl,
+        }
+    }
+
+    /// Decides `batch` (requests of `show`, in arrival order) and notifies the outcomes.
+    #[tracing::instrument(skip_all, fields(show_id = %show, size = batch.len()))]
+    pub async fn process(
+        &self,
+        show: ShowId,
+        batch: &[BookingRequest],
+    ) -> Result<BatchReport, ProcessError> {
+        let layout = self
+            .catalog
+            .get_show(show)
+            .await?
+            .ok_or_else(|| ProcessError::Fatal(format!("show {show} does not exist")))?
+            .layout;
+        let ids: Vec<_> = batch.iter().map(|r| r.request_id).collect();
+        let mut report = BatchReport::default();
+
+        for attempt in 0..=MAX_CONFLICT_RETRIES {
+            let undecided: HashSet<_> = self
+                .requests
+                .begin_processing(&ids)
+                .await?
+                .into_iter()
+                .collect();
+            let pending: Vec<PendingRequest> = batch
+                .iter()
+                .filter(|r| undecided.contains(&r.request_id))
+                .map(|r| PendingRequest {
+                    request_id: r.request_id,
+                    user_id: r.user_id.clone(),
+                    seat_ids: r.seat_ids.clone(),
+                    expires_at: r.expires_at,
+                })
+                .collect();
+            if attempt == 0 {
+                report.duplicates = batch.len() - pending.len();
+                self.resend_duplicates(batch, &undecided).await?;
+            }
+            if pending.is_empty() {
+                return Ok(report);
+            }
+            let now = self.clock.now();
+            let snapshot = self.holds.load_show_state(show, now).await?;
+            let mut engine = DecisionEngine::new(layout.clone(), snapshot, self.hold_ttl);
+            let outcome = engine.decide_batch(pending, now);
+            match self.holds.commit_batch(show, &outcome, now).await {
+                Ok(()) => {
+                    let owners: std::collections::HashMap<_, _> = batch
+                        .iter()
+                        .map(|r| (r.request_id, (&r.user_id, &r.seat_ids)))
+                        .collect();
+                    let results: Vec<(UserId, BookingResult)> = outcome
+                        .decisions
+                        .iter()
+                        .map(|d| {
+                            let (user, seats) = owners[&d.request_id()];
+                            ((*user).clone(), booking_result(d, seats))
+                        })
+                        .collect();
+                    report.decided = results.len();
+                    report.granted = results
+                        .iter()
+                        .filter(|(_, r)| r.status == RequestStatus::Success)
+                        .count();
+                    self.notifier.booking_results(&results).await;
+                    if !outcome.seat_changes.is_empty() {
+                        self.notifier
+                            .seats_changed(show, &outcome.seat_changes)
+                            .await;
+                    }
+                    return Ok(report);
+                }
+                Err(CommitError::SeatConflict) => {
+                    report.conflicts += 1;
+                    tracing::warn!(
+                        attempt,
+                        "seat claimed concurrently by another worker; deciding the batch again"
+                    );
+                }
+                Err(CommitError::Store(e)) => return Err(e.into()),
+            }
+        }
+        Err(ProcessError::Retryable(
+            "seat conflicts persisted across retries".into(),
+        ))
+    }
+
+    /// A duplicate delivery changes nothing, but its owner may have missed the first push.
+    async fn resend_duplicates(
+        &self,
+        batch: &[BookingRequest],
+        undecided: &HashSet<booking_core::RequestId>,
+    ) -> Result<(), ProcessError> {
+        let mut results = Vec::new();
+        for r in batch.iter().filter(|r| !undecided.contains(&r.request_id)) {
+            if let Some(stored) = self.requests.get_request(r.request_id).await?
+                && let Some(outcome) = &stored.outcome
+            {
+                results.push((stored.user_id.clone(), stored_result(&stored, outcome)));
+            }
+        }
+        if !results.is_empty() {
+            self.notifier.booking_results(&results).await;
+        }
+        Ok(())
+    }
+}
+
+/// The push message for a fresh decision.
+fn booking_result(decision: &Decision, requested: &[booking_core::SeatId]) -> BookingResult {
+    let (status, hold_id, message) = match decision {
+        Decision::Granted { hold_id, .. } => (
+            RequestStatus::Success,
+            Some(*hold_id),
+            "Seats held".to_owned(),
+        ),
+        Decision::Rejected { unavailable, .. } => {
+            (RequestStatus::Failed, None, rejection_message(unavailable))
+        }
+        Decision::Expired { .. } => (
+            RequestStatus::Expired,
+            None,
+            booking_core::model::REQUEST_EXPIRED_MESSAGE.to_owned(),
+        ),
+        Decision::Invalid { reason, .. } => (RequestStatus::Failed, None, reason.clone()),
+    };
+    BookingResult {
+        request_id: decision.request_id(),
+        status,
+        hold_id,
+        seat_ids: requested.to_vec(),
+        message,
+    }
+}
+
+/// The push message for a request decided earlier.
+pub fn stored_result(request: &BookingRequest, outcome: &RequestOutcome) -> BookingResult {
+    BookingResult {
+        request_id: request.request_id,
+        status: outcome.status(),
+        hold_id: match outcome {
+            RequestOutcome::Granted { hold_id, .. } => Some(*hold_id),
+            _ => None,
+        },
+        seat_ids: request.seat_ids.clone(),
+        message: outcome.message(),
+    }
+}

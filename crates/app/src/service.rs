@@ -1,0 +1,354 @@
+//! The use cases behind the HTTP API: validate and accept hold requests, answer polls, read and
+//! release holds, build seat maps, read the catalog.
+//!
+//! Validation happens here, before anything is written, so bad input never leaves a partial
+//! write; ownership is checked here, so every entry point (HTTP, Lambda) gets it for free.
+
+use crate::config::BookingConfig;
+use crate::error::ApiError;
+use booking_core::engine::SeatChange;
+use booking_core::ports::{
+    CatalogStore, HoldStore, Inserted, Notifier, QueueTicket, RequestQueue, RequestStore,
+};
+use booking_core::{
+    BookingRequest, Clock, Hold, IdempotencyKey, Movie, MovieId, NewBookingRequest, RequestId,
+    RequestStatus, SeatId, SeatStatus, Show, ShowId, UserId,
+};
+use booking_core::{HoldId, SeatLayout};
+use chrono::NaiveDate;
+use serde_json::json;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+/// The adapters a [`BookingService`] runs on.
+#[derive(Clone)]
+pub struct Ports {
+    pub catalog: Arc<dyn CatalogStore>,
+    pub requests: Arc<dyn RequestStore>,
+    pub holds: Arc<dyn HoldStore>,
+    pub queue: Arc<dyn RequestQueue>,
+    pub notifier: Arc<dyn Notifier>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A request as the client sent it, before validation.
+#[derive(Debug, Clone)]
+pub struct HoldRequestInput {
+    pub show_id: String,
+    pub seat_ids: Vec<String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// The answer to an accepted request.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub request: BookingRequest,
+    pub ticket: Option<QueueTicket>,
+    /// False when an idempotency key matched an earlier request.
+    pub created: bool,
+}
+
+/// A seat map: the layout with each seat's status.
+#[derive(Debug, Clone)]
+pub struct SeatMap {
+    pub show: Show,
+    pub statuses: Vec<(SeatId, SeatStatus)>,
+}
+
+pub struct BookingService {
+    ports: Ports,
+    config: BookingConfig,
+    /// Shows never change once created, and every hold request needs its show's layout: a
+    /// read-through cache keeps validation off the database.
+    shows: RwLock<HashMap<ShowId, Show>>,
+}
+
+impl BookingService {
+    pub fn new(ports: Ports, config: BookingConfig) -> Self {
+        Self {
+            ports,
+            config,
+            shows: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &BookingConfig {
+        &self.config
+    }
+
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+
+    /// A show by id, from the cache or the catalog.
+    pub async fn show(&self, show_id: ShowId) -> Result<Option<Show>, ApiError> {
+        if let Some(show) = self
+            .shows
+            .read()
+            .expect("show cache poisoned")
+            .get(&show_id)
+        {
+            return Ok(Some(show.clone()));
+        }
+        let show = self.ports.catalog.get_show(show_id).await?;
+        if let Some(show) = &show {
+            self.shows
+                .write()
+                .expect("show cache poisoned")
+                .insert(show_id, show.clone());
+        }
+        Ok(show)
+    }
+
+    async fn require_show(&self, raw: &str) -> Result<Show, ApiError> {
+        let show_id: ShowId = raw
+            .parse()
+            .map_err(|_| ApiError::not_found("SHOW_NOT_FOUND", "No such show"))?;
+        self.show(show_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("SHOW_NOT_FOUND", "No such show"))
+    }
+
+    /// Checks a hold request against the show's layout and the limits; nothing is written.
+    fn validate_seats(&self, layout: &SeatLayout, raw: &[String]) -> Result<Vec<SeatId>, ApiError> {
+        if raw.is_empty() {
+            return Err(ApiError::unprocessable(
+                "NO_SEATS",
+                "seatIds must name at least one seat",
+            ));
+        }
+        let max = self.config.max_seats_per_request;
+        if raw.len() > max {
+            return Err(ApiError::unprocessable(
+                "TOO_MANY_SEATS",
+                format!("At most {max} seats per request"),
+            )
+            .with_details(json!({ "max": max, "requested": raw.len() })));
+        }
+        let mut seats = Vec::with_capacity(raw.len());
+        let mut seen = HashSet::with_capacity(raw.len());
+        for s in raw {
+            let seat: SeatId = s.parse().map_err(|_| {
+                ApiError::unprocessable(
+                    "INVALID_SEAT_ID",
+                    "Seat ids look like \"A12\" (row letters, seat number)",
+                )
+                .with_details(json!({ "seatId": truncate(s, 16) }))
+            })?;
+            if !layout.contains(seat) {
+                return Err(ApiError::unprocessable(
+                    "SEAT_NOT_IN_LAYOUT",
+                    format!("Seat {seat} does not exist in this show"),
+                )
+                .with_details(json!({ "seatId": seat })));
+            }
+            if layout.is_blocked(seat) {
+                return Err(ApiError::unprocessable(
+                    "SEAT_BLOCKED",
+                    format!("Seat {seat} cannot be booked"),
+                )
+                .with_details(json!({ "seatId": seat })));
+            }
+            if !seen.insert(seat) {
+                return Err(ApiError::unprocessable(
+                    "DUPLICATE_SEATS",
+                    format!("Seat {seat} is listed twice"),
+                )
+                .with_details(json!({ "seatId": seat })));
+            }
+            seats.push(seat);
+        }
+        Ok(seats)
+    }
+
+    /// Validates, persists as QUEUED (durably) and enqueues a hold request.
+    #[tracing::instrument(skip_all, fields(user = %user))]
+    pub async fn submit_hold(
+        &self,
+        user: &UserId,
+        input: HoldRequestInput,
+    ) -> Result<Accepted, ApiError> {
+        let idempotency_key = input
+            .idempotency_key
+            .as_deref()
+            .map(|k| {
+                k.parse::<IdempotencyKey>().map_err(|_| {
+                    ApiError::bad_request(
+                        "INVALID_IDEMPOTENCY_KEY",
+                        "Idempotency-Key must be 1 to 128 visible ASCII characters",
+                    )
+                })
+            })
+            .transpose()?;
+        let show = self.require_show(&input.show_id).await?;
+        let seat_ids = self.validate_seats(&show.layout, &input.seat_ids)?;
+        let now = self.ports.clock.now();
+        let new = NewBookingRequest {
+            request_id: RequestId::new_random(),
+            user_id: user.clone(),
+            show_id: show.show_id,
+            seat_ids,
+            idempotency_key,
+            created_at: now,
+            expires_at: now + self.config.request_ttl,
+        };
+        match self.ports.requests.insert_request(new).await? {
+            Inserted::New(request) => {
+                let ticket = self.ports.queue.enqueue(&request).await?;
+                tracing::debug!(request_id = %request.request_id, position = ticket.position, "accepted");
+                Ok(Accepted {
+                    request,
+                    ticket: Some(ticket),
+                    created: true,
+                })
+            }
+            Inserted::Existing(request) => {
+                let ticket = self.ports.queue.position(&request).await;
+                Ok(Accepted {
+                    request,
+                    ticket,
+                    created: false,
+                })
+            }
+        }
+    }
+
+    /// A request, if it exists and belongs to `user` (someone else's reads as not found).
+    pub async fn booking_request(
+        &self,
+        user: &UserId,
+        raw_id: &str,
+    ) -> Result<(BookingRequest, Option<QueueTicket>), ApiError> {
+        let not_found = || ApiError::not_found("REQUEST_NOT_FOUND", "No such booking request");
+        let id: RequestId = raw_id.parse().map_err(|_| not_found())?;
+        let request = self
+            .ports
+            .requests
+            .get_request(id)
+            .await?
+            .filter(|r| &r.user_id == user)
+            .ok_or_else(not_found)?;
+        let ticket = if request.status == RequestStatus::Queued
+            || request.status == RequestStatus::Processing
+        {
+            self.ports.queue.position(&request).await
+        } else {
+            None
+        };
+        Ok((request, ticket))
+    }
+
+    /// A hold of `user`'s, with its status as of now.
+    pub async fn hold(&self, user: &UserId, raw_id: &str) -> Result<(Hold, Show), ApiError> {
+        let not_found = || ApiError::not_found("HOLD_NOT_FOUND", "No such hold");
+        let id: HoldId = raw_id.parse().map_err(|_| not_found())?;
+        let mut hold = self
+            .ports
+            .holds
+            .get_hold(id)
+            .await?
+            .filter(|h| &h.user_id == user)
+            .ok_or_else(not_found)?;
+        hold.status = hold.status_at(self.ports.clock.now());
+        let show = self
+            .show(hold.show_id)
+            .await?
+            .ok_or_else(ApiError::internal)?;
+        Ok((hold, show))
+    }
+
+    /// Releases a live hold of `user`'s and tells the show's subscribers its seats are free.
+    #[tracing::instrument(skip_all, fields(user = %user, hold = raw_id))]
+    pub async fn release_hold(
+        &self,
+        user: &UserId,
+        raw_id: &str,
+    ) -> Result<(Hold, Show), ApiError> {
+        let id: HoldId = raw_id
+            .parse()
+            .map_err(|_| ApiError::not_found("HOLD_NOT_FOUND", "No such hold"))?;
+        let now = self.ports.clock.now();
+        let hold = self.ports.holds.release_hold(id, user, now).await?;
+        let changes: Vec<SeatChange> = hold
+            .seat_ids
+            .iter()
+            .map(|&seat_id| SeatChange {
+                seat_id,
+                status: SeatStatus::Available,
+            })
+            .collect();
+        self.ports
+            .notifier
+            .seats_changed(hold.show_id, &changes)
+            .await;
+        let show = self
+            .show(hold.show_id)
+            .await?
+            .ok_or_else(ApiError::internal)?;
+        Ok((hold, show))
+    }
+
+    /// Every seat of a show with its status as of now.
+    pub async fn seat_map(&self, raw_show: &str) -> Result<SeatMap, ApiError> {
+        let show = self.require_show(raw_show).await?;
+        let taken: HashMap<SeatId, SeatStatus> = self
+            .ports
+            .holds
+            .taken_seats(show.show_id, self.ports.clock.now())
+            .await?
+            .into_iter()
+            .collect();
+        let statuses = show
+            .layout
+            .seats()
+            .iter()
+            .map(|&seat| {
+                let status = if show.layout.is_blocked(seat) {
+                    SeatStatus::Blocked
+                } else {
+                    taken.get(&seat).copied().unwrap_or(SeatStatus::Available)
+                };
+                (seat, status)
+            })
+            .collect();
+        Ok(SeatMap { show, statuses })
+    }
+
+    /// The id of an existing show (for operations on the show itself).
+    pub async fn existing_show_id(&self, raw_show: &str) -> Result<ShowId, ApiError> {
+        Ok(self.require_show(raw_show).await?.show_id)
+    }
+
+    pub async fn movies(&self) -> Result<Vec<Movie>, ApiError> {
+        Ok(self.ports.catalog.list_movies().await?)
+    }
+
+    pub async fn movie(&self, raw: &str) -> Result<Movie, ApiError> {
+        let not_found = || ApiError::not_found("MOVIE_NOT_FOUND", "No such movie");
+        let id: MovieId = raw.parse().map_err(|_| not_found())?;
+        self.ports
+            .catalog
+            .get_movie(id)
+            .await?
+            .ok_or_else(not_found)
+    }
+
+    pub async fn shows_of(
+        &self,
+        raw_movie: &str,
+        date: Option<&str>,
+    ) -> Result<Vec<Show>, ApiError> {
+        let movie = self.movie(raw_movie).await?;
+        let date = date
+            .map(|d| {
+                NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                    .map_err(|_| ApiError::bad_request("INVALID_DATE", "date must be YYYY-MM-DD"))
+            })
+            .transpose()?;
+        Ok(self.ports.catalog.list_shows(movie.movie_id, date).await?)
+    }
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}

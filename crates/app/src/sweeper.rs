@@ -1,0 +1,91 @@
+//! The periodic expiry sweep.
+//!
+//! Correctness never depends on it: an expired hold already frees its seats by time in every
+//! read and every decision. The sweep exists to write the EXPIRED state down, end requests that
+//! waited past their deadline, and tell subscribers and owners about both promptly.
+
+use booking_core::engine::SeatChange;
+use booking_core::ports::{HoldStore, Notifier, RequestStore, StoreError};
+use booking_core::{Clock, SeatStatus, ShowId};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepReport {
+    pub holds_expired: usize,
+    pub requests_expired: usize,
+}
+
+pub struct Sweeper {
+    pub requests: Arc<dyn RequestStore>,
+    pub holds: Arc<dyn HoldStore>,
+    pub notifier: Arc<dyn Notifier>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Sweeper {
+    #[tracing::instrument(skip_all)]
+    pub async fn sweep_once(&self) -> Result<SweepReport, StoreError> {
+        let now = self.clock.now();
+        let holds = self.holds.expire_holds(now).await?;
+        let mut by_show: BTreeMap<ShowId, Vec<_>> = BTreeMap::new();
+        for hold in &holds {
+            by_show
+                .entry(hold.show_id)
+                .or_default()
+                .extend(hold.seat_ids.iter().copied());
+        }
+        for (show, seats) in by_show {
+            // A seat of an expired hold may already belong to a newer hold: report what it is now.
+            let taken: HashMap<_, _> = self
+                .holds
+                .taken_seats(show, now)
+                .await?
+                .into_iter()
+                .collect();
+            let mut changes: Vec<SeatChange> = seats
+                .into_iter()
+                .map(|seat_id| SeatChange {
+                    seat_id,
+                    status: taken
+                        .get(&seat_id)
+                        .copied()
+                        .unwrap_or(SeatStatus::Available),
+                })
+                .collect();
+            changes.sort_by_key(|c| c.seat_id);
+            changes.dedup();
+            self.notifier.seats_changed(show, &changes).await;
+        }
+
+        let requests = self.requests.expire_overdue_requests(now).await?;
+        let results: Vec<_> = requests
+            .iter()
+            .filter_map(|r| {
+                r.outcome
+                    .as_ref()
+                    .map(|o| (r.user_id.clone(), crate::processor::stored_result(r, o)))
+            })
+            .collect();
+        self.notifier.booking_results(&results).await;
+        Ok(SweepReport {
+            holds_expired: holds.len(),
+            requests_expired: requests.len(),
+        })
+    }
+
+    /// Sweeps every `interval` until the task is dropped.
+    pub async fn run(self, interval: std::time::Duration) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match self.sweep_once().await {
+                Ok(r) if r.holds_expired + r.requests_expired > 0 => tracing::info!(?r, "expired"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "expiry sweep failed; will retry"),
+            }
+        }
+    }
+}

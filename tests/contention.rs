@@ -1,0 +1,200 @@
+//! Real concurrency against the real binary: a crowd fighting over the same seats, and lanes of
+//! different shows proceeding independently.
+
+mod support;
+
+use serde_json::json;
+use std::collections::HashSet;
+use support::*;
+
+/// 200 clients at once ask for the same 2 seats: exactly one wins, 199 lose with alternatives,
+/// and every one of them hears its result both over its WebSocket and by polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_clients_one_pair_of_seats() {
+    let server = Server::start(&[]);
+    let c = client();
+    const N: usize = 200;
+    let mut sockets = Vec::with_capacity(N);
+    for i in 0..N {
+        sockets.push(WsClient::connect(&server, &token(&format!("fan-{i}"))).await);
+    }
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(N));
+    let mut tasks = Vec::new();
+    for (i, mut ws) in sockets.into_iter().enumerate() {
+        let (c, barrier) = (c.clone(), barrier.clone());
+        let url = server.url("/api/v1/holds");
+        let user_token = token(&format!("fan-{i}"));
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let resp = c
+                .post(url)
+                .bearer_auth(&user_token)
+                .json(&json!({"showId": GRAND_HALL, "seatIds": ["J12", "J13"]}))
+                .send()
+                .await
+                .unwrap();
+            let (status, body) = json_of(resp).await;
+            assert_eq!(status, 202, "{body}");
+            let request_id = body["requestId"].as_str().unwrap().to_owned();
+            let pushed = ws.next_of("BOOKING_RESULT").await;
+            assert_eq!(pushed["requestId"], request_id.as_str());
+            (user_token, request_id, pushed)
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        let (user_token, request_id, pushed) = t.await.unwrap();
+        let polled = wait_terminal(&c, &server, &user_token, &request_id).await;
+        assert_eq!(
+            polled["status"], pushed["status"],
+            "push and poll disagree for {request_id}"
+        );
+        match pushed["status"].as_str().unwrap() {
+            "SUCCESS" => {
+                winners += 1;
+                assert_eq!(polled["holdId"], pushed["holdId"]);
+            }
+            "FAILED" => {
+                let alternatives = polled["availableAlternatives"].as_array().unwrap();
+                assert_eq!(alternatives.len(), 2, "{polled}");
+                assert!(
+                    !alternatives.contains(&json!("J12")) && !alternatives.contains(&json!("J13"))
+                );
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(winners, 1);
+    let seats = seat_status(&c, &server, GRAND_HALL).await;
+    assert_eq!(seats.values().filter(|s| *s == "HELD").count(), 2);
+}
+
+/// A paused show's lane does not hold up any other show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lanes_of_different_shows_do_not_wait_for_each_other() {
+    let server = Server::start(&[]);
+    let c = client();
+    let admin = admin_token("ops");
+    let (status, _) = post(
+        &c,
+        &server,
+        &format!("/api/v1/admin/shows/{MATINEE_EARLY}/pause"),
+        Some(&admin),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let mut blocked = Vec::new();
+    for i in 0..20 {
+        let t = token(&format!("early-{i}"));
+        let seat = format!("C{}", i % 12 + 1);
+        let (_, r) = hold(&c, &server, &t, MATINEE_EARLY, &[&seat]).await;
+        blocked.push((t, r["requestId"].as_str().unwrap().to_owned()));
+    }
+    // Meanwhile three other shows are decided to completion.
+    let mut others = Vec::new();
+    for (i, show) in [GRAND_HALL, STUDIO, MATINEE_LATE].iter().enumerate() {
+        for j in 0..10 {
+            let t = token(&format!("other-{i}-{j}"));
+            let seat = format!("D{}", j + 1);
+            let (_, r) = hold(&c, &server, &t, show, &[&seat]).await;
+            others.push((t, r["requestId"].as_str().unwrap().to_owned()));
+        }
+    }
+    for (t, id) in &others {
+        assert_eq!(wait_terminal(&c, &server, t, id).await["status"], "SUCCESS");
+    }
+    for (t, id) in &blocked {
+        let (_, r) = get(
+            &c,
+            &server,
+            &format!("/api/v1/booking-requests/{id}"),
+            Some(t),
+        )
+        .await;
+        assert_eq!(r["status"], "QUEUED", "paused show's requests wait");
+        assert!(r["queuePosition"].as_u64().is_some());
+    }
+    let (_, stats) = get(&c, &server, "/api/v1/admin/queues", Some(&admin)).await;
+    let early = stats["shows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["showId"] == MATINEE_EARLY)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (early["paused"].as_bool(), early["waiting"].as_u64()),
+        (Some(true), Some(20))
+    );
+
+    post(
+        &c,
+        &server,
+        &format!("/api/v1/admin/shows/{MATINEE_EARLY}/resume"),
+        Some(&admin),
+        json!({}),
+    )
+    .await;
+    let mut granted = HashSet::new();
+    for (t, id) in &blocked {
+        let r = wait_terminal(&c, &server, t, id).await;
+        if r["status"] == "SUCCESS" {
+            assert!(
+                granted.insert(r["seatIds"][0].as_str().unwrap().to_owned()),
+                "seat granted twice"
+            );
+        }
+    }
+    assert_eq!(
+        granted.len(),
+        12,
+        "12 distinct seats C1..C12, the 8 repeats lose"
+    );
+}
+
+/// Queue positions are real places among the waiting requests, in arrival order.
+#[tokio::test]
+async fn queue_positions_count_the_requests_ahead() {
+    let server = Server::start(&[]);
+    let c = client();
+    let admin = admin_token("ops");
+    post(
+        &c,
+        &server,
+        &format!("/api/v1/admin/shows/{STUDIO}/pause"),
+        Some(&admin),
+        json!({}),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..5u64 {
+        let t = token(&format!("q{i}"));
+        let (_, r) = hold(&c, &server, &t, STUDIO, &["H5"]).await;
+        assert_eq!(r["queuePosition"].as_u64(), Some(i + 1));
+        ids.push((t, r["requestId"].as_str().unwrap().to_owned()));
+    }
+    let (_, third) = get(
+        &c,
+        &server,
+        &format!("/api/v1/booking-requests/{}", ids[2].1),
+        Some(&ids[2].0),
+    )
+    .await;
+    assert_eq!(third["queuePosition"], 3);
+    post(
+        &c,
+        &server,
+        &format!("/api/v1/admin/shows/{STUDIO}/resume"),
+        Some(&admin),
+        json!({}),
+    )
+    .await;
+    // Earliest wins the one seat.
+    let first = wait_terminal(&c, &server, &ids[0].0, &ids[0].1).await;
+    assert_eq!(first["status"], "SUCCESS");
+    for (t, id) in &ids[1..] {
+        assert_eq!(wait_terminal(&c, &server, t, id).await["status"], "FAILED");
+    }
+}

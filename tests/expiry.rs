@@ -1,0 +1,118 @@
+//! Holds and requests expire by time: seats come back at once, even with no sweeper run, and the
+//! states read EXPIRED.
+
+mod support;
+
+use serde_json::json;
+use std::time::{Duration, Instant};
+use support::*;
+
+async fn wait_until<F: Fn() -> Fut, Fut: std::future::Future<Output = bool>>(what: &str, check: F) {
+    let deadline = Instant::now() + WAIT;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn expired_holds_free_their_seats_and_subscribers_hear_it() {
+    let server = Server::start(&[("HOLD_TTL_SECONDS", "1"), ("SWEEP_INTERVAL_MS", "100")]);
+    let c = client();
+    let (alice, bob) = (token("alice"), token("bob"));
+    let mut watcher = WsClient::connect(&server, &token("watcher")).await;
+    watcher.subscribe(STUDIO).await;
+
+    let (_, r) = hold(&c, &server, &alice, STUDIO, &["B2"]).await;
+    let r = wait_terminal(&c, &server, &alice, r["requestId"].as_str().unwrap()).await;
+    assert_eq!(r["status"], "SUCCESS");
+    let held = watcher.next_of("SEATS_CHANGED").await;
+    assert_eq!(held["seats"], json!([{"seatId":"B2","status":"HELD"}]));
+
+    let freed = watcher.next_of("SEATS_CHANGED").await;
+    assert_eq!(
+        freed["seats"],
+        json!([{"seatId":"B2","status":"AVAILABLE"}])
+    );
+    let hold_path = format!("/api/v1/holds/{}", r["holdId"].as_str().unwrap());
+    let (_, h) = get(&c, &server, &hold_path, Some(&alice)).await;
+    assert_eq!(h["status"], "EXPIRED");
+    let (status, body) = post(
+        &c,
+        &server,
+        &format!("{hold_path}/release"),
+        Some(&alice),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("HOLD_NOT_ACTIVE"))
+    );
+
+    let (_, b) = hold(&c, &server, &bob, STUDIO, &["B2"]).await;
+    assert_eq!(
+        wait_terminal(&c, &server, &bob, b["requestId"].as_str().unwrap()).await["status"],
+        "SUCCESS"
+    );
+}
+
+/// With the sweeper effectively off, expiry still frees seats: it is decided by time.
+#[tokio::test]
+async fn expiry_needs_no_sweeper() {
+    let server = Server::start(&[("HOLD_TTL_SECONDS", "1"), ("SWEEP_INTERVAL_MS", "3600000")]);
+    let c = client();
+    let (alice, bob) = (token("alice"), token("bob"));
+    let (_, r) = hold(&c, &server, &alice, MATINEE_LATE, &["C4"]).await;
+    let r = wait_terminal(&c, &server, &alice, r["requestId"].as_str().unwrap()).await;
+    let hold_path = format!("/api/v1/holds/{}", r["holdId"].as_str().unwrap());
+    wait_until("the hold to read EXPIRED", || async {
+        get(&c, &server, &hold_path, Some(&alice)).await.1["status"] == "EXPIRED"
+    })
+    .await;
+    assert_eq!(
+        seat_status(&c, &server, MATINEE_LATE).await["C4"],
+        "AVAILABLE"
+    );
+    let (_, b) = hold(&c, &server, &bob, MATINEE_LATE, &["C4"]).await;
+    assert_eq!(
+        wait_terminal(&c, &server, &bob, b["requestId"].as_str().unwrap()).await["status"],
+        "SUCCESS"
+    );
+}
+
+/// A request not decided before its deadline ends EXPIRED, and its owner is told.
+#[tokio::test]
+async fn requests_waiting_past_their_deadline_expire() {
+    let server = Server::start(&[("REQUEST_TTL_SECONDS", "1"), ("SWEEP_INTERVAL_MS", "100")]);
+    let c = client();
+    let admin = admin_token("ops");
+    let alice = token("alice");
+    let mut ws = WsClient::connect(&server, &alice).await;
+    post(
+        &c,
+        &server,
+        &format!("/api/v1/admin/shows/{STUDIO}/pause"),
+        Some(&admin),
+        json!({}),
+    )
+    .await;
+    let (_, r) = hold(&c, &server, &alice, STUDIO, &["D1"]).await;
+    let id = r["requestId"].as_str().unwrap();
+    let pushed = ws.next_of("BOOKING_RESULT").await;
+    assert_eq!(
+        (pushed["requestId"].as_str(), pushed["status"].as_str()),
+        (Some(id), Some("EXPIRED"))
+    );
+    post(
+        &c,
+        &server,
+        &format!("/api/v1/admin/shows/{STUDIO}/resume"),
+        Some(&admin),
+        json!({}),
+    )
+    .await;
+    let done = wait_terminal(&c, &server, &alice, id).await;
+    assert_eq!(done["status"], "EXPIRED");
+    assert_eq!(seat_status(&c, &server, STUDIO).await["D1"], "AVAILABLE");
+}

@@ -1,0 +1,314 @@
+//! Test harness for the local server: spawns the real `seatbook` binary on port 0 with a fresh
+//! data directory, and talks to it the way clients do (HTTP with reqwest, WebSocket with
+//! tokio-tungstenite). Nothing is faked: tests see exactly what a user would.
+#![allow(dead_code)]
+
+use booking_app::Authenticator;
+use booking_app::auth::DEV_JWT_SECRET;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+
+/// Liveness bound for waits on the server (not a performance assertion: generous on purpose).
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// The 500-seat demo show and the smaller ones, by their fixed ids.
+pub const GRAND_HALL: &str = "5e0c1a6e-8f1e-4c3a-9b2d-000000000001";
+pub const STUDIO: &str = "5e0c1a6e-8f1e-4c3a-9b2d-000000000002";
+pub const MATINEE_EARLY: &str = "5e0c1a6e-8f1e-4c3a-9b2d-000000000003";
+pub const MATINEE_LATE: &str = "5e0c1a6e-8f1e-4c3a-9b2d-000000000004";
+pub const PREMIERE_MOVIE: &str = "6d0c1a6e-8f1e-4c3a-9b2d-000000000001";
+
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub ws_base: String,
+    pub data_dir: PathBuf,
+    env: Vec<(String, String)>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts a server on a fresh data directory.
+    pub fn start(env: &[(&str, &str)]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut server = Self::spawn(tmp.path(), env);
+        server._tmp = Some(tmp);
+        server
+    }
+
+    fn spawn(data_dir: &Path, env: Vec<(String, String)>) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_seatbook"));
+        cmd.env("BIND", "127.0.0.1:0")
+            .env("DATA_DIR", data_dir)
+            .env_remove("JWT_SECRET")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn seatbook");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Some(Ok(line)) = lines.next() {
+                if let Some(rest) = line.strip_prefix("seatbook listening on http://") {
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(WAIT)
+            .expect("server did not print its address");
+        Server {
+            child: Some(child),
+            base: format!("http://{addr}"),
+            ws_base: format!("ws://{addr}"),
+            data_dir: data_dir.to_path_buf(),
+            env,
+            _tmp: None,
+        }
+    }
+
+    /// kill -9: no shutdown hook runs.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill");
+            child.wait().expect("wait");
+        }
+    }
+
+    /// Kills the process and starts a new one on the same data directory.
+    pub fn crash_and_restart(&mut self) {
+        self.kill();
+        let tmp = self._tmp.take();
+        let mut next = Self::spawn(&self.data_dir.clone(), self.env.clone());
+        next._tmp = tmp;
+        *self = next;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn token(user: &str) -> String {
+    Authenticator::hs256(DEV_JWT_SECRET.as_bytes()).mint(
+        &user.parse().unwrap(),
+        false,
+        chrono::Duration::hours(1),
+    )
+}
+
+pub fn admin_token(user: &str) -> String {
+    Authenticator::hs256(DEV_JWT_SECRET.as_bytes()).mint(
+        &user.parse().unwrap(),
+        true,
+        chrono::Duration::hours(1),
+    )
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("client")
+}
+
+/// A response as status + JSON (Null when the body is not JSON).
+pub async fn json_of(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+pub async fn get(
+    c: &reqwest::Client,
+    server: &Server,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, Value) {
+    let mut req = c.get(server.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    json_of(req.send().await.expect("GET")).await
+}
+
+pub async fn post(
+    c: &reqwest::Client,
+    server: &Server,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
+    let mut req = c.post(server.url(path)).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    json_of(req.send().await.expect("POST")).await
+}
+
+/// POST /api/v1/holds; returns (status, body).
+pub async fn hold(
+    c: &reqwest::Client,
+    server: &Server,
+    token: &str,
+    show: &str,
+    seats: &[&str],
+) -> (u16, Value) {
+    post(
+        c,
+        server,
+        "/api/v1/holds",
+        Some(token),
+        json!({ "showId": show, "seatIds": seats }),
+    )
+    .await
+}
+
+/// Polls a request until it is terminal.
+pub async fn wait_terminal(
+    c: &reqwest::Client,
+    server: &Server,
+    token: &str,
+    request_id: &str,
+) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = get(
+            c,
+            server,
+            &format!("/api/v1/booking-requests/{request_id}"),
+            Some(token),
+        )
+        .await;
+        assert_eq!(status, 200, "polling {request_id}: {body}");
+        if matches!(
+            body["status"].as_str(),
+            Some("SUCCESS" | "FAILED" | "EXPIRED")
+        ) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "request {request_id} not decided in time: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn seat_status(
+    c: &reqwest::Client,
+    server: &Server,
+    show: &str,
+) -> std::collections::HashMap<String, String> {
+    let (status, map) = get(c, server, &format!("/api/v1/shows/{show}/seatmap"), None).await;
+    assert_eq!(status, 200, "{map}");
+    map["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["seats"].as_array().unwrap().iter())
+        .map(|s| {
+            (
+                s["seatId"].as_str().unwrap().to_owned(),
+                s["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A WebSocket client connected as one user.
+pub struct WsClient {
+    stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl WsClient {
+    /// Connects and completes a ping/pong round trip, so the server has registered the
+    /// connection before the test goes on.
+    pub async fn connect(server: &Server, token: &str) -> WsClient {
+        let (stream, _) =
+            tokio_tungstenite::connect_async(format!("{}/ws?token={token}", server.ws_base))
+                .await
+                .expect("ws connect");
+        let mut ws = WsClient { stream };
+        ws.send(json!({"action":"ping"})).await;
+        let pong = ws.next_json().await;
+        assert_eq!(pong, json!({"type":"pong"}));
+        ws
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.stream
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .expect("ws send");
+    }
+
+    /// The next JSON text message.
+    pub async fn next_json(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.stream.next())
+                .await
+                .expect("no WebSocket message in time")
+                .expect("WebSocket closed")
+                .expect("WebSocket error");
+            if let Message::Text(t) = msg {
+                return serde_json::from_str(t.as_str()).expect("server sent JSON");
+            }
+        }
+    }
+
+    /// Waits for the first message with `type` == `kind`, skipping others.
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let v = self.next_json().await;
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    }
+
+    /// Messages that arrive within `window` (for asserting that something did NOT arrive).
+    pub async fn drain_for(&mut self, window: Duration) -> Vec<Value> {
+        let mut out = Vec::new();
+        let end = Instant::now() + window;
+        while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(end.into(), self.stream.next()).await
+        {
+            if let Message::Text(t) = msg {
+                out.push(serde_json::from_str(t.as_str()).expect("json"));
+            }
+        }
+        out
+    }
+
+    pub async fn subscribe(&mut self, show: &str) {
+        self.send(json!({"action":"subscribe","showId":show})).await;
+        let ack = self.next_of("SUBSCRIBED").await;
+        assert_eq!(ack["showId"], show);
+    }
+}
