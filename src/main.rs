@@ -10,10 +10,14 @@ use booking_app::config::env_or;
 use booking_app::http::{AppState, router};
 use booking_app::hub::WsHub;
 use booking_app::lanes::{LaneOptions, LocalLanes};
+use booking_app::memory_mirror::MemoryMirror;
 use booking_app::sweeper::Sweeper;
 use booking_app::{Authenticator, BatchProcessor, BookingConfig, BookingService, Ports};
-use booking_core::ports::{CatalogStore, HoldStore, Notifier, RequestQueue, RequestStore};
+use booking_core::ports::{
+    CatalogStore, HoldStore, Notifier, RequestQueue, RequestStore, SeatMirror,
+};
 use booking_core::{Clock, SystemClock, UserId};
+use booking_redis::RedisMirror;
 use booking_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -155,14 +159,26 @@ async fn run() -> Result<(), String> {
     let holds: Arc<dyn HoldStore> = store.clone();
     let hub = Arc::new(WsHub::new());
     let notifier: Arc<dyn Notifier> = hub.clone();
-    let processor = Arc::new(BatchProcessor::new(
-        catalog.clone(),
-        requests.clone(),
-        holds.clone(),
-        notifier.clone(),
-        clock.clone(),
-        config.hold_ttl,
-    ));
+    // The seat map's hot read path: Redis when configured, process memory otherwise.
+    let mirror: Arc<dyn SeatMirror> = match std::env::var("REDIS_URL") {
+        Ok(url) if !url.is_empty() => Arc::new(
+            RedisMirror::connect(&url)
+                .await
+                .map_err(|e| format!("REDIS_URL: {e}"))?,
+        ),
+        _ => Arc::new(MemoryMirror::new()),
+    };
+    let processor = Arc::new(
+        BatchProcessor::new(
+            catalog.clone(),
+            requests.clone(),
+            holds.clone(),
+            notifier.clone(),
+            clock.clone(),
+            config.hold_ttl,
+        )
+        .with_mirror(mirror.clone()),
+    );
     let lanes = LocalLanes::new(
         processor,
         LaneOptions {
@@ -190,6 +206,7 @@ async fn run() -> Result<(), String> {
         holds: holds.clone(),
         notifier: notifier.clone(),
         clock: clock.clone(),
+        mirror: Some(mirror.clone()),
     };
     tokio::spawn(sweeper.run(std::time::Duration::from_millis(sweep_ms)));
 
@@ -201,6 +218,7 @@ async fn run() -> Result<(), String> {
             queue,
             notifier,
             clock,
+            mirror: Some(mirror),
         },
         config,
     ));

@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod lanes;
+pub mod memory_mirror;
 pub mod processor;
 pub mod service;
 pub mod sweeper;

@@ -6,15 +6,18 @@
 //! result in one transaction, and only then notify. No transaction is ever held across a
 //! network call, and a client never hears of a result that might still roll back.
 
+use booking_core::engine::BatchOutcome;
 use booking_core::engine::{Decision, DecisionEngine, PendingRequest};
 use booking_core::ports::{
-    CatalogStore, CommitError, HoldStore, Notifier, RequestStore, StoreError,
+    CatalogStore, CommitError, HoldStore, Notifier, RequestStore, SeatLock, SeatMirror, StoreError,
 };
 use booking_core::protocol::BookingResult;
 use booking_core::{
-    BookingRequest, Clock, RequestOutcome, RequestStatus, ShowId, UserId, rejection_message,
+    BookingRequest, Clock, HoldId, RequestOutcome, RequestStatus, SeatId, SeatStatus, ShowId,
+    UserId, rejection_message,
 };
 use chrono::Duration;
+use std::collections::HashMap;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -56,6 +59,7 @@ pub struct BatchProcessor {
     notifier: Arc<dyn Notifier>,
     clock: Arc<dyn Clock>,
     hold_ttl: Duration,
+    mirror: Option<Arc<dyn SeatMirror>>,
 }
 
 /// How many times a batch is re-decided after losing a seat race before giving up for now.
@@ -77,7 +81,14 @@ impl BatchProcessor {
             notifier,
             clock,
             hold_ttl,
+            mirror: None,
         }
+    }
+
+    /// Mirrors every committed batch into `mirror` (the seat map's hot read path).
+    pub fn with_mirror(mut self, mirror: Arc<dyn SeatMirror>) -> Self {
+        self.mirror = Some(mirror);
+        self
     }
 
     /// Decides `batch` (requests of `show`, in arrival order) and notifies the outcomes.
@@ -122,10 +133,23 @@ impl BatchProcessor {
             }
             let now = self.clock.now();
             let snapshot = self.holds.load_show_state(show, now).await?;
+            let snapshot_seats: HashMap<HoldId, Vec<SeatId>> = match &self.mirror {
+                Some(_) => snapshot
+                    .holds
+                    .iter()
+                    .map(|h| (h.hold_id, h.seat_ids.clone()))
+                    .collect(),
+                None => HashMap::new(),
+            };
             let mut engine = DecisionEngine::new(layout.clone(), snapshot, self.hold_ttl);
             let outcome = engine.decide_batch(pending, now);
             match self.holds.commit_batch(show, &outcome, now).await {
                 Ok(()) => {
+                    // Mirror before notifying, so a client that reloads the seat map the moment
+                    // it hears its result sees its seats taken.
+                    if let Some(mirror) = &self.mirror {
+                        mirror_batch(mirror.as_ref(), show, snapshot_seats, &outcome).await;
+                    }
                     let owners: std::collections::HashMap<_, _> = batch
                         .iter()
                         .map(|r| (r.request_id, (&r.user_id, &r.seat_ids)))
@@ -184,6 +208,49 @@ impl BatchProcessor {
             self.notifier.booking_results(&results).await;
         }
         Ok(())
+    }
+}
+
+/// Mirrors a committed batch: new holds become locks, released holds' seats are freed. A failure
+/// is logged and the show's mirror invalidated, so readers use the store until it is rebuilt.
+async fn mirror_batch(
+    mirror: &dyn SeatMirror,
+    show: ShowId,
+    mut seats_of: HashMap<HoldId, Vec<SeatId>>,
+    outcome: &BatchOutcome,
+) {
+    let mut locks = Vec::new();
+    let mut freed = Vec::new();
+    for decision in &outcome.decisions {
+        if let Decision::Granted {
+            user_id,
+            hold_id,
+            seat_ids,
+            expires_at,
+            released,
+            ..
+        } = decision
+        {
+            if let Some(released) = released {
+                for seat in seats_of.remove(released).unwrap_or_default() {
+                    freed.push((seat, *released));
+                }
+            }
+            seats_of.insert(*hold_id, seat_ids.clone());
+            locks.extend(seat_ids.iter().map(|&seat_id| SeatLock {
+                seat_id,
+                hold_id: *hold_id,
+                user_id: user_id.clone(),
+                expires_at: *expires_at,
+                status: SeatStatus::Held,
+            }));
+        }
+    }
+    if let Err(e) = mirror.apply(show, &locks, &freed).await {
+        tracing::warn!(show_id = %show, error = %e, "seat mirror update failed; invalidating it");
+        if let Err(e) = mirror.invalidate(show).await {
+            tracing::warn!(show_id = %show, error = %e, "seat mirror invalidation failed; it heals when its completeness mark runs out");
+        }
     }
 }
 

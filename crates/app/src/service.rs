@@ -8,7 +8,8 @@ use crate::config::BookingConfig;
 use crate::error::ApiError;
 use booking_core::engine::SeatChange;
 use booking_core::ports::{
-    CatalogStore, HoldStore, Inserted, Notifier, QueueTicket, RequestQueue, RequestStore,
+    CatalogStore, HoldStore, Inserted, Notifier, QueueTicket, RequestQueue, RequestStore, SeatLock,
+    SeatMirror,
 };
 use booking_core::{
     BookingRequest, Clock, Hold, IdempotencyKey, Movie, MovieId, NewBookingRequest, RequestId,
@@ -29,6 +30,8 @@ pub struct Ports {
     pub queue: Arc<dyn RequestQueue>,
     pub notifier: Arc<dyn Notifier>,
     pub clock: Arc<dyn Clock>,
+    /// The seat map's hot read path; `None` reads the store every time.
+    pub mirror: Option<Arc<dyn SeatMirror>>,
 }
 
 /// A request as the client sent it, before validation.
@@ -269,6 +272,10 @@ impl BookingService {
             .map_err(|_| ApiError::not_found("HOLD_NOT_FOUND", "No such hold"))?;
         let now = self.ports.clock.now();
         let hold = self.ports.holds.release_hold(id, user, now).await?;
+        if let Some(mirror) = &self.ports.mirror {
+            let freed: Vec<_> = hold.seat_ids.iter().map(|&s| (s, hold.hold_id)).collect();
+            free_in_mirror(mirror.as_ref(), hold.show_id, &freed).await;
+        }
         let changes: Vec<SeatChange> = hold
             .seat_ids
             .iter()
@@ -291,13 +298,7 @@ impl BookingService {
     /// Every seat of a show with its status as of now.
     pub async fn seat_map(&self, raw_show: &str) -> Result<SeatMap, ApiError> {
         let show = self.require_show(raw_show).await?;
-        let taken: HashMap<SeatId, SeatStatus> = self
-            .ports
-            .holds
-            .taken_seats(show.show_id, self.ports.clock.now())
-            .await?
-            .into_iter()
-            .collect();
+        let taken = self.taken_seats(&show).await?;
         let statuses = show
             .layout
             .seats()
@@ -317,6 +318,66 @@ impl BookingService {
     /// The id of an existing show (for operations on the show itself).
     pub async fn existing_show_id(&self, raw_show: &str) -> Result<ShowId, ApiError> {
         Ok(self.require_show(raw_show).await?.show_id)
+    }
+
+    /// Held and booked seats of a show: from the mirror when it is complete; otherwise from the
+    /// store, rebuilding the mirror from what was read.
+    async fn taken_seats(&self, show: &Show) -> Result<HashMap<SeatId, SeatStatus>, ApiError> {
+        let now = self.ports.clock.now();
+        let Some(mirror) = &self.ports.mirror else {
+            return Ok(self
+                .ports
+                .holds
+                .taken_seats(show.show_id, now)
+                .await?
+                .into_iter()
+                .collect());
+        };
+        let layout = show.layout.seats();
+        match mirror.taken_seats(show.show_id, layout, now).await {
+            Ok(Some(taken)) => return Ok(taken.into_iter().collect()),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(show_id = %show.show_id, error = %e, "seat mirror unreadable; reading the store");
+                return Ok(self
+                    .ports
+                    .holds
+                    .taken_seats(show.show_id, now)
+                    .await?
+                    .into_iter()
+                    .collect());
+            }
+        }
+        // Cold: read the truth, then offer it to the mirror. The generation is read first so
+        // that a worker's update landing meanwhile makes this (older) rebuild a no-op.
+        let generation = mirror.generation(show.show_id).await;
+        let snapshot = self.ports.holds.load_show_state(show.show_id, now).await?;
+        let locks: Vec<SeatLock> = snapshot
+            .holds
+            .iter()
+            .flat_map(|h| {
+                h.seat_ids.iter().map(|&seat_id| SeatLock {
+                    seat_id,
+                    hold_id: h.hold_id,
+                    user_id: h.user_id.clone(),
+                    expires_at: h.expires_at,
+                    status: SeatStatus::Held,
+                })
+            })
+            .collect();
+        if let Ok(generation) = generation
+            && let Err(e) = mirror
+                .rebuild(show.show_id, layout, &locks, generation)
+                .await
+        {
+            tracing::warn!(show_id = %show.show_id, error = %e, "seat mirror rebuild failed");
+        }
+        let mut taken: HashMap<SeatId, SeatStatus> = locks
+            .iter()
+            .map(|l| (l.seat_id, SeatStatus::Held))
+            .collect();
+        taken.extend(snapshot.booked.iter().map(|&s| (s, SeatStatus::Booked)));
+        Ok(taken)
     }
 
     pub async fn movies(&self) -> Result<Vec<Movie>, ApiError> {
@@ -346,6 +407,14 @@ impl BookingService {
             })
             .transpose()?;
         Ok(self.ports.catalog.list_shows(movie.movie_id, date).await?)
+    }
+}
+
+/// Frees seats in the mirror; on failure invalidates the show's mirror (best effort).
+pub async fn free_in_mirror(mirror: &dyn SeatMirror, show: ShowId, freed: &[(SeatId, HoldId)]) {
+    if let Err(e) = mirror.apply(show, &[], freed).await {
+        tracing::warn!(show_id = %show, error = %e, "seat mirror update failed; invalidating it");
+        let _ = mirror.invalidate(show).await;
     }
 }
 

@@ -5,7 +5,7 @@
 //! waited past their deadline, and tell subscribers and owners about both promptly.
 
 use booking_core::engine::SeatChange;
-use booking_core::ports::{HoldStore, Notifier, RequestStore, StoreError};
+use booking_core::ports::{HoldStore, Notifier, RequestStore, SeatMirror, StoreError};
 use booking_core::{Clock, SeatStatus, ShowId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,6 +22,7 @@ pub struct Sweeper {
     pub holds: Arc<dyn HoldStore>,
     pub notifier: Arc<dyn Notifier>,
     pub clock: Arc<dyn Clock>,
+    pub mirror: Option<Arc<dyn SeatMirror>>,
 }
 
 impl Sweeper {
@@ -35,6 +36,20 @@ impl Sweeper {
                 .entry(hold.show_id)
                 .or_default()
                 .extend(hold.seat_ids.iter().copied());
+        }
+        if let Some(mirror) = &self.mirror {
+            // TTLs removed these locks already; freeing them again (only if they still name the
+            // expired hold) covers a mirror whose clock runs behind.
+            let mut freed: BTreeMap<ShowId, Vec<_>> = BTreeMap::new();
+            for hold in &holds {
+                freed
+                    .entry(hold.show_id)
+                    .or_default()
+                    .extend(hold.seat_ids.iter().map(|&s| (s, hold.hold_id)));
+            }
+            for (show, freed) in freed {
+                crate::service::free_in_mirror(mirror.as_ref(), show, &freed).await;
+            }
         }
         for (show, seats) in by_show {
             // A seat of an expired hold may already belong to a newer hold: report what it is now.

@@ -173,3 +173,77 @@ pub trait Notifier: Send + Sync + 'static {
     async fn booking_results(&self, results: &[(UserId, BookingResult)]);
     async fn seats_changed(&self, show: ShowId, changes: &[SeatChange]);
 }
+
+/// One seat's entry in the [`SeatMirror`]: who holds it, through which hold, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatLock {
+    pub seat_id: SeatId,
+    pub hold_id: HoldId,
+    pub user_id: UserId,
+    pub expires_at: DateTime<Utc>,
+    /// HELD for a hold, BOOKED for an order.
+    pub status: SeatStatus,
+}
+
+/// The mirror could not be reached or answered nonsense. Never fatal: the store is the truth.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MirrorError {
+    #[error("seat mirror unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A fast, disposable copy of seat ownership (Redis TTL'd locks deployed, process memory
+/// locally) that serves the seat map's hot read path. It never decides anything: the store's
+/// claims do. It may be flushed or unreachable at any moment; readers then fall back to the
+/// store and the mirror is rebuilt from it.
+///
+/// Rebuilds race with workers' updates: a reader loads the store's state, a worker commits and
+/// applies a change, then the reader's rebuild would overwrite it with older state. So every
+/// `apply` bumps a per-show generation, a rebuild names the generation it read before loading the
+/// store, and it is dropped if any apply came in between.
+#[async_trait]
+pub trait SeatMirror: Send + Sync + 'static {
+    /// Mirrors committed changes of one show: each freed `(seat, hold)` is removed if it still
+    /// names that hold, then every lock in `locks` is set, living until its `expires_at`.
+    async fn apply(
+        &self,
+        show: ShowId,
+        locks: &[SeatLock],
+        freed: &[(SeatId, HoldId)],
+    ) -> Result<(), MirrorError>;
+    /// The show's taken seats as of `now`, or `None` when the mirror is not known to be complete
+    /// for the show (never built, flushed, invalidated, or its completeness mark ran out).
+    async fn taken_seats(
+        &self,
+        show: ShowId,
+        layout: &[SeatId],
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<(SeatId, SeatStatus)>>, MirrorError>;
+    /// The show's current generation; take it *before* loading the state to rebuild from.
+    async fn generation(&self, show: ShowId) -> Result<u64, MirrorError>;
+    /// Replaces the show's mirror with `locks` (the store's truth) and marks it complete, unless
+    /// the generation has moved past `generation` (an apply came in between): then nothing is
+    /// written and `false` is returned.
+    async fn rebuild(
+        &self,
+        show: ShowId,
+        layout: &[SeatId],
+        locks: &[SeatLock],
+        generation: u64,
+    ) -> Result<bool, MirrorError>;
+    /// Drops the show's completeness mark (after an apply failed): reads go to the store until
+    /// the next rebuild.
+    async fn invalidate(&self, show: ShowId) -> Result<(), MirrorError>;
+}
+
+/// Per-show arrival and decision counters, for queue positions where the queue itself cannot
+/// count (SQS FIFO).
+#[async_trait]
+pub trait QueueCounters: Send + Sync + 'static {
+    /// Counts one more accepted request for the show and returns its ticket (1, 2, 3, …).
+    async fn take_ticket(&self, show: ShowId) -> Result<u64, MirrorError>;
+    /// Counts `count` more decided requests for the show.
+    async fn add_decided(&self, show: ShowId, count: u64) -> Result<(), MirrorError>;
+    /// How many requests were decided for the show so far.
+    async fn decided(&self, show: ShowId) -> Result<u64, MirrorError>;
+}
