@@ -63,6 +63,8 @@ macro_rules! __with_cases {
             seat_conflict_writes_nothing,
             expired_claim_is_taken_without_sweeper,
             stale_duplicate_grant_is_refused,
+            one_batch_builds_on_its_own_grants_and_releases,
+            stale_claim_before_a_release_in_the_batch_is_refused,
             reads_honour_expiry_by_time,
             release_hold_rules,
             expire_holds_sweeps_overdue,
@@ -710,6 +712,155 @@ pub async fn stale_duplicate_grant_is_refused<S: ContractStore>(store: &S) {
         None
     );
     assert!(taken(store, &show, t3).await.is_empty());
+}
+
+/// Within one batch, later decisions see the earlier ones: a user's second grant releases the
+/// hold their first grant made (which ends RELEASED, its seats free again), and a seat freed by
+/// a release (of a stored hold or of one made earlier in the batch) goes to a later request.
+/// Stores that write a batch in bulk must resolve these as applying the decisions in order would.
+pub async fn one_batch_builds_on_its_own_grants_and_releases<S: ContractStore>(store: &S) {
+    let show = create_show(store, 2, 6).await;
+    let t = now_ms();
+    let u = fresh_user("u");
+    let w = fresh_user("w");
+    let stored = request(store, &show, &w, &["B1"], t).await;
+    let h0 = grant(store, &show, &stored, t).await;
+
+    let t1 = t + Duration::seconds(1);
+    let u1 = request(store, &show, &u, &["A1", "A2", "A4"], t1).await;
+    let u2 = request(store, &show, &u, &["A2", "A3"], t1).await;
+    let v = request(store, &show, &fresh_user("v"), &["A1"], t1).await;
+    let w2 = request(store, &show, &w, &["B5"], t1).await;
+    let x = request(store, &show, &fresh_user("x"), &["B1"], t1).await;
+    let batch = decide(store, &show, &[&u1, &u2, &v, &w2, &x], t1).await;
+    let holds: Vec<(HoldId, Option<HoldId>)> = batch
+        .decisions
+        .iter()
+        .map(|d| match d {
+            Decision::Granted {
+                hold_id, released, ..
+            } => (*hold_id, *released),
+            other => panic!("every request is granted: {other:?}"),
+        })
+        .collect();
+    let [
+        (h1, None),
+        (h2, Some(r2)),
+        (hv, None),
+        (hw, Some(rw)),
+        (hx, None),
+    ] = holds[..]
+    else {
+        panic!("unexpected releases: {holds:?}");
+    };
+    assert_eq!((r2, rw), (h1, h0));
+    store.commit_batch(show.show_id, &batch, t1).await.unwrap();
+
+    let first = store.get_hold(h1).await.unwrap().unwrap();
+    assert_eq!(first.status, HoldStatus::Released);
+    assert_eq!(first.ended_at, Some(t1));
+    assert_eq!(first.seat_ids, seats(&["A1", "A2", "A4"]));
+    assert_eq!(
+        store.get_hold(h0).await.unwrap().unwrap().status,
+        HoldStatus::Released
+    );
+    for h in [h2, hv, hw, hx] {
+        assert_eq!(
+            store.get_hold(h).await.unwrap().unwrap().status,
+            HoldStatus::Held
+        );
+    }
+    assert_eq!(
+        taken(store, &show, t1).await,
+        held(&["A1", "A2", "A3", "B1", "B5"])
+    );
+    let mut live: Vec<HoldId> = store
+        .load_show_state(show.show_id, t1)
+        .await
+        .unwrap()
+        .holds
+        .iter()
+        .map(|h| h.hold_id)
+        .collect();
+    live.sort();
+    let mut expected = vec![h2, hv, hw, hx];
+    expected.sort();
+    assert_eq!(live, expected);
+    for r in [&u1, &u2, &v, &w2, &x] {
+        let now = store.get_request(r.request_id).await.unwrap().unwrap();
+        assert_eq!(now.status, RequestStatus::Success);
+    }
+    // The released seats are really free (A4 was only in the hold released within the batch):
+    // released holds left no claim behind.
+    let t2 = t1 + Duration::seconds(1);
+    let after = request(store, &show, &fresh_user("y"), &["A4", "A5", "A6"], t2).await;
+    grant(store, &show, &after, t2).await;
+    assert_eq!(
+        taken(store, &show, t2).await,
+        held(&["A1", "A2", "A3", "A4", "A5", "A6", "B1", "B5"])
+    );
+}
+
+/// A stale batch that grants a seat of a live stored hold *before* the grant that releases that
+/// hold is refused: at that point of the batch the seat was still taken. The same decisions in
+/// the other order commit.
+pub async fn stale_claim_before_a_release_in_the_batch_is_refused<S: ContractStore>(store: &S) {
+    let show = create_show(store, 1, 6).await;
+    let t = now_ms();
+    let u = fresh_user("u");
+    let first = request(store, &show, &u, &["A1"], t).await;
+    let h0 = grant(store, &show, &first, t).await;
+
+    let t1 = t + Duration::seconds(1);
+    let v = request(store, &show, &fresh_user("v"), &["A1"], t1).await;
+    let again = request(store, &show, &u, &["A5"], t1).await;
+    let grant_of = |r: &booking_core::BookingRequest, released: Option<HoldId>| Decision::Granted {
+        request_id: r.request_id,
+        user_id: r.user_id.clone(),
+        hold_id: HoldId::for_request(r.request_id),
+        seat_ids: r.seat_ids.clone(),
+        expires_at: t1 + HOLD_TTL,
+        released,
+    };
+    let stale = BatchOutcome {
+        decisions: vec![grant_of(&v, None), grant_of(&again, Some(h0))],
+        seat_changes: vec![],
+    };
+    assert_eq!(
+        store.commit_batch(show.show_id, &stale, t1).await,
+        Err(CommitError::SeatConflict)
+    );
+    assert_eq!(
+        store.get_hold(h0).await.unwrap().unwrap().status,
+        HoldStatus::Held,
+        "nothing of the refused batch was written"
+    );
+    assert_eq!(taken(store, &show, t1).await, held(&["A1"]));
+    for r in [&v, &again] {
+        assert_eq!(
+            store
+                .get_request(r.request_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            RequestStatus::Queued
+        );
+    }
+
+    let in_order = BatchOutcome {
+        decisions: vec![grant_of(&again, Some(h0)), grant_of(&v, None)],
+        seat_changes: vec![],
+    };
+    store
+        .commit_batch(show.show_id, &in_order, t1)
+        .await
+        .unwrap();
+    assert_eq!(taken(store, &show, t1).await, held(&["A1", "A5"]));
+    assert_eq!(
+        store.get_hold(h0).await.unwrap().unwrap().status,
+        HoldStatus::Released
+    );
 }
 
 /// Seat reads decide expiry by comparing with `now`: a hold counts until the instant before its

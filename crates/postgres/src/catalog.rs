@@ -1,0 +1,181 @@
+//! `CatalogStore`: movies and shows. Written rarely (administration, the demo seed), read on
+//! every seat map and every intake validation.
+
+use crate::PgStore;
+use crate::codec::{self, corrupt};
+use async_trait::async_trait;
+use booking_core::ports::{CatalogStore, StoreError};
+use booking_core::{Movie, MovieId, SeatLayout, Show, ShowId};
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::types::Json;
+use std::sync::Arc;
+use uuid::Uuid;
+
+struct MovieRow {
+    movie_id: Uuid,
+    title: String,
+    description: String,
+    duration_minutes: i64,
+    rating: String,
+    genres: Vec<String>,
+    language: String,
+}
+
+impl TryFrom<MovieRow> for Movie {
+    type Error = StoreError;
+
+    fn try_from(row: MovieRow) -> Result<Self, StoreError> {
+        Ok(Movie {
+            movie_id: MovieId::from_uuid(row.movie_id),
+            title: row.title,
+            description: row.description,
+            duration_minutes: u32::try_from(row.duration_minutes)
+                .map_err(|_| corrupt(format_args!("duration_minutes: {}", row.duration_minutes)))?,
+            rating: row.rating,
+            genres: row.genres,
+            language: row.language,
+        })
+    }
+}
+
+struct ShowRow {
+    show_id: Uuid,
+    movie_id: Uuid,
+    starts_at: DateTime<Utc>,
+    auditorium: String,
+    layout: Json<SeatLayout>,
+}
+
+impl From<ShowRow> for Show {
+    fn from(row: ShowRow) -> Self {
+        Show {
+            show_id: ShowId::from_uuid(row.show_id),
+            movie_id: MovieId::from_uuid(row.movie_id),
+            starts_at: row.starts_at,
+            auditorium: row.auditorium,
+            layout: Arc::new(row.layout.0),
+        }
+    }
+}
+
+#[async_trait]
+impl CatalogStore for PgStore {
+    #[tracing::instrument(skip_all)]
+    async fn list_movies(&self) -> Result<Vec<Movie>, StoreError> {
+        let rows = sqlx::query_as!(
+            MovieRow,
+            "SELECT movie_id, title, description, duration_minutes, rating, genres, language \
+             FROM movies ORDER BY title, movie_id"
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(codec::store_error)?;
+        codec::decode_all(rows)
+    }
+
+    #[tracing::instrument(skip_all, fields(movie_id = %movie))]
+    async fn get_movie(&self, movie: MovieId) -> Result<Option<Movie>, StoreError> {
+        let row = sqlx::query_as!(
+            MovieRow,
+            "SELECT movie_id, title, description, duration_minutes, rating, genres, language \
+             FROM movies WHERE movie_id = $1",
+            movie.as_uuid()
+        )
+        .fetch_optional(self.pool())
+        .await
+        .map_err(codec::store_error)?;
+        row.map(Movie::try_from).transpose()
+    }
+
+    #[tracing::instrument(skip_all, fields(movie_id = %movie))]
+    async fn list_shows(
+        &self,
+        movie: MovieId,
+        date: Option<NaiveDate>,
+    ) -> Result<Vec<Show>, StoreError> {
+        // A date is a half-open range of start times, so the (movie_id, starts_at) index serves
+        // both the filtered and the unfiltered listing.
+        let from = date.map(|day| day.and_time(chrono::NaiveTime::MIN).and_utc());
+        let until = from.map(|start| start + chrono::Duration::days(1));
+        let rows = sqlx::query_as!(
+            ShowRow,
+            r#"SELECT show_id, movie_id, starts_at, auditorium, layout AS "layout: Json<SeatLayout>"
+               FROM shows
+               WHERE movie_id = $1
+                 AND ($2::timestamptz IS NULL OR starts_at >= $2)
+                 AND ($3::timestamptz IS NULL OR starts_at < $3)
+               ORDER BY starts_at, show_id"#,
+            movie.as_uuid(),
+            from,
+            until
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(codec::store_error)?;
+        Ok(rows.into_iter().map(Show::from).collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(show_id = %show))]
+    async fn get_show(&self, show: ShowId) -> Result<Option<Show>, StoreError> {
+        let row = sqlx::query_as!(
+            ShowRow,
+            r#"SELECT show_id, movie_id, starts_at, auditorium, layout AS "layout: Json<SeatLayout>"
+               FROM shows WHERE show_id = $1"#,
+            show.as_uuid()
+        )
+        .fetch_optional(self.pool())
+        .await
+        .map_err(codec::store_error)?;
+        Ok(row.map(Show::from))
+    }
+
+    #[tracing::instrument(skip_all, fields(movie_id = %movie.movie_id))]
+    async fn put_movie(&self, movie: &Movie) -> Result<(), StoreError> {
+        sqlx::query!(
+            "INSERT INTO movies \
+                 (movie_id, title, description, duration_minutes, rating, genres, language) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (movie_id) DO UPDATE SET \
+                 title = excluded.title, description = excluded.description, \
+                 duration_minutes = excluded.duration_minutes, rating = excluded.rating, \
+                 genres = excluded.genres, language = excluded.language",
+            movie.movie_id.as_uuid(),
+            movie.title,
+            movie.description,
+            i64::from(movie.duration_minutes),
+            movie.rating,
+            &movie.genres,
+            movie.language
+        )
+        .execute(self.pool())
+        .await
+        .map_err(codec::store_error)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(show_id = %show.show_id))]
+    async fn put_show(&self, show: &Show) -> Result<(), StoreError> {
+        let result = sqlx::query!(
+            "INSERT INTO shows (show_id, movie_id, starts_at, auditorium, layout) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (show_id) DO UPDATE SET \
+                 movie_id = excluded.movie_id, starts_at = excluded.starts_at, \
+                 auditorium = excluded.auditorium, layout = excluded.layout",
+            show.show_id.as_uuid(),
+            show.movie_id.as_uuid(),
+            show.starts_at,
+            show.auditorium,
+            Json(&*show.layout) as _
+        )
+        .execute(self.pool())
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if codec::is_foreign_key_violation(&e) => Err(StoreError::Corrupt(format!(
+                "movie {} does not exist",
+                show.movie_id
+            ))),
+            Err(e) => Err(codec::store_error(e)),
+        }
+    }
+}

@@ -1,0 +1,630 @@
+//! What the serial lane normally prevents, and the database must survive anyway: several
+//! workers deciding the same show at the same time (visibility-timeout expiry, redelivery).
+//!
+//! Each worker does what `booking_app::processor` does: begin_processing → load_show_state →
+//! DecisionEngine::decide_batch → commit_batch, deciding again on `SeatConflict`. Time is a
+//! shared simulated clock that moves on with every read, with a short hold lifetime, so seats
+//! keep expiring and being taken over while the workers race.
+
+use booking_contract::support::{create_show, pending};
+use booking_core::ports::{CommitError, HoldStore, Inserted, RequestStore};
+use booking_core::{
+    BookingRequest, Decision, DecisionEngine, NewBookingRequest, RequestId, RequestStatus, SeatId,
+    SeatStatus, Show, UserId,
+};
+use booking_postgres::testing::TestDatabase;
+use booking_postgres::{PgOptions, PgStore};
+use chrono::{DateTime, Duration, Utc};
+use sqlx::Row;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use tokio::sync::Mutex;
+
+/// How long a hold lives in simulated time.
+const TTL: Duration = Duration::seconds(1);
+/// How far the simulated clock moves per read.
+const TICK_MS: i64 = 40;
+
+/// A clock shared by all workers: every `now()` is later than every earlier one.
+struct SimClock {
+    base: DateTime<Utc>,
+    ms: AtomicI64,
+}
+
+impl SimClock {
+    fn new() -> Self {
+        Self {
+            base: booking_contract::support::now_ms(),
+            ms: AtomicI64::new(0),
+        }
+    }
+    fn now(&self) -> DateTime<Utc> {
+        self.base + Duration::milliseconds(self.ms.fetch_add(TICK_MS, Ordering::SeqCst))
+    }
+    /// The current time, without moving the clock.
+    fn peek(&self) -> DateTime<Utc> {
+        self.base + Duration::milliseconds(self.ms.load(Ordering::SeqCst))
+    }
+}
+
+/// A small deterministic PRNG (xorshift64*), so the workload is the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) % n
+    }
+}
+
+/// `count` requests for 1-3 adjacent seats of `show` (rows × 10 seats) from `users` users,
+/// inserted concurrently; returned in arrival order.
+async fn make_requests(
+    store: &PgStore,
+    show: &Show,
+    rows: u16,
+    count: usize,
+    users: usize,
+    clock: &SimClock,
+) -> Vec<BookingRequest> {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let user_ids: Vec<UserId> = (0..users)
+        .map(|i| booking_contract::support::fresh_user(&format!("fan{i}")))
+        .collect();
+    let t = clock.peek();
+    let mut tasks = Vec::with_capacity(count);
+    for i in 0..count {
+        let len = 1 + rng.below(3) as u16;
+        let row = rng.below(u64::from(rows)) as u16;
+        let first = 1 + rng.below(u64::from(11 - len)) as u16;
+        let seats: Vec<SeatId> = (first..first + len)
+            .map(|n| SeatId::new(row, n).unwrap())
+            .collect();
+        let new = NewBookingRequest {
+            request_id: RequestId::new_random(),
+            user_id: user_ids[rng.below(users as u64) as usize].clone(),
+            show_id: show.show_id,
+            seat_ids: seats,
+            idempotency_key: None,
+            created_at: t,
+            // One in twenty must be decided within two simulated seconds, or expire.
+            expires_at: if i % 20 == 7 {
+                t + Duration::seconds(2)
+            } else {
+                t + Duration::hours(1)
+            },
+        };
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move { store.insert_request(new).await }));
+    }
+    let mut requests = Vec::with_capacity(count);
+    for task in tasks {
+        match task.await.unwrap().unwrap() {
+            Inserted::New(r) => requests.push(r),
+            Inserted::Existing(r) => panic!("unexpected repeat {r:?}"),
+        }
+    }
+    requests.sort_by_key(|r| r.seq);
+    requests
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct WorkerStats {
+    batches: usize,
+    conflicts: usize,
+    decided: usize,
+}
+
+/// Decides one batch the way the processor does, deciding again after a lost seat race.
+async fn process(
+    store: &PgStore,
+    show: &Show,
+    batch: &[BookingRequest],
+    clock: &SimClock,
+    stats: &mut WorkerStats,
+) {
+    let ids: Vec<RequestId> = batch.iter().map(|r| r.request_id).collect();
+    for _attempt in 0..200 {
+        let undecided: HashSet<RequestId> = store
+            .begin_processing(&ids)
+            .await
+            .expect("begin_processing")
+            .into_iter()
+            .collect();
+        let todo: Vec<_> = batch
+            .iter()
+            .filter(|r| undecided.contains(&r.request_id))
+            .map(pending)
+            .collect();
+        if todo.is_empty() {
+            return;
+        }
+        let now = clock.now();
+        let snapshot = store
+            .load_show_state(show.show_id, now)
+            .await
+            .expect("load_show_state");
+        let mut engine = DecisionEngine::new(show.layout.clone(), snapshot, TTL);
+        let outcome = engine.decide_batch(todo, now);
+        match store.commit_batch(show.show_id, &outcome, now).await {
+            Ok(()) => {
+                stats.batches += 1;
+                stats.decided += outcome.decisions.len();
+                return;
+            }
+            Err(CommitError::SeatConflict) => stats.conflicts += 1,
+            Err(e) => panic!("commit_batch: {e}"),
+        }
+    }
+    panic!("a batch lost 200 seat races in a row");
+}
+
+/// Batches of varying sizes, cycling through `sizes`.
+fn chunk(requests: &[BookingRequest], sizes: &[usize]) -> VecDeque<Vec<BookingRequest>> {
+    let mut out = VecDeque::new();
+    let mut rest = requests;
+    for size in sizes.iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (head, tail) = rest.split_at((*size).min(rest.len()));
+        out.push_back(head.to_vec());
+        rest = tail;
+    }
+    out
+}
+
+/// Seats that two HELD holds of the show, both live at `at` and granted by then, share: must
+/// be none. Checked in SQL, on the holds table, independently of the claims.
+async fn doubly_held_seats(db: &TestDatabase, show: &Show, at: DateTime<Utc>) -> Vec<String> {
+    let mut conn = db.raw_connection().await;
+    sqlx::query(
+        "SELECT seat FROM holds h, unnest(h.seat_ids) AS seat \
+         WHERE h.show_id = $1 AND h.status = 'HELD' AND h.created_at <= $2 AND h.expires_at > $2 \
+         GROUP BY seat HAVING count(*) > 1",
+    )
+    .bind(show.show_id.as_uuid())
+    .bind(at)
+    .fetch_all(&mut conn)
+    .await
+    .expect("double-hold query")
+    .iter()
+    .map(|row| row.get::<String, _>(0))
+    .collect()
+}
+
+/// Everything that must hold once the workers are done, checked in SQL and through the ports.
+async fn check_final_state(
+    db: &TestDatabase,
+    store: &PgStore,
+    show: &Show,
+    requests: &[BookingRequest],
+    at: DateTime<Utc>,
+) -> HashMap<String, i64> {
+    // Every request reached a terminal state.
+    let mut conn = db.raw_connection().await;
+    let by_status: HashMap<String, i64> = sqlx::query(
+        "SELECT status::text, count(*) FROM booking_requests WHERE show_id = $1 GROUP BY status",
+    )
+    .bind(show.show_id.as_uuid())
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| (row.get(0), row.get(1)))
+    .collect();
+    assert_eq!(
+        by_status.values().sum::<i64>(),
+        requests.len() as i64,
+        "{by_status:?}"
+    );
+    for status in ["QUEUED", "PROCESSING"] {
+        assert!(!by_status.contains_key(status), "{by_status:?}");
+    }
+    assert!(
+        store
+            .pending_requests()
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.show_id != show.show_id)
+    );
+    for r in requests {
+        let stored = store.get_request(r.request_id).await.unwrap().unwrap();
+        assert!(stored.status.is_terminal(), "{stored:?}");
+    }
+
+    // One hold per granted request, none for the others.
+    let mismatched: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM booking_requests r FULL JOIN holds h ON h.request_id = r.request_id \
+         WHERE (r.show_id = $1 OR h.show_id = $1) \
+           AND ((r.status = 'SUCCESS') IS DISTINCT FROM (h.hold_id IS NOT NULL) \
+                OR (r.status = 'SUCCESS' AND r.hold_id IS DISTINCT FROM h.hold_id))",
+    )
+    .bind(show.show_id.as_uuid())
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        mismatched, 0,
+        "every SUCCESS has its hold and nothing else has one"
+    );
+
+    // No seat in two live holds (SQL, on the holds table).
+    assert_eq!(doubly_held_seats(db, show, at).await, Vec::<String>::new());
+
+    // The claims are exactly the live holds' seats (SQL).
+    let orphans: i64 = sqlx::query_scalar(
+        "WITH live AS ( \
+             SELECT h.hold_id, seat FROM holds h, unnest(h.seat_ids) AS seat \
+             WHERE h.show_id = $1 AND h.status = 'HELD' AND h.expires_at > $2), \
+         claims AS ( \
+             SELECT hold_id, seat_id AS seat FROM seat_claims \
+             WHERE show_id = $1 AND kind = 'HOLD' AND expires_at > $2) \
+         SELECT count(*) FROM live FULL JOIN claims USING (hold_id, seat) \
+         WHERE live.hold_id IS NULL OR claims.hold_id IS NULL",
+    )
+    .bind(show.show_id.as_uuid())
+    .bind(at)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(orphans, 0, "live claims and live holds' seats differ");
+
+    // Through the ports: the live holds are disjoint and are exactly the taken seats.
+    let snapshot = store.load_show_state(show.show_id, at).await.unwrap();
+    let mut seen = BTreeSet::new();
+    for hold in &snapshot.holds {
+        for seat in &hold.seat_ids {
+            assert!(seen.insert(*seat), "seat {seat} in two live holds");
+        }
+    }
+    let taken: BTreeSet<SeatId> = store
+        .taken_seats(show.show_id, at)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(seat, status)| {
+            assert_eq!(status, SeatStatus::Held);
+            seat
+        })
+        .collect();
+    assert_eq!(taken, seen);
+    by_status
+}
+
+/// Three workers (each its own pool, like separate Lambda instances) take batches of varying
+/// sizes of 2,000 requests for 50 seats from one queue and decide them at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_workers_never_double_allocate() {
+    let db = TestDatabase::create().await;
+    let store = db.store().clone();
+    let show = create_show(&store, 5, 10).await;
+    let clock = Arc::new(SimClock::new());
+    let requests = make_requests(&store, &show, 5, 2_000, 300, &clock).await;
+
+    let queue = Arc::new(Mutex::new(chunk(&requests, &[1, 10, 3, 50, 7, 100, 25, 2])));
+    let done = Arc::new(AtomicBool::new(false));
+
+    // Meanwhile, a checker looks for a seat in two live holds, over and over.
+    let checks = Arc::new(AtomicUsize::new(0));
+    let checker = {
+        let (done, clock, checks) = (done.clone(), clock.clone(), checks.clone());
+        let db_options = db.connect_options();
+        let show = show.clone();
+        tokio::spawn(async move {
+            use sqlx::ConnectOptions;
+            let mut conn = db_options.connect().await.unwrap();
+            while !done.load(Ordering::SeqCst) {
+                let at = clock.peek();
+                let doubles: Vec<String> = sqlx::query_scalar(
+                    "SELECT seat FROM holds h, unnest(h.seat_ids) AS seat \
+                     WHERE h.show_id = $1 AND h.status = 'HELD' AND h.created_at <= $2 \
+                       AND h.expires_at > $2 \
+                     GROUP BY seat HAVING count(*) > 1",
+                )
+                .bind(show.show_id.as_uuid())
+                .bind(at)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+                assert!(
+                    doubles.is_empty(),
+                    "seats {doubles:?} in two live holds at {at}"
+                );
+                checks.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+    };
+
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        let worker_store = db
+            .another_store(PgOptions {
+                max_connections: 2,
+                ..PgOptions::default()
+            })
+            .await;
+        let (queue, clock, show) = (queue.clone(), clock.clone(), show.clone());
+        workers.push(tokio::spawn(async move {
+            let mut stats = WorkerStats::default();
+            loop {
+                let Some(batch) = queue.lock().await.pop_front() else {
+                    break;
+                };
+                process(&worker_store, &show, &batch, &clock, &mut stats).await;
+            }
+            stats
+        }));
+    }
+    let mut total = WorkerStats::default();
+    for worker in workers {
+        let stats = worker.await.expect("worker");
+        total.batches += stats.batches;
+        total.conflicts += stats.conflicts;
+        total.decided += stats.decided;
+    }
+    done.store(true, Ordering::SeqCst);
+    checker.await.expect("no seat was ever in two live holds");
+
+    let by_status = check_final_state(&db, &store, &show, &requests, clock.peek()).await;
+    eprintln!(
+        "{total:?}, outcomes {by_status:?}, {} concurrent checks",
+        checks.load(Ordering::Relaxed)
+    );
+    assert_eq!(total.decided, requests.len(), "each request decided once");
+    assert!(
+        by_status.get("SUCCESS").copied().unwrap_or(0) > 50,
+        "{by_status:?}"
+    );
+    assert!(
+        by_status.get("FAILED").copied().unwrap_or(0) > 50,
+        "{by_status:?}"
+    );
+    assert!(
+        total.conflicts > 0,
+        "the workers never raced for a seat; the test proved nothing"
+    );
+}
+
+/// Every request delivered to two workers at once (each with its own batching): each request
+/// is decided exactly once, as an audit of every write to a request's status shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn duplicate_delivery_to_two_workers_decides_each_request_once() {
+    let db = TestDatabase::create().await;
+    let store = db.store().clone();
+    let mut conn = db.raw_connection().await;
+    // Test-only audit: every update that writes a terminal status, with the status it replaced.
+    for ddl in [
+        "CREATE TABLE decision_audit (request_id UUID NOT NULL, old_status TEXT NOT NULL, \
+             new_status TEXT NOT NULL)",
+        "CREATE FUNCTION audit_decision() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             INSERT INTO decision_audit VALUES (NEW.request_id, OLD.status, NEW.status); \
+             RETURN NEW; END $$",
+        "CREATE TRIGGER audit_decision AFTER UPDATE ON booking_requests FOR EACH ROW \
+             WHEN (NEW.status IN ('SUCCESS', 'FAILED', 'EXPIRED')) \
+             EXECUTE FUNCTION audit_decision()",
+    ] {
+        sqlx::query(ddl).execute(&mut conn).await.unwrap();
+    }
+
+    let show = create_show(&store, 5, 10).await;
+    let clock = Arc::new(SimClock::new());
+    let requests = make_requests(&store, &show, 5, 1_500, 200, &clock).await;
+
+    let mut workers = Vec::new();
+    for sizes in [&[10usize, 1, 25, 4][..], &[7, 50, 3, 13][..]] {
+        let worker_store = db
+            .another_store(PgOptions {
+                max_connections: 2,
+                ..PgOptions::default()
+            })
+            .await;
+        let batches = chunk(&requests, sizes);
+        let (clock, show) = (clock.clone(), show.clone());
+        workers.push(tokio::spawn(async move {
+            let mut stats = WorkerStats::default();
+            for batch in batches {
+                process(&worker_store, &show, &batch, &clock, &mut stats).await;
+            }
+            stats
+        }));
+    }
+    let mut conflicts = 0;
+    let mut batches = 0;
+    for worker in workers {
+        let stats = worker.await.expect("worker");
+        conflicts += stats.conflicts;
+        batches += stats.batches;
+    }
+
+    let by_status = check_final_state(&db, &store, &show, &requests, clock.peek()).await;
+    let audit: Vec<(uuid::Uuid, String)> =
+        sqlx::query_as("SELECT request_id, old_status FROM decision_audit")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let mut decisions: HashMap<uuid::Uuid, usize> = HashMap::new();
+    for (request, old) in &audit {
+        assert!(
+            old == "QUEUED" || old == "PROCESSING",
+            "request {request} was decided again after {old}"
+        );
+        *decisions.entry(*request).or_default() += 1;
+    }
+    assert_eq!(decisions.len(), requests.len(), "every request decided");
+    assert!(
+        decisions.values().all(|&n| n == 1),
+        "a request was decided twice"
+    );
+    eprintln!("{batches} batches committed, {conflicts} conflicts, outcomes {by_status:?}");
+}
+
+/// What seat A1 carries before the race.
+#[derive(Debug, Clone, Copy)]
+enum Prior {
+    /// No claim row: both transactions insert one.
+    Nothing,
+    /// The claim of a hold that ran out: both remove it as dead, then insert.
+    ExpiredHold,
+    /// The claim of an order whose payment window ran out: both take the row over with
+    /// `ON CONFLICT ... DO UPDATE ... WHERE seat_claims.expires_at <= $now`.
+    ExpiredOrder,
+}
+
+/// Two transactions race for seat A1, each decided against the same state. The first is held
+/// open right after writing its claim (a test-only trigger waits on an advisory lock), and the
+/// second is seen waiting for the first's transaction. If the first commits, PostgreSQL
+/// re-evaluates the second's guard against the row the first committed, which is a live claim:
+/// the second claims nothing and is refused. If the first fails instead, the second goes
+/// through. Exactly one commits, whatever A1 carried before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_claims_on_one_seat_commit_exactly_once() {
+    for prior in [Prior::Nothing, Prior::ExpiredHold, Prior::ExpiredOrder] {
+        for first_fails in [false, true] {
+            race_for_one_seat(prior, first_fails).await;
+        }
+    }
+}
+
+async fn race_for_one_seat(prior: Prior, first_fails: bool) {
+    use booking_contract::support::{decide, fresh_user, grant, held, now_ms, request, taken};
+    let db = TestDatabase::create().await;
+    let store = db.store().clone();
+    let show = create_show(&store, 1, 4).await;
+    let t = now_ms();
+    let early = t - Duration::minutes(10);
+    let mut control = db.raw_connection().await;
+    match prior {
+        Prior::Nothing => {}
+        Prior::ExpiredHold => {
+            let old = request(&store, &show, &fresh_user("old"), &["A1"], early).await;
+            grant(&store, &show, &old, early).await;
+        }
+        Prior::ExpiredOrder => {
+            sqlx::query(
+                "INSERT INTO seat_claims (show_id, seat_id, hold_id, kind, expires_at) \
+                 VALUES ($1, 'A1', $2, 'ORDER', $3)",
+            )
+            .bind(show.show_id.as_uuid())
+            .bind(uuid::Uuid::new_v4())
+            .bind(early)
+            .execute(&mut control)
+            .await
+            .unwrap();
+        }
+    }
+
+    let a = request(&store, &show, &fresh_user("a"), &["A1", "A2"], t).await;
+    let b = request(&store, &show, &fresh_user("b"), &["A1"], t).await;
+    // Both decided against the same state: each wins A1 in its own eyes.
+    let batch_a = decide(&store, &show, &[&a], t).await;
+    let batch_b = decide(&store, &show, &[&b], t).await;
+    assert!(matches!(batch_a.decisions[0], Decision::Granted { .. }));
+    assert!(matches!(batch_b.decisions[0], Decision::Granted { .. }));
+
+    // Test-only gate: A's claim rows, once written inside A's transaction, wait on an advisory
+    // lock the test holds; then A optionally fails.
+    let hold_a = booking_core::HoldId::for_request(a.request_id);
+    let hold_b = booking_core::HoldId::for_request(b.request_id);
+    for ddl in [
+        "CREATE TABLE race_gate (hold_id UUID NOT NULL, fail BOOLEAN NOT NULL)",
+        "CREATE FUNCTION race_gate() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.hold_id IN (SELECT hold_id FROM race_gate) THEN \
+                 PERFORM pg_advisory_xact_lock_shared(4242); \
+                 IF (SELECT fail FROM race_gate) THEN \
+                     RAISE EXCEPTION 'injected failure after claiming'; \
+                 END IF; \
+             END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER race_gate AFTER INSERT OR UPDATE ON seat_claims FOR EACH ROW \
+             EXECUTE FUNCTION race_gate()",
+    ] {
+        sqlx::query(ddl).execute(&mut control).await.unwrap();
+    }
+    sqlx::query("INSERT INTO race_gate VALUES ($1, $2)")
+        .bind(hold_a.as_uuid())
+        .bind(first_fails)
+        .execute(&mut control)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_advisory_lock(4242)")
+        .execute(&mut control)
+        .await
+        .unwrap();
+
+    let waiting = |event: &'static str| {
+        let db_options = db.connect_options();
+        async move {
+            use sqlx::ConnectOptions;
+            let mut conn = db_options.connect().await.unwrap();
+            for _ in 0..500 {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND wait_event_type = 'Lock' \
+                       AND wait_event = $1",
+                )
+                .bind(event)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+                if n > 0 {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("nobody started waiting on {event} ({prior:?})");
+        }
+    };
+
+    let store_a = db.another_store(PgOptions::default()).await;
+    let store_b = db.another_store(PgOptions::default()).await;
+    let (id, batch) = (show.show_id, batch_a.clone());
+    let first = tokio::spawn(async move { store_a.commit_batch(id, &batch, t).await });
+    // A has written its claim of A1 and waits at the gate, its transaction open.
+    waiting("advisory").await;
+    let batch = batch_b.clone();
+    let second = tokio::spawn(async move { store_b.commit_batch(id, &batch, t).await });
+    // B meets A's uncommitted row and waits for A's transaction to end.
+    waiting("transactionid").await;
+    sqlx::query("SELECT pg_advisory_unlock(4242)")
+        .execute(&mut control)
+        .await
+        .unwrap();
+
+    let first = first.await.unwrap();
+    let second = second.await.unwrap();
+    let context = format!("{prior:?}, first fails: {first_fails}");
+    if first_fails {
+        assert!(
+            matches!(first, Err(CommitError::Store(_))),
+            "the injected failure ({context}): {first:?}"
+        );
+        assert_eq!(second, Ok(()), "A rolled back, B goes through ({context})");
+        assert_eq!(taken(&store, &show, t).await, held(&["A1"]), "{context}");
+        assert!(store.get_hold(hold_a).await.unwrap().is_none());
+        assert!(store.get_hold(hold_b).await.unwrap().is_some());
+        let a_now = store.get_request(a.request_id).await.unwrap().unwrap();
+        assert_eq!(a_now.status, RequestStatus::Queued, "A wrote nothing");
+    } else {
+        assert_eq!(first, Ok(()), "{context}");
+        assert_eq!(
+            second,
+            Err(CommitError::SeatConflict),
+            "B re-checked A1 against A's committed claim ({context})"
+        );
+        assert_eq!(
+            taken(&store, &show, t).await,
+            held(&["A1", "A2"]),
+            "{context}"
+        );
+        assert!(store.get_hold(hold_a).await.unwrap().is_some());
+        assert!(store.get_hold(hold_b).await.unwrap().is_none());
+        let b_now = store.get_request(b.request_id).await.unwrap().unwrap();
+        assert_eq!(b_now.status, RequestStatus::Queued, "B wrote nothing");
+    }
+    assert_eq!(doubly_held_seats(&db, &show, t).await, Vec::<String>::new());
+}
