@@ -2,7 +2,8 @@
 //!
 //! `cargo run --release` serves the HTTP API and WebSocket on 127.0.0.1:3000 over an embedded
 //! SQLite file, in-process per-show lanes and a local WebSocket hub: the same router, decision
-//! engine and batch processor the Lambda functions run. `seatbook token <user> [--admin]` mints a
+//! engine and batch processor the Lambda functions run. With `DATABASE_URL` and `REDIS_URL` it
+//! runs on PostgreSQL and Redis instead, as deployed. `seatbook token <user> [--admin]` mints a
 //! development token. This file only reads configuration and wires adapters together.
 
 use booking_app::auth::DEV_JWT_SECRET;
@@ -17,6 +18,7 @@ use booking_core::ports::{
     CatalogStore, HoldStore, Notifier, RequestQueue, RequestStore, SeatMirror,
 };
 use booking_core::{Clock, SystemClock, UserId};
+use booking_postgres::{PgOptions, PgStore};
 use booking_redis::RedisMirror;
 use booking_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use std::net::SocketAddr;
@@ -32,10 +34,13 @@ usage:
   seatbook token <user> [--admin] [--ttl-seconds N]
                                    print a development JWT for <user>, signed with JWT_SECRET
   seatbook watch --token <JWT> [--show <showId>]... [--url ws://127.0.0.1:3000]
-                                   print the WebSocket pushes this user receives
+                                                                      print the WebSocket pushes this user receives
+  seatbook migrate                 apply the PostgreSQL migrations to DATABASE_URL
+
 environment: BIND (127.0.0.1:3000), DATA_DIR (./data), JWT_SECRET, HOLD_TTL_SECONDS (300),
   REQUEST_TTL_SECONDS (120), MAX_SEATS_PER_REQUEST (10), MAX_BODY_BYTES (16384),
-  MAX_BATCH (512), SWEEP_INTERVAL_MS (1000), SQLITE_SYNCHRONOUS (full|normal), RUST_LOG (info)";
+    MAX_BATCH (512), SWEEP_INTERVAL_MS (1000), SQLITE_SYNCHRONOUS (full|normal), RUST_LOG (info),
+  DATABASE_URL (PostgreSQL instead of the embedded store), REDIS_URL (Redis seat mirror)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -43,6 +48,7 @@ fn main() -> ExitCode {
         None | Some("serve") => serve(),
         Some("token") => token(&args[1..]),
         Some("watch") => watch::run(&args[1..]),
+        Some("migrate") => migrate(),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -96,6 +102,93 @@ fn token(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// The three store ports, all served by one adapter.
+struct Stores {
+    catalog: Arc<dyn CatalogStore>,
+    requests: Arc<dyn RequestStore>,
+    holds: Arc<dyn HoldStore>,
+    description: String,
+}
+
+impl Stores {
+    fn of<S: CatalogStore + RequestStore + HoldStore>(store: Arc<S>, description: String) -> Self {
+        Self {
+            catalog: store.clone(),
+            requests: store.clone(),
+            holds: store,
+            description,
+        }
+    }
+}
+
+/// PostgreSQL when `DATABASE_URL` is set (migrated first: this is the app's own migrate step),
+/// the embedded SQLite file otherwise.
+async fn open_stores(
+    data_dir: &std::path::Path,
+    synchronous: Synchronous,
+) -> Result<Stores, String> {
+    if let Some(url) = database_url() {
+        let store = PgStore::connect(&url, PgOptions::default())
+            .await
+            .map_err(|e| format!("cannot connect to DATABASE_URL ({}): {e}", redact(&url)))?;
+        store
+            .migrate()
+            .await
+            .map_err(|e| format!("cannot migrate {}: {e}", redact(&url)))?;
+        return Ok(Stores::of(
+            Arc::new(store),
+            format!("PostgreSQL at {}", redact(&url)),
+        ));
+    }
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create DATA_DIR {}: {e}", data_dir.display()))?;
+    let path = data_dir.join("seatbook.db");
+    let store = SqliteStore::open(
+        &path,
+        SqliteOptions {
+            synchronous,
+            ..SqliteOptions::default()
+        },
+    )
+    .await
+    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    Ok(Stores::of(
+        Arc::new(store),
+        format!("embedded SQLite at {}", path.display()),
+    ))
+}
+
+fn database_url() -> Option<String> {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+}
+
+/// A connection URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// `seatbook migrate`: applies the PostgreSQL migrations to `DATABASE_URL` and exits. Deployed
+/// functions never migrate at start-up; this (or `sqlx migrate run`) is the step that does.
+fn migrate() -> Result<(), String> {
+    let url = database_url().ok_or("migrate needs DATABASE_URL")?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let store = PgStore::connect(&url, PgOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        store.migrate().await.map_err(|e| e.to_string())?;
+        println!("migrated {}", redact(&url));
+        Ok(())
+    })
+}
+
 fn serve() -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -132,31 +225,21 @@ async fn run() -> Result<(), String> {
     };
     let (secret, dev_secret) = jwt_secret();
 
-    std::fs::create_dir_all(&data_dir)
-        .map_err(|e| format!("cannot create DATA_DIR {}: {e}", data_dir.display()))?;
-    let db_path = data_dir.join("seatbook.db");
-    let store = Arc::new(
-        SqliteStore::open(
-            &db_path,
-            SqliteOptions {
-                synchronous,
-                ..SqliteOptions::default()
-            },
-        )
-        .await
-        .map_err(|e| format!("cannot open {}: {e}", db_path.display()))?,
-    );
+    let stores = open_stores(&data_dir, synchronous).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    if booking_app::demo::seed_if_empty(store.as_ref(), clock.now())
+    if booking_app::demo::seed_if_empty(stores.catalog.as_ref(), clock.now())
         .await
         .map_err(|e| e.to_string())?
     {
         tracing::info!("seeded the demo catalog");
     }
 
-    let catalog: Arc<dyn CatalogStore> = store.clone();
-    let requests: Arc<dyn RequestStore> = store.clone();
-    let holds: Arc<dyn HoldStore> = store.clone();
+    let Stores {
+        catalog,
+        requests,
+        holds,
+        description,
+    } = stores;
     let hub = Arc::new(WsHub::new());
     let notifier: Arc<dyn Notifier> = hub.clone();
     // The seat map's hot read path: Redis when configured, process memory otherwise.
@@ -234,7 +317,7 @@ async fn run() -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("seatbook listening on http://{addr}  (WebSocket: ws://{addr}/ws?token=<JWT>)");
-    println!("data: {}", db_path.display());
+    println!("store: {description}");
     if dev_secret {
         println!("JWT_SECRET: not set, using the development default (never use it in production)");
     } else {

@@ -1,6 +1,7 @@
 //! Real concurrency against the real binary: a crowd fighting over the same seats, and lanes of
 //! different shows proceeding independently.
 
+#[macro_use]
 mod support;
 
 use serde_json::json;
@@ -9,9 +10,8 @@ use support::*;
 
 /// 200 clients at once ask for the same 2 seats: exactly one wins, 199 lose with alternatives,
 /// and every one of them hears its result both over its WebSocket and by polling.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_hundred_clients_one_pair_of_seats() {
-    let server = Server::start(&[]);
+async fn two_hundred_clients_one_pair_of_seats(backend: Backend) {
+    let server = Server::start_on(backend, &[]).await;
     let c = client();
     const N: usize = 200;
     let mut sockets = Vec::with_capacity(N);
@@ -70,9 +70,8 @@ async fn two_hundred_clients_one_pair_of_seats() {
 }
 
 /// A paused show's lane does not hold up any other show.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lanes_of_different_shows_do_not_wait_for_each_other() {
-    let server = Server::start(&[]);
+async fn lanes_of_different_shows_do_not_wait_for_each_other(backend: Backend) {
+    let server = Server::start_on(backend, &[]).await;
     let c = client();
     let admin = admin_token("ops");
     let (status, _) = post(
@@ -155,9 +154,8 @@ async fn lanes_of_different_shows_do_not_wait_for_each_other() {
 }
 
 /// Queue positions are real places among the waiting requests, in arrival order.
-#[tokio::test]
-async fn queue_positions_count_the_requests_ahead() {
-    let server = Server::start(&[]);
+async fn queue_positions_count_the_requests_ahead(backend: Backend) {
+    let server = Server::start_on(backend, &[]).await;
     let c = client();
     let admin = admin_token("ops");
     post(
@@ -198,3 +196,9 @@ async fn queue_positions_count_the_requests_ahead() {
         assert_eq!(wait_terminal(&c, &server, t, id).await["status"], "FAILED");
     }
 }
+
+on_every_backend!(
+    two_hundred_clients_one_pair_of_seats,
+    lanes_of_different_shows_do_not_wait_for_each_other,
+    queue_positions_count_the_requests_ahead,
+);

@@ -1,6 +1,7 @@
 //! Crash safety: every request answered 202 reaches exactly one terminal state across kill -9
 //! and restart, and no seat ends up in two live holds.
 
+#[macro_use]
 mod support;
 
 use serde_json::{Value, json};
@@ -47,9 +48,8 @@ async fn assert_no_seat_held_twice(
 }
 
 /// Requests accepted while their show was paused are all decided after a kill -9 and restart.
-#[tokio::test]
-async fn queued_requests_survive_kill_and_restart() {
-    let mut server = Server::start(&[]);
+async fn queued_requests_survive_kill_and_restart(backend: Backend) {
+    let mut server = Server::start_on(backend, &[]).await;
     let c = client();
     post(
         &c,
@@ -90,9 +90,8 @@ async fn queued_requests_survive_kill_and_restart() {
 }
 
 /// kill -9 in the middle of a burst: whatever was answered 202 is decided after restart.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kill_during_a_burst_loses_nothing_accepted() {
-    let mut server = Server::start(&[]);
+async fn kill_during_a_burst_loses_nothing_accepted(backend: Backend) {
+    let mut server = Server::start_on(backend, &[]).await;
     let c = client();
     const N: usize = 400;
     let answered = Arc::new(AtomicUsize::new(0));
@@ -147,3 +146,8 @@ async fn kill_during_a_burst_loses_nothing_accepted() {
     );
     assert_no_seat_held_twice(&c, &server, GRAND_HALL, &decided).await;
 }
+
+on_every_backend!(
+    queued_requests_survive_kill_and_restart,
+    kill_during_a_burst_loses_nothing_accepted,
+);

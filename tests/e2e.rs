@@ -2,14 +2,14 @@
 //! polling shows the same outcome → the seat map shows HELD; plus release, replacing a hold,
 //! idempotent retries and ownership.
 
+#[macro_use]
 mod support;
 
 use serde_json::json;
 use support::*;
 
-#[tokio::test]
-async fn hold_flow_end_to_end() {
-    let server = Server::start(&[]);
+async fn hold_flow_end_to_end(backend: Backend) {
+    let server = Server::start_on(backend, &[]).await;
     let c = client();
     let alice = token("alice");
 
@@ -82,9 +82,8 @@ async fn hold_flow_end_to_end() {
     assert_eq!(h["amountCents"], 2 * 1800, "row C is premium");
 }
 
-#[tokio::test]
-async fn loser_gets_alternatives_and_release_frees_seats() {
-    let server = Server::start(&[]);
+async fn loser_gets_alternatives_and_release_frees_seats(backend: Backend) {
+    let server = Server::start_on(backend, &[]).await;
     let c = client();
     let (alice, bob) = (token("alice"), token("bob"));
 
@@ -148,9 +147,8 @@ async fn loser_gets_alternatives_and_release_frees_seats() {
     );
 }
 
-#[tokio::test]
-async fn a_new_hold_releases_the_previous_one_for_that_show() {
-    let server = Server::start(&[]);
+async fn a_new_hold_releases_the_previous_one_for_that_show(backend: Backend) {
+    let server = Server::start_on(backend, &[]).await;
     let c = client();
     let alice = token("alice");
     let (_, r1) = hold(&c, &server, &alice, MATINEE_EARLY, &["B3"]).await;
@@ -188,9 +186,8 @@ async fn a_new_hold_releases_the_previous_one_for_that_show() {
     assert_eq!(h2["status"], "HELD");
 }
 
-#[tokio::test]
-async fn idempotency_key_makes_retries_safe() {
-    let server = Server::start(&[]);
+async fn idempotency_key_makes_retries_safe(backend: Backend) {
+    let server = Server::start_on(backend, &[]).await;
     let c = client();
     let alice = token("alice");
     let send = |key: &'static str, who: String| {
@@ -218,9 +215,8 @@ async fn idempotency_key_makes_retries_safe() {
     assert_ne!(other["requestId"], first["requestId"]);
 }
 
-#[tokio::test]
-async fn users_see_and_receive_only_their_own() {
-    let server = Server::start(&[]);
+async fn users_see_and_receive_only_their_own(backend: Backend) {
+    let server = Server::start_on(backend, &[]).await;
     let c = client();
     let (alice, mallory) = (token("alice"), token("mallory"));
     let mut mallory_ws = WsClient::connect(&server, &mallory).await;
@@ -280,9 +276,8 @@ async fn users_see_and_receive_only_their_own() {
     assert_eq!(status, 200, "{body}");
 }
 
-#[tokio::test]
-async fn state_survives_a_restart() {
-    let mut server = Server::start(&[]);
+async fn state_survives_a_restart(backend: Backend) {
+    let mut server = Server::start_on(backend, &[]).await;
     let c = client();
     let alice = token("alice");
     let (_, a) = hold(&c, &server, &alice, STUDIO, &["G2"]).await;
@@ -292,3 +287,12 @@ async fn state_survives_a_restart() {
     assert_eq!(before, after);
     assert_eq!(seat_status(&c, &server, STUDIO).await["G2"], "HELD");
 }
+
+on_every_backend!(
+    hold_flow_end_to_end,
+    loser_gets_alternatives_and_release_frees_seats,
+    a_new_hold_releases_the_previous_one_for_that_show,
+    idempotency_key_makes_retries_safe,
+    users_see_and_receive_only_their_own,
+    state_survives_a_restart,
+);

@@ -1,6 +1,7 @@
 //! Holds and requests expire by time: seats come back at once, even with no sweeper run, and the
 //! states read EXPIRED.
 
+#[macro_use]
 mod support;
 
 use serde_json::json;
@@ -15,9 +16,12 @@ async fn wait_until<F: Fn() -> Fut, Fut: std::future::Future<Output = bool>>(wha
     }
 }
 
-#[tokio::test]
-async fn expired_holds_free_their_seats_and_subscribers_hear_it() {
-    let server = Server::start(&[("HOLD_TTL_SECONDS", "1"), ("SWEEP_INTERVAL_MS", "100")]);
+async fn expired_holds_free_their_seats_and_subscribers_hear_it(backend: Backend) {
+    let server = Server::start_on(
+        backend,
+        &[("HOLD_TTL_SECONDS", "1"), ("SWEEP_INTERVAL_MS", "100")],
+    )
+    .await;
     let c = client();
     let (alice, bob) = (token("alice"), token("bob"));
     let mut watcher = WsClient::connect(&server, &token("watcher")).await;
@@ -58,9 +62,12 @@ async fn expired_holds_free_their_seats_and_subscribers_hear_it() {
 }
 
 /// With the sweeper effectively off, expiry still frees seats: it is decided by time.
-#[tokio::test]
-async fn expiry_needs_no_sweeper() {
-    let server = Server::start(&[("HOLD_TTL_SECONDS", "1"), ("SWEEP_INTERVAL_MS", "3600000")]);
+async fn expiry_needs_no_sweeper(backend: Backend) {
+    let server = Server::start_on(
+        backend,
+        &[("HOLD_TTL_SECONDS", "1"), ("SWEEP_INTERVAL_MS", "3600000")],
+    )
+    .await;
     let c = client();
     let (alice, bob) = (token("alice"), token("bob"));
     let (_, r) = hold(&c, &server, &alice, MATINEE_LATE, &["C4"]).await;
@@ -82,9 +89,12 @@ async fn expiry_needs_no_sweeper() {
 }
 
 /// A request not decided before its deadline ends EXPIRED, and its owner is told.
-#[tokio::test]
-async fn requests_waiting_past_their_deadline_expire() {
-    let server = Server::start(&[("REQUEST_TTL_SECONDS", "1"), ("SWEEP_INTERVAL_MS", "100")]);
+async fn requests_waiting_past_their_deadline_expire(backend: Backend) {
+    let server = Server::start_on(
+        backend,
+        &[("REQUEST_TTL_SECONDS", "1"), ("SWEEP_INTERVAL_MS", "100")],
+    )
+    .await;
     let c = client();
     let admin = admin_token("ops");
     let alice = token("alice");
@@ -116,3 +126,9 @@ async fn requests_waiting_past_their_deadline_expire() {
     assert_eq!(done["status"], "EXPIRED");
     assert_eq!(seat_status(&c, &server, STUDIO).await["D1"], "AVAILABLE");
 }
+
+on_every_backend!(
+    expired_holds_free_their_seats_and_subscribers_hear_it,
+    expiry_needs_no_sweeper,
+    requests_waiting_past_their_deadline_expire,
+);

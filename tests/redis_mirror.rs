@@ -1,7 +1,8 @@
-//! The local server with a real Redis as its seat mirror: the seat map is served from Redis, and
+//! The local server on PostgreSQL with a real Redis as its seat mirror: the seat map is served from Redis, and
 //! when Redis is flushed or down bookings go on, the seat map falls back to the store, and the
 //! mirror is rebuilt. Nothing is lost and nothing is double-held.
 
+#[macro_use]
 mod support;
 
 use booking_contract::redis_server::PrivateRedis;
@@ -15,7 +16,12 @@ fn lock_key(seat: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bookings_survive_a_redis_flush_and_outage() {
     let mut redis = PrivateRedis::start();
-    let server = Server::start(&[("REDIS_URL", &redis.url())]);
+    // As deployed: PostgreSQL decides, Redis mirrors.
+    let database = booking_postgres::testing::TestDatabase::create().await;
+    let server = Server::start(&[
+        ("REDIS_URL", &redis.url()),
+        ("DATABASE_URL", database.url()),
+    ]);
     let c = client();
     let mut granted: Vec<(String, serde_json::Value)> = Vec::new();
     let mut book = async |user: &str, seats: &[&str]| {

@@ -5,6 +5,8 @@
 
 use booking_app::Authenticator;
 use booking_app::auth::DEV_JWT_SECRET;
+use booking_contract::redis_server::PrivateRedis;
+use booking_postgres::testing::TestDatabase;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -24,6 +26,34 @@ pub const MATINEE_EARLY: &str = "5e0c1a6e-8f1e-4c3a-9b2d-000000000003";
 pub const MATINEE_LATE: &str = "5e0c1a6e-8f1e-4c3a-9b2d-000000000004";
 pub const PREMIERE_MOVIE: &str = "6d0c1a6e-8f1e-4c3a-9b2d-000000000001";
 
+/// What a test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The default: embedded SQLite, in-process seat mirror.
+    Embedded,
+    /// As deployed: PostgreSQL (a fresh database per server) and Redis (a private server per
+    /// test server: the demo show ids are fixed, so servers must not share a Redis).
+    PostgresRedis,
+}
+
+/// Runs each named `async fn(Backend)` test once per backend, as `<name>::embedded` and
+/// `<name>::postgres_redis`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn embedded() {
+                super::$name($crate::support::Backend::Embedded).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres_redis() {
+                super::$name($crate::support::Backend::PostgresRedis).await
+            }
+        }
+    )+};
+}
+
 pub struct Server {
     child: Option<Child>,
     pub base: String,
@@ -31,9 +61,30 @@ pub struct Server {
     pub data_dir: PathBuf,
     env: Vec<(String, String)>,
     _tmp: Option<tempfile::TempDir>,
+    _database: Option<TestDatabase>,
+    _redis: Option<PrivateRedis>,
 }
 
 impl Server {
+    /// Starts a server on `backend`, with fresh state.
+    pub async fn start_on(backend: Backend, env: &[(&str, &str)]) -> Server {
+        match backend {
+            Backend::Embedded => Self::start(env),
+            Backend::PostgresRedis => {
+                let database = TestDatabase::create().await;
+                let redis = PrivateRedis::start();
+                let (database_url, redis_url) = (database.url(), redis.url());
+                let mut env = env.to_vec();
+                env.push(("DATABASE_URL", database_url));
+                env.push(("REDIS_URL", &redis_url));
+                let mut server = Self::start(&env);
+                server._database = Some(database);
+                server._redis = Some(redis);
+                server
+            }
+        }
+    }
+
     /// Starts a server on a fresh data directory.
     pub fn start(env: &[(&str, &str)]) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -83,6 +134,8 @@ impl Server {
             data_dir: data_dir.to_path_buf(),
             env,
             _tmp: None,
+            _database: None,
+            _redis: None,
         }
     }
 
@@ -97,9 +150,10 @@ impl Server {
     /// Kills the process and starts a new one on the same data directory.
     pub fn crash_and_restart(&mut self) {
         self.kill();
-        let tmp = self._tmp.take();
         let mut next = Self::spawn(&self.data_dir.clone(), self.env.clone());
-        next._tmp = tmp;
+        next._tmp = self._tmp.take();
+        next._database = self._database.take();
+        next._redis = self._redis.take();
         *self = next;
     }
 
