@@ -6,7 +6,7 @@
 //! apart; so each case here is a `pub async fn` generic over any store that implements
 //! [`CatalogStore`], [`RequestStore`] and [`HoldStore`], and each adapter runs all of them:
 //!
-//! ```ignore
+//! ```text
 //! // crates/<adapter>/tests/contract.rs
 //! async fn fresh_store() -> (MyStore, impl Sized) { /* store, and a guard kept until the end */ }
 //! booking_contract::contract_tests!(fresh_store);
