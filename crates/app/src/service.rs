@@ -320,18 +320,27 @@ impl BookingService {
         Ok(self.require_show(raw_show).await?.show_id)
     }
 
+    /// Held and booked seats of a show, straight from the store.
+    async fn store_taken_seats(
+        &self,
+        show: ShowId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<HashMap<SeatId, SeatStatus>, ApiError> {
+        Ok(self
+            .ports
+            .holds
+            .taken_seats(show, now)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
     /// Held and booked seats of a show: from the mirror when it is complete; otherwise from the
     /// store, rebuilding the mirror from what was read.
     async fn taken_seats(&self, show: &Show) -> Result<HashMap<SeatId, SeatStatus>, ApiError> {
         let now = self.ports.clock.now();
         let Some(mirror) = &self.ports.mirror else {
-            return Ok(self
-                .ports
-                .holds
-                .taken_seats(show.show_id, now)
-                .await?
-                .into_iter()
-                .collect());
+            return self.store_taken_seats(show.show_id, now).await;
         };
         let layout = show.layout.seats();
         match mirror.taken_seats(show.show_id, layout, now).await {
@@ -339,13 +348,7 @@ impl BookingService {
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(show_id = %show.show_id, error = %e, "seat mirror unreadable; reading the store");
-                return Ok(self
-                    .ports
-                    .holds
-                    .taken_seats(show.show_id, now)
-                    .await?
-                    .into_iter()
-                    .collect());
+                return self.store_taken_seats(show.show_id, now).await;
             }
         }
         // Cold: read the truth, then offer it to the mirror. The generation is read first so
