@@ -74,15 +74,7 @@ async fn lanes_of_different_shows_do_not_wait_for_each_other(backend: Backend) {
     let server = Server::start_on(backend, &[]).await;
     let c = client();
     let admin = admin_token("ops");
-    let (status, _) = post(
-        &c,
-        &server,
-        &format!("/api/v1/admin/shows/{MATINEE_EARLY}/pause"),
-        Some(&admin),
-        json!({}),
-    )
-    .await;
-    assert_eq!(status, 200);
+    pause_show(&c, &server, MATINEE_EARLY, &admin).await;
 
     let mut blocked = Vec::new();
     for i in 0..20 {
@@ -128,14 +120,7 @@ async fn lanes_of_different_shows_do_not_wait_for_each_other(backend: Backend) {
         (Some(true), Some(20))
     );
 
-    post(
-        &c,
-        &server,
-        &format!("/api/v1/admin/shows/{MATINEE_EARLY}/resume"),
-        Some(&admin),
-        json!({}),
-    )
-    .await;
+    resume_show(&c, &server, MATINEE_EARLY, &admin).await;
     let mut granted = HashSet::new();
     for (t, id) in &blocked {
         let r = wait_terminal(&c, &server, t, id).await;
@@ -158,14 +143,7 @@ async fn queue_positions_count_the_requests_ahead(backend: Backend) {
     let server = Server::start_on(backend, &[]).await;
     let c = client();
     let admin = admin_token("ops");
-    post(
-        &c,
-        &server,
-        &format!("/api/v1/admin/shows/{STUDIO}/pause"),
-        Some(&admin),
-        json!({}),
-    )
-    .await;
+    pause_show(&c, &server, STUDIO, &admin).await;
     let mut ids = Vec::new();
     for i in 0..5u64 {
         let t = token(&format!("q{i}"));
@@ -181,14 +159,7 @@ async fn queue_positions_count_the_requests_ahead(backend: Backend) {
     )
     .await;
     assert_eq!(third["queuePosition"], 3);
-    post(
-        &c,
-        &server,
-        &format!("/api/v1/admin/shows/{STUDIO}/resume"),
-        Some(&admin),
-        json!({}),
-    )
-    .await;
+    resume_show(&c, &server, STUDIO, &admin).await;
     // Earliest wins the one seat.
     let first = wait_terminal(&c, &server, &ids[0].0, &ids[0].1).await;
     assert_eq!(first["status"], "SUCCESS");

@@ -51,14 +51,7 @@ async fn assert_no_seat_held_twice(
 async fn queued_requests_survive_kill_and_restart(backend: Backend) {
     let mut server = Server::start_on(backend, &[]).await;
     let c = client();
-    post(
-        &c,
-        &server,
-        &format!("/api/v1/admin/shows/{STUDIO}/pause"),
-        Some(&admin_token("ops")),
-        json!({}),
-    )
-    .await;
+    pause_show(&c, &server, STUDIO, &admin_token("ops")).await;
     let mut accepted = Vec::new();
     for i in 0..40 {
         let t = token(&format!("u{i}"));

@@ -99,14 +99,7 @@ async fn requests_waiting_past_their_deadline_expire(backend: Backend) {
     let admin = admin_token("ops");
     let alice = token("alice");
     let mut ws = WsClient::connect(&server, &alice).await;
-    post(
-        &c,
-        &server,
-        &format!("/api/v1/admin/shows/{STUDIO}/pause"),
-        Some(&admin),
-        json!({}),
-    )
-    .await;
+    pause_show(&c, &server, STUDIO, &admin).await;
     let (_, r) = hold(&c, &server, &alice, STUDIO, &["D1"]).await;
     let id = r["requestId"].as_str().unwrap();
     let pushed = ws.next_of("BOOKING_RESULT").await;
@@ -114,14 +107,7 @@ async fn requests_waiting_past_their_deadline_expire(backend: Backend) {
         (pushed["requestId"].as_str(), pushed["status"].as_str()),
         (Some(id), Some("EXPIRED"))
     );
-    post(
-        &c,
-        &server,
-        &format!("/api/v1/admin/shows/{STUDIO}/resume"),
-        Some(&admin),
-        json!({}),
-    )
-    .await;
+    resume_show(&c, &server, STUDIO, &admin).await;
     let done = wait_terminal(&c, &server, &alice, id).await;
     assert_eq!(done["status"], "EXPIRED");
     assert_eq!(seat_status(&c, &server, STUDIO).await["D1"], "AVAILABLE");

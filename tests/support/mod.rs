@@ -226,6 +226,32 @@ pub async fn post(
     json_of(req.send().await.expect("POST")).await
 }
 
+/// Stops deciding a show's requests (admin API); they keep queueing.
+pub async fn pause_show(c: &reqwest::Client, server: &Server, show: &str, admin: &str) {
+    let (status, body) = post(
+        c,
+        server,
+        &format!("/api/v1/admin/shows/{show}/pause"),
+        Some(admin),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "pause {show}: {body}");
+}
+
+/// Resumes deciding a show's requests (admin API).
+pub async fn resume_show(c: &reqwest::Client, server: &Server, show: &str, admin: &str) {
+    let (status, body) = post(
+        c,
+        server,
+        &format!("/api/v1/admin/shows/{show}/resume"),
+        Some(admin),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "resume {show}: {body}");
+}
+
 /// POST /api/v1/holds; returns (status, body).
 pub async fn hold(
     c: &reqwest::Client,
