@@ -106,6 +106,9 @@ impl BatchProcessor {
             .layout;
         let ids: Vec<_> = batch.iter().map(|r| r.request_id).collect();
         let mut report = BatchReport::default();
+        // Requests still ours to decide as of the previous attempt: after a lost race, those a
+        // racing worker decided meanwhile drop out, and their stored outcome is what to send.
+        let mut claimed: HashSet<_> = ids.iter().copied().collect();
 
         for attempt in 0..=MAX_CONFLICT_RETRIES {
             let undecided: HashSet<_> = self
@@ -126,8 +129,14 @@ impl BatchProcessor {
                 .collect();
             if attempt == 0 {
                 report.duplicates = batch.len() - pending.len();
-                self.resend_duplicates(batch, &undecided).await?;
             }
+            self.resend_stored(
+                batch.iter().filter(|r| {
+                    claimed.contains(&r.request_id) && !undecided.contains(&r.request_id)
+                }),
+            )
+            .await?;
+            claimed.clone_from(&undecided);
             if pending.is_empty() {
                 return Ok(report);
             }
@@ -144,7 +153,7 @@ impl BatchProcessor {
             let mut engine = DecisionEngine::new(layout.clone(), snapshot, self.hold_ttl);
             let outcome = engine.decide_batch(pending, now);
             match self.holds.commit_batch(show, &outcome, now).await {
-                Ok(()) => {
+                Ok(written) => {
                     // Mirror before notifying, so a client that reloads the seat map the moment
                     // it hears its result sees its seats taken.
                     if let Some(mirror) = &self.mirror {
@@ -154,9 +163,13 @@ impl BatchProcessor {
                         .iter()
                         .map(|r| (r.request_id, (&r.user_id, &r.seat_ids)))
                         .collect();
+                    // A request another worker decided between our claim and our commit kept
+                    // that worker's outcome: only what this commit wrote is ours to announce.
+                    let written: HashSet<_> = written.into_iter().collect();
                     let results: Vec<(UserId, BookingResult)> = outcome
                         .decisions
                         .iter()
+                        .filter(|d| written.contains(&d.request_id()))
                         .map(|d| {
                             let (user, seats) = owners[&d.request_id()];
                             ((*user).clone(), booking_result(d, seats))
@@ -168,6 +181,16 @@ impl BatchProcessor {
                         .filter(|(_, r)| r.status == RequestStatus::Success)
                         .count();
                     self.notifier.booking_results(&results).await;
+                    if written.len() < outcome.decisions.len() {
+                        tracing::info!(
+                            skipped = outcome.decisions.len() - written.len(),
+                            "requests decided concurrently elsewhere; re-sending their outcomes"
+                        );
+                        self.resend_stored(batch.iter().filter(|r| {
+                            !written.contains(&r.request_id) && undecided.contains(&r.request_id)
+                        }))
+                        .await?;
+                    }
                     if !outcome.seat_changes.is_empty() {
                         self.notifier
                             .seats_changed(show, &outcome.seat_changes)
@@ -190,14 +213,14 @@ impl BatchProcessor {
         ))
     }
 
-    /// A duplicate delivery changes nothing, but its owner may have missed the first push.
-    async fn resend_duplicates(
+    /// Pushes the stored outcome of requests decided earlier or elsewhere: a duplicate delivery
+    /// changes nothing, but its owner may have missed the first push.
+    async fn resend_stored(
         &self,
-        batch: &[BookingRequest],
-        undecided: &HashSet<booking_core::RequestId>,
+        requests: impl Iterator<Item = &BookingRequest>,
     ) -> Result<(), ProcessError> {
         let mut results = Vec::new();
-        for r in batch.iter().filter(|r| !undecided.contains(&r.request_id)) {
+        for r in requests {
             if let Some(stored) = self.requests.get_request(r.request_id).await?
                 && let Some(outcome) = &stored.outcome
             {

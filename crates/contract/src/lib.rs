@@ -389,10 +389,15 @@ pub async fn begin_processing_skips_decided<S: ContractStore>(store: &S) {
         }],
         seat_changes: vec![],
     };
-    store
+    let written = store
         .commit_batch(show.show_id, &stray, t + Duration::seconds(1))
         .await
         .unwrap();
+    assert_eq!(
+        written,
+        vec![],
+        "the stray rejection is not reported as written"
+    );
     assert_eq!(
         store.get_request(r1.request_id).await.unwrap(),
         Some(decided)
@@ -432,7 +437,11 @@ pub async fn commit_batch_records_every_outcome<S: ContractStore>(store: &S) {
     let Decision::Invalid { reason, .. } = invalid else {
         panic!("expected an invalid request: {invalid:?}");
     };
-    store.commit_batch(show.show_id, &batch, t).await.unwrap();
+    let mut written = store.commit_batch(show.show_id, &batch, t).await.unwrap();
+    written.sort();
+    let mut expected = all.to_vec();
+    expected.sort();
+    assert_eq!(written, expected, "every outcome of the batch was written");
 
     let hold_id = HoldId::for_request(a.request_id);
     let hold_expires_at = t + HOLD_TTL;
@@ -677,10 +686,11 @@ pub async fn stale_duplicate_grant_is_refused<S: ContractStore>(store: &S) {
         decisions: vec![batch.decisions[1].clone()],
         seat_changes: vec![],
     };
-    store
+    let written = store
         .commit_batch(show.show_id, &rejection_only, t + Duration::seconds(2))
         .await
         .unwrap();
+    assert_eq!(written, vec![], "an already decided request is skipped");
     let after = (
         store.get_request(r.request_id).await.unwrap(),
         store.get_request(s.request_id).await.unwrap(),

@@ -101,12 +101,16 @@ pub trait HoldStore: Send + Sync + 'static {
     ) -> Result<ShowSnapshot, StoreError>;
     /// Writes a decided batch in one transaction: new holds and their seat claims, released
     /// holds, and every request's outcome. All or nothing.
+    ///
+    /// Returns the requests whose outcome this commit wrote (in no particular order). A non-granting
+    /// decision for a request that another writer decided meanwhile is skipped, not an error:
+    /// the stored outcome stands, and only it may be told to the requester.
     async fn commit_batch(
         &self,
         show: ShowId,
         batch: &BatchOutcome,
         decided_at: DateTime<Utc>,
-    ) -> Result<(), CommitError>;
+    ) -> Result<Vec<RequestId>, CommitError>;
     /// Seats that are not available as of `now` (held or booked); every other seat of the layout
     /// is available unless blocked.
     async fn taken_seats(

@@ -38,8 +38,8 @@ use crate::codec::{self, EXPIRED_MESSAGE, HoldRow};
 use async_trait::async_trait;
 use booking_core::ports::{CommitError, HoldStore, ReleaseError, StoreError};
 use booking_core::{
-    BatchOutcome, Decision, Hold, HoldId, RequestOutcome, SeatId, SeatStatus, ShowId, ShowSnapshot,
-    SnapshotHold, UserId, rejection_message,
+    BatchOutcome, Decision, Hold, HoldId, RequestId, RequestOutcome, SeatId, SeatStatus, ShowId,
+    ShowSnapshot, SnapshotHold, UserId, rejection_message,
 };
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -100,7 +100,7 @@ impl HoldStore for PgStore {
         show: ShowId,
         batch: &BatchOutcome,
         decided_at: DateTime<Utc>,
-    ) -> Result<(), CommitError> {
+    ) -> Result<Vec<RequestId>, CommitError> {
         let plan = Plan::new(batch)?;
         // Explicitly READ COMMITTED (see the module docs), whatever the server's default. Every
         // statement of the batch reaches its rows through a key (primary keys, the claims'
@@ -119,7 +119,7 @@ impl HoldStore for PgStore {
             .await
             .map_err(commit_error)?;
         match write_batch(&mut tx, show, &plan, decided_at).await {
-            Ok(()) => tx.commit().await.map_err(commit_error),
+            Ok(decided) => tx.commit().await.map(|()| decided).map_err(commit_error),
             Err(e) => {
                 if let Err(rollback) = tx.rollback().await {
                     tracing::warn!(error = %rollback, "rollback of a refused batch failed");
@@ -504,7 +504,7 @@ async fn write_batch(
     show: ShowId,
     plan: &Plan,
     decided_at: DateTime<Utc>,
-) -> Result<(), CommitError> {
+) -> Result<Vec<RequestId>, CommitError> {
     let show_id = show.as_uuid();
 
     // The guards on `booking_requests` and `holds` are spelled so that no index can serve them
@@ -537,7 +537,7 @@ async fn write_batch(
                  AND r.show_id IS NOT DISTINCT FROM $1
                  AND r.status NOT IN ('SUCCESS', 'FAILED', 'EXPIRED')
                  AND (d.user_id IS NULL OR r.user_id = d.user_id)
-               RETURNING d.user_id IS NOT NULL AS granted
+               RETURNING r.request_id, d.user_id IS NOT NULL AS granted
            ),
            dead AS (
                DELETE FROM seat_claims c
@@ -561,6 +561,7 @@ async fn write_batch(
                RETURNING c.seat_id, c.hold_id
            )
            SELECT (SELECT count(*) FROM decided WHERE granted) AS "granted!",
+                  (SELECT coalesce(array_agg(request_id), '{}') FROM decided) AS "decided!",
                   (SELECT coalesce(array_agg(seat_id ORDER BY seat_id), '{}') FROM freed)
                       AS "freed_seats!",
                   (SELECT coalesce(array_agg(hold_id ORDER BY seat_id), '{}') FROM freed)
@@ -597,8 +598,13 @@ async fn write_batch(
             return Err(CommitError::SeatConflict);
         }
     }
+    let decided: Vec<RequestId> = first
+        .decided
+        .into_iter()
+        .map(RequestId::from_uuid)
+        .collect();
     if plan.grants == 0 {
-        return Ok(());
+        return Ok(decided);
     }
 
     // 2. The new holds (a hold id already taken: someone else committed this grant) and their
@@ -670,5 +676,5 @@ async fn write_batch(
         .await
         .map_err(commit_error)?;
     }
-    Ok(())
+    Ok(decided)
 }

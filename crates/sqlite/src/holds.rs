@@ -12,8 +12,8 @@ use crate::codec::{self, EXPIRED_MESSAGE, hold_columns};
 use async_trait::async_trait;
 use booking_core::ports::{CommitError, HoldStore, ReleaseError, StoreError};
 use booking_core::{
-    BatchOutcome, Decision, Hold, HoldId, HoldStatus, RequestOutcome, SeatId, SeatStatus, ShowId,
-    ShowSnapshot, UserId, rejection_message,
+    BatchOutcome, Decision, Hold, HoldId, HoldStatus, RequestId, RequestOutcome, SeatId,
+    SeatStatus, ShowId, ShowSnapshot, UserId, rejection_message,
 };
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
@@ -68,16 +68,17 @@ impl HoldStore for SqliteStore {
         show: ShowId,
         batch: &BatchOutcome,
         decided_at: DateTime<Utc>,
-    ) -> Result<(), CommitError> {
+    ) -> Result<Vec<RequestId>, CommitError> {
         let mut tx = self
             .writer()
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| CommitError::Store(codec::store_error(e)))?;
         match write_batch(&mut tx, show, batch, decided_at).await {
-            Ok(()) => tx
+            Ok(decided) => tx
                 .commit()
                 .await
+                .map(|()| decided)
                 .map_err(|e| CommitError::Store(codec::store_error(e))),
             Err(e) => {
                 if let Err(rollback) = tx.rollback().await {
@@ -241,8 +242,9 @@ async fn write_batch(
     show: ShowId,
     batch: &BatchOutcome,
     decided_at: DateTime<Utc>,
-) -> Result<(), CommitError> {
+) -> Result<Vec<RequestId>, CommitError> {
     let store = |e| CommitError::Store(codec::store_error(e));
+    let mut decided_ids = Vec::with_capacity(batch.decisions.len());
     let show_text = show.to_string();
     let at = codec::millis(decided_at);
 
@@ -296,6 +298,7 @@ async fn write_batch(
                     // decided against stale state.
                     return Err(CommitError::SeatConflict);
                 }
+                decided_ids.push(*request_id);
 
                 if let Some(previous) = released {
                     let ended = sqlx::query(
@@ -370,7 +373,7 @@ async fn write_batch(
                 unavailable,
                 alternatives,
             } => {
-                finish(
+                if finish(
                     conn,
                     *request_id,
                     &show_text,
@@ -379,10 +382,13 @@ async fn write_batch(
                     &rejection_message(unavailable),
                     Some((unavailable, alternatives)),
                 )
-                .await?;
+                .await?
+                {
+                    decided_ids.push(*request_id);
+                }
             }
             Decision::Expired { request_id } => {
-                finish(
+                if finish(
                     conn,
                     *request_id,
                     &show_text,
@@ -391,10 +397,13 @@ async fn write_batch(
                     EXPIRED_MESSAGE,
                     None,
                 )
-                .await?;
+                .await?
+                {
+                    decided_ids.push(*request_id);
+                }
             }
             Decision::Invalid { request_id, reason } => {
-                finish(
+                if finish(
                     conn,
                     *request_id,
                     &show_text,
@@ -403,15 +412,19 @@ async fn write_batch(
                     reason,
                     Some((&[], &[])),
                 )
-                .await?;
+                .await?
+                {
+                    decided_ids.push(*request_id);
+                }
             }
         }
     }
-    Ok(())
+    Ok(decided_ids)
 }
 
 /// Records a decision that grants nothing. A request that is already decided is left alone: the
-/// earlier decision stands, and nothing else of the batch depends on this one.
+/// earlier decision stands, and nothing else of the batch depends on this one. Returns whether
+/// this decision was recorded.
 async fn finish(
     conn: &mut SqliteConnection,
     request: booking_core::RequestId,
@@ -420,12 +433,12 @@ async fn finish(
     status: &'static str,
     message: &str,
     seats: Option<(&[SeatId], &[SeatId])>,
-) -> Result<(), CommitError> {
+) -> Result<bool, CommitError> {
     let (unavailable, alternatives) = match seats {
         Some((u, a)) => (Some(codec::to_json(u)?), Some(codec::to_json(a)?)),
         None => (None, None),
     };
-    sqlx::query(
+    let recorded = sqlx::query(
         "UPDATE booking_requests \
          SET status = ?3, processed_at = ?4, result_message = ?5, unavailable = ?6, \
              alternatives = ?7, hold_id = NULL, hold_expires_at = NULL \
@@ -441,7 +454,7 @@ async fn finish(
     .execute(&mut *conn)
     .await
     .map_err(|e| CommitError::Store(codec::store_error(e)))?;
-    Ok(())
+    Ok(recorded.rows_affected() == 1)
 }
 
 async fn delete_hold_claims(conn: &mut SqliteConnection, hold: HoldId) -> Result<(), sqlx::Error> {
