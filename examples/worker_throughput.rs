@@ -1,0 +1,159 @@
+//! The worker's whole cycle against PostgreSQL, with and without the Redis seat-lock mirror (a
+//! measurement, not a test: it asserts nothing about timing).
+//!
+//! ```text
+//! cargo run --release --example worker_throughput
+//! ```
+//!
+//! One `BatchProcessor` (the code the Lambda worker and the local lanes run) decides one hot show
+//! (500 seats, requests for 1-4 adjacent seats from 5,000 users) batch after batch:
+//! begin_processing → load_show_state → decide → commit_batch → mirror → notify (a notifier that
+//! drops the pushes, so only the stores are timed). Time moves two simulated seconds per
+//! decision with five-minute holds, so seats keep being freed and granted again.
+//!
+//! It creates a throw-away database on the server of `TEST_DATABASE_URL` (default: local
+//! PostgreSQL) and uses the Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`); every show
+//! is new, so its mirror keys are too.
+
+use async_trait::async_trait;
+use booking_app::processor::BatchProcessor;
+use booking_contract::support::{create_show, fresh_user, now_ms};
+use booking_core::ports::{Inserted, Notifier, RequestStore, SeatMirror};
+use booking_core::protocol::BookingResult;
+use booking_core::{
+    BookingRequest, ManualClock, NewBookingRequest, RequestId, SeatChange, SeatId, Show, ShowId,
+    UserId,
+};
+use booking_postgres::PgStore;
+use booking_postgres::testing::TestDatabase;
+use booking_redis::RedisMirror;
+use chrono::{DateTime, Duration, Utc};
+use std::sync::Arc;
+use std::time::Instant;
+
+const HOLD_TTL: Duration = Duration::minutes(5);
+const STEP: Duration = Duration::seconds(2);
+
+struct Silent;
+
+#[async_trait]
+impl Notifier for Silent {
+    async fn booking_results(&self, _results: &[(UserId, BookingResult)]) {}
+    async fn seats_changed(&self, _show: ShowId, _changes: &[SeatChange]) {}
+}
+
+/// A small xorshift generator: the same workload on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) % n
+    }
+}
+
+fn workload(
+    show: &Show,
+    users: &[UserId],
+    count: usize,
+    t0: DateTime<Utc>,
+) -> Vec<NewBookingRequest> {
+    let mut rng = Rng(42);
+    (0..count)
+        .map(|_| {
+            let len = 1 + rng.below(4) as u16;
+            let row = rng.below(20) as u16;
+            let first = 1 + rng.below(u64::from(26 - len)) as u16;
+            NewBookingRequest {
+                request_id: RequestId::new_random(),
+                user_id: users[rng.below(users.len() as u64) as usize].clone(),
+                show_id: show.show_id,
+                seat_ids: (first..first + len)
+                    .map(|n| SeatId::new(row, n).expect("in range"))
+                    .collect(),
+                idempotency_key: None,
+                created_at: t0,
+                expires_at: t0 + Duration::days(30),
+            }
+        })
+        .collect()
+}
+
+async fn insert_all(store: &PgStore, requests: Vec<NewBookingRequest>) -> Vec<BookingRequest> {
+    let mut tasks = Vec::with_capacity(requests.len());
+    for new in requests {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move { store.insert_request(new).await }));
+    }
+    let mut stored = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        match task.await.expect("task").expect("insert_request") {
+            Inserted::New(r) => stored.push(r),
+            Inserted::Existing(r) => panic!("repeat {r:?}"),
+        }
+    }
+    stored.sort_by_key(|r| r.seq);
+    stored
+}
+
+#[tokio::main]
+async fn main() {
+    let db = TestDatabase::create().await;
+    let store = Arc::new(db.store().clone());
+    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let mirror: Arc<dyn SeatMirror> = Arc::new(
+        RedisMirror::connect(&redis_url)
+            .await
+            .unwrap_or_else(|e| panic!("Redis at {redis_url}: {e} (start it, or set REDIS_URL)")),
+    );
+    let users: Vec<UserId> = (0..5_000).map(|i| fresh_user(&format!("u{i}"))).collect();
+
+    println!("== worker cycle, one hot show (500 seats), PostgreSQL, with and without Redis");
+    println!(
+        "{:>6} {:>8} {:>10} {:>13} {:>14} {:>8}",
+        "batch", "mirror", "decisions", "decisions/s", "ms per batch", "granted"
+    );
+    for (batch_size, count) in [(1usize, 2_000usize), (10, 10_000), (100, 30_000)] {
+        for with_mirror in [false, true] {
+            let show = create_show(store.as_ref(), 20, 25).await;
+            let t0 = now_ms();
+            let requests = insert_all(&store, workload(&show, &users, count, t0)).await;
+            let clock = Arc::new(ManualClock::new(t0));
+            let mut processor = BatchProcessor::new(
+                store.clone(),
+                store.clone(),
+                store.clone(),
+                Arc::new(Silent),
+                clock.clone(),
+                HOLD_TTL,
+            );
+            if with_mirror {
+                processor = processor.with_mirror(mirror.clone());
+            }
+            let mut granted = 0;
+            let started = Instant::now();
+            for batch in requests.chunks(batch_size) {
+                let report = processor
+                    .process(show.show_id, batch)
+                    .await
+                    .expect("a lone worker's batch is processed");
+                assert_eq!(report.decided, batch.len());
+                granted += report.granted;
+                clock.advance(STEP * batch.len() as i32);
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            let batches = count.div_ceil(batch_size);
+            println!(
+                "{:>6} {:>8} {:>10} {:>13.0} {:>14.2} {:>7.0}%",
+                batch_size,
+                if with_mirror { "redis" } else { "none" },
+                count,
+                count as f64 / elapsed,
+                elapsed * 1_000.0 / batches as f64,
+                100.0 * granted as f64 / count as f64
+            );
+        }
+    }
+}
