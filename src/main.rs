@@ -324,10 +324,13 @@ async fn run() -> Result<(), String> {
         println!("JWT_SECRET: from the environment");
     }
     println!("get a token: cargo run --release -- token alice   (add --admin for the admin role)");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .map_err(|e| e.to_string())
 }
 
 async fn shutdown_signal() {

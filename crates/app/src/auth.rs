@@ -32,6 +32,20 @@ pub struct Caller {
     pub is_admin: bool,
 }
 
+impl Caller {
+    /// The caller that claims verified elsewhere describe (`sub`, and `role` = "admin" for an
+    /// admin), e.g. by API Gateway's JWT authorizer.
+    pub fn from_verified_claims(sub: &str, role: Option<&str>) -> Result<Self, ApiError> {
+        let user_id = sub
+            .parse()
+            .map_err(|_| ApiError::unauthorized("the token's subject is not a valid user id"))?;
+        Ok(Self {
+            user_id,
+            is_admin: role == Some("admin"),
+        })
+    }
+}
+
 /// Verifies (and, for development, mints) tokens.
 #[derive(Clone)]
 pub struct Authenticator {

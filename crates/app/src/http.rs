@@ -60,7 +60,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/admin/shows/{show_id}/pause", post(pause_show))
         .route("/api/v1/admin/shows/{show_id}/resume", post(resume_show));
     if state.hub.is_some() {
-        api = api.route("/ws", get(websocket));
+        api = api.route("/ws", get(websocket)).route(
+            "/@connections/{connection_id}",
+            post(post_to_connection).delete(delete_connection),
+        );
     }
     api.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -136,9 +139,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Segment {
     }
 }
 
+/// A caller already authenticated in front of this router (API Gateway's JWT authorizer on AWS),
+/// put into the request's extensions by the process that serves the router. Extensions never
+/// come from the wire, so a client cannot forge one; without it the bearer token is verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizedCaller(pub Caller);
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(AuthorizedCaller(caller)) = parts.extensions.get::<AuthorizedCaller>() {
+            return Ok(caller.clone());
+        }
         let header = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -597,10 +609,94 @@ async fn websocket(
         .hub
         .clone()
         .ok_or_else(|| ApiError::not_found("NOT_FOUND", "No such endpoint"))?;
-    Ok(upgrade
+    let id = WsHub::new_connection_id();
+    let header_value = HeaderValue::from_str(&id).expect("connection ids are hex");
+    let mut response = upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| serve_socket(socket, hub, state.service, caller.user_id)))
+        .on_upgrade(move |socket| serve_socket(socket, hub, state.service, caller.user_id, id));
+    // The id the management API (`/@connections/{id}`) knows this connection by, as API Gateway
+    // gives it to the backend; locally the client may want it too (tests do).
+    response
+        .headers_mut()
+        .insert(CONNECTION_ID_HEADER, header_value);
+    Ok(response)
+}
+
+/// The response header of a WebSocket upgrade that names the connection.
+pub const CONNECTION_ID_HEADER: &str = "x-connection-id";
+
+/// Whether the caller is on this machine. The management API has no authentication of its own
+/// (on AWS, IAM guards it), so the local server answers it for loopback callers only.
+fn from_loopback(request: &axum::extract::Request) -> bool {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .is_some_and(|info| info.0.ip().is_loopback())
+}
+
+/// API Gateway's error for a connection that is no longer there, as its SDKs recognise it.
+fn gone(id: &str) -> Response {
+    (
+        StatusCode::GONE,
+        [("x-amzn-errortype", "GoneException")],
+        Json(json!({ "message": format!("connection {id} is gone") })),
+    )
+        .into_response()
+}
+
+/// The management API's `POST /@connections/{id}`: the body goes to that connection as one text
+/// message. Lets the AWS notifier adapter run against real WebSocket clients locally.
+async fn post_to_connection(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: axum::extract::Request,
+) -> Response {
+    if !from_loopback(&request) {
+        return ApiError::forbidden("The management API answers local callers only")
+            .into_response();
+    }
+    let Some(hub) = state.hub.as_ref() else {
+        return gone(&id);
+    };
+    let limit = state.service.config().max_body_bytes;
+    let body = match axum::body::to_bytes(request.into_body(), limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                "Message too large",
+            )
+            .into_response();
+        }
+    };
+    let Ok(text) = String::from_utf8(body.to_vec()) else {
+        return ApiError::bad_request("INVALID_MESSAGE", "Messages are UTF-8 text").into_response();
+    };
+    if hub.send_to(&id, Message::Text(text.into())) {
+        StatusCode::OK.into_response()
+    } else {
+        gone(&id)
+    }
+}
+
+/// The management API's `DELETE /@connections/{id}`: closes the connection.
+async fn delete_connection(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: axum::extract::Request,
+) -> Response {
+    if !from_loopback(&request) {
+        return ApiError::forbidden("The management API answers local callers only")
+            .into_response();
+    }
+    match state.hub.as_ref() {
+        Some(hub) if hub.send_to(&id, Message::Close(None)) => {
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => gone(&id),
+    }
 }
 
 async fn serve_socket(
@@ -608,9 +704,10 @@ async fn serve_socket(
     hub: Arc<WsHub>,
     service: Arc<BookingService>,
     user: UserId,
+    id: hub::ConnectionId,
 ) {
     // Registered before the first read: once the client has had any reply, pushes reach it.
-    let (id, mut outbox) = hub.connect(user);
+    let mut outbox = hub.connect(id.clone(), user);
     let (mut sink, mut stream) = socket.split();
     let writer = tokio::spawn(async move {
         while let Some(message) = outbox.recv().await {

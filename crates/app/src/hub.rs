@@ -53,9 +53,13 @@ impl WsHub {
         Self::default()
     }
 
-    /// Registers a connection and returns its id and the receiving end of its outbox.
-    pub fn connect(&self, user: UserId) -> (ConnectionId, mpsc::Receiver<Message>) {
-        let id = uuid::Uuid::new_v4().simple().to_string();
+    /// A fresh connection id (handed to the client before the connection is registered).
+    pub fn new_connection_id() -> ConnectionId {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+
+    /// Registers a connection under `id` and returns the receiving end of its outbox.
+    pub fn connect(&self, id: ConnectionId, user: UserId) -> mpsc::Receiver<Message> {
         let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
         let mut r = self.registry.write().expect("hub poisoned");
         r.by_user
@@ -70,7 +74,7 @@ impl WsHub {
                 shows: HashSet::new(),
             },
         );
-        (id, rx)
+        rx
     }
 
     pub fn disconnect(&self, id: &str) {

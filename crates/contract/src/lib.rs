@@ -20,6 +20,7 @@
 //! and the cases that call global sweeps (`expire_holds`, `expire_overdue_requests`) place their
 //! data hundreds of days in the past, on time ranges no other case touches.
 
+pub mod aws_tools;
 pub mod mirror;
 pub mod redis_server;
 pub mod support;

@@ -250,4 +250,27 @@ pub trait QueueCounters: Send + Sync + 'static {
     async fn add_decided(&self, show: ShowId, count: u64) -> Result<(), MirrorError>;
     /// How many requests were decided for the show so far.
     async fn decided(&self, show: ShowId) -> Result<u64, MirrorError>;
+    /// Pauses or resumes the show's lane: a paused show's requests stay queued, in order.
+    async fn set_paused(&self, show: ShowId, paused: bool) -> Result<(), MirrorError>;
+    async fn is_paused(&self, show: ShowId) -> Result<bool, MirrorError>;
+    /// Every show that has taken a ticket, for queue statistics (no key scans).
+    async fn known_shows(&self) -> Result<Vec<ShowId>, MirrorError>;
+    /// Tickets taken so far for the show.
+    async fn tickets(&self, show: ShowId) -> Result<u64, MirrorError>;
+}
+
+/// The WebSocket connections a gateway holds for us (API Gateway keeps the sockets; we keep who
+/// is behind each one): by user, for booking results, and by subscribed show, for seat changes.
+#[async_trait]
+pub trait ConnectionRegistry: Send + Sync + 'static {
+    /// Records a freshly authenticated connection.
+    async fn connect(&self, connection: &str, user: &UserId) -> Result<(), StoreError>;
+    /// Subscribes a known connection to a show's seat changes; `false` if the connection is
+    /// not (or no longer) registered.
+    async fn subscribe(&self, connection: &str, show: ShowId) -> Result<bool, StoreError>;
+    async fn unsubscribe(&self, connection: &str, show: ShowId) -> Result<(), StoreError>;
+    /// Forgets the connection and its subscriptions.
+    async fn disconnect(&self, connection: &str) -> Result<(), StoreError>;
+    async fn connections_of(&self, user: &UserId) -> Result<Vec<String>, StoreError>;
+    async fn subscribers(&self, show: ShowId) -> Result<Vec<String>, StoreError>;
 }

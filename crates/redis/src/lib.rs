@@ -88,6 +88,11 @@ fn decided_key(show: ShowId) -> String {
     format!("queue:{{{show}}}:decided")
 }
 
+/// Every show that took a ticket: the index queue statistics read instead of scanning keys.
+const SHOWS_KEY: &str = "queue:shows";
+/// The paused shows.
+const PAUSED_KEY: &str = "queue:paused";
+
 fn lock_value(lock: &SeatLock) -> String {
     let kind = if lock.status == SeatStatus::Booked {
         "BOOKED"
@@ -292,9 +297,46 @@ impl SeatMirror for RedisMirror {
 impl QueueCounters for RedisMirror {
     async fn take_ticket(&self, show: ShowId) -> Result<u64, MirrorError> {
         let mut conn = self.conn.clone();
-        conn.incr(tickets_key(show), 1u64)
+        let (ticket, _added): (u64, u64) = redis::pipe()
+            .incr(tickets_key(show), 1u64)
+            .sadd(SHOWS_KEY, show.to_string())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(ticket)
+    }
+
+    async fn tickets(&self, show: ShowId) -> Result<u64, MirrorError> {
+        let mut conn = self.conn.clone();
+        conn.get::<_, Option<u64>>(tickets_key(show))
+            .await
+            .map(|v| v.unwrap_or(0))
+            .map_err(unavailable)
+    }
+
+    async fn set_paused(&self, show: ShowId, paused: bool) -> Result<(), MirrorError> {
+        let mut conn = self.conn.clone();
+        let result: redis::RedisResult<u64> = if paused {
+            conn.sadd(PAUSED_KEY, show.to_string()).await
+        } else {
+            conn.srem(PAUSED_KEY, show.to_string()).await
+        };
+        result.map(|_| ()).map_err(unavailable)
+    }
+
+    async fn is_paused(&self, show: ShowId) -> Result<bool, MirrorError> {
+        let mut conn = self.conn.clone();
+        conn.sismember(PAUSED_KEY, show.to_string())
             .await
             .map_err(unavailable)
+    }
+
+    async fn known_shows(&self) -> Result<Vec<ShowId>, MirrorError> {
+        let mut conn = self.conn.clone();
+        let members: Vec<String> = conn.smembers(SHOWS_KEY).await.map_err(unavailable)?;
+        let mut shows: Vec<ShowId> = members.iter().filter_map(|m| m.parse().ok()).collect();
+        shows.sort();
+        Ok(shows)
     }
 
     async fn add_decided(&self, show: ShowId, count: u64) -> Result<(), MirrorError> {

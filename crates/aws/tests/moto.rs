@@ -1,0 +1,191 @@
+//! The SQS queue and the DynamoDB registry against moto (a private server per test binary).
+
+use booking_app::memory_mirror::MemoryMirror;
+use booking_aws::{DynamoRegistry, QueueMessage, SqsQueue};
+use booking_contract::aws_tools::Moto;
+use booking_contract::support::{fresh_user, now_ms};
+use booking_core::ports::{ConnectionRegistry, QueueCounters, RequestQueue};
+use booking_core::{BookingRequest, RequestId, RequestStatus, ShowId};
+use std::sync::{Arc, OnceLock};
+
+fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(Moto::start)
+}
+
+async fn sdk() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(moto().url())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn registry(ttl_seconds: i64) -> DynamoRegistry {
+    let client = aws_sdk_dynamodb::Client::new(&sdk().await);
+    let table = unique("connections");
+    booking_aws::create_connections_table(&client, &table)
+        .await
+        .expect("create the table");
+    DynamoRegistry::new(client, table, ttl_seconds)
+}
+
+#[tokio::test]
+async fn registry_finds_connections_by_user_and_subscribers_by_show() {
+    let r = registry(3_600).await;
+    let (alice, bob) = (fresh_user("alice"), fresh_user("bob"));
+    let (show, other) = (ShowId::new_random(), ShowId::new_random());
+    r.connect("a1", &alice).await.unwrap();
+    r.connect("a2", &alice).await.unwrap();
+    r.connect("b1", &bob).await.unwrap();
+    assert_eq!(r.connections_of(&alice).await.unwrap(), ["a1", "a2"]);
+    assert_eq!(r.connections_of(&bob).await.unwrap(), ["b1"]);
+
+    assert!(r.subscribe("a1", show).await.unwrap());
+    assert!(r.subscribe("b1", show).await.unwrap());
+    assert!(r.subscribe("b1", other).await.unwrap());
+    assert!(
+        !r.subscribe("never-connected", show).await.unwrap(),
+        "an unknown connection cannot subscribe"
+    );
+    assert_eq!(r.subscribers(show).await.unwrap(), ["a1", "b1"]);
+    // A subscription is not a connection of its user twice.
+    assert_eq!(r.connections_of(&bob).await.unwrap(), ["b1"]);
+
+    r.unsubscribe("a1", show).await.unwrap();
+    assert_eq!(r.subscribers(show).await.unwrap(), ["b1"]);
+
+    r.disconnect("b1").await.unwrap();
+    assert!(r.connections_of(&bob).await.unwrap().is_empty());
+    assert!(r.subscribers(show).await.unwrap().is_empty());
+    assert!(r.subscribers(other).await.unwrap().is_empty());
+    assert_eq!(r.connections_of(&alice).await.unwrap(), ["a1", "a2"]);
+}
+
+#[tokio::test]
+async fn registry_ignores_items_past_their_ttl() {
+    // Items written already expired: DynamoDB deletes them lazily, readers must not use them.
+    let r = registry(-60).await;
+    let user = fresh_user("late");
+    let show = ShowId::new_random();
+    r.connect("c1", &user).await.unwrap();
+    assert!(r.subscribe("c1", show).await.unwrap());
+    assert!(r.connections_of(&user).await.unwrap().is_empty());
+    assert!(r.subscribers(show).await.unwrap().is_empty());
+}
+
+fn request(show: ShowId) -> BookingRequest {
+    let t = now_ms();
+    BookingRequest {
+        request_id: RequestId::new_random(),
+        user_id: fresh_user("q"),
+        show_id: show,
+        seat_ids: vec!["A1".parse().unwrap()],
+        status: RequestStatus::Queued,
+        seq: 1,
+        idempotency_key: None,
+        created_at: t,
+        expires_at: t + chrono::Duration::minutes(2),
+        processed_at: None,
+        outcome: None,
+    }
+}
+
+async fn fifo_queue(sqs: &aws_sdk_sqs::Client) -> String {
+    sqs.create_queue()
+        .queue_name(format!("{}.fifo", unique("booking")))
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
+        .send()
+        .await
+        .expect("create the queue")
+        .queue_url
+        .expect("queue url")
+}
+
+#[tokio::test]
+async fn sqs_queue_groups_by_show_deduplicates_by_request_and_counts_positions() {
+    let sqs = aws_sdk_sqs::Client::new(&sdk().await);
+    let url = fifo_queue(&sqs).await;
+    let counters = Arc::new(MemoryMirror::new());
+    let queue = SqsQueue::new(sqs.clone(), url.clone(), counters.clone());
+    let show = ShowId::new_random();
+    let (first, second) = (request(show), request(show));
+
+    assert_eq!(queue.enqueue(&first).await.unwrap().position, 1);
+    assert_eq!(queue.enqueue(&second).await.unwrap().position, 2);
+    // The same request enqueued again (a client retry) is deduplicated by SQS.
+    queue.enqueue(&first).await.unwrap();
+    counters.add_decided(show, 1).await.unwrap();
+    let third = request(show);
+    assert_eq!(
+        queue.enqueue(&third).await.unwrap().position,
+        3,
+        "four tickets, one decided"
+    );
+
+    let received = sqs
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let messages = received.messages();
+    let bodies: Vec<QueueMessage> = messages
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect();
+    let ids: Vec<RequestId> = bodies.iter().map(|b| b.request_id).collect();
+    assert_eq!(
+        ids,
+        [first.request_id, second.request_id, third.request_id],
+        "in order, the duplicate dropped"
+    );
+    assert!(bodies.iter().all(|b| b.show_id == show));
+    for m in messages {
+        let attrs = m.attributes().unwrap();
+        let group = attrs.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId);
+        assert_eq!(group.map(String::as_str), Some(show.to_string().as_str()));
+    }
+}
+
+#[tokio::test]
+async fn sqs_queue_pause_and_stats_use_the_shared_counters() {
+    let sqs = aws_sdk_sqs::Client::new(&sdk().await);
+    let url = fifo_queue(&sqs).await;
+    let counters = Arc::new(MemoryMirror::new());
+    let queue = SqsQueue::new(sqs, url, counters.clone());
+    let show = ShowId::new_random();
+    queue.enqueue(&request(show)).await.unwrap();
+    queue.enqueue(&request(show)).await.unwrap();
+    queue.pause(show).await;
+    assert!(
+        counters.is_paused(show).await.unwrap(),
+        "the worker reads this flag"
+    );
+    let stats = queue.stats().await;
+    let lane = stats.iter().find(|s| s.show_id == show).expect("the show");
+    assert_eq!((lane.waiting, lane.decided, lane.paused), (2, 0, true));
+    queue.resume(show).await;
+    assert!(!counters.is_paused(show).await.unwrap());
+}
+
+#[tokio::test]
+async fn sqs_queue_reports_an_unreachable_queue() {
+    let sqs = aws_sdk_sqs::Client::new(&sdk().await);
+    let queue = SqsQueue::new(
+        sqs,
+        format!("{}/123456789012/missing.fifo", moto().url()),
+        Arc::new(MemoryMirror::new()),
+    );
+    let err = queue.enqueue(&request(ShowId::new_random())).await;
+    assert!(err.is_err(), "{err:?}");
+}

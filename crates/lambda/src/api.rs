@@ -1,0 +1,93 @@
+//! The api function: the same axum router as the local server, behind API Gateway's HTTP API.
+//!
+//! Requests are made durable in PostgreSQL and enqueued on SQS FIFO; the worker decides them.
+//! With `AUTH_MODE=authorizer` the caller comes from the HTTP API JWT authorizer's claims
+//! (`sub`, `role`) that `lambda_http` hands over in the request context; otherwise the bearer
+//! token is verified here. Stage prefixes are stripped by `lambda_http` when
+//! `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH=true` (the template sets it).
+
+use crate::config::{self, AuthMode};
+use crate::wiring::{Shared, WiringError};
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use booking_app::auth::{Authenticator, Caller};
+use booking_app::http::{AppState, AuthorizedCaller, router};
+use booking_app::service::{BookingService, Ports};
+use booking_aws::SqsQueue;
+use booking_core::ports::{QueueCounters, RequestQueue, SeatMirror};
+use lambda_http::RequestExt;
+use lambda_http::request::RequestContext;
+use std::sync::Arc;
+
+/// The router with every adapter wired from the environment.
+pub async fn app_from_env() -> Result<Router, WiringError> {
+    let shared = Shared::from_env().await?;
+    let queue_url = config::required("BOOKING_QUEUE_URL")?;
+    let counters: Arc<dyn QueueCounters> = shared.mirror.clone();
+    let queue: Arc<dyn RequestQueue> = Arc::new(SqsQueue::new(
+        aws_sdk_sqs::Client::new(&shared.sdk),
+        queue_url,
+        counters,
+    ));
+    let mode = AuthMode::from_env()?;
+    // In authorizer mode the secret is still used for routes the authorizer does not cover,
+    // when one is configured; a missing secret then just means "no bearer tokens accepted here".
+    let secret = match (mode, config::jwt_secret(&shared.sdk).await) {
+        (_, Ok(secret)) => secret,
+        (AuthMode::Authorizer, Err(_)) => random_secret(),
+        (AuthMode::Bearer, Err(e)) => return Err(e.into()),
+    };
+    let mirror: Arc<dyn SeatMirror> = shared.mirror.clone();
+    let service = Arc::new(BookingService::new(
+        Ports {
+            catalog: shared.store.clone(),
+            requests: shared.store.clone(),
+            holds: shared.store.clone(),
+            queue,
+            notifier: shared.notifier()?,
+            clock: shared.clock.clone(),
+            mirror: Some(mirror),
+        },
+        shared.booking.clone(),
+    ));
+    let app = router(AppState {
+        service,
+        auth: Arc::new(Authenticator::hs256(secret.as_bytes())),
+        hub: None,
+    });
+    Ok(match mode {
+        AuthMode::Bearer => app,
+        AuthMode::Authorizer => app.layer(axum::middleware::from_fn(caller_from_authorizer)),
+    })
+}
+
+/// A key nobody knows: with it, no bearer token verifies.
+fn random_secret() -> String {
+    format!("{}{}", uuid::Uuid::new_v4(), uuid::Uuid::new_v4())
+}
+
+/// Moves the JWT authorizer's verified claims into the request as an [`AuthorizedCaller`].
+pub async fn caller_from_authorizer(mut request: Request, next: Next) -> Response {
+    if let Some(caller) = authorizer_caller(&request) {
+        request.extensions_mut().insert(AuthorizedCaller(caller));
+    }
+    next.run(request).await
+}
+
+/// The caller named by the request context's JWT claims, if there are any and they are valid.
+pub fn authorizer_caller(request: &Request) -> Option<Caller> {
+    let Some(RequestContext::ApiGatewayV2(context)) = request.request_context_ref() else {
+        return None;
+    };
+    let claims = &context.authorizer.as_ref()?.jwt.as_ref()?.claims;
+    let sub = claims.get("sub")?;
+    match Caller::from_verified_claims(sub, claims.get("role").map(String::as_str)) {
+        Ok(caller) => Some(caller),
+        Err(_) => {
+            tracing::warn!("authorizer claims carry an invalid subject; treated as anonymous");
+            None
+        }
+    }
+}

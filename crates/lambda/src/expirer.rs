@@ -1,0 +1,42 @@
+//! The expirer function: the periodic sweep on a schedule.
+//!
+//! Correctness never waits for it (an expired hold frees its seats by time in every read and
+//! decision); it writes EXPIRED down, ends requests that waited past their deadline, keeps the
+//! mirror tidy and tells owners and subscribers, exactly as the local server's sweeper does.
+
+use crate::wiring::{Shared, WiringError};
+use booking_app::sweeper::{SweepReport, Sweeper};
+use booking_core::ports::{SeatMirror, StoreError};
+
+pub struct Expirer {
+    sweeper: Sweeper,
+}
+
+impl Expirer {
+    pub async fn from_env() -> Result<Self, WiringError> {
+        let shared = Shared::from_env().await?;
+        let mirror: std::sync::Arc<dyn SeatMirror> = shared.mirror.clone();
+        Ok(Self::new(Sweeper {
+            requests: shared.store.clone(),
+            holds: shared.store.clone(),
+            notifier: shared.notifier()?,
+            clock: shared.clock.clone(),
+            mirror: Some(mirror),
+        }))
+    }
+
+    pub fn new(sweeper: Sweeper) -> Self {
+        Self { sweeper }
+    }
+
+    /// One sweep. The scheduled event's content does not matter: any invocation sweeps.
+    pub async fn handle(&self) -> Result<SweepReport, StoreError> {
+        let report = self.sweeper.sweep_once().await?;
+        tracing::info!(
+            holds_expired = report.holds_expired,
+            requests_expired = report.requests_expired,
+            "swept"
+        );
+        Ok(report)
+    }
+}

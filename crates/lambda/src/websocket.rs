@@ -1,0 +1,149 @@
+//! The websocket function: API Gateway WebSocket routes.
+//!
+//! - `$connect`: the `token` query parameter is verified (the same JWTs as the HTTP API); the
+//!   connection is recorded with its user, or refused with 401.
+//! - `$disconnect`: the connection and its subscriptions are forgotten.
+//! - `$default`: the client messages of the local server's protocol (`subscribe`,
+//!   `unsubscribe`, `ping`); replies go back through the management API, like every push.
+
+use crate::config;
+use crate::wiring::{Shared, WiringError};
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use booking_app::auth::Authenticator;
+use booking_aws::GatewayNotifier;
+use booking_core::ports::{CatalogStore, ConnectionRegistry};
+use booking_core::protocol::{ClientMessage, ServerMessage};
+use std::sync::Arc;
+
+pub struct WebSocketRoutes {
+    auth: Authenticator,
+    registry: Arc<dyn ConnectionRegistry>,
+    notifier: Arc<GatewayNotifier>,
+    catalog: Arc<dyn CatalogStore>,
+}
+
+fn respond(status: i64, body: Option<&str>) -> ApiGatewayProxyResponse {
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = status;
+    response.body = body.map(|b| Body::Text(b.to_owned()));
+    response
+}
+
+fn error(code: &str, message: &str) -> ServerMessage {
+    ServerMessage::Error {
+        code: code.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+impl WebSocketRoutes {
+    pub async fn from_env() -> Result<Self, WiringError> {
+        let shared = Shared::from_env().await?;
+        let registry = shared
+            .registry()?
+            .ok_or(config::ConfigError::Missing("CONNECTIONS_TABLE"))?;
+        let notifier = shared
+            .gateway_notifier()?
+            .ok_or(config::ConfigError::Missing("WEBSOCKET_ENDPOINT"))?;
+        let secret = config::jwt_secret(&shared.sdk).await?;
+        Ok(Self::new(
+            Authenticator::hs256(secret.as_bytes()),
+            registry,
+            notifier,
+            shared.store.clone(),
+        ))
+    }
+
+    pub fn new(
+        auth: Authenticator,
+        registry: Arc<dyn ConnectionRegistry>,
+        notifier: Arc<GatewayNotifier>,
+        catalog: Arc<dyn CatalogStore>,
+    ) -> Self {
+        Self {
+            auth,
+            registry,
+            notifier,
+            catalog,
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(route, connection))]
+    pub async fn handle(&self, event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+        let context = &event.request_context;
+        let route = context.route_key.as_deref().unwrap_or("$default");
+        let Some(connection) = context.connection_id.as_deref() else {
+            return respond(400, Some("no connection id"));
+        };
+        tracing::Span::current()
+            .record("route", route)
+            .record("connection", connection);
+        match route {
+            "$connect" => self.connect(connection, &event).await,
+            "$disconnect" => {
+                if let Err(e) = self.registry.disconnect(connection).await {
+                    tracing::warn!(error = %e, "could not forget the connection; its TTL will");
+                }
+                respond(200, None)
+            }
+            _ => {
+                let reply = self
+                    .client_message(connection, event.body.as_deref().unwrap_or_default())
+                    .await;
+                if let Some(reply) = reply {
+                    self.notifier.send(connection, &reply).await;
+                }
+                respond(200, None)
+            }
+        }
+    }
+
+    async fn connect(
+        &self,
+        connection: &str,
+        event: &ApiGatewayWebsocketProxyRequest,
+    ) -> ApiGatewayProxyResponse {
+        let Some(token) = event.query_string_parameters.first("token") else {
+            return respond(401, Some("pass the token as ?token="));
+        };
+        let caller = match self.auth.verify(token) {
+            Ok(caller) => caller,
+            Err(_) => return respond(401, Some("invalid or expired token")),
+        };
+        match self.registry.connect(connection, &caller.user_id).await {
+            Ok(()) => respond(200, None),
+            Err(e) => {
+                tracing::error!(error = %e, "could not record the connection");
+                respond(503, Some("try again shortly"))
+            }
+        }
+    }
+
+    async fn client_message(&self, connection: &str, text: &str) -> Option<ServerMessage> {
+        let Ok(message) = serde_json::from_str::<ClientMessage>(text) else {
+            return Some(error(
+                "INVALID_MESSAGE",
+                "expected {\"action\":\"subscribe\",\"showId\":...}, {\"action\":\"unsubscribe\",...} or {\"action\":\"ping\"}",
+            ));
+        };
+        Some(match message {
+            ClientMessage::Ping => ServerMessage::Pong,
+            ClientMessage::Subscribe { show_id } => match self.catalog.get_show(show_id).await {
+                Ok(Some(_)) => match self.registry.subscribe(connection, show_id).await {
+                    Ok(true) => ServerMessage::Subscribed { show_id },
+                    Ok(false) => error("UNKNOWN_CONNECTION", "reconnect and subscribe again"),
+                    Err(_) => error("SERVICE_UNAVAILABLE", "try again shortly"),
+                },
+                Ok(None) => error("SHOW_NOT_FOUND", "No such show"),
+                Err(_) => error("SERVICE_UNAVAILABLE", "try again shortly"),
+            },
+            ClientMessage::Unsubscribe { show_id } => {
+                if let Err(e) = self.registry.unsubscribe(connection, show_id).await {
+                    tracing::warn!(error = %e, "unsubscribe failed");
+                }
+                return None;
+            }
+        })
+    }
+}

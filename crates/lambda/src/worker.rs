@@ -1,0 +1,279 @@
+//! The worker function: decides SQS FIFO batches.
+//!
+//! A batch holds up to ten messages, possibly of several shows (message groups), each group's
+//! in order. Consecutive messages of one show are decided together by the shared
+//! [`BatchProcessor`] (one load, one in-memory decision pass, one transaction, then pushes).
+//!
+//! Failures, the FIFO way:
+//! - **Retryable** (a store down, seat races that persisted, a paused show): stop there, and
+//!   report that message and every later one in `batchItemFailures`. Lambda deletes only what
+//!   came before; the rest comes back in order after the visibility timeout. Nothing after a
+//!   failure is processed, so no show is ever decided out of order.
+//! - **Fatal** (a body that is not ours, a request the store does not have, a show that does
+//!   not exist, invalid stored data): retrying cannot help and would block the show for good,
+//!   so the message is moved to the dead-letter queue at once, with the reason as a message
+//!   attribute, and the batch goes on. Its request, if stored, is ended by the expirer when its
+//!   deadline passes.
+//!
+//! Redelivery is harmless: the processor's claim step skips requests that are decided already
+//! and re-sends their stored outcome.
+
+use crate::config;
+use crate::wiring::{Shared, WiringError};
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
+use booking_app::processor::{BatchProcessor, ProcessError};
+use booking_aws::QueueMessage;
+use booking_core::ports::{QueueCounters, RequestStore, SeatMirror};
+use booking_core::{BookingRequest, ShowId};
+use std::sync::Arc;
+
+pub struct Worker {
+    processor: BatchProcessor,
+    requests: Arc<dyn RequestStore>,
+    counters: Arc<dyn QueueCounters>,
+    sqs: aws_sdk_sqs::Client,
+    dead_letter_queue_url: String,
+}
+
+/// Why one message could not be decided.
+#[derive(Debug)]
+enum Failure {
+    Retry(String),
+    Poison(String),
+}
+
+impl Worker {
+    pub async fn from_env() -> Result<Self, WiringError> {
+        let shared = Shared::from_env().await?;
+        let mirror: Arc<dyn SeatMirror> = shared.mirror.clone();
+        let processor = BatchProcessor::new(
+            shared.store.clone(),
+            shared.store.clone(),
+            shared.store.clone(),
+            shared.notifier()?,
+            shared.clock.clone(),
+            shared.booking.hold_ttl,
+        )
+        .with_mirror(mirror);
+        Ok(Self {
+            processor,
+            requests: shared.store.clone(),
+            counters: shared.mirror.clone(),
+            sqs: aws_sdk_sqs::Client::new(&shared.sdk),
+            dead_letter_queue_url: config::required("DEAD_LETTER_QUEUE_URL")?,
+        })
+    }
+
+    pub fn new(
+        processor: BatchProcessor,
+        requests: Arc<dyn RequestStore>,
+        counters: Arc<dyn QueueCounters>,
+        sqs: aws_sdk_sqs::Client,
+        dead_letter_queue_url: String,
+    ) -> Self {
+        Self {
+            processor,
+            requests,
+            counters,
+            sqs,
+            dead_letter_queue_url,
+        }
+    }
+
+    /// Handles one SQS event; the response names the messages to keep in the queue.
+    #[tracing::instrument(skip_all, fields(messages = event.records.len()))]
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let messages = &event.records;
+        let mut response = SqsBatchResponse::default();
+        let mut i = 0;
+        while i < messages.len() {
+            // The run of consecutive messages of one show (a poison message is a run of one).
+            let run = match parse(&messages[i]) {
+                Ok(first) => {
+                    let mut end = i + 1;
+                    while end < messages.len()
+                        && parse(&messages[end]).is_ok_and(|m| m.show_id == first.show_id)
+                    {
+                        end += 1;
+                    }
+                    end
+                }
+                Err(reason) => {
+                    if let Err(e) = self.dead_letter(&messages[i], &reason).await {
+                        fail_from(&mut response, messages, i, &e);
+                        return response;
+                    }
+                    i += 1;
+                    continue;
+                }
+            };
+            if let Err(stop) = self.decide_run(&messages[i..run]).await {
+                fail_from(&mut response, messages, i + stop.at, &stop.reason);
+                return response;
+            }
+            i = run;
+        }
+        response
+    }
+
+    /// Decides one show's consecutive messages; on a retryable failure says where to stop.
+    async fn decide_run(&self, run: &[SqsMessage]) -> Result<(), Stop> {
+        let parsed: Vec<QueueMessage> = run
+            .iter()
+            .map(|m| parse(m).expect("parsed before"))
+            .collect();
+        let show = parsed[0].show_id;
+        match self.counters.is_paused(show).await {
+            Ok(false) => {}
+            Ok(true) => {
+                return Err(Stop {
+                    at: 0,
+                    reason: format!("show {show} is paused"),
+                });
+            }
+            // The pause flag cannot be read: deciding anyway could override an operator's pause.
+            Err(e) => {
+                return Err(Stop {
+                    at: 0,
+                    reason: format!("pause flag unavailable: {e}"),
+                });
+            }
+        }
+        // The requests, from the store (the truth). Missing ones are poison.
+        let mut requests: Vec<BookingRequest> = Vec::with_capacity(run.len());
+        for (offset, (message, queued)) in run.iter().zip(&parsed).enumerate() {
+            match self.load(queued, show).await {
+                Ok(request) => requests.push(request),
+                Err(Failure::Poison(reason)) => {
+                    self.dead_letter(message, &reason).await.map_err(|e| Stop {
+                        at: offset,
+                        reason: e,
+                    })?;
+                }
+                Err(Failure::Retry(reason)) => {
+                    // Decide what came before this message, then stop here.
+                    self.decide(show, &requests)
+                        .await
+                        .map_err(|reason| Stop { at: 0, reason })?;
+                    return Err(Stop { at: offset, reason });
+                }
+            }
+        }
+        match self.processor.process(show, &requests).await {
+            Ok(report) => {
+                if report.decided > 0
+                    && let Err(e) = self.counters.add_decided(show, report.decided as u64).await
+                {
+                    tracing::warn!(show_id = %show, error = %e, "decided counter not updated");
+                }
+                Ok(())
+            }
+            Err(ProcessError::Retryable(reason)) => Err(Stop { at: 0, reason }),
+            Err(ProcessError::Fatal(reason)) => {
+                tracing::error!(show_id = %show, %reason, "batch cannot be decided; dead-lettering it");
+                for (offset, message) in run.iter().enumerate() {
+                    self.dead_letter(message, &reason).await.map_err(|e| Stop {
+                        at: offset,
+                        reason: e,
+                    })?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn decide(&self, show: ShowId, requests: &[BookingRequest]) -> Result<(), String> {
+        if requests.is_empty() {
+            return Ok(());
+        }
+        match self.processor.process(show, requests).await {
+            Ok(report) => {
+                let _ = self.counters.add_decided(show, report.decided as u64).await;
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn load(&self, queued: &QueueMessage, show: ShowId) -> Result<BookingRequest, Failure> {
+        match self.requests.get_request(queued.request_id).await {
+            Ok(Some(request)) if request.show_id == show => Ok(request),
+            Ok(Some(_)) => Err(Failure::Poison(format!(
+                "request {} does not belong to show {show}",
+                queued.request_id
+            ))),
+            Ok(None) => Err(Failure::Poison(format!(
+                "request {} is not in the store",
+                queued.request_id
+            ))),
+            Err(booking_core::ports::StoreError::Unavailable(e)) => Err(Failure::Retry(e)),
+            Err(booking_core::ports::StoreError::Corrupt(e)) => Err(Failure::Poison(e)),
+        }
+    }
+
+    /// Moves a message to the dead-letter queue, with why.
+    async fn dead_letter(&self, message: &SqsMessage, reason: &str) -> Result<(), String> {
+        let id = message.message_id.clone().unwrap_or_default();
+        tracing::error!(message_id = %id, %reason, "poison message: moving it to the dead-letter queue");
+        let group = message
+            .attributes
+            .get(MessageSystemAttributeName::MessageGroupId.as_str())
+            .cloned()
+            .unwrap_or_else(|| "poison".to_owned());
+        let attribute = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(truncate(reason, 1_000))
+            .build()
+            .map_err(|e| e.to_string())?;
+        self.sqs
+            .send_message()
+            .queue_url(&self.dead_letter_queue_url)
+            .message_body(message.body.clone().unwrap_or_default())
+            .message_group_id(group)
+            .message_deduplication_id(format!("dlq-{id}"))
+            .message_attributes("failure", attribute)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                format!(
+                    "dead-letter queue: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                )
+            })
+    }
+}
+
+struct Stop {
+    /// Offset in the run of the first message not done.
+    at: usize,
+    reason: String,
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => text[..cut].to_owned(),
+        None => text.to_owned(),
+    }
+}
+
+/// A message body this worker understands, or why not.
+fn parse(message: &SqsMessage) -> Result<QueueMessage, String> {
+    let body = message.body.as_deref().unwrap_or_default();
+    serde_json::from_str(body).map_err(|e| format!("unreadable message body: {e}"))
+}
+
+/// Reports messages `from..` as failed (they stay in the queue, in order).
+fn fail_from(response: &mut SqsBatchResponse, messages: &[SqsMessage], from: usize, reason: &str) {
+    tracing::warn!(
+        failed = messages.len() - from,
+        %reason,
+        "stopping the batch; the rest stays queued"
+    );
+    for message in &messages[from..] {
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = message.message_id.clone().unwrap_or_default();
+        response.batch_item_failures.push(failure);
+    }
+}
