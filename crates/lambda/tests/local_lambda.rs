@@ -1,0 +1,483 @@
+//! The Lambda functions run locally, as deployed: their real binaries under cargo-lambda's
+//! runtime emulator, moto for SQS and DynamoDB, real PostgreSQL and Redis, and real WebSocket
+//! clients behind a management API.
+//!
+//! One stack serves every case of this file, one after another (a function instance handles
+//! one invocation at a time, as on Lambda).
+
+mod support;
+
+use booking_app::demo::{PREMIERE_GRAND_HALL, PREMIERE_STUDIO};
+use booking_app::http::CONNECTION_ID_HEADER;
+use booking_core::ports::{ConnectionRegistry, RequestStore};
+use booking_core::{RequestId, RequestStatus};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::{Stack, load_event, token};
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A real WebSocket client of the gateway, and the connection id the gateway gave it.
+async fn ws_client(stack: &Stack, user: &str) -> (Socket, String) {
+    let url = format!(
+        "{}/ws?token={}",
+        stack.gateway.url.replace("http://", "ws://"),
+        token(user, false)
+    );
+    let (mut socket, response) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    let id = response
+        .headers()
+        .get(CONNECTION_ID_HEADER)
+        .expect("the gateway names the connection")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    // A round trip, so the gateway has registered the connection before anyone pushes to it.
+    socket
+        .send(Message::Text(r#"{"action":"ping"}"#.into()))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut socket).await["type"], "pong");
+    (socket, id)
+}
+
+async fn next_json(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(20), socket.next())
+            .await
+            .expect("a message within 20 s")
+            .expect("the socket is open")
+            .expect("a frame");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).expect("JSON");
+        }
+    }
+}
+
+/// The websocket function's `$connect` for a connection the gateway holds.
+fn connect_event(connection: &str, user: &str) -> Value {
+    let mut event = load_event("websocket/connect.json");
+    event["requestContext"]["connectionId"] = json!(connection);
+    event["queryStringParameters"]["token"] = json!(token(user, false));
+    event["multiValueQueryStringParameters"]["token"] = json!([token(user, false)]);
+    event
+}
+
+fn message_event(connection: &str, body: Value) -> Value {
+    let mut event = load_event("websocket/default-ping.json");
+    event["requestContext"]["connectionId"] = json!(connection);
+    event["body"] = json!(body.to_string());
+    event
+}
+
+async fn post_hold(stack: &Stack, user: &str, seats: &[&str]) -> RequestId {
+    let response = stack
+        .http
+        .post(stack.api_url("/api/v1/holds"))
+        .bearer_auth(token(user, false))
+        .json(&json!({ "showId": PREMIERE_GRAND_HALL, "seatIds": seats }))
+        .send()
+        .await
+        .expect("POST through the function URL");
+    let status = response.status();
+    let body: Value = response.json().await.expect("JSON body");
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "QUEUED");
+    body["requestId"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_functions_work_end_to_end_under_the_lambda_runtime() {
+    let stack = Stack::start().await;
+    let mut startup: Vec<_> = stack.startup_ms.iter().collect();
+    startup.sort_by_key(|(name, _)| **name);
+    for (name, ms) in startup {
+        eprintln!("[startup] {name}: {ms:.1} ms from process start to first handled invocation");
+    }
+
+    hold_flows_from_the_api_through_sqs_to_the_worker_and_the_websocket(&stack).await;
+    redelivery_decides_once_and_resends_the_stored_result(&stack).await;
+    gone_connections_are_forgotten(&stack).await;
+    websocket_routes_subscribe_and_answer_pings(&stack).await;
+    poison_messages_go_to_the_dead_letter_queue_and_the_batch_goes_on(&stack).await;
+    a_paused_show_keeps_its_messages_queued_in_order(&stack).await;
+    every_sample_event_is_handled(&stack).await;
+}
+
+/// POST → FIFO message → worker (as Lambda hands it the batch) → SUCCESS in PostgreSQL → the
+/// result pushed through the management API to the user's real WebSocket client.
+async fn hold_flows_from_the_api_through_sqs_to_the_worker_and_the_websocket(stack: &Stack) {
+    let (mut socket, connection) = ws_client(stack, "alice").await;
+    let connected = stack
+        .invoke("websocket", &connect_event(&connection, "alice"))
+        .await;
+    assert_eq!(connected["statusCode"], 200, "{connected}");
+
+    let first = post_hold(stack, "alice", &["D1", "D2"]).await;
+    let second = post_hold(stack, "bob", &["D2", "D3"]).await;
+
+    let (batch, handles) = stack.receive_batch(&stack.resources.queue_url).await;
+    let records = batch["Records"].as_array().unwrap();
+    assert_eq!(
+        records.len(),
+        2,
+        "both requests are in the FIFO queue: {batch}"
+    );
+    assert_eq!(
+        records[0]["attributes"]["MessageGroupId"],
+        PREMIERE_GRAND_HALL.to_string()
+    );
+    let failed = stack.deliver_to_worker(&batch, &handles).await;
+    assert!(failed.is_empty(), "nothing failed: {failed:?}");
+
+    let first = stack.store.get_request(first).await.unwrap().unwrap();
+    let second = stack.store.get_request(second).await.unwrap().unwrap();
+    assert_eq!(first.status, RequestStatus::Success);
+    assert_eq!(
+        second.status,
+        RequestStatus::Failed,
+        "D2 went to the earlier request"
+    );
+
+    let pushed = next_json(&mut socket).await;
+    assert_eq!(pushed["type"], "BOOKING_RESULT", "{pushed}");
+    assert_eq!(pushed["requestId"], first.request_id.to_string());
+    assert_eq!(pushed["status"], "SUCCESS");
+
+    // The polling path agrees, through the api function.
+    let polled: Value = stack
+        .http
+        .get(stack.api_url(&format!("/api/v1/booking-requests/{}", first.request_id)))
+        .bearer_auth(token("alice", false))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(polled["status"], "SUCCESS", "{polled}");
+    // And another user cannot read it.
+    let foreign = stack
+        .http
+        .get(stack.api_url(&format!("/api/v1/booking-requests/{}", first.request_id)))
+        .bearer_auth(token("mallory", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 404);
+}
+
+/// The same batch delivered again (a visibility timeout ran out before the delete): nothing is
+/// decided twice, and the owner hears the stored result again.
+async fn redelivery_decides_once_and_resends_the_stored_result(stack: &Stack) {
+    let (mut socket, connection) = ws_client(stack, "carol").await;
+    stack
+        .invoke("websocket", &connect_event(&connection, "carol"))
+        .await;
+    let request = post_hold(stack, "carol", &["E5"]).await;
+    let (batch, handles) = stack.receive_batch(&stack.resources.queue_url).await;
+    let first = stack.invoke("worker", &batch).await;
+    assert_eq!(first["batchItemFailures"], json!([]), "{first}");
+    let decided = stack.store.get_request(request).await.unwrap().unwrap();
+    assert_eq!(next_json(&mut socket).await["status"], "SUCCESS");
+
+    let again = stack.deliver_to_worker(&batch, &handles).await;
+    assert!(again.is_empty());
+    assert_eq!(
+        stack.store.get_request(request).await.unwrap().unwrap(),
+        decided,
+        "the redelivery changed nothing"
+    );
+    let resent = next_json(&mut socket).await;
+    assert_eq!(resent["requestId"], request.to_string());
+    assert_eq!(resent["status"], "SUCCESS");
+}
+
+/// A push to a connection the gateway no longer has (410 Gone) removes it from the registry.
+async fn gone_connections_are_forgotten(stack: &Stack) {
+    let registry = booking_aws::DynamoRegistry::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        stack.resources.table.clone(),
+        3_600,
+    );
+    let (socket, connection) = ws_client(stack, "dave").await;
+    stack
+        .invoke("websocket", &connect_event(&connection, "dave"))
+        .await;
+    let dave = "dave".parse().unwrap();
+    assert_eq!(
+        registry.connections_of(&dave).await.unwrap(),
+        vec![connection]
+    );
+    drop(socket);
+    // Until the gateway notices the close, a push may still be accepted: wait for it.
+    for _ in 0..100 {
+        if stack.gateway.hub.connection_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    post_hold(stack, "dave", &["F1"]).await;
+    let (batch, handles) = stack.receive_batch(&stack.resources.queue_url).await;
+    assert!(stack.deliver_to_worker(&batch, &handles).await.is_empty());
+    assert!(
+        registry.connections_of(&dave).await.unwrap().is_empty(),
+        "the gone connection was forgotten"
+    );
+}
+
+/// `$default` messages: subscribe (then seat changes arrive), ping, nonsense; `$disconnect`.
+async fn websocket_routes_subscribe_and_answer_pings(stack: &Stack) {
+    let (mut watcher, connection) = ws_client(stack, "erin").await;
+    stack
+        .invoke("websocket", &connect_event(&connection, "erin"))
+        .await;
+
+    let subscribe = json!({ "action": "subscribe", "showId": PREMIERE_GRAND_HALL });
+    let answer = stack
+        .invoke("websocket", &message_event(&connection, subscribe))
+        .await;
+    assert_eq!(answer["statusCode"], 200);
+    let subscribed = next_json(&mut watcher).await;
+    assert_eq!(subscribed["type"], "SUBSCRIBED", "{subscribed}");
+
+    stack
+        .invoke(
+            "websocket",
+            &message_event(&connection, json!({ "action": "ping" })),
+        )
+        .await;
+    assert_eq!(next_json(&mut watcher).await["type"], "pong");
+    stack
+        .invoke(
+            "websocket",
+            &message_event(&connection, json!({ "action": "dance" })),
+        )
+        .await;
+    assert_eq!(next_json(&mut watcher).await["code"], "INVALID_MESSAGE");
+
+    // A hold by someone else: the subscriber sees the seats change.
+    post_hold(stack, "frank", &["G4"]).await;
+    let (batch, handles) = stack.receive_batch(&stack.resources.queue_url).await;
+    assert!(stack.deliver_to_worker(&batch, &handles).await.is_empty());
+    let changed = next_json(&mut watcher).await;
+    assert_eq!(changed["type"], "SEATS_CHANGED", "{changed}");
+    assert_eq!(changed["seats"][0]["seatId"], "G4");
+
+    let mut disconnect = load_event("websocket/disconnect.json");
+    disconnect["requestContext"]["connectionId"] = json!(connection);
+    assert_eq!(
+        stack.invoke("websocket", &disconnect).await["statusCode"],
+        200
+    );
+    let registry = booking_aws::DynamoRegistry::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        stack.resources.table.clone(),
+        3_600,
+    );
+    assert!(
+        !registry
+            .subscribers(PREMIERE_GRAND_HALL)
+            .await
+            .unwrap()
+            .contains(&connection)
+    );
+
+    // A bad token is refused at $connect.
+    let mut bad = connect_event("not-a-connection", "erin");
+    bad["queryStringParameters"]["token"] = json!("not.a.token");
+    assert_eq!(stack.invoke("websocket", &bad).await["statusCode"], 401);
+}
+
+/// A message the worker cannot ever decide goes to the DLQ at once, with its reason, and the
+/// messages after it are still decided.
+async fn poison_messages_go_to_the_dead_letter_queue_and_the_batch_goes_on(stack: &Stack) {
+    let good = post_hold(stack, "gina", &["H1"]).await;
+    let (mut batch, handles) = stack.receive_batch(&stack.resources.queue_url).await;
+    let mut poison = batch["Records"][0].clone();
+    poison["messageId"] = json!("poison-1");
+    poison["body"] = json!("{\"not\":\"ours\"}");
+    let mut unknown = batch["Records"][0].clone();
+    unknown["messageId"] = json!("unknown-request-1");
+    unknown["body"] = json!(
+        json!({ "requestId": RequestId::new_random(), "showId": PREMIERE_GRAND_HALL }).to_string()
+    );
+    let records = batch["Records"].as_array_mut().unwrap();
+    records.insert(0, poison);
+    records.insert(1, unknown);
+
+    let failed = stack.deliver_to_worker(&batch, &handles).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(
+        stack.store.get_request(good).await.unwrap().unwrap().status,
+        RequestStatus::Success,
+        "the message after the poison ones was decided"
+    );
+    let received = stack
+        .sqs()
+        .receive_message()
+        .queue_url(&stack.resources.dead_letter_queue_url)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap();
+    let dead = received.messages();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!(dead[0].body(), Some("{\"not\":\"ours\"}"));
+    for message in dead {
+        let reason = message.message_attributes().unwrap()["failure"]
+            .string_value()
+            .unwrap();
+        assert!(!reason.is_empty());
+    }
+}
+
+/// While a show is paused its messages are reported failed (they stay queued, in order);
+/// resumed, they are decided.
+async fn a_paused_show_keeps_its_messages_queued_in_order(stack: &Stack) {
+    let admin = token("ops", true);
+    let pause = stack
+        .http
+        .post(stack.api_url(&format!("/api/v1/admin/shows/{PREMIERE_GRAND_HALL}/pause")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pause.status(), 200);
+    let first = post_hold(stack, "hank", &["J1"]).await;
+    let second = post_hold(stack, "ivy", &["J2"]).await;
+    let (batch, handles) = stack.receive_batch(&stack.resources.queue_url).await;
+    let failed = stack.deliver_to_worker(&batch, &handles).await;
+    assert_eq!(failed.len(), 2, "both stay queued while paused");
+    assert_eq!(
+        stack
+            .store
+            .get_request(first)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        RequestStatus::Queued
+    );
+
+    let resume = stack
+        .http
+        .post(stack.api_url(&format!("/api/v1/admin/shows/{PREMIERE_GRAND_HALL}/resume")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resume.status(), 200);
+    // moto returns failed messages after the visibility timeout; make them visible now.
+    for handle in handles.values() {
+        stack
+            .sqs()
+            .change_message_visibility()
+            .queue_url(&stack.resources.queue_url)
+            .receipt_handle(handle)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .unwrap();
+    }
+    let (batch, handles) = stack.receive_batch(&stack.resources.queue_url).await;
+    let ids: Vec<&str> = batch["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["body"].as_str().unwrap())
+        .collect();
+    assert!(ids[0].contains(&first.to_string()), "order kept: {ids:?}");
+    assert!(stack.deliver_to_worker(&batch, &handles).await.is_empty());
+    for request in [first, second] {
+        assert_eq!(
+            stack
+                .store
+                .get_request(request)
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            RequestStatus::Success
+        );
+    }
+}
+
+/// Every file of `events/` is accepted by its function and handled: the HTTP API events answer
+/// with the status their route gives, the others as their function's contract says.
+async fn every_sample_event_is_handled(stack: &Stack) {
+    let expected_http = [
+        ("health", 200),
+        ("list-movies", 200),
+        ("get-movie", 200),
+        ("list-shows", 200),
+        ("seat-map", 200),
+        ("create-hold", 202),
+        // The samples name a request and a hold that this database does not have.
+        ("get-booking-request", 404),
+        ("get-hold", 404),
+        ("release-hold", 404),
+        ("admin-queue-stats", 200),
+        ("admin-pause-show", 200),
+        ("admin-resume-show", 200),
+    ];
+    let dir = booking_contract::aws_tools::workspace_root().join("events/api");
+    let files = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(files, expected_http.len(), "one expectation per api event");
+    for (name, status) in expected_http {
+        let answer = stack
+            .invoke("api", &load_event(&format!("api/{name}.json")))
+            .await;
+        assert_eq!(answer["statusCode"], status, "api/{name}.json: {answer}");
+    }
+
+    // The sample batch names requests this database does not have: every message is poison,
+    // dead-lettered, none left failed (three of the grand hall, one of the studio).
+    let answer = stack
+        .invoke("worker", &load_event("worker/sqs-fifo-batch.json"))
+        .await;
+    assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+    let records = load_event("worker/sqs-fifo-batch.json")["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["attributes"]["MessageGroupId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect::<Vec<_>>();
+    assert!(
+        records.contains(&PREMIERE_STUDIO.to_string()),
+        "a multi-show batch"
+    );
+
+    for (name, status) in [
+        ("connect", 200),
+        ("default-subscribe", 200),
+        ("default-ping", 200),
+        ("disconnect", 200),
+    ] {
+        let answer = stack
+            .invoke("websocket", &load_event(&format!("websocket/{name}.json")))
+            .await;
+        assert_eq!(
+            answer["statusCode"], status,
+            "websocket/{name}.json: {answer}"
+        );
+    }
+
+    let answer = stack
+        .invoke("expirer", &load_event("expirer/schedule.json"))
+        .await;
+    assert!(answer["holdsExpired"].is_u64(), "{answer}");
+    assert!(answer["requestsExpired"].is_u64(), "{answer}");
+}

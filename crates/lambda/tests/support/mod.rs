@@ -1,0 +1,406 @@
+//! A local stand-in for the deployed stack: the four function binaries served by cargo-lambda's
+//! Lambda runtime emulator (`cargo lambda watch --only-lambda-apis`), moto for SQS and DynamoDB,
+//! a fresh PostgreSQL database, the machine's Redis, and an in-process "gateway" (the local
+//! server's router with its WebSocket hub) that answers the management API's
+//! `POST /@connections/{id}` for real WebSocket clients.
+//!
+//! Each function is its real binary, started with the environment Lambda would give it
+//! (`AWS_LAMBDA_RUNTIME_API` pointing at the emulator); invocations go through the emulator's
+//! Lambda Invoke API and function URLs, as `cargo lambda invoke` sends them.
+
+#![allow(dead_code)]
+
+use booking_app::auth::{Authenticator, DEV_JWT_SECRET};
+use booking_app::config::BookingConfig;
+use booking_app::http::{AppState, router};
+use booking_app::hub::WsHub;
+use booking_app::lanes::{LaneOptions, LocalLanes};
+use booking_app::memory_mirror::MemoryMirror;
+use booking_app::processor::BatchProcessor;
+use booking_app::service::{BookingService, Ports};
+use booking_contract::aws_tools::{Moto, Process, free_port, tools_bin, wait_for_port};
+use booking_core::ports::Notifier;
+use booking_core::{SystemClock, UserId};
+use booking_postgres::PgStore;
+use booking_postgres::testing::TestDatabase;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const FUNCTIONS: [&str; 4] = ["api", "worker", "websocket", "expirer"];
+
+/// A built function binary (cargo builds a package's binaries before its integration tests).
+pub fn binary(name: &str) -> PathBuf {
+    let path = match name {
+        "api" => env!("CARGO_BIN_EXE_api"),
+        "worker" => env!("CARGO_BIN_EXE_worker"),
+        "websocket" => env!("CARGO_BIN_EXE_websocket"),
+        "expirer" => env!("CARGO_BIN_EXE_expirer"),
+        other => panic!("no function {other}"),
+    };
+    PathBuf::from(path)
+}
+
+pub async fn sdk(moto: &Moto) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(moto.url())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await
+}
+
+/// The AWS resources the template declares, created in moto.
+pub struct Resources {
+    pub queue_url: String,
+    pub dead_letter_queue_url: String,
+    pub table: String,
+}
+
+impl Resources {
+    pub async fn create(sdk: &aws_config::SdkConfig) -> Self {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let create = |name: String| {
+            let sqs = sqs.clone();
+            async move {
+                sqs.create_queue()
+                    .queue_name(name)
+                    .attributes(QueueAttributeName::FifoQueue, "true")
+                    .attributes(QueueAttributeName::VisibilityTimeout, "180")
+                    .send()
+                    .await
+                    .expect("create a queue")
+                    .queue_url
+                    .expect("queue url")
+            }
+        };
+        let dead_letter_queue_url = create(format!("dlq-{suffix}.fifo")).await;
+        let queue_url = create(format!("booking-{suffix}.fifo")).await;
+        let table = format!("connections-{suffix}");
+        booking_aws::create_connections_table(&aws_sdk_dynamodb::Client::new(sdk), &table)
+            .await
+            .expect("create the connections table");
+        Self {
+            queue_url,
+            dead_letter_queue_url,
+            table,
+        }
+    }
+}
+
+/// The local server's router with its WebSocket hub, serving `/ws` and `/@connections/{id}`.
+pub struct Gateway {
+    pub url: String,
+    pub hub: Arc<WsHub>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Gateway {
+    pub async fn start(store: Arc<PgStore>) -> Self {
+        let hub = Arc::new(WsHub::new());
+        let notifier: Arc<dyn Notifier> = hub.clone();
+        let clock = Arc::new(SystemClock);
+        let config = BookingConfig::default();
+        // The gateway's own lanes never receive anything (nothing enqueues to them); they are
+        // here because the router's service needs a queue.
+        let lanes = LocalLanes::new(
+            Arc::new(BatchProcessor::new(
+                store.clone(),
+                store.clone(),
+                store.clone(),
+                notifier.clone(),
+                clock.clone(),
+                config.hold_ttl,
+            )),
+            LaneOptions::default(),
+        );
+        let service = Arc::new(BookingService::new(
+            Ports {
+                catalog: store.clone(),
+                requests: store.clone(),
+                holds: store.clone(),
+                queue: Arc::new(lanes),
+                notifier,
+                clock,
+                mirror: Some(Arc::new(MemoryMirror::new())),
+            },
+            config,
+        ));
+        let app = router(AppState {
+            service,
+            auth: Arc::new(Authenticator::hs256(DEV_JWT_SECRET.as_bytes())),
+            hub: Some(hub.clone()),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        Self { url, hub, task }
+    }
+}
+
+/// The whole local stack.
+pub struct Stack {
+    pub moto: Moto,
+    pub db: TestDatabase,
+    pub store: Arc<PgStore>,
+    pub sdk: aws_config::SdkConfig,
+    pub resources: Resources,
+    pub gateway: Gateway,
+    pub runtime_port: u16,
+    pub http: reqwest::Client,
+    /// Milliseconds from each function's process start to its first handled invocation.
+    pub startup_ms: HashMap<&'static str, f64>,
+    _runtime: Process,
+    _functions: Vec<Process>,
+}
+
+pub fn token(user: &str, admin: bool) -> String {
+    let user: UserId = user.parse().expect("valid user id");
+    Authenticator::hs256(DEV_JWT_SECRET.as_bytes()).mint(&user, admin, chrono::Duration::hours(1))
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        let moto = Moto::start();
+        let db = TestDatabase::create().await;
+        let store = Arc::new(db.store().clone());
+        booking_app::demo::seed_if_empty(store.as_ref(), chrono::Utc::now())
+            .await
+            .expect("seed the demo catalog");
+        let sdk = sdk(&moto).await;
+        let resources = Resources::create(&sdk).await;
+        let gateway = Gateway::start(store.clone()).await;
+
+        let runtime_port = free_port();
+        let runtime = Command::new(tools_bin().join("cargo-lambda"))
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "--invoke-address",
+                "127.0.0.1",
+                "--invoke-port",
+                &runtime_port.to_string(),
+            ])
+            .current_dir(booking_contract::aws_tools::workspace_root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start cargo lambda watch");
+        let runtime = Process(runtime);
+        wait_for_port(runtime_port, "cargo lambda watch", Duration::from_secs(60));
+
+        let mut stack = Self {
+            moto,
+            db,
+            store,
+            sdk,
+            resources,
+            gateway,
+            runtime_port,
+            http: reqwest::Client::new(),
+            startup_ms: HashMap::new(),
+            _runtime: runtime,
+            _functions: Vec::new(),
+        };
+        for name in FUNCTIONS {
+            stack.start_function(name).await;
+        }
+        stack
+    }
+
+    fn env(&self, name: &str) -> Vec<(String, String)> {
+        let env: Vec<(&str, String)> = vec![
+            (
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{}/.rt/{name}", self.runtime_port),
+            ),
+            ("AWS_LAMBDA_FUNCTION_NAME", name.to_owned()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "1".to_owned()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+            ("AWS_ENDPOINT_URL", self.moto.url()),
+            ("DATABASE_URL", self.db.url().to_owned()),
+            ("REDIS_URL", "redis://127.0.0.1:6379".to_owned()),
+            ("JWT_SECRET", DEV_JWT_SECRET.to_owned()),
+            ("BOOKING_QUEUE_URL", self.resources.queue_url.clone()),
+            (
+                "DEAD_LETTER_QUEUE_URL",
+                self.resources.dead_letter_queue_url.clone(),
+            ),
+            ("CONNECTIONS_TABLE", self.resources.table.clone()),
+            ("WEBSOCKET_ENDPOINT", self.gateway.url.clone()),
+            ("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true".to_owned()),
+            ("RUST_LOG", "warn".to_owned()),
+        ];
+        env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
+
+    /// Starts a function's binary and times its first handled invocation (a cheap one for each
+    /// function), which includes its cold start: config, pools, clients.
+    async fn start_function(&mut self, name: &'static str) {
+        let started = Instant::now();
+        let child = Command::new(binary(name))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env(name))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        self._functions.push(Process(child));
+        let probe = match name {
+            "api" => crate::support::load_event("api/health.json"),
+            "worker" => json!({ "Records": [] }),
+            "websocket" => crate::support::load_event("websocket/disconnect.json"),
+            _ => crate::support::load_event("expirer/schedule.json"),
+        };
+        let response = self.invoke(name, &probe).await;
+        self.startup_ms
+            .insert(name, started.elapsed().as_secs_f64() * 1_000.0);
+        assert!(
+            response.get("errorType").is_none(),
+            "{name}'s first invocation failed: {response}"
+        );
+    }
+
+    /// Invokes a function through the emulator's Lambda Invoke API and returns its answer.
+    pub async fn invoke(&self, function: &str, event: &Value) -> Value {
+        let url = format!(
+            "http://127.0.0.1:{}/2015-03-31/functions/{function}/invocations",
+            self.runtime_port
+        );
+        let response = self
+            .http
+            .post(url)
+            .json(event)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("invoke {function}: {e}"));
+        let text = response.text().await.expect("invocation body");
+        serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text }))
+    }
+
+    /// The api function's URL (the emulator wraps the request in a function-URL event).
+    pub fn api_url(&self, path: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}/lambda-url/api{path}",
+            self.runtime_port
+        )
+    }
+
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk)
+    }
+
+    /// Receives up to ten messages of `queue_url` and turns them into the SQS event Lambda
+    /// would deliver, keeping the receipt handles to delete with.
+    pub async fn receive_batch(&self, queue_url: &str) -> (Value, HashMap<String, String>) {
+        use aws_sdk_sqs::types::MessageSystemAttributeName;
+        let received = self
+            .sqs()
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .expect("receive");
+        let arn = format!(
+            "arn:aws:sqs:us-east-1:123456789012:{}",
+            queue_url.rsplit('/').next().unwrap()
+        );
+        let mut handles = HashMap::new();
+        let records: Vec<Value> = received
+            .messages()
+            .iter()
+            .map(|m| {
+                let id = m.message_id().unwrap().to_owned();
+                handles.insert(id.clone(), m.receipt_handle().unwrap().to_owned());
+                let attributes: serde_json::Map<String, Value> = m
+                    .attributes()
+                    .map(|a| {
+                        a.iter()
+                            .map(|(k, v)| (k.as_str().to_owned(), json!(v)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                json!({
+                    "messageId": id,
+                    "receiptHandle": m.receipt_handle(),
+                    "body": m.body(),
+                    "attributes": attributes,
+                    "messageAttributes": {},
+                    "md5OfBody": m.md5_of_body(),
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": arn,
+                    "awsRegion": "us-east-1",
+                })
+            })
+            .collect();
+        (json!({ "Records": records }), handles)
+    }
+
+    /// What Lambda's SQS poller does with a batch: invoke the worker, then delete every message
+    /// it did not report failed. Returns the failed message ids.
+    pub async fn deliver_to_worker(
+        &self,
+        event: &Value,
+        handles: &HashMap<String, String>,
+    ) -> Vec<String> {
+        let response = self.invoke("worker", event).await;
+        let failed: Vec<String> = response["batchItemFailures"]
+            .as_array()
+            .unwrap_or_else(|| panic!("the worker answers with batchItemFailures: {response}"))
+            .iter()
+            .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
+            .collect();
+        for (id, handle) in handles {
+            if !failed.contains(id) {
+                self.sqs()
+                    .delete_message()
+                    .queue_url(&self.resources.queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+        failed
+    }
+}
+
+/// A sample event of `events/`.
+pub fn load_event(relative: &str) -> Value {
+    let path = booking_contract::aws_tools::workspace_root()
+        .join("events")
+        .join(relative);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
