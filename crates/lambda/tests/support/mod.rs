@@ -32,8 +32,14 @@ use std::time::{Duration, Instant};
 
 pub const FUNCTIONS: [&str; 4] = ["api", "worker", "websocket", "expirer"];
 
-/// A built function binary (cargo builds a package's binaries before its integration tests).
+/// A function binary: the ones cargo built for these tests, or those in `LAMBDA_BIN_DIR` (to
+/// measure release builds: `LAMBDA_BIN_DIR=target/release`).
 pub fn binary(name: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("LAMBDA_BIN_DIR") {
+        return booking_contract::aws_tools::workspace_root()
+            .join(dir)
+            .join(name);
+    }
     let path = match name {
         "api" => env!("CARGO_BIN_EXE_api"),
         "worker" => env!("CARGO_BIN_EXE_worker"),
