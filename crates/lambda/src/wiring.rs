@@ -35,7 +35,9 @@ pub struct Shared {
 
 impl Shared {
     pub async fn from_env() -> Result<Self, WiringError> {
+        let started = std::time::Instant::now();
         let sdk = booking_aws::sdk_config().await;
+        let sdk_ms = started.elapsed().as_secs_f64() * 1e3;
         let booking = BookingConfig::from_env().map_err(|e| WiringError::Service(e.to_string()))?;
         let url = config::database_url(&sdk).await?;
         // One invocation at a time per instance and many instances: a small pool each, and
@@ -53,10 +55,17 @@ impl Shared {
         )
         .await
         .map_err(|e| WiringError::Service(format!("PostgreSQL: {e}")))?;
+        let postgres_ms = started.elapsed().as_secs_f64() * 1e3 - sdk_ms;
         let redis_url = required("REDIS_URL")?;
         let mirror = RedisMirror::connect(&redis_url)
             .await
             .map_err(|e| WiringError::Service(format!("Redis: {e}")))?;
+        tracing::info!(
+            sdk_ms,
+            postgres_ms,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
+            "cold start: shared clients ready"
+        );
         Ok(Self {
             sdk,
             store: Arc::new(store),

@@ -142,9 +142,13 @@ impl Worker {
         }
         // The requests, from the store (the truth). Missing ones are poison.
         let mut requests: Vec<BookingRequest> = Vec::with_capacity(run.len());
+        let mut loaded: Vec<(usize, &SqsMessage)> = Vec::with_capacity(run.len());
         for (offset, (message, queued)) in run.iter().zip(&parsed).enumerate() {
             match self.load(queued, show).await {
-                Ok(request) => requests.push(request),
+                Ok(request) => {
+                    requests.push(request);
+                    loaded.push((offset, message));
+                }
                 Err(Failure::Poison(reason)) => {
                     self.dead_letter(message, &reason).await.map_err(|e| Stop {
                         at: offset,
@@ -172,7 +176,8 @@ impl Worker {
             Err(ProcessError::Retryable(reason)) => Err(Stop { at: 0, reason }),
             Err(ProcessError::Fatal(reason)) => {
                 tracing::error!(show_id = %show, %reason, "batch cannot be decided; dead-lettering it");
-                for (offset, message) in run.iter().enumerate() {
+                // The messages already dead-lettered above are not sent again.
+                for (offset, message) in loaded {
                     self.dead_letter(message, &reason).await.map_err(|e| Stop {
                         at: offset,
                         reason: e,
