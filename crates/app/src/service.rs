@@ -206,7 +206,14 @@ impl BookingService {
                 })
             }
             Inserted::Existing(request) => {
-                let ticket = self.ports.queue.position(&request).await;
+                let mut ticket = self.ports.queue.position(&request).await;
+                // Still waiting but not known to the queue: the first attempt's enqueue may have
+                // failed after the insert (the client saw a 503 and retried). Enqueue it now, or
+                // it would wait for nothing until it expires. The queue deduplicates by request
+                // id, and a second delivery is decided once anyway.
+                if ticket.is_none() && request.status == RequestStatus::Queued {
+                    ticket = Some(self.ports.queue.enqueue(&request).await?);
+                }
                 Ok(Accepted {
                     request,
                     ticket,
