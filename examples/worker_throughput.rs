@@ -18,16 +18,13 @@
 use async_trait::async_trait;
 use booking_app::processor::BatchProcessor;
 use booking_contract::support::{create_show, fresh_user, now_ms};
-use booking_core::ports::{Inserted, Notifier, RequestStore, SeatMirror};
+use booking_contract::workload::{hot_show_requests, insert_all};
+use booking_core::ports::{Notifier, SeatMirror};
 use booking_core::protocol::BookingResult;
-use booking_core::{
-    BookingRequest, ManualClock, NewBookingRequest, RequestId, SeatChange, SeatId, Show, ShowId,
-    UserId,
-};
-use booking_postgres::PgStore;
+use booking_core::{ManualClock, SeatChange, ShowId, UserId};
 use booking_postgres::testing::TestDatabase;
 use booking_redis::RedisMirror;
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -40,62 +37,6 @@ struct Silent;
 impl Notifier for Silent {
     async fn booking_results(&self, _results: &[(UserId, BookingResult)]) {}
     async fn seats_changed(&self, _show: ShowId, _changes: &[SeatChange]) {}
-}
-
-/// A small xorshift generator: the same workload on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) % n
-    }
-}
-
-fn workload(
-    show: &Show,
-    users: &[UserId],
-    count: usize,
-    t0: DateTime<Utc>,
-) -> Vec<NewBookingRequest> {
-    let mut rng = Rng(42);
-    (0..count)
-        .map(|_| {
-            let len = 1 + rng.below(4) as u16;
-            let row = rng.below(20) as u16;
-            let first = 1 + rng.below(u64::from(26 - len)) as u16;
-            NewBookingRequest {
-                request_id: RequestId::new_random(),
-                user_id: users[rng.below(users.len() as u64) as usize].clone(),
-                show_id: show.show_id,
-                seat_ids: (first..first + len)
-                    .map(|n| SeatId::new(row, n).expect("in range"))
-                    .collect(),
-                idempotency_key: None,
-                created_at: t0,
-                expires_at: t0 + Duration::days(30),
-            }
-        })
-        .collect()
-}
-
-async fn insert_all(store: &PgStore, requests: Vec<NewBookingRequest>) -> Vec<BookingRequest> {
-    let mut tasks = Vec::with_capacity(requests.len());
-    for new in requests {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move { store.insert_request(new).await }));
-    }
-    let mut stored = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        match task.await.expect("task").expect("insert_request") {
-            Inserted::New(r) => stored.push(r),
-            Inserted::Existing(r) => panic!("repeat {r:?}"),
-        }
-    }
-    stored.sort_by_key(|r| r.seq);
-    stored
 }
 
 #[tokio::main]
@@ -119,7 +60,11 @@ async fn main() {
         for with_mirror in [false, true] {
             let show = create_show(store.as_ref(), 20, 25).await;
             let t0 = now_ms();
-            let requests = insert_all(&store, workload(&show, &users, count, t0)).await;
+            let requests = insert_all(
+                store.as_ref(),
+                hot_show_requests(&show, &users, count, t0, 42),
+            )
+            .await;
             let clock = Arc::new(ManualClock::new(t0));
             let mut processor = BatchProcessor::new(
                 store.clone(),

@@ -24,6 +24,7 @@ pub mod aws_tools;
 pub mod mirror;
 pub mod redis_server;
 pub mod support;
+pub mod workload;
 
 use booking_core::layout::LayoutSpec;
 use booking_core::ports::{

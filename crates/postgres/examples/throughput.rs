@@ -35,75 +35,18 @@
 //!   and with one statement per request, and the latency of a lone caller in each mode.
 
 use booking_contract::support::{create_show, fresh_user};
+use booking_contract::workload::{hot_show_requests, insert_all};
 use booking_core::ports::{HoldStore, RequestStore};
 use booking_core::{
-    BookingRequest, Decision, DecisionEngine, NewBookingRequest, PendingRequest, RequestId, SeatId,
-    Show, UserId,
+    Decision, DecisionEngine, NewBookingRequest, PendingRequest, RequestId, UserId,
 };
 use booking_postgres::testing::TestDatabase;
-use booking_postgres::{IntakeMode, PgOptions, PgStore};
-use chrono::{DateTime, Duration, Utc};
+use booking_postgres::{IntakeMode, PgOptions};
+use chrono::Duration;
 use std::time::Instant;
 
 const HOLD_TTL: Duration = Duration::minutes(5);
 const STEP: Duration = Duration::seconds(2);
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) % n
-    }
-}
-
-/// `count` requests for a 20 × 25 hall, created at `t0`, deadline far away.
-fn workload(
-    show: &Show,
-    users: &[UserId],
-    count: usize,
-    t0: DateTime<Utc>,
-    seed: u64,
-) -> Vec<NewBookingRequest> {
-    let mut rng = Rng(seed);
-    (0..count)
-        .map(|_| {
-            let len = 1 + rng.below(4) as u16;
-            let row = rng.below(20) as u16;
-            let first = 1 + rng.below(u64::from(26 - len)) as u16;
-            NewBookingRequest {
-                request_id: RequestId::new_random(),
-                user_id: users[rng.below(users.len() as u64) as usize].clone(),
-                show_id: show.show_id,
-                seat_ids: (first..first + len)
-                    .map(|n| SeatId::new(row, n).expect("in range"))
-                    .collect(),
-                idempotency_key: None,
-                created_at: t0,
-                expires_at: t0 + Duration::days(30),
-            }
-        })
-        .collect()
-}
-
-async fn insert_all(store: &PgStore, requests: Vec<NewBookingRequest>) -> Vec<BookingRequest> {
-    let mut tasks = Vec::with_capacity(requests.len());
-    for new in requests {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move { store.insert_request(new).await }));
-    }
-    let mut stored = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        match task.await.expect("task").expect("insert_request") {
-            booking_core::ports::Inserted::New(r) => stored.push(r),
-            booking_core::ports::Inserted::Existing(r) => panic!("repeat {r:?}"),
-        }
-    }
-    stored.sort_by_key(|r| r.seq);
-    stored
-}
 
 async fn decide(db: &TestDatabase) {
     println!("== decide: one worker, one hot show (500 seats), full worker cycle per batch");
@@ -127,7 +70,7 @@ async fn decide(db: &TestDatabase) {
     ] {
         let show = create_show(&store, 20, 25).await;
         let t0 = booking_contract::support::now_ms();
-        let requests = insert_all(&store, workload(&show, &users, count, t0, 42)).await;
+        let requests = insert_all(&store, hot_show_requests(&show, &users, count, t0, 42)).await;
 
         let mut now = t0;
         let mut granted = 0usize;
@@ -198,7 +141,7 @@ async fn intake(db: &TestDatabase) {
         let t0 = booking_contract::support::now_ms();
 
         // A lone caller: one request at a time.
-        let lone = workload(&show, &users, 1_000, t0, 7);
+        let lone = hot_show_requests(&show, &users, 1_000, t0, 7);
         let started = Instant::now();
         for new in lone {
             store.insert_request(new).await.expect("insert_request");
@@ -207,7 +150,7 @@ async fn intake(db: &TestDatabase) {
 
         // A crowd: 200 callers, 100 requests each, one after another.
         let (callers, per_caller) = (200usize, 100usize);
-        let mut crowd = workload(&show, &users, callers * per_caller, t0, 11);
+        let mut crowd = hot_show_requests(&show, &users, callers * per_caller, t0, 11);
         let before = store.intake_stats();
         let started = Instant::now();
         let mut tasks = Vec::with_capacity(callers);

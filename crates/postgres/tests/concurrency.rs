@@ -7,6 +7,7 @@
 //! keep expiring and being taken over while the workers race.
 
 use booking_contract::support::{create_show, pending};
+use booking_contract::workload::Rng;
 use booking_core::ports::{CommitError, HoldStore, Inserted, RequestStore};
 use booking_core::{
     BookingRequest, Decision, DecisionEngine, NewBookingRequest, RequestId, RequestStatus, SeatId,
@@ -45,18 +46,6 @@ impl SimClock {
     /// The current time, without moving the clock.
     fn peek(&self) -> DateTime<Utc> {
         self.base + Duration::milliseconds(self.ms.load(Ordering::SeqCst))
-    }
-}
-
-/// A small deterministic PRNG (xorshift64*), so the workload is the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) % n
     }
 }
 
