@@ -626,13 +626,20 @@ async fn websocket(
 /// The response header of a WebSocket upgrade that names the connection.
 pub const CONNECTION_ID_HEADER: &str = "x-connection-id";
 
-/// Whether the caller is on this machine. The management API has no authentication of its own
+/// Refuses callers not on this machine. The management API has no authentication of its own
 /// (on AWS, IAM guards it), so the local server answers it for loopback callers only.
-fn from_loopback(request: &axum::extract::Request) -> bool {
-    request
+fn local_only(request: &axum::extract::Request) -> Result<(), ApiError> {
+    let loopback = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .is_some_and(|info| info.0.ip().is_loopback())
+        .is_some_and(|info| info.0.ip().is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "The management API answers local callers only",
+        ))
+    }
 }
 
 /// API Gateway's error for a connection that is no longer there, as its SDKs recognise it.
@@ -652,9 +659,8 @@ async fn post_to_connection(
     Path(id): Path<String>,
     request: axum::extract::Request,
 ) -> Response {
-    if !from_loopback(&request) {
-        return ApiError::forbidden("The management API answers local callers only")
-            .into_response();
+    if let Err(refused) = local_only(&request) {
+        return refused.into_response();
     }
     let Some(hub) = state.hub.as_ref() else {
         return gone(&id);
@@ -687,9 +693,8 @@ async fn delete_connection(
     Path(id): Path<String>,
     request: axum::extract::Request,
 ) -> Response {
-    if !from_loopback(&request) {
-        return ApiError::forbidden("The management API answers local callers only")
-            .into_response();
+    if let Err(refused) = local_only(&request) {
+        return refused.into_response();
     }
     match state.hub.as_ref() {
         Some(hub) if hub.send_to(&id, Message::Close(None)) => {

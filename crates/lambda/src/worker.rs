@@ -157,22 +157,16 @@ impl Worker {
                 }
                 Err(Failure::Retry(reason)) => {
                     // Decide what came before this message, then stop here.
-                    self.decide(show, &requests)
-                        .await
-                        .map_err(|reason| Stop { at: 0, reason })?;
+                    self.decide(show, &requests).await.map_err(|e| Stop {
+                        at: 0,
+                        reason: e.to_string(),
+                    })?;
                     return Err(Stop { at: offset, reason });
                 }
             }
         }
-        match self.processor.process(show, &requests).await {
-            Ok(report) => {
-                if report.decided > 0
-                    && let Err(e) = self.counters.add_decided(show, report.decided as u64).await
-                {
-                    tracing::warn!(show_id = %show, error = %e, "decided counter not updated");
-                }
-                Ok(())
-            }
+        match self.decide(show, &requests).await {
+            Ok(()) => Ok(()),
             Err(ProcessError::Retryable(reason)) => Err(Stop { at: 0, reason }),
             Err(ProcessError::Fatal(reason)) => {
                 tracing::error!(show_id = %show, %reason, "batch cannot be decided; dead-lettering it");
@@ -188,17 +182,18 @@ impl Worker {
         }
     }
 
-    async fn decide(&self, show: ShowId, requests: &[BookingRequest]) -> Result<(), String> {
+    /// Decides one show's requests and counts them for queue positions.
+    async fn decide(&self, show: ShowId, requests: &[BookingRequest]) -> Result<(), ProcessError> {
         if requests.is_empty() {
             return Ok(());
         }
-        match self.processor.process(show, requests).await {
-            Ok(report) => {
-                let _ = self.counters.add_decided(show, report.decided as u64).await;
-                Ok(())
-            }
-            Err(e) => Err(e.to_string()),
+        let report = self.processor.process(show, requests).await?;
+        if report.decided > 0
+            && let Err(e) = self.counters.add_decided(show, report.decided as u64).await
+        {
+            tracing::warn!(show_id = %show, error = %e, "decided counter not updated");
         }
+        Ok(())
     }
 
     async fn load(&self, queued: &QueueMessage, show: ShowId) -> Result<BookingRequest, Failure> {
