@@ -5,7 +5,8 @@
 //! cargo run --release --example worker_throughput
 //! ```
 //!
-//! One `BatchProcessor` (the code the Lambda worker and the local lanes run) decides one hot show
+//! One `BatchProcessor` (the code the Lambda worker and the local lanes run), wired by the app's
+//! composition root as every process wires it, decides one hot show
 //! (500 seats, requests for 1-4 adjacent seats from 5,000 users) batch after batch:
 //! begin_processing → load_show_state → decide → commit_batch → mirror → notify (a notifier that
 //! drops the pushes, so only the stores are timed). Time moves two simulated seconds per
@@ -16,14 +17,14 @@
 //! is new, so its mirror keys are too.
 
 use async_trait::async_trait;
-use booking_app::processor::BatchProcessor;
-use booking_contract::support::{create_show, fresh_user, now_ms};
-use booking_contract::workload::{hot_show_requests, insert_all};
+use booking_app::{App, BookingConfig, Stores};
 use booking_core::ports::{Notifier, SeatMirror};
 use booking_core::protocol::BookingResult;
 use booking_core::{ManualClock, SeatChange, ShowId, UserId};
-use booking_postgres::testing::TestDatabase;
 use booking_redis::RedisMirror;
+use booking_testkit::postgres::TestDatabase;
+use booking_testkit::support::{create_show, fresh_user, now_ms};
+use booking_testkit::workload::{hot_show_requests, insert_all};
 use chrono::Duration;
 use std::sync::Arc;
 use std::time::Instant;
@@ -66,17 +67,18 @@ async fn main() {
             )
             .await;
             let clock = Arc::new(ManualClock::new(t0));
-            let mut processor = BatchProcessor::new(
-                store.clone(),
-                store.clone(),
-                store.clone(),
-                Arc::new(Silent),
-                clock.clone(),
-                HOLD_TTL,
-            );
+            let config = BookingConfig {
+                hold_ttl: HOLD_TTL,
+                ..BookingConfig::default()
+            };
+            let mut app = App::builder(Stores::of(store.clone()), config)
+                .clock(clock.clone())
+                .notifier(Arc::new(Silent));
             if with_mirror {
-                processor = processor.with_mirror(mirror.clone());
+                app = app.mirror(mirror.clone());
             }
+            let app = app.build();
+            let processor = app.processor();
             let mut granted = 0;
             let started = Instant::now();
             for batch in requests.chunks(batch_size) {

@@ -5,7 +5,7 @@
 #[macro_use]
 mod support;
 
-use booking_contract::redis_server::PrivateRedis;
+use booking_testkit::redis::PrivateRedis;
 use std::collections::HashSet;
 use support::*;
 
@@ -17,7 +17,7 @@ fn lock_key(seat: &str) -> String {
 async fn bookings_survive_a_redis_flush_and_outage() {
     let mut redis = PrivateRedis::start();
     // As deployed: PostgreSQL decides, Redis mirrors.
-    let database = booking_postgres::testing::TestDatabase::create().await;
+    let database = booking_testkit::postgres::TestDatabase::create().await;
     let server = Server::start(&[
         ("REDIS_URL", &redis.url()),
         ("DATABASE_URL", database.url()),

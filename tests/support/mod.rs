@@ -5,8 +5,8 @@
 
 use booking_app::Authenticator;
 use booking_app::auth::DEV_JWT_SECRET;
-use booking_contract::redis_server::PrivateRedis;
-use booking_postgres::testing::TestDatabase;
+use booking_testkit::postgres::TestDatabase;
+use booking_testkit::redis::PrivateRedis;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};

@@ -1,14 +1,117 @@
-//! The one error type of the HTTP boundary, mapped to a status and a machine-readable code once.
+//! The errors of the application layer, and their one mapping to HTTP.
 //!
-//! Body: `{"error":{"code":"SEATS_UNAVAILABLE","message":"...","details":{...}}}`. A 5xx never
-//! carries the underlying error's text (it may name hosts, tables or SQL); that goes to the log.
+//! Each layer has its own error:
+//! - the ports report failures of the outside world (`StoreError`, `QueueError`, …, in the core);
+//! - the use cases report [`BookingError`]: what went wrong in the caller's terms (no such show,
+//!   too many seats, the hold is no longer active) or which dependency failed, with its cause;
+//! - the HTTP boundary speaks [`ApiError`]: a status, a machine-readable code, a message and
+//!   details, as the body `{"error":{"code":"HOLD_NOT_ACTIVE","message":"...","details":{...}}}`.
+//!
+//! `From<BookingError> for ApiError` below is the only place a domain error becomes a status.
+//! The WebSocket paths use the same [`BookingError::code`] and message, so a client reads the
+//! same code whichever way it asked. A dependency failure is logged here with its whole chain of
+//! causes, once; its 5xx body never carries that text (it may name hosts, tables or SQL).
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use booking_core::ports::{QueueError, ReleaseError, StoreError};
+use booking_core::ports::{QueueError, StoreError};
+use booking_core::{Chain, HoldStatus, SeatId};
 use serde_json::{Value, json};
 
+/// What a use case could not do, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum BookingError {
+    #[error("No such show")]
+    ShowNotFound,
+    #[error("No such movie")]
+    MovieNotFound,
+    #[error("No such booking request")]
+    RequestNotFound,
+    /// No such hold, or not the caller's (indistinguishable on purpose).
+    #[error("No such hold")]
+    HoldNotFound,
+    #[error("The hold is {0} and can no longer be released")]
+    HoldNotActive(HoldStatus),
+    #[error("seatIds must name at least one seat")]
+    NoSeats,
+    #[error("At most {max} seats per request")]
+    TooManySeats { max: usize, requested: usize },
+    /// A seat id that is not of the form "A12" (the raw text, cut short).
+    #[error("Seat ids look like \"A12\" (row letters, seat number)")]
+    InvalidSeatId(String),
+    #[error("Seat {0} does not exist in this show")]
+    SeatNotInLayout(SeatId),
+    #[error("Seat {0} cannot be booked")]
+    SeatBlocked(SeatId),
+    #[error("Seat {0} is listed twice")]
+    DuplicateSeat(SeatId),
+    #[error("Idempotency-Key must be 1 to 128 visible ASCII characters")]
+    InvalidIdempotencyKey,
+    #[error("date must be YYYY-MM-DD")]
+    InvalidDate,
+    /// A store failed (unavailable: worth retrying; corrupt: it is not).
+    #[error("booking store failed")]
+    Store(#[from] StoreError),
+    /// The request is durable but could not be queued (the client retries with its key).
+    #[error("request queue failed")]
+    Queue(#[from] QueueError),
+    /// The stores contradict each other (a hold whose show is gone): a defect, not bad input.
+    #[error("stored data is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+impl BookingError {
+    /// The machine-readable code clients branch on, the same over HTTP and WebSocket.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::ShowNotFound => "SHOW_NOT_FOUND",
+            Self::MovieNotFound => "MOVIE_NOT_FOUND",
+            Self::RequestNotFound => "REQUEST_NOT_FOUND",
+            Self::HoldNotFound => "HOLD_NOT_FOUND",
+            Self::HoldNotActive(_) => "HOLD_NOT_ACTIVE",
+            Self::NoSeats => "NO_SEATS",
+            Self::TooManySeats { .. } => "TOO_MANY_SEATS",
+            Self::InvalidSeatId(_) => "INVALID_SEAT_ID",
+            Self::SeatNotInLayout(_) => "SEAT_NOT_IN_LAYOUT",
+            Self::SeatBlocked(_) => "SEAT_BLOCKED",
+            Self::DuplicateSeat(_) => "DUPLICATE_SEATS",
+            Self::InvalidIdempotencyKey => "INVALID_IDEMPOTENCY_KEY",
+            Self::InvalidDate => "INVALID_DATE",
+            Self::Store(e) if !e.is_unavailable() => "INTERNAL_ERROR",
+            Self::Store(_) | Self::Queue(_) => "SERVICE_UNAVAILABLE",
+            Self::Inconsistent(_) => "INTERNAL_ERROR",
+        }
+    }
+
+    /// The message a client may see: a dependency failure is never described to it.
+    pub fn public_message(&self) -> String {
+        match self.code() {
+            "SERVICE_UNAVAILABLE" => UNAVAILABLE_MESSAGE.to_owned(),
+            "INTERNAL_ERROR" => INTERNAL_MESSAGE.to_owned(),
+            _ => self.to_string(),
+        }
+    }
+
+    /// Logs a failure of the system (not of the caller's input) with its chain of causes.
+    pub fn log(&self) {
+        match self {
+            Self::Store(e) if e.is_unavailable() => {
+                tracing::warn!(error = %Chain(self), "store unavailable")
+            }
+            Self::Store(_) | Self::Inconsistent(_) => {
+                tracing::error!(error = %Chain(self), "stored data is invalid");
+            }
+            Self::Queue(_) => tracing::warn!(error = %Chain(self), "queue unavailable"),
+            _ => {}
+        }
+    }
+}
+
+const UNAVAILABLE_MESSAGE: &str = "A backing service is unavailable; retry shortly";
+const INTERNAL_MESSAGE: &str = "Internal error";
+
+/// An answer of the HTTP boundary: status, code, message and details.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -36,10 +139,6 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
-    }
-
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
@@ -52,23 +151,11 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
     }
 
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, message)
-    }
-
     pub fn unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "SERVICE_UNAVAILABLE",
-            "A backing service is unavailable; retry shortly",
-        )
-    }
-
-    pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
-            "Internal error",
+            UNAVAILABLE_MESSAGE,
         )
     }
 }
@@ -83,38 +170,84 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(_) => {
-                tracing::warn!(error = %e, "store unavailable");
-                Self::unavailable()
+/// The one mapping of domain errors to HTTP.
+impl From<BookingError> for ApiError {
+    fn from(e: BookingError) -> Self {
+        use BookingError::*;
+        e.log();
+        let status = match &e {
+            ShowNotFound | MovieNotFound | RequestNotFound | HoldNotFound => StatusCode::NOT_FOUND,
+            HoldNotActive(_) => StatusCode::CONFLICT,
+            NoSeats
+            | TooManySeats { .. }
+            | InvalidSeatId(_)
+            | SeatNotInLayout(_)
+            | SeatBlocked(_)
+            | DuplicateSeat(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            InvalidIdempotencyKey | InvalidDate => StatusCode::BAD_REQUEST,
+            Store(store) if store.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+            Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Store(_) | Inconsistent(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let details = match &e {
+            HoldNotActive(status) => Some(json!({ "status": status })),
+            TooManySeats { max, requested } => Some(json!({ "max": max, "requested": requested })),
+            InvalidSeatId(raw) => Some(json!({ "seatId": raw })),
+            SeatNotInLayout(seat) | SeatBlocked(seat) | DuplicateSeat(seat) => {
+                Some(json!({ "seatId": seat }))
             }
-            StoreError::Corrupt(_) => {
-                tracing::error!(error = %e, "store returned invalid data");
-                Self::internal()
-            }
+            _ => None,
+        };
+        Self {
+            status,
+            code: e.code(),
+            message: e.public_message(),
+            details,
         }
     }
 }
 
-impl From<QueueError> for ApiError {
-    fn from(e: QueueError) -> Self {
-        tracing::warn!(error = %e, "queue unavailable");
-        Self::unavailable()
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl From<ReleaseError> for ApiError {
-    fn from(e: ReleaseError) -> Self {
-        match e {
-            ReleaseError::NotFound => Self::not_found("HOLD_NOT_FOUND", "No such hold"),
-            ReleaseError::NotHeld(status) => Self::conflict(
-                "HOLD_NOT_ACTIVE",
-                format!("The hold is {status} and can no longer be released"),
-            )
-            .with_details(json!({ "status": status })),
-            ReleaseError::Store(e) => e.into(),
-        }
+    #[test]
+    fn failures_of_the_system_never_describe_themselves_to_the_client() {
+        let down = ApiError::from(BookingError::Store(
+            StoreError::unavailable("PostgreSQL at db.internal:5432").caused_by(
+                std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"),
+            ),
+        ));
+        assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(down.code, "SERVICE_UNAVAILABLE");
+        assert!(!down.message.contains("db.internal"));
+        let corrupt = ApiError::from(BookingError::Store(StoreError::corrupt(
+            "booking_requests.seat_ids",
+        )));
+        assert_eq!(corrupt.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!corrupt.message.contains("seat_ids"));
+        let queue = ApiError::from(BookingError::Queue(QueueError::unavailable("SQS send")));
+        assert_eq!(
+            (queue.status, queue.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
+        );
+    }
+
+    #[test]
+    fn caller_errors_keep_their_code_message_and_details() {
+        let e = ApiError::from(BookingError::TooManySeats {
+            max: 10,
+            requested: 11,
+        });
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(e.code, "TOO_MANY_SEATS");
+        assert_eq!(e.message, "At most 10 seats per request");
+        assert_eq!(e.details, Some(json!({ "max": 10, "requested": 11 })));
+        let e = ApiError::from(BookingError::HoldNotActive(HoldStatus::Released));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::CONFLICT, "HOLD_NOT_ACTIVE")
+        );
+        assert_eq!(e.details, Some(json!({ "status": "RELEASED" })));
     }
 }

@@ -4,20 +4,19 @@
 //! queue, so the same code serves the local all-in-one server (embedded SQLite, in-process lanes,
 //! local WebSocket hub) and the Lambda functions (PostgreSQL, Redis, SQS, API Gateway).
 
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod error;
 pub mod http;
-pub mod hub;
-pub mod lanes;
-pub mod memory_mirror;
 pub mod processor;
 pub mod service;
 pub mod sweeper;
 
+pub use app::{App, AppBuilder, Ports, QueueAdapter, Stores};
 pub use auth::{Authenticator, Caller};
 pub use config::{BookingConfig, ConfigError};
 pub use error::ApiError;
 pub use processor::BatchProcessor;
-pub use service::{BookingService, Ports};
+pub use service::BookingService;

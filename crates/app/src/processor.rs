@@ -6,37 +6,40 @@
 //! result in one transaction, and only then notify. No transaction is ever held across a
 //! network call, and a client never hears of a result that might still roll back.
 
+use crate::app::Ports;
 use booking_core::engine::BatchOutcome;
 use booking_core::engine::{Decision, DecisionEngine, PendingRequest};
-use booking_core::ports::{
-    CatalogStore, CommitError, HoldStore, Notifier, RequestStore, SeatLock, SeatMirror, StoreError,
-};
+use booking_core::ports::{CommitError, SeatLock, SeatMirror, StoreError};
 use booking_core::protocol::BookingResult;
 use booking_core::{
-    BookingRequest, Clock, HoldId, RequestOutcome, RequestStatus, SeatId, SeatStatus, ShowId,
-    UserId, rejection_message,
+    BookingRequest, HoldId, RequestOutcome, RequestStatus, SeatId, SeatStatus, ShowId, UserId,
+    rejection_message,
 };
 use chrono::Duration;
 use std::collections::HashMap;
 use std::collections::HashSet;
-use std::sync::Arc;
 
-/// How a batch failed.
+/// Why a batch was not decided. Nothing of it was committed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
-    /// Worth retrying later (store down, persistent seat conflicts); nothing was committed.
-    #[error("retryable: {0}")]
-    Retryable(String),
-    /// Retrying cannot help (the show does not exist, stored data is invalid).
-    #[error("fatal: {0}")]
-    Fatal(String),
+    /// The batch names a show the catalog does not have: retrying the same input cannot help.
+    #[error("show {0} does not exist")]
+    UnknownShow(ShowId),
+    /// Every attempt lost a seat race to another worker on the same show.
+    #[error("seat conflicts persisted across {0} attempts")]
+    ConflictsPersisted(usize),
+    #[error("a store failed while deciding the batch")]
+    Store(#[from] StoreError),
 }
 
-impl From<StoreError> for ProcessError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(m) => Self::Retryable(m),
-            StoreError::Corrupt(m) => Self::Fatal(m),
+impl ProcessError {
+    /// Whether the same batch may succeed later (a store comes back, the rival worker finishes);
+    /// otherwise the input itself is at fault (an unknown show, invalid stored data).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::UnknownShow(_) => false,
+            Self::ConflictsPersisted(_) => true,
+            Self::Store(e) => e.is_unavailable(),
         }
     }
 }
@@ -53,42 +56,18 @@ pub struct BatchReport {
 }
 
 pub struct BatchProcessor {
-    catalog: Arc<dyn CatalogStore>,
-    requests: Arc<dyn RequestStore>,
-    holds: Arc<dyn HoldStore>,
-    notifier: Arc<dyn Notifier>,
-    clock: Arc<dyn Clock>,
+    ports: Ports,
     hold_ttl: Duration,
-    mirror: Option<Arc<dyn SeatMirror>>,
 }
 
 /// How many times a batch is re-decided after losing a seat race before giving up for now.
 const MAX_CONFLICT_RETRIES: usize = 5;
 
 impl BatchProcessor {
-    pub fn new(
-        catalog: Arc<dyn CatalogStore>,
-        requests: Arc<dyn RequestStore>,
-        holds: Arc<dyn HoldStore>,
-        notifier: Arc<dyn Notifier>,
-        clock: Arc<dyn Clock>,
-        hold_ttl: Duration,
-    ) -> Self {
-        Self {
-            catalog,
-            requests,
-            holds,
-            notifier,
-            clock,
-            hold_ttl,
-            mirror: None,
-        }
-    }
-
-    /// Mirrors every committed batch into `mirror` (the seat map's hot read path).
-    pub fn with_mirror(mut self, mirror: Arc<dyn SeatMirror>) -> Self {
-        self.mirror = Some(mirror);
-        self
+    /// A processor deciding with holds that last `hold_ttl`; every committed batch is mirrored
+    /// into `ports.mirror` when there is one.
+    pub fn new(ports: Ports, hold_ttl: Duration) -> Self {
+        Self { ports, hold_ttl }
     }
 
     /// Decides `batch` (requests of `show`, in arrival order) and notifies the outcomes.
@@ -99,10 +78,11 @@ impl BatchProcessor {
         batch: &[BookingRequest],
     ) -> Result<BatchReport, ProcessError> {
         let layout = self
+            .ports
             .catalog
             .get_show(show)
             .await?
-            .ok_or_else(|| ProcessError::Fatal(format!("show {show} does not exist")))?
+            .ok_or(ProcessError::UnknownShow(show))?
             .layout;
         let ids: Vec<_> = batch.iter().map(|r| r.request_id).collect();
         let mut report = BatchReport::default();
@@ -112,6 +92,7 @@ impl BatchProcessor {
 
         for attempt in 0..=MAX_CONFLICT_RETRIES {
             let undecided: HashSet<_> = self
+                .ports
                 .requests
                 .begin_processing(&ids)
                 .await?
@@ -140,9 +121,9 @@ impl BatchProcessor {
             if pending.is_empty() {
                 return Ok(report);
             }
-            let now = self.clock.now();
-            let snapshot = self.holds.load_show_state(show, now).await?;
-            let snapshot_seats: HashMap<HoldId, Vec<SeatId>> = match &self.mirror {
+            let now = self.ports.clock.now();
+            let snapshot = self.ports.holds.load_show_state(show, now).await?;
+            let snapshot_seats: HashMap<HoldId, Vec<SeatId>> = match &self.ports.mirror {
                 Some(_) => snapshot
                     .holds
                     .iter()
@@ -152,11 +133,11 @@ impl BatchProcessor {
             };
             let mut engine = DecisionEngine::new(layout.clone(), snapshot, self.hold_ttl);
             let outcome = engine.decide_batch(pending, now);
-            match self.holds.commit_batch(show, &outcome, now).await {
+            match self.ports.holds.commit_batch(show, &outcome, now).await {
                 Ok(written) => {
                     // Mirror before notifying, so a client that reloads the seat map the moment
                     // it hears its result sees its seats taken.
-                    if let Some(mirror) = &self.mirror {
+                    if let Some(mirror) = &self.ports.mirror {
                         mirror_batch(mirror.as_ref(), show, snapshot_seats, &outcome).await;
                     }
                     let owners: std::collections::HashMap<_, _> = batch
@@ -180,7 +161,7 @@ impl BatchProcessor {
                         .iter()
                         .filter(|(_, r)| r.status == RequestStatus::Success)
                         .count();
-                    self.notifier.booking_results(&results).await;
+                    self.ports.notifier.booking_results(&results).await;
                     if written.len() < outcome.decisions.len() {
                         tracing::info!(
                             skipped = outcome.decisions.len() - written.len(),
@@ -192,7 +173,8 @@ impl BatchProcessor {
                         .await?;
                     }
                     if !outcome.seat_changes.is_empty() {
-                        self.notifier
+                        self.ports
+                            .notifier
                             .seats_changed(show, &outcome.seat_changes)
                             .await;
                     }
@@ -208,9 +190,7 @@ impl BatchProcessor {
                 Err(CommitError::Store(e)) => return Err(e.into()),
             }
         }
-        Err(ProcessError::Retryable(
-            "seat conflicts persisted across retries".into(),
-        ))
+        Err(ProcessError::ConflictsPersisted(MAX_CONFLICT_RETRIES + 1))
     }
 
     /// Pushes the stored outcome of requests decided earlier or elsewhere: a duplicate delivery
@@ -221,14 +201,14 @@ impl BatchProcessor {
     ) -> Result<(), ProcessError> {
         let mut results = Vec::new();
         for r in requests {
-            if let Some(stored) = self.requests.get_request(r.request_id).await?
+            if let Some(stored) = self.ports.requests.get_request(r.request_id).await?
                 && let Some(outcome) = &stored.outcome
             {
                 results.push((stored.user_id.clone(), stored_result(&stored, outcome)));
             }
         }
         if !results.is_empty() {
-            self.notifier.booking_results(&results).await;
+            self.ports.notifier.booking_results(&results).await;
         }
         Ok(())
     }

@@ -4,35 +4,21 @@
 //! Validation happens here, before anything is written, so bad input never leaves a partial
 //! write; ownership is checked here, so every entry point (HTTP, Lambda) gets it for free.
 
+use crate::app::Ports;
 use crate::config::BookingConfig;
-use crate::error::ApiError;
+use crate::error::BookingError;
 use booking_core::engine::SeatChange;
 use booking_core::ports::{
-    CatalogStore, HoldStore, Inserted, Notifier, QueueTicket, RequestQueue, RequestStore, SeatLock,
-    SeatMirror,
+    Inserted, QueueTicket, ReleaseError, RequestQueue, SeatLock, SeatMirror,
 };
 use booking_core::{
-    BookingRequest, Clock, Hold, IdempotencyKey, Movie, MovieId, NewBookingRequest, RequestId,
+    BookingRequest, Hold, IdempotencyKey, Movie, MovieId, NewBookingRequest, RequestId,
     RequestStatus, SeatId, SeatStatus, Show, ShowId, UserId,
 };
 use booking_core::{HoldId, SeatLayout};
 use chrono::NaiveDate;
-use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
-
-/// The adapters a [`BookingService`] runs on.
-#[derive(Clone)]
-pub struct Ports {
-    pub catalog: Arc<dyn CatalogStore>,
-    pub requests: Arc<dyn RequestStore>,
-    pub holds: Arc<dyn HoldStore>,
-    pub queue: Arc<dyn RequestQueue>,
-    pub notifier: Arc<dyn Notifier>,
-    pub clock: Arc<dyn Clock>,
-    /// The seat map's hot read path; `None` reads the store every time.
-    pub mirror: Option<Arc<dyn SeatMirror>>,
-}
 
 /// A request as the client sent it, before validation.
 #[derive(Debug, Clone)]
@@ -60,6 +46,7 @@ pub struct SeatMap {
 
 pub struct BookingService {
     ports: Ports,
+    queue: Arc<dyn RequestQueue>,
     config: BookingConfig,
     /// Shows never change once created, and every hold request needs its show's layout: a
     /// read-through cache keeps validation off the database.
@@ -67,9 +54,10 @@ pub struct BookingService {
 }
 
 impl BookingService {
-    pub fn new(ports: Ports, config: BookingConfig) -> Self {
+    pub fn new(ports: Ports, queue: Arc<dyn RequestQueue>, config: BookingConfig) -> Self {
         Self {
             ports,
+            queue,
             config,
             shows: RwLock::new(HashMap::new()),
         }
@@ -83,8 +71,13 @@ impl BookingService {
         &self.ports
     }
 
+    /// Where accepted requests wait to be decided.
+    pub fn queue(&self) -> &Arc<dyn RequestQueue> {
+        &self.queue
+    }
+
     /// A show by id, from the cache or the catalog.
-    pub async fn show(&self, show_id: ShowId) -> Result<Option<Show>, ApiError> {
+    pub async fn show(&self, show_id: ShowId) -> Result<Option<Show>, BookingError> {
         if let Some(show) = self
             .shows
             .read()
@@ -103,61 +96,41 @@ impl BookingService {
         Ok(show)
     }
 
-    async fn require_show(&self, raw: &str) -> Result<Show, ApiError> {
-        let show_id: ShowId = raw
-            .parse()
-            .map_err(|_| ApiError::not_found("SHOW_NOT_FOUND", "No such show"))?;
-        self.show(show_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("SHOW_NOT_FOUND", "No such show"))
+    async fn require_show(&self, raw: &str) -> Result<Show, BookingError> {
+        let show_id: ShowId = raw.parse().map_err(|_| BookingError::ShowNotFound)?;
+        self.show(show_id).await?.ok_or(BookingError::ShowNotFound)
     }
 
     /// Checks a hold request against the show's layout and the limits; nothing is written.
-    fn validate_seats(&self, layout: &SeatLayout, raw: &[String]) -> Result<Vec<SeatId>, ApiError> {
+    fn validate_seats(
+        &self,
+        layout: &SeatLayout,
+        raw: &[String],
+    ) -> Result<Vec<SeatId>, BookingError> {
         if raw.is_empty() {
-            return Err(ApiError::unprocessable(
-                "NO_SEATS",
-                "seatIds must name at least one seat",
-            ));
+            return Err(BookingError::NoSeats);
         }
         let max = self.config.max_seats_per_request;
         if raw.len() > max {
-            return Err(ApiError::unprocessable(
-                "TOO_MANY_SEATS",
-                format!("At most {max} seats per request"),
-            )
-            .with_details(json!({ "max": max, "requested": raw.len() })));
+            return Err(BookingError::TooManySeats {
+                max,
+                requested: raw.len(),
+            });
         }
         let mut seats = Vec::with_capacity(raw.len());
         let mut seen = HashSet::with_capacity(raw.len());
         for s in raw {
-            let seat: SeatId = s.parse().map_err(|_| {
-                ApiError::unprocessable(
-                    "INVALID_SEAT_ID",
-                    "Seat ids look like \"A12\" (row letters, seat number)",
-                )
-                .with_details(json!({ "seatId": truncate(s, 16) }))
-            })?;
+            let seat: SeatId = s
+                .parse()
+                .map_err(|_| BookingError::InvalidSeatId(truncate(s, 16)))?;
             if !layout.contains(seat) {
-                return Err(ApiError::unprocessable(
-                    "SEAT_NOT_IN_LAYOUT",
-                    format!("Seat {seat} does not exist in this show"),
-                )
-                .with_details(json!({ "seatId": seat })));
+                return Err(BookingError::SeatNotInLayout(seat));
             }
             if layout.is_blocked(seat) {
-                return Err(ApiError::unprocessable(
-                    "SEAT_BLOCKED",
-                    format!("Seat {seat} cannot be booked"),
-                )
-                .with_details(json!({ "seatId": seat })));
+                return Err(BookingError::SeatBlocked(seat));
             }
             if !seen.insert(seat) {
-                return Err(ApiError::unprocessable(
-                    "DUPLICATE_SEATS",
-                    format!("Seat {seat} is listed twice"),
-                )
-                .with_details(json!({ "seatId": seat })));
+                return Err(BookingError::DuplicateSeat(seat));
             }
             seats.push(seat);
         }
@@ -170,17 +143,13 @@ impl BookingService {
         &self,
         user: &UserId,
         input: HoldRequestInput,
-    ) -> Result<Accepted, ApiError> {
+    ) -> Result<Accepted, BookingError> {
         let idempotency_key = input
             .idempotency_key
             .as_deref()
             .map(|k| {
-                k.parse::<IdempotencyKey>().map_err(|_| {
-                    ApiError::bad_request(
-                        "INVALID_IDEMPOTENCY_KEY",
-                        "Idempotency-Key must be 1 to 128 visible ASCII characters",
-                    )
-                })
+                k.parse::<IdempotencyKey>()
+                    .map_err(|_| BookingError::InvalidIdempotencyKey)
             })
             .transpose()?;
         let show = self.require_show(&input.show_id).await?;
@@ -197,7 +166,7 @@ impl BookingService {
         };
         match self.ports.requests.insert_request(new).await? {
             Inserted::New(request) => {
-                let ticket = self.ports.queue.enqueue(&request).await?;
+                let ticket = self.queue.enqueue(&request).await?;
                 tracing::debug!(request_id = %request.request_id, position = ticket.position, "accepted");
                 Ok(Accepted {
                     request,
@@ -206,13 +175,13 @@ impl BookingService {
                 })
             }
             Inserted::Existing(request) => {
-                let mut ticket = self.ports.queue.position(&request).await;
+                let mut ticket = self.queue.position(&request).await;
                 // Still waiting but not known to the queue: the first attempt's enqueue may have
                 // failed after the insert (the client saw a 503 and retried). Enqueue it now, or
                 // it would wait for nothing until it expires. The queue deduplicates by request
                 // id, and a second delivery is decided once anyway.
                 if ticket.is_none() && request.status == RequestStatus::Queued {
-                    ticket = Some(self.ports.queue.enqueue(&request).await?);
+                    ticket = Some(self.queue.enqueue(&request).await?);
                 }
                 Ok(Accepted {
                     request,
@@ -228,8 +197,8 @@ impl BookingService {
         &self,
         user: &UserId,
         raw_id: &str,
-    ) -> Result<(BookingRequest, Option<QueueTicket>), ApiError> {
-        let not_found = || ApiError::not_found("REQUEST_NOT_FOUND", "No such booking request");
+    ) -> Result<(BookingRequest, Option<QueueTicket>), BookingError> {
+        let not_found = || BookingError::RequestNotFound;
         let id: RequestId = raw_id.parse().map_err(|_| not_found())?;
         let request = self
             .ports
@@ -241,7 +210,7 @@ impl BookingService {
         let ticket = if request.status == RequestStatus::Queued
             || request.status == RequestStatus::Processing
         {
-            self.ports.queue.position(&request).await
+            self.queue.position(&request).await
         } else {
             None
         };
@@ -249,8 +218,8 @@ impl BookingService {
     }
 
     /// A hold of `user`'s, with its status as of now.
-    pub async fn hold(&self, user: &UserId, raw_id: &str) -> Result<(Hold, Show), ApiError> {
-        let not_found = || ApiError::not_found("HOLD_NOT_FOUND", "No such hold");
+    pub async fn hold(&self, user: &UserId, raw_id: &str) -> Result<(Hold, Show), BookingError> {
+        let not_found = || BookingError::HoldNotFound;
         let id: HoldId = raw_id.parse().map_err(|_| not_found())?;
         let mut hold = self
             .ports
@@ -260,10 +229,7 @@ impl BookingService {
             .filter(|h| &h.user_id == user)
             .ok_or_else(not_found)?;
         hold.status = hold.status_at(self.ports.clock.now());
-        let show = self
-            .show(hold.show_id)
-            .await?
-            .ok_or_else(ApiError::internal)?;
+        let show = self.show_of(&hold).await?;
         Ok((hold, show))
     }
 
@@ -273,12 +239,19 @@ impl BookingService {
         &self,
         user: &UserId,
         raw_id: &str,
-    ) -> Result<(Hold, Show), ApiError> {
-        let id: HoldId = raw_id
-            .parse()
-            .map_err(|_| ApiError::not_found("HOLD_NOT_FOUND", "No such hold"))?;
+    ) -> Result<(Hold, Show), BookingError> {
+        let id: HoldId = raw_id.parse().map_err(|_| BookingError::HoldNotFound)?;
         let now = self.ports.clock.now();
-        let hold = self.ports.holds.release_hold(id, user, now).await?;
+        let hold = self
+            .ports
+            .holds
+            .release_hold(id, user, now)
+            .await
+            .map_err(|e| match e {
+                ReleaseError::NotFound => BookingError::HoldNotFound,
+                ReleaseError::NotHeld(status) => BookingError::HoldNotActive(status),
+                ReleaseError::Store(e) => BookingError::Store(e),
+            })?;
         if let Some(mirror) = &self.ports.mirror {
             let freed: Vec<_> = hold.seat_ids.iter().map(|&s| (s, hold.hold_id)).collect();
             free_in_mirror(mirror.as_ref(), hold.show_id, &freed).await;
@@ -295,15 +268,12 @@ impl BookingService {
             .notifier
             .seats_changed(hold.show_id, &changes)
             .await;
-        let show = self
-            .show(hold.show_id)
-            .await?
-            .ok_or_else(ApiError::internal)?;
+        let show = self.show_of(&hold).await?;
         Ok((hold, show))
     }
 
     /// Every seat of a show with its status as of now.
-    pub async fn seat_map(&self, raw_show: &str) -> Result<SeatMap, ApiError> {
+    pub async fn seat_map(&self, raw_show: &str) -> Result<SeatMap, BookingError> {
         let show = self.require_show(raw_show).await?;
         let taken = self.taken_seats(&show).await?;
         let statuses = show
@@ -323,7 +293,7 @@ impl BookingService {
     }
 
     /// The id of an existing show (for operations on the show itself).
-    pub async fn existing_show_id(&self, raw_show: &str) -> Result<ShowId, ApiError> {
+    pub async fn existing_show_id(&self, raw_show: &str) -> Result<ShowId, BookingError> {
         Ok(self.require_show(raw_show).await?.show_id)
     }
 
@@ -332,7 +302,7 @@ impl BookingService {
         &self,
         show: ShowId,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<HashMap<SeatId, SeatStatus>, ApiError> {
+    ) -> Result<HashMap<SeatId, SeatStatus>, BookingError> {
         Ok(self
             .ports
             .holds
@@ -344,7 +314,7 @@ impl BookingService {
 
     /// Held and booked seats of a show: from the mirror when it is complete; otherwise from the
     /// store, rebuilding the mirror from what was read.
-    async fn taken_seats(&self, show: &Show) -> Result<HashMap<SeatId, SeatStatus>, ApiError> {
+    async fn taken_seats(&self, show: &Show) -> Result<HashMap<SeatId, SeatStatus>, BookingError> {
         let now = self.ports.clock.now();
         let Some(mirror) = &self.ports.mirror else {
             return self.store_taken_seats(show.show_id, now).await;
@@ -390,12 +360,12 @@ impl BookingService {
         Ok(taken)
     }
 
-    pub async fn movies(&self) -> Result<Vec<Movie>, ApiError> {
+    pub async fn movies(&self) -> Result<Vec<Movie>, BookingError> {
         Ok(self.ports.catalog.list_movies().await?)
     }
 
-    pub async fn movie(&self, raw: &str) -> Result<Movie, ApiError> {
-        let not_found = || ApiError::not_found("MOVIE_NOT_FOUND", "No such movie");
+    pub async fn movie(&self, raw: &str) -> Result<Movie, BookingError> {
+        let not_found = || BookingError::MovieNotFound;
         let id: MovieId = raw.parse().map_err(|_| not_found())?;
         self.ports
             .catalog
@@ -408,15 +378,26 @@ impl BookingService {
         &self,
         raw_movie: &str,
         date: Option<&str>,
-    ) -> Result<Vec<Show>, ApiError> {
+    ) -> Result<Vec<Show>, BookingError> {
         let movie = self.movie(raw_movie).await?;
         let date = date
             .map(|d| {
-                NaiveDate::parse_from_str(d, "%Y-%m-%d")
-                    .map_err(|_| ApiError::bad_request("INVALID_DATE", "date must be YYYY-MM-DD"))
+                NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| BookingError::InvalidDate)
             })
             .transpose()?;
         Ok(self.ports.catalog.list_shows(movie.movie_id, date).await?)
+    }
+}
+
+/// The show a stored hold belongs to; its absence is a contradiction between the stores.
+impl BookingService {
+    async fn show_of(&self, hold: &Hold) -> Result<Show, BookingError> {
+        self.show(hold.show_id).await?.ok_or_else(|| {
+            BookingError::Inconsistent(format!(
+                "hold {} names show {}, which the catalog does not have",
+                hold.hold_id, hold.show_id
+            ))
+        })
     }
 }
 

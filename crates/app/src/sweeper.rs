@@ -4,11 +4,12 @@
 //! read and every decision. The sweep exists to write the EXPIRED state down, end requests that
 //! waited past their deadline, and tell subscribers and owners about both promptly.
 
+use crate::app::Ports;
 use booking_core::engine::SeatChange;
-use booking_core::ports::{HoldStore, Notifier, RequestStore, SeatMirror, StoreError};
-use booking_core::{Clock, SeatStatus, ShowId};
+use booking_core::ports::StoreError;
+use booking_core::{SeatStatus, ShowId};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use tokio::sync::watch;
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -18,18 +19,18 @@ pub struct SweepReport {
 }
 
 pub struct Sweeper {
-    pub requests: Arc<dyn RequestStore>,
-    pub holds: Arc<dyn HoldStore>,
-    pub notifier: Arc<dyn Notifier>,
-    pub clock: Arc<dyn Clock>,
-    pub mirror: Option<Arc<dyn SeatMirror>>,
+    ports: Ports,
 }
 
 impl Sweeper {
+    pub fn new(ports: Ports) -> Self {
+        Self { ports }
+    }
+
     #[tracing::instrument(skip_all)]
     pub async fn sweep_once(&self) -> Result<SweepReport, StoreError> {
-        let now = self.clock.now();
-        let holds = self.holds.expire_holds(now).await?;
+        let now = self.ports.clock.now();
+        let holds = self.ports.holds.expire_holds(now).await?;
         let mut by_show: BTreeMap<ShowId, Vec<_>> = BTreeMap::new();
         for hold in &holds {
             by_show
@@ -37,7 +38,7 @@ impl Sweeper {
                 .or_default()
                 .extend(hold.seat_ids.iter().copied());
         }
-        if let Some(mirror) = &self.mirror {
+        if let Some(mirror) = &self.ports.mirror {
             // TTLs removed these locks already; freeing them again (only if they still name the
             // expired hold) covers a mirror whose clock runs behind.
             let mut freed: BTreeMap<ShowId, Vec<_>> = BTreeMap::new();
@@ -54,6 +55,7 @@ impl Sweeper {
         for (show, seats) in by_show {
             // A seat of an expired hold may already belong to a newer hold: report what it is now.
             let taken: HashMap<_, _> = self
+                .ports
                 .holds
                 .taken_seats(show, now)
                 .await?
@@ -71,10 +73,10 @@ impl Sweeper {
                 .collect();
             changes.sort_by_key(|c| c.seat_id);
             changes.dedup();
-            self.notifier.seats_changed(show, &changes).await;
+            self.ports.notifier.seats_changed(show, &changes).await;
         }
 
-        let requests = self.requests.expire_overdue_requests(now).await?;
+        let requests = self.ports.requests.expire_overdue_requests(now).await?;
         let results: Vec<_> = requests
             .iter()
             .filter_map(|r| {
@@ -83,19 +85,28 @@ impl Sweeper {
                     .map(|o| (r.user_id.clone(), crate::processor::stored_result(r, o)))
             })
             .collect();
-        self.notifier.booking_results(&results).await;
+        self.ports.notifier.booking_results(&results).await;
         Ok(SweepReport {
             holds_expired: holds.len(),
             requests_expired: requests.len(),
         })
     }
 
-    /// Sweeps every `interval` until the task is dropped.
-    pub async fn run(self, interval: std::time::Duration) {
+    /// Sweeps every `interval` until `stop` turns true (or its sender is dropped); a sweep in
+    /// progress is finished first.
+    pub async fn run(self, interval: std::time::Duration, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        return;
+                    }
+                    continue;
+                }
+            }
             match self.sweep_once().await {
                 Ok(r) if r.holds_expired + r.requests_expired > 0 => tracing::info!(?r, "expired"),
                 Ok(_) => {}

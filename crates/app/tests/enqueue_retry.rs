@@ -3,12 +3,14 @@
 
 use async_trait::async_trait;
 use booking_app::config::BookingConfig;
-use booking_app::service::{BookingService, HoldRequestInput, Ports};
-use booking_contract::support::{create_show, fresh_user};
+use booking_app::error::{ApiError, BookingError};
+use booking_app::service::HoldRequestInput;
+use booking_app::{App, QueueAdapter, Stores};
 use booking_core::ports::{LaneStats, Notifier, QueueError, QueueTicket, RequestQueue};
 use booking_core::protocol::BookingResult;
-use booking_core::{BookingRequest, RequestId, SeatChange, ShowId, SystemClock, UserId};
+use booking_core::{BookingRequest, RequestId, SeatChange, ShowId, UserId};
 use booking_sqlite::{SqliteOptions, SqliteStore};
+use booking_testkit::support::{create_show, fresh_user};
 use std::sync::{Arc, Mutex};
 
 /// A queue like SQS (it cannot tell positions) whose first enqueue fails.
@@ -24,7 +26,7 @@ impl RequestQueue for FlakyQueue {
         let mut attempts = self.attempts.lock().unwrap();
         *attempts += 1;
         if *attempts == 1 {
-            return Err(QueueError::Unavailable("injected outage".into()));
+            return Err(QueueError::unavailable("injected outage"));
         }
         self.enqueued.lock().unwrap().push(request.request_id);
         Ok(QueueTicket {
@@ -38,8 +40,12 @@ impl RequestQueue for FlakyQueue {
     async fn stats(&self) -> Vec<LaneStats> {
         Vec::new()
     }
-    async fn pause(&self, _show: ShowId) {}
-    async fn resume(&self, _show: ShowId) {}
+    async fn pause(&self, _show: ShowId) -> Result<(), QueueError> {
+        Ok(())
+    }
+    async fn resume(&self, _show: ShowId) -> Result<(), QueueError> {
+        Ok(())
+    }
 }
 
 struct Quiet;
@@ -60,18 +66,11 @@ async fn a_retry_enqueues_a_request_whose_first_enqueue_failed() {
     );
     let show = create_show(store.as_ref(), 2, 5).await;
     let queue = Arc::new(FlakyQueue::default());
-    let service = BookingService::new(
-        Ports {
-            catalog: store.clone(),
-            requests: store.clone(),
-            holds: store.clone(),
-            queue: queue.clone(),
-            notifier: Arc::new(Quiet),
-            clock: Arc::new(SystemClock),
-            mirror: None,
-        },
-        BookingConfig::default(),
-    );
+    let app = App::builder(Stores::of(store.clone()), BookingConfig::default())
+        .notifier(Arc::new(Quiet))
+        .queue(QueueAdapter::External(queue.clone()))
+        .build();
+    let service = app.service();
     let user = fresh_user("retrying");
     let input = || HoldRequestInput {
         show_id: show.show_id.to_string(),
@@ -80,10 +79,9 @@ async fn a_retry_enqueues_a_request_whose_first_enqueue_failed() {
     };
 
     let first = service.submit_hold(&user, input()).await;
-    assert_eq!(
-        first.expect_err("the outage is reported").status.as_u16(),
-        503
-    );
+    let outage = first.expect_err("the outage is reported");
+    assert!(matches!(outage, BookingError::Queue(_)), "{outage:?}");
+    assert_eq!(ApiError::from(outage).status.as_u16(), 503);
     assert!(queue.enqueued.lock().unwrap().is_empty());
 
     let retry = service.submit_hold(&user, input()).await.expect("accepted");

@@ -6,8 +6,8 @@
 //! just before the processor's own commit, against the real SQLite store.
 
 use async_trait::async_trait;
+use booking_app::Ports;
 use booking_app::processor::BatchProcessor;
-use booking_contract::support::{HOLD_TTL, create_show, fresh_user, grant, now_ms, request};
 use booking_core::ports::{
     CommitError, HoldStore, Notifier, ReleaseError, RequestStore, StoreError,
 };
@@ -17,6 +17,7 @@ use booking_core::{
     SeatId, SeatStatus, ShowId, ShowSnapshot, UserId,
 };
 use booking_sqlite::{SqliteOptions, SqliteStore};
+use booking_testkit::support::{HOLD_TTL, create_show, fresh_user, grant, now_ms, request};
 use chrono::{DateTime, Utc};
 use std::sync::{Arc, Mutex};
 
@@ -120,11 +121,14 @@ fn processor(
     now: DateTime<Utc>,
 ) -> BatchProcessor {
     BatchProcessor::new(
-        store.clone(),
-        store.clone(),
-        holds,
-        notifier,
-        Arc::new(ManualClock::new(now)),
+        Ports {
+            catalog: store.clone(),
+            requests: store.clone(),
+            holds,
+            notifier,
+            clock: Arc::new(ManualClock::new(now)),
+            mirror: None,
+        },
         HOLD_TTL,
     )
 }

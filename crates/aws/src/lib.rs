@@ -7,15 +7,18 @@
 //!   subscribed show, with a TTL so abandoned connections clean themselves up.
 //! - [`GatewayNotifier`]: pushes results through the API Gateway management API
 //!   (`POST /@connections/{id}`), forgetting connections that are gone.
+//! - [`SqsDeadLetters`]: where the worker sets aside messages that can never be decided.
 //!
 //! Every client is built once per process from [`sdk_config`]; endpoints follow the standard
 //! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` variables, which is how tests point them at
 //! moto and the local server.
 
+mod dead_letters;
 mod notifier;
 mod queue;
 mod registry;
 
+pub use dead_letters::SqsDeadLetters;
 pub use notifier::{Delivery, GatewayNotifier};
 pub use queue::{QueueMessage, SqsQueue};
 pub use registry::{DynamoRegistry, create_table as create_connections_table};

@@ -1,14 +1,16 @@
 //! The request queue on SQS FIFO.
 //!
 //! SQS cannot tell a message's place in its group, so queue positions come from per-show
-//! counters (Redis): a ticket is taken on enqueue and the worker counts what it decided. Pausing
-//! a show is a flag the worker reads before deciding: a paused show's messages go back to the
-//! queue unprocessed, which keeps their order (FIFO blocks the group meanwhile).
+//! counters (Redis): each request takes a ticket on its first enqueue (a retried enqueue gets the
+//! same one back, as SQS deduplicates the message itself) and the worker counts what it decided;
+//! a request's place is its ticket less what was decided. Pausing a show is a flag the worker
+//! reads before deciding: a paused show's messages go back to the queue unprocessed, which keeps
+//! their order (FIFO blocks the group meanwhile).
 
 use crate::describe;
 use async_trait::async_trait;
 use booking_core::ports::{LaneStats, QueueCounters, QueueError, QueueTicket, RequestQueue};
-use booking_core::{BookingRequest, RequestId, ShowId};
+use booking_core::{BookingRequest, Chain, RequestId, ShowId};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -44,11 +46,12 @@ impl SqsQueue {
         }
     }
 
+    /// The place of the request holding `ticket` among its show's undecided requests.
     async fn ticket(&self, show: ShowId, ticket: u64) -> QueueTicket {
         let decided = match self.counters.decided(show).await {
             Ok(d) => d,
             Err(e) => {
-                tracing::warn!(show_id = %show, error = %e, "queue counters unavailable");
+                tracing::warn!(show_id = %show, error = %Chain(&e), "queue counters unavailable");
                 0
             }
         };
@@ -60,6 +63,15 @@ impl SqsQueue {
     }
 }
 
+impl SqsQueue {
+    /// Records the pause flag the worker reads; an operator must hear when it did not take.
+    async fn set_paused(&self, show: ShowId, paused: bool) -> Result<(), QueueError> {
+        self.counters.set_paused(show, paused).await.map_err(|e| {
+            QueueError::unavailable(format!("record the pause flag of show {show}")).caused_by(e)
+        })
+    }
+}
+
 #[async_trait]
 impl RequestQueue for SqsQueue {
     #[tracing::instrument(skip_all, fields(request_id = %request.request_id, show_id = %request.show_id))]
@@ -68,7 +80,7 @@ impl RequestQueue for SqsQueue {
             request_id: request.request_id,
             show_id: request.show_id,
         })
-        .map_err(|e| QueueError::Unavailable(e.to_string()))?;
+        .map_err(|e| QueueError::unavailable("encode the queue message").caused_by(e))?;
         self.client
             .send_message()
             .queue_url(&self.queue_url)
@@ -77,12 +89,20 @@ impl RequestQueue for SqsQueue {
             .message_deduplication_id(request.request_id.to_string())
             .send()
             .await
-            .map_err(|e| QueueError::Unavailable(describe(&e)))?;
+            .map_err(|e| {
+                QueueError::unavailable(format!("SQS send: {}", describe(&e))).caused_by(e)
+            })?;
         // The message is in the queue: from here on a counter failure only costs the estimate.
-        match self.counters.take_ticket(request.show_id).await {
+        // Remembered as long as the request may wait, and a little longer for late polls.
+        let keep_until = request.expires_at + chrono::Duration::minutes(10);
+        match self
+            .counters
+            .take_ticket(request.show_id, request.request_id, keep_until)
+            .await
+        {
             Ok(ticket) => Ok(self.ticket(request.show_id, ticket).await),
             Err(e) => {
-                tracing::warn!(error = %e, "queue counters unavailable; position unknown");
+                tracing::warn!(error = %Chain(&e), "queue counters unavailable; position unknown");
                 Ok(QueueTicket {
                     position: 1,
                     estimated_wait_seconds: 1,
@@ -91,16 +111,29 @@ impl RequestQueue for SqsQueue {
         }
     }
 
-    /// SQS cannot say where one message stands; polling clients get the status without it.
-    async fn position(&self, _request: &BookingRequest) -> Option<QueueTicket> {
-        None
+    /// The request's place from the ticket it took; `None` if it never took one (its enqueue
+    /// failed, so it may not be in SQS either: the caller enqueues it again) or the counters
+    /// cannot be read.
+    async fn position(&self, request: &BookingRequest) -> Option<QueueTicket> {
+        match self
+            .counters
+            .ticket_of(request.show_id, request.request_id)
+            .await
+        {
+            Ok(Some(ticket)) => Some(self.ticket(request.show_id, ticket).await),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %Chain(&e), "queue counters unavailable; position unknown");
+                None
+            }
+        }
     }
 
     async fn stats(&self) -> Vec<LaneStats> {
         let shows = match self.counters.known_shows().await {
             Ok(shows) => shows,
             Err(e) => {
-                tracing::warn!(error = %e, "queue counters unavailable; no statistics");
+                tracing::warn!(error = %Chain(&e), "queue counters unavailable; no statistics");
                 return Vec::new();
             }
         };
@@ -119,15 +152,11 @@ impl RequestQueue for SqsQueue {
         stats
     }
 
-    async fn pause(&self, show: ShowId) {
-        if let Err(e) = self.counters.set_paused(show, true).await {
-            tracing::error!(show_id = %show, error = %e, "could not pause the show");
-        }
+    async fn pause(&self, show: ShowId) -> Result<(), QueueError> {
+        self.set_paused(show, true).await
     }
 
-    async fn resume(&self, show: ShowId) {
-        if let Err(e) = self.counters.set_paused(show, false).await {
-            tracing::error!(show_id = %show, error = %e, "could not resume the show");
-        }
+    async fn resume(&self, show: ShowId) -> Result<(), QueueError> {
+        self.set_paused(show, false).await
     }
 }

@@ -29,10 +29,10 @@ pub struct DynamoRegistry {
 
 fn sdk_error<E, R>(e: aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
 where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    StoreError::Unavailable(crate::describe(&e))
+    StoreError::unavailable(format!("DynamoDB: {}", crate::describe(&e))).caused_by(e)
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {

@@ -1,11 +1,11 @@
 //! The SQS queue and the DynamoDB registry against moto (a private server per test binary).
 
-use booking_app::memory_mirror::MemoryMirror;
 use booking_aws::{DynamoRegistry, QueueMessage, SqsQueue};
-use booking_contract::aws_tools::Moto;
-use booking_contract::support::{fresh_user, now_ms};
 use booking_core::ports::{ConnectionRegistry, QueueCounters, RequestQueue};
 use booking_core::{BookingRequest, RequestId, RequestStatus, ShowId};
+use booking_local::MemoryMirror;
+use booking_testkit::aws::Moto;
+use booking_testkit::support::{fresh_user, now_ms};
 use std::sync::{Arc, OnceLock};
 
 fn moto() -> &'static Moto {
@@ -118,16 +118,35 @@ async fn sqs_queue_groups_by_show_deduplicates_by_request_and_counts_positions()
     let show = ShowId::new_random();
     let (first, second) = (request(show), request(show));
 
+    let place = async |r: &BookingRequest| queue.position(r).await.map(|t| t.position);
     assert_eq!(queue.enqueue(&first).await.unwrap().position, 1);
     assert_eq!(queue.enqueue(&second).await.unwrap().position, 2);
-    // The same request enqueued again (a client retry) is deduplicated by SQS.
-    queue.enqueue(&first).await.unwrap();
+    // The same request enqueued again (a client retry): SQS drops the duplicate message, and the
+    // request keeps its ticket, so it neither moves back nor pushes anyone else back.
+    assert_eq!(queue.enqueue(&first).await.unwrap().position, 1);
+    assert_eq!(place(&first).await, Some(1));
+    assert_eq!(place(&second).await, Some(2));
+    // The worker decides the first request.
     counters.add_decided(show, 1).await.unwrap();
     let third = request(show);
     assert_eq!(
         queue.enqueue(&third).await.unwrap().position,
-        3,
-        "four tickets, one decided"
+        2,
+        "three requests, one decided: the third is second in line"
+    );
+    assert_eq!(place(&second).await, Some(1), "next to be decided");
+    assert_eq!(place(&third).await, Some(2));
+    assert_eq!(
+        place(&request(show)).await,
+        None,
+        "a request that was never enqueued has no place (the service enqueues it)"
+    );
+    let stats = queue.stats().await;
+    let lane = stats.iter().find(|s| s.show_id == show).expect("the show");
+    assert_eq!(
+        (lane.waiting, lane.decided),
+        (2, 1),
+        "the retry is not counted as waiting"
     );
 
     let received = sqs
@@ -166,7 +185,7 @@ async fn sqs_queue_pause_and_stats_use_the_shared_counters() {
     let show = ShowId::new_random();
     queue.enqueue(&request(show)).await.unwrap();
     queue.enqueue(&request(show)).await.unwrap();
-    queue.pause(show).await;
+    queue.pause(show).await.unwrap();
     assert!(
         counters.is_paused(show).await.unwrap(),
         "the worker reads this flag"
@@ -174,7 +193,7 @@ async fn sqs_queue_pause_and_stats_use_the_shared_counters() {
     let stats = queue.stats().await;
     let lane = stats.iter().find(|s| s.show_id == show).expect("the show");
     assert_eq!((lane.waiting, lane.decided, lane.paused), (2, 0, true));
-    queue.resume(show).await;
+    queue.resume(show).await.unwrap();
     assert!(!counters.is_paused(show).await.unwrap());
 }
 

@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod engine;
+pub mod error;
 pub mod ids;
 pub mod layout;
 pub mod model;
@@ -18,6 +19,7 @@ pub use engine::{
     BatchOutcome, Decision, DecisionEngine, PendingRequest, SeatChange, ShowSnapshot, SnapshotHold,
     rejection_message,
 };
+pub use error::{Chain, MirrorError, PortError, QueueError, StoreError, StoreFailure};
 pub use ids::{HoldId, IdError, IdempotencyKey, MovieId, RequestId, SeatId, ShowId, UserId};
 pub use layout::{Category, LayoutError, RowSpec, SeatLayout};
 pub use model::*;

@@ -11,17 +11,10 @@ use crate::protocol::BookingResult;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
-/// A failure of a backing service. `Unavailable` is worth retrying; `Corrupt` is not.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    #[error("stored data is invalid: {0}")]
-    Corrupt(String),
-}
+pub use crate::error::{MirrorError, QueueError, StoreError};
 
 /// Why a batch could not be committed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CommitError {
     /// Another writer claimed a seat this batch grants (two workers on one show): nothing was
     /// written; reload the show state and decide the batch again.
@@ -32,7 +25,7 @@ pub enum CommitError {
 }
 
 /// Why a hold could not be released.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ReleaseError {
     /// No such hold, or not the caller's (indistinguishable on purpose).
     #[error("hold not found")]
@@ -152,12 +145,6 @@ pub struct LaneStats {
     pub decisions_per_second: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum QueueError {
-    #[error("queue unavailable: {0}")]
-    Unavailable(String),
-}
-
 /// The per-show FIFO that feeds the worker.
 #[async_trait]
 pub trait RequestQueue: Send + Sync + 'static {
@@ -166,8 +153,36 @@ pub trait RequestQueue: Send + Sync + 'static {
     /// The request's current place in its show's queue, if it is still waiting.
     async fn position(&self, request: &BookingRequest) -> Option<QueueTicket>;
     async fn stats(&self) -> Vec<LaneStats>;
-    async fn pause(&self, show: ShowId);
-    async fn resume(&self, show: ShowId);
+    /// Stops deciding the show's requests; they keep queueing, in order. Fails if the pause
+    /// could not be recorded (the operator must hear that it did not take).
+    async fn pause(&self, show: ShowId) -> Result<(), QueueError>;
+    async fn resume(&self, show: ShowId) -> Result<(), QueueError>;
+    /// Stops taking requests and lets this process finish deciding those it already holds,
+    /// for at most `grace`; returns how many were left undecided (they are durable, and are
+    /// decided after the next start). A queue whose requests are decided by another process
+    /// (SQS and the worker function) has nothing to finish.
+    async fn drain(&self, _grace: std::time::Duration) -> usize {
+        0
+    }
+}
+
+/// A queued message that cannot be decided (not ours, a request the store does not have, a show
+/// that does not exist), set aside with the reason so that it never blocks its show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The message's id in its queue.
+    pub message_id: String,
+    /// Its ordering group (the show), where the queue has one.
+    pub group: Option<String>,
+    /// The message as it was received.
+    pub body: String,
+    pub reason: String,
+}
+
+/// Where messages that cannot be decided go (the SQS dead-letter queue deployed).
+#[async_trait]
+pub trait DeadLetters: Send + Sync + 'static {
+    async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), QueueError>;
 }
 
 /// Pushes outcomes to connected clients. Delivery is best effort: polling is the always-correct
@@ -176,6 +191,10 @@ pub trait RequestQueue: Send + Sync + 'static {
 pub trait Notifier: Send + Sync + 'static {
     async fn booking_results(&self, results: &[(UserId, BookingResult)]);
     async fn seats_changed(&self, show: ShowId, changes: &[SeatChange]);
+    /// Closes the connections this process holds, once what is queued for them has gone out,
+    /// waiting at most `grace` for clients to acknowledge. A notifier that holds no connections
+    /// (API Gateway holds them deployed) has nothing to close.
+    async fn close(&self, _grace: std::time::Duration) {}
 }
 
 /// One seat's entry in the [`SeatMirror`]: who holds it, through which hold, until when.
@@ -187,13 +206,6 @@ pub struct SeatLock {
     pub expires_at: DateTime<Utc>,
     /// HELD for a hold, BOOKED for an order.
     pub status: SeatStatus,
-}
-
-/// The mirror could not be reached or answered nonsense. Never fatal: the store is the truth.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MirrorError {
-    #[error("seat mirror unavailable: {0}")]
-    Unavailable(String),
 }
 
 /// A fast, disposable copy of seat ownership (Redis TTL'd locks deployed, process memory
@@ -244,8 +256,18 @@ pub trait SeatMirror: Send + Sync + 'static {
 /// count (SQS FIFO).
 #[async_trait]
 pub trait QueueCounters: Send + Sync + 'static {
-    /// Counts one more accepted request for the show and returns its ticket (1, 2, 3, …).
-    async fn take_ticket(&self, show: ShowId) -> Result<u64, MirrorError>;
+    /// The request's ticket (1, 2, 3, … per show, in the order tickets were taken): taken on the
+    /// first call for the request, the same one on every later call (a retried enqueue must not
+    /// count the request twice). The request's ticket is remembered until `keep_until`.
+    async fn take_ticket(
+        &self,
+        show: ShowId,
+        request: RequestId,
+        keep_until: DateTime<Utc>,
+    ) -> Result<u64, MirrorError>;
+    /// The ticket the request took, if it took one (and it is still remembered).
+    async fn ticket_of(&self, show: ShowId, request: RequestId)
+    -> Result<Option<u64>, MirrorError>;
     /// Counts `count` more decided requests for the show.
     async fn add_decided(&self, show: ShowId, count: u64) -> Result<(), MirrorError>;
     /// How many requests were decided for the show so far.

@@ -12,11 +12,11 @@ use axum::Router;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use booking_app::auth::{Authenticator, Caller};
-use booking_app::http::{AppState, AuthorizedCaller, router};
-use booking_app::service::{BookingService, Ports};
+use booking_app::QueueAdapter;
+use booking_app::auth::Caller;
+use booking_app::http::AuthorizedCaller;
 use booking_aws::SqsQueue;
-use booking_core::ports::{QueueCounters, RequestQueue, SeatMirror};
+use booking_core::ports::{QueueCounters, RequestQueue};
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 use std::sync::Arc;
@@ -32,40 +32,19 @@ pub async fn app_from_env() -> Result<Router, WiringError> {
         counters,
     ));
     let mode = AuthMode::from_env()?;
-    // In authorizer mode the secret is still used for routes the authorizer does not cover,
-    // when one is configured; a missing secret then just means "no bearer tokens accepted here".
-    let secret = match (mode, config::jwt_secret(&shared.sdk).await) {
-        (_, Ok(secret)) => secret,
-        (AuthMode::Authorizer, Err(_)) => random_secret(),
-        (AuthMode::Bearer, Err(e)) => return Err(e.into()),
-    };
-    let mirror: Arc<dyn SeatMirror> = shared.mirror.clone();
-    let service = Arc::new(BookingService::new(
-        Ports {
-            catalog: shared.store.clone(),
-            requests: shared.store.clone(),
-            holds: shared.store.clone(),
-            queue,
-            notifier: shared.notifier()?,
-            clock: shared.clock.clone(),
-            mirror: Some(mirror),
-        },
-        shared.booking.clone(),
-    ));
-    let app = router(AppState {
-        service,
-        auth: Arc::new(Authenticator::hs256(secret.as_bytes())),
-        hub: None,
-    });
+    let mut builder = shared.app()?.queue(QueueAdapter::External(queue));
+    // In authorizer mode the authorizer vouches for callers, and a missing secret just means
+    // that no bearer token is accepted here (the builder's default key verifies none).
+    match (mode, shared.authenticator().await) {
+        (_, Ok(auth)) => builder = builder.authenticator(auth),
+        (AuthMode::Authorizer, Err(_)) => {}
+        (AuthMode::Bearer, Err(e)) => return Err(e),
+    }
+    let app = builder.build().router();
     Ok(match mode {
         AuthMode::Bearer => app,
         AuthMode::Authorizer => app.layer(axum::middleware::from_fn(caller_from_authorizer)),
     })
-}
-
-/// A key nobody knows: with it, no bearer token verifies.
-fn random_secret() -> String {
-    format!("{}{}", uuid::Uuid::new_v4(), uuid::Uuid::new_v4())
 }
 
 /// Moves the JWT authorizer's verified claims into the request as an [`AuthorizedCaller`].

@@ -12,8 +12,16 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("{name}: {reason}")]
     Invalid { name: &'static str, reason: String },
-    #[error("secret {arn}: {reason}")]
-    Secret { arn: String, reason: String },
+    /// A secret could not be read, or does not hold what it should.
+    #[error("secret {arn}: {what}")]
+    Secret {
+        arn: String,
+        what: &'static str,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    #[error(transparent)]
+    Booking(#[from] booking_app::ConfigError),
 }
 
 /// A required variable.
@@ -61,13 +69,15 @@ async fn secret_string(
         .await
         .map_err(|e| ConfigError::Secret {
             arn: arn.to_owned(),
-            reason: format!("{}", aws_sdk_secretsmanager::error::DisplayErrorContext(e)),
+            what: "cannot be read",
+            source: Some(Box::new(e)),
         })?;
     out.secret_string()
         .map(str::to_owned)
         .ok_or_else(|| ConfigError::Secret {
             arn: arn.to_owned(),
-            reason: "not a string secret".to_owned(),
+            what: "is not a string secret",
+            source: None,
         })
 }
 
@@ -94,9 +104,8 @@ pub async fn database_url(sdk: &aws_config::SdkConfig) -> Result<String, ConfigE
     let text = secret_string(&client, &arn).await?;
     let secret: DatabaseSecret = serde_json::from_str(&text).map_err(|e| ConfigError::Secret {
         arn: arn.clone(),
-        reason: format!(
-            "expected the RDS JSON shape (username, password, host, port, dbname): {e}"
-        ),
+        what: "is not in the RDS JSON shape (username, password, host, port, dbname)",
+        source: Some(Box::new(e)),
     })?;
     Ok(format!(
         "postgres://{}:{}@{}:{}/{}?sslmode=require",

@@ -6,7 +6,7 @@
 
 use crate::wiring::{Shared, WiringError};
 use booking_app::sweeper::{SweepReport, Sweeper};
-use booking_core::ports::{SeatMirror, StoreError};
+use booking_core::ports::StoreError;
 
 pub struct Expirer {
     sweeper: Sweeper,
@@ -15,14 +15,7 @@ pub struct Expirer {
 impl Expirer {
     pub async fn from_env() -> Result<Self, WiringError> {
         let shared = Shared::from_env().await?;
-        let mirror: std::sync::Arc<dyn SeatMirror> = shared.mirror.clone();
-        Ok(Self::new(Sweeper {
-            requests: shared.store.clone(),
-            holds: shared.store.clone(),
-            notifier: shared.notifier()?,
-            clock: shared.clock.clone(),
-            mirror: Some(mirror),
-        }))
+        Ok(Self::new(shared.app()?.build().sweeper()))
     }
 
     pub fn new(sweeper: Sweeper) -> Self {

@@ -12,6 +12,7 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use aws_lambda_events::encodings::Body;
 use booking_app::auth::Authenticator;
 use booking_aws::GatewayNotifier;
+use booking_core::Chain;
 use booking_core::ports::{CatalogStore, ConnectionRegistry};
 use booking_core::protocol::{ClientMessage, ServerMessage};
 use std::sync::Arc;
@@ -46,9 +47,8 @@ impl WebSocketRoutes {
         let notifier = shared
             .gateway_notifier()?
             .ok_or(config::ConfigError::Missing("WEBSOCKET_ENDPOINT"))?;
-        let secret = config::jwt_secret(&shared.sdk).await?;
         Ok(Self::new(
-            Authenticator::hs256(secret.as_bytes()),
+            shared.authenticator().await?,
             registry,
             notifier,
             shared.store.clone(),
@@ -133,10 +133,16 @@ impl WebSocketRoutes {
                 Ok(Some(_)) => match self.registry.subscribe(connection, show_id).await {
                     Ok(true) => ServerMessage::Subscribed { show_id },
                     Ok(false) => error("UNKNOWN_CONNECTION", "reconnect and subscribe again"),
-                    Err(_) => error("SERVICE_UNAVAILABLE", "try again shortly"),
+                    Err(e) => {
+                        tracing::warn!(error = %Chain(&e), "subscribe failed");
+                        error("SERVICE_UNAVAILABLE", "try again shortly")
+                    }
                 },
                 Ok(None) => error("SHOW_NOT_FOUND", "No such show"),
-                Err(_) => error("SERVICE_UNAVAILABLE", "try again shortly"),
+                Err(e) => {
+                    tracing::warn!(error = %Chain(&e), "show lookup failed");
+                    error("SERVICE_UNAVAILABLE", "try again shortly")
+                }
             },
             ClientMessage::Unsubscribe { show_id } => {
                 if let Err(e) = self.registry.unsubscribe(connection, show_id).await {

@@ -1,13 +1,14 @@
-//! Builds what every function shares, once per process (cold start): the SDK configuration, the
-//! PostgreSQL pool, the Redis mirror and counters, and (where configured) the WebSocket
-//! registry and notifier. Invocations reuse them.
+//! What every function builds once per process (cold start): the SDK configuration, the
+//! PostgreSQL pool, the Redis mirror and counters, and (where configured) the WebSocket registry
+//! and notifier. Invocations reuse them. Each function then takes what it serves from the app's
+//! composition root ([`Shared::app`]): the router, the batch processor or the sweeper.
 
 use crate::config::{self, ConfigError, optional, required};
+use booking_app::auth::Authenticator;
 use booking_app::config::BookingConfig;
+use booking_app::{App, AppBuilder, Stores};
 use booking_aws::{DynamoRegistry, GatewayNotifier};
-use booking_core::ports::{ConnectionRegistry, Notifier};
-use booking_core::protocol::BookingResult;
-use booking_core::{Clock, SeatChange, ShowId, SystemClock, UserId};
+use booking_core::ports::{ConnectionRegistry, MirrorError, Notifier, StoreError};
 use booking_postgres::{IntakeMode, PgOptions, PgStore};
 use booking_redis::RedisMirror;
 use std::sync::Arc;
@@ -17,19 +18,21 @@ use std::time::Duration;
 /// connections after two hours at most).
 const DEFAULT_CONNECTION_TTL_SECONDS: i64 = 2 * 60 * 60;
 
+/// Why a function could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WiringError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{0}")]
-    Service(String),
+    #[error("cannot connect to PostgreSQL")]
+    Postgres(#[source] StoreError),
+    #[error("cannot connect to Redis")]
+    Redis(#[source] MirrorError),
 }
 
 pub struct Shared {
     pub sdk: aws_config::SdkConfig,
     pub store: Arc<PgStore>,
     pub mirror: Arc<RedisMirror>,
-    pub clock: Arc<dyn Clock>,
     pub booking: BookingConfig,
 }
 
@@ -38,7 +41,7 @@ impl Shared {
         let started = std::time::Instant::now();
         let sdk = booking_aws::sdk_config().await;
         let sdk_ms = started.elapsed().as_secs_f64() * 1e3;
-        let booking = BookingConfig::from_env().map_err(|e| WiringError::Service(e.to_string()))?;
+        let booking = BookingConfig::from_env().map_err(ConfigError::from)?;
         let url = config::database_url(&sdk).await?;
         // One invocation at a time per instance and many instances: a small pool each, and
         // direct intake (there are no concurrent callers in one instance to group).
@@ -54,12 +57,12 @@ impl Shared {
             },
         )
         .await
-        .map_err(|e| WiringError::Service(format!("PostgreSQL: {e}")))?;
+        .map_err(WiringError::Postgres)?;
         let postgres_ms = started.elapsed().as_secs_f64() * 1e3 - sdk_ms;
         let redis_url = required("REDIS_URL")?;
         let mirror = RedisMirror::connect(&redis_url)
             .await
-            .map_err(|e| WiringError::Service(format!("Redis: {e}")))?;
+            .map_err(WiringError::Redis)?;
         tracing::info!(
             sdk_ms,
             postgres_ms,
@@ -70,9 +73,32 @@ impl Shared {
             sdk,
             store: Arc::new(store),
             mirror: Arc::new(mirror),
-            clock: Arc::new(SystemClock),
             booking,
         })
+    }
+
+    /// The app over these clients: PostgreSQL for the stores, Redis as the seat mirror, and the
+    /// gateway's notifier when the WebSocket API is configured (otherwise results are polled).
+    /// The caller adds what only it needs (the queue, the authenticator) and builds.
+    pub fn app(&self) -> Result<AppBuilder, WiringError> {
+        let mut builder = App::builder(Stores::of(self.store.clone()), self.booking.clone())
+            .mirror(self.mirror.clone());
+        match self.gateway_notifier()? {
+            Some(notifier) => {
+                let notifier: Arc<dyn Notifier> = notifier;
+                builder = builder.notifier(notifier);
+            }
+            None => tracing::warn!(
+                "CONNECTIONS_TABLE / WEBSOCKET_ENDPOINT not set: no WebSocket pushes, polling only"
+            ),
+        }
+        Ok(builder)
+    }
+
+    /// The HS256 key of bearer tokens, as an authenticator.
+    pub async fn authenticator(&self) -> Result<Authenticator, WiringError> {
+        let secret = config::jwt_secret(&self.sdk).await?;
+        Ok(Authenticator::hs256(secret.as_bytes()))
     }
 
     /// The connection registry, if `CONNECTIONS_TABLE` is set.
@@ -107,29 +133,4 @@ impl Shared {
             registry,
         ))))
     }
-
-    /// The notifier to use: the gateway's if configured, otherwise one that only logs (the
-    /// results are still there to poll).
-    pub fn notifier(&self) -> Result<Arc<dyn Notifier>, WiringError> {
-        Ok(match self.gateway_notifier()? {
-            Some(n) => n,
-            None => {
-                tracing::warn!(
-                    "CONNECTIONS_TABLE / WEBSOCKET_ENDPOINT not set: no WebSocket pushes, polling only"
-                );
-                Arc::new(PollingOnly)
-            }
-        })
-    }
-}
-
-/// A notifier for deployments without WebSockets.
-pub struct PollingOnly;
-
-#[async_trait::async_trait]
-impl Notifier for PollingOnly {
-    async fn booking_results(&self, results: &[(UserId, BookingResult)]) {
-        tracing::debug!(count = results.len(), "results ready to poll");
-    }
-    async fn seats_changed(&self, _show: ShowId, _changes: &[SeatChange]) {}
 }

@@ -21,19 +21,18 @@
 use crate::config;
 use crate::wiring::{Shared, WiringError};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 use booking_app::processor::{BatchProcessor, ProcessError};
-use booking_aws::QueueMessage;
-use booking_core::ports::{QueueCounters, RequestStore, SeatMirror};
-use booking_core::{BookingRequest, ShowId};
+use booking_aws::{QueueMessage, SqsDeadLetters};
+use booking_core::ports::{DeadLetter, DeadLetters, QueueCounters, RequestStore};
+use booking_core::{BookingRequest, Chain, ShowId};
 use std::sync::Arc;
 
 pub struct Worker {
-    processor: BatchProcessor,
+    processor: Arc<BatchProcessor>,
     requests: Arc<dyn RequestStore>,
     counters: Arc<dyn QueueCounters>,
-    sqs: aws_sdk_sqs::Client,
-    dead_letter_queue_url: String,
+    dead_letters: Arc<dyn DeadLetters>,
 }
 
 /// Why one message could not be decided.
@@ -46,38 +45,30 @@ enum Failure {
 impl Worker {
     pub async fn from_env() -> Result<Self, WiringError> {
         let shared = Shared::from_env().await?;
-        let mirror: Arc<dyn SeatMirror> = shared.mirror.clone();
-        let processor = BatchProcessor::new(
+        let app = shared.app()?.build();
+        let dead_letters = SqsDeadLetters::new(
+            aws_sdk_sqs::Client::new(&shared.sdk),
+            config::required("DEAD_LETTER_QUEUE_URL")?,
+        );
+        Ok(Self::new(
+            app.processor().clone(),
             shared.store.clone(),
-            shared.store.clone(),
-            shared.store.clone(),
-            shared.notifier()?,
-            shared.clock.clone(),
-            shared.booking.hold_ttl,
-        )
-        .with_mirror(mirror);
-        Ok(Self {
-            processor,
-            requests: shared.store.clone(),
-            counters: shared.mirror.clone(),
-            sqs: aws_sdk_sqs::Client::new(&shared.sdk),
-            dead_letter_queue_url: config::required("DEAD_LETTER_QUEUE_URL")?,
-        })
+            shared.mirror.clone(),
+            Arc::new(dead_letters),
+        ))
     }
 
     pub fn new(
-        processor: BatchProcessor,
+        processor: Arc<BatchProcessor>,
         requests: Arc<dyn RequestStore>,
         counters: Arc<dyn QueueCounters>,
-        sqs: aws_sdk_sqs::Client,
-        dead_letter_queue_url: String,
+        dead_letters: Arc<dyn DeadLetters>,
     ) -> Self {
         Self {
             processor,
             requests,
             counters,
-            sqs,
-            dead_letter_queue_url,
+            dead_letters,
         }
     }
 
@@ -159,7 +150,7 @@ impl Worker {
                     // Decide what came before this message, then stop here.
                     self.decide(show, &requests).await.map_err(|e| Stop {
                         at: 0,
-                        reason: e.to_string(),
+                        reason: Chain(&e).to_string(),
                     })?;
                     return Err(Stop { at: offset, reason });
                 }
@@ -167,8 +158,12 @@ impl Worker {
         }
         match self.decide(show, &requests).await {
             Ok(()) => Ok(()),
-            Err(ProcessError::Retryable(reason)) => Err(Stop { at: 0, reason }),
-            Err(ProcessError::Fatal(reason)) => {
+            Err(e) if e.is_retryable() => Err(Stop {
+                at: 0,
+                reason: Chain(&e).to_string(),
+            }),
+            Err(e) => {
+                let reason = Chain(&e).to_string();
                 tracing::error!(show_id = %show, %reason, "batch cannot be decided; dead-lettering it");
                 // The messages already dead-lettered above are not sent again.
                 for (offset, message) in loaded {
@@ -191,7 +186,7 @@ impl Worker {
         if report.decided > 0
             && let Err(e) = self.counters.add_decided(show, report.decided as u64).await
         {
-            tracing::warn!(show_id = %show, error = %e, "decided counter not updated");
+            tracing::warn!(show_id = %show, error = %Chain(&e), "decided counter not updated");
         }
         Ok(())
     }
@@ -207,41 +202,27 @@ impl Worker {
                 "request {} is not in the store",
                 queued.request_id
             ))),
-            Err(booking_core::ports::StoreError::Unavailable(e)) => Err(Failure::Retry(e)),
-            Err(booking_core::ports::StoreError::Corrupt(e)) => Err(Failure::Poison(e)),
+            Err(e) if e.is_unavailable() => Err(Failure::Retry(Chain(&e).to_string())),
+            Err(e) => Err(Failure::Poison(Chain(&e).to_string())),
         }
     }
 
     /// Moves a message to the dead-letter queue, with why.
     async fn dead_letter(&self, message: &SqsMessage, reason: &str) -> Result<(), String> {
-        let id = message.message_id.clone().unwrap_or_default();
-        tracing::error!(message_id = %id, %reason, "poison message: moving it to the dead-letter queue");
-        let group = message
-            .attributes
-            .get(MessageSystemAttributeName::MessageGroupId.as_str())
-            .cloned()
-            .unwrap_or_else(|| "poison".to_owned());
-        let attribute = MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(truncate(reason, 1_000))
-            .build()
-            .map_err(|e| e.to_string())?;
-        self.sqs
-            .send_message()
-            .queue_url(&self.dead_letter_queue_url)
-            .message_body(message.body.clone().unwrap_or_default())
-            .message_group_id(group)
-            .message_deduplication_id(format!("dlq-{id}"))
-            .message_attributes("failure", attribute)
-            .send()
+        let letter = DeadLetter {
+            message_id: message.message_id.clone().unwrap_or_default(),
+            group: message
+                .attributes
+                .get(MessageSystemAttributeName::MessageGroupId.as_str())
+                .cloned(),
+            body: message.body.clone().unwrap_or_default(),
+            reason: reason.to_owned(),
+        };
+        tracing::error!(message_id = %letter.message_id, %reason, "poison message: moving it to the dead-letter queue");
+        self.dead_letters
+            .dead_letter(&letter)
             .await
-            .map(|_| ())
-            .map_err(|e| {
-                format!(
-                    "dead-letter queue: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(e)
-                )
-            })
+            .map_err(|e| Chain(&e).to_string())
     }
 }
 
@@ -249,13 +230,6 @@ struct Stop {
     /// Offset in the run of the first message not done.
     at: usize,
     reason: String,
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => text[..cut].to_owned(),
-        None => text.to_owned(),
-    }
 }
 
 /// A message body this worker understands, or why not.

@@ -8,9 +8,9 @@
 mod support;
 
 use booking_app::demo::{PREMIERE_GRAND_HALL, PREMIERE_STUDIO};
-use booking_app::http::CONNECTION_ID_HEADER;
 use booking_core::ports::{ConnectionRegistry, RequestStore};
 use booking_core::{RequestId, RequestStatus};
+use booking_local::websocket::CONNECTION_ID_HEADER;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -428,7 +428,7 @@ async fn every_sample_event_is_handled(stack: &Stack) {
         ("admin-pause-show", 200),
         ("admin-resume-show", 200),
     ];
-    let dir = booking_contract::aws_tools::workspace_root().join("events/api");
+    let dir = booking_testkit::aws::workspace_root().join("events/api");
     let files = std::fs::read_dir(&dir).unwrap().count();
     assert_eq!(files, expected_http.len(), "one expectation per api event");
     for (name, status) in expected_http {

@@ -34,14 +34,14 @@
 //! - **intake**: 20,000 `insert_request` calls from 200 concurrent callers, with group commit
 //!   and with one statement per request, and the latency of a lone caller in each mode.
 
-use booking_contract::support::{create_show, fresh_user};
-use booking_contract::workload::{hot_show_requests, insert_all};
 use booking_core::ports::{HoldStore, RequestStore};
 use booking_core::{
     Decision, DecisionEngine, NewBookingRequest, PendingRequest, RequestId, UserId,
 };
-use booking_postgres::testing::TestDatabase;
 use booking_postgres::{IntakeMode, PgOptions};
+use booking_testkit::postgres::TestDatabase;
+use booking_testkit::support::{create_show, fresh_user};
+use booking_testkit::workload::{hot_show_requests, insert_all};
 use chrono::Duration;
 use std::time::Instant;
 
@@ -69,7 +69,7 @@ async fn decide(db: &TestDatabase) {
         (500, 40_000),
     ] {
         let show = create_show(&store, 20, 25).await;
-        let t0 = booking_contract::support::now_ms();
+        let t0 = booking_testkit::support::now_ms();
         let requests = insert_all(&store, hot_show_requests(&show, &users, count, t0, 42)).await;
 
         let mut now = t0;
@@ -91,7 +91,7 @@ async fn decide(db: &TestDatabase) {
             let mut engine = DecisionEngine::new(show.layout.clone(), snapshot, HOLD_TTL);
             let pending: Vec<PendingRequest> = batch
                 .iter()
-                .map(booking_contract::support::pending)
+                .map(booking_testkit::support::pending)
                 .collect();
             let outcome = engine.decide_batch(pending, now);
             granted += outcome
@@ -138,7 +138,7 @@ async fn intake(db: &TestDatabase) {
             })
             .await;
         let show = create_show(&store, 20, 25).await;
-        let t0 = booking_contract::support::now_ms();
+        let t0 = booking_testkit::support::now_ms();
 
         // A lone caller: one request at a time.
         let lone = hot_show_requests(&show, &users, 1_000, t0, 7);

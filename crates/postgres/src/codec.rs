@@ -2,6 +2,7 @@
 //! reads and writes them the same way, and so that a row that does not decode becomes
 //! [`StoreError::Corrupt`] instead of a panic.
 
+use booking_core::StoreFailure;
 use booking_core::ports::StoreError;
 use booking_core::{
     BookingRequest, Hold, HoldId, RequestId, RequestOutcome, RequestStatus, SeatId, ShowId,
@@ -33,19 +34,19 @@ pub(crate) fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_foreign_key_violation())
 }
 
-/// Maps a driver error to the port's error: bad data (and a schema that does not match, which
-/// no retry fixes) is `Corrupt`; everything else (I/O, a server going away, a pool timeout, a
-/// lost race, a cancelled statement) is `Unavailable`, worth retrying.
+/// Maps a driver error to the port's error, keeping it as the cause: bad data (and a schema that
+/// does not match, which no retry fixes) is `Corrupt`; everything else (I/O, a server going away,
+/// a pool timeout, a lost race, a cancelled statement) is `Unavailable`, worth retrying.
 pub(crate) fn store_error(e: sqlx::Error) -> StoreError {
-    match &e {
+    let kind = match &e {
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
             // Class 22: data exception; 23: integrity constraint violation; 42: syntax error or
             // access rule violation (an unmigrated or foreign schema).
             if code.starts_with("22") || code.starts_with("23") || code.starts_with("42") {
-                StoreError::Corrupt(format!("{} (SQLSTATE {code})", db.message()))
+                StoreFailure::Corrupt
             } else {
-                StoreError::Unavailable(format!("{} (SQLSTATE {code})", db.message()))
+                StoreFailure::Unavailable
             }
         }
         sqlx::Error::ColumnDecode { .. }
@@ -54,13 +55,18 @@ pub(crate) fn store_error(e: sqlx::Error) -> StoreError {
         | sqlx::Error::ColumnIndexOutOfBounds { .. }
         | sqlx::Error::TypeNotFound { .. }
         | sqlx::Error::Encode(_)
-        | sqlx::Error::RowNotFound => StoreError::Corrupt(e.to_string()),
-        _ => StoreError::Unavailable(e.to_string()),
-    }
+        | sqlx::Error::RowNotFound => StoreFailure::Corrupt,
+        _ => StoreFailure::Unavailable,
+    };
+    let context = match sqlstate(&e) {
+        Some(code) => format!("PostgreSQL (SQLSTATE {code})"),
+        None => "PostgreSQL".to_owned(),
+    };
+    StoreError::new(kind, context).caused_by(e)
 }
 
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
+    StoreError::corrupt(what.to_string())
 }
 
 /// `t` as it will read back from a `TIMESTAMPTZ` column: sqlx sends the microseconds since

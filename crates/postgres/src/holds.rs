@@ -124,7 +124,7 @@ impl HoldStore for PgStore {
                 if let Err(rollback) = tx.rollback().await {
                     tracing::warn!(error = %rollback, "rollback of a refused batch failed");
                 }
-                if e == CommitError::SeatConflict {
+                if matches!(e, CommitError::SeatConflict) {
                     tracing::info!("batch refused: a seat or request was decided concurrently");
                 }
                 Err(e)
@@ -253,9 +253,7 @@ impl HoldStore for PgStore {
     #[tracing::instrument(skip_all)]
     async fn ping(&self) -> Result<(), StoreError> {
         if self.inner.intake.as_ref().is_some_and(|w| w.is_closed()) {
-            return Err(StoreError::Unavailable(
-                "the request writer has stopped".into(),
-            ));
+            return Err(StoreError::unavailable("the request writer has stopped"));
         }
         sqlx::query_scalar!("SELECT 1")
             .fetch_one(self.pool())

@@ -98,10 +98,10 @@ pub(crate) async fn submit(
     intake
         .send(InsertJob { request, reply })
         .await
-        .map_err(|_| StoreError::Unavailable("the request writer has stopped".into()))?;
+        .map_err(|_| StoreError::unavailable("the request writer has stopped"))?;
     answer
         .await
-        .map_err(|_| StoreError::Unavailable("the request writer stopped mid-commit".into()))?
+        .map_err(|_| StoreError::unavailable("the request writer stopped mid-commit"))?
 }
 
 /// Writes one request on its own ([`IntakeMode::Direct`](crate::IntakeMode)).
@@ -258,21 +258,21 @@ impl Earlier {
             return if found.user_id == r.user_id {
                 Ok(Inserted::Existing(found.clone()))
             } else {
-                Err(StoreError::Corrupt(format!(
+                Err(StoreError::corrupt(format!(
                     "request id {} is already used by another user",
                     r.request_id
                 )))
             };
         }
         if !self.known_shows.contains(&r.show_id.as_uuid()) {
-            return Err(StoreError::Corrupt(format!(
+            return Err(StoreError::corrupt(format!(
                 "show {} does not exist",
                 r.show_id
             )));
         }
         // Skipped for a conflict whose row is gone again: cannot happen (requests are never
         // deleted), but if it did, a retry would insert it.
-        Err(StoreError::Unavailable(format!(
+        Err(StoreError::unavailable(format!(
             "request {} conflicted with a request that no longer exists; retry",
             r.request_id
         )))

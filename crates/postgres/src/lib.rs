@@ -1,6 +1,6 @@
 //! The production source of truth: every port of `booking_core::ports` that holds durable state
 //! (catalog, booking requests, holds and seat claims) in PostgreSQL, with the same semantics as
-//! the embedded SQLite store, proven by the same contract suite (`booking-contract`).
+//! the embedded SQLite store, proven by the same contract suite (`booking-testkit`).
 //!
 //! How it is put together, and why:
 //!
@@ -33,7 +33,6 @@ mod codec;
 mod holds;
 mod intake;
 mod requests;
-pub mod testing;
 
 pub use intake::IntakeStats;
 
@@ -130,7 +129,7 @@ impl PgStore {
     pub async fn connect(url: &str, options: PgOptions) -> Result<Self, StoreError> {
         let connect_options: PgConnectOptions = url
             .parse()
-            .map_err(|e| StoreError::Unavailable(format!("invalid database URL: {e}")))?;
+            .map_err(|e| StoreError::unavailable(format!("invalid database URL: {e}")))?;
         Self::connect_with(connect_options, options).await
     }
 
@@ -181,7 +180,7 @@ impl PgStore {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.inner.pool).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => codec::store_error(e),
-            other => StoreError::Corrupt(format!("database schema: {other}")),
+            other => StoreError::corrupt(format!("database schema: {other}")),
         })
     }
 

@@ -6,15 +6,15 @@
 //! shared simulated clock that moves on with every read, with a short hold lifetime, so seats
 //! keep expiring and being taken over while the workers race.
 
-use booking_contract::support::{create_show, pending};
-use booking_contract::workload::Rng;
 use booking_core::ports::{CommitError, HoldStore, Inserted, RequestStore};
 use booking_core::{
     BookingRequest, Decision, DecisionEngine, NewBookingRequest, RequestId, RequestStatus, SeatId,
     SeatStatus, Show, UserId,
 };
-use booking_postgres::testing::TestDatabase;
 use booking_postgres::{PgOptions, PgStore};
+use booking_testkit::postgres::TestDatabase;
+use booking_testkit::support::{create_show, pending};
+use booking_testkit::workload::Rng;
 use chrono::{DateTime, Duration, Utc};
 use sqlx::Row;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -36,7 +36,7 @@ struct SimClock {
 impl SimClock {
     fn new() -> Self {
         Self {
-            base: booking_contract::support::now_ms(),
+            base: booking_testkit::support::now_ms(),
             ms: AtomicI64::new(0),
         }
     }
@@ -61,7 +61,7 @@ async fn make_requests(
 ) -> Vec<BookingRequest> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let user_ids: Vec<UserId> = (0..users)
-        .map(|i| booking_contract::support::fresh_user(&format!("fan{i}")))
+        .map(|i| booking_testkit::support::fresh_user(&format!("fan{i}")))
         .collect();
     let t = clock.peek();
     let mut tasks = Vec::with_capacity(count);
@@ -483,7 +483,7 @@ async fn racing_claims_on_one_seat_commit_exactly_once() {
 }
 
 async fn race_for_one_seat(prior: Prior, first_fails: bool) {
-    use booking_contract::support::{decide, fresh_user, grant, held, now_ms, request, taken};
+    use booking_testkit::support::{decide, fresh_user, grant, held, now_ms, request, taken};
     let db = TestDatabase::create().await;
     let store = db.store().clone();
     let show = create_show(&store, 1, 4).await;

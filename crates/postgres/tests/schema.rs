@@ -1,10 +1,10 @@
 //! The schema is applied only when asked, and asking again (or several processes asking at
 //! once) changes nothing.
 
-use booking_contract::support::{create_show, fresh_user, now_ms, request};
 use booking_core::ports::{HoldStore, RequestStore};
-use booking_postgres::testing::TestDatabase;
 use booking_postgres::{MIGRATOR, PgOptions, PgStore};
+use booking_testkit::postgres::TestDatabase;
+use booking_testkit::support::{create_show, fresh_user, now_ms, request};
 
 async fn table_exists(db: &TestDatabase, table: &str) -> bool {
     let mut conn = db.raw_connection().await;

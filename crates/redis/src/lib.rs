@@ -13,11 +13,13 @@
 //!   Redis and the application never shows an expired hold as held;
 //! - `seat_mirror:{show}:complete`: present while the mirror is known to hold every lock of the
 //!   show; it lives `COMPLETE_TTL` so that even a missed update heals on the next rebuild;
-//! - `queue:{show}:tickets`, `queue:{show}:decided`: arrival and decision counters.
+//! - `queue:{show}:tickets`, `queue:{show}:decided`: arrival and decision counters;
+//! - `queue:{show}:ticket:<requestId>`: the ticket a request took, kept while the request may
+//!   still wait, so a retried enqueue gets its own ticket back instead of counting twice.
 
 use async_trait::async_trait;
 use booking_core::ports::{MirrorError, QueueCounters, SeatLock, SeatMirror};
-use booking_core::{HoldId, SeatId, SeatStatus, ShowId, UserId};
+use booking_core::{HoldId, RequestId, SeatId, SeatStatus, ShowId, UserId};
 use chrono::{DateTime, Utc};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
@@ -47,6 +49,19 @@ end
 return #KEYS
 ";
 
+/// The request's ticket: the one it took before, or the next one of its show. KEYS: the show's
+/// ticket counter, the request's ticket. ARGV: when the request's ticket may be forgotten (unix
+/// ms). Returns {ticket, 1 if taken now}.
+const TAKE_TICKET: &str = r"
+local held = redis.call('GET', KEYS[2])
+if held then
+  return {tonumber(held), 0}
+end
+local ticket = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], ticket, 'PXAT', ARGV[1])
+return {ticket, 1}
+";
+
 /// Replaces a show's mirror unless an apply came after the rebuilder read the generation.
 /// KEYS: the generation, the completeness mark, then every seat key of the layout. ARGV: the
 /// generation read, the mark's lifetime in ms, then (key index, value, PXAT) per live lock.
@@ -64,8 +79,9 @@ redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 return 1
 ";
 
-fn unavailable(e: redis::RedisError) -> MirrorError {
-    MirrorError::Unavailable(e.to_string())
+/// Maps a Redis failure to the port's error, naming the operation and keeping the cause.
+fn failed(operation: &'static str) -> impl FnOnce(redis::RedisError) -> MirrorError {
+    move |e| MirrorError::unavailable(format!("Redis {operation}")).caused_by(e)
 }
 
 pub fn seat_key(show: ShowId, seat: SeatId) -> String {
@@ -82,6 +98,10 @@ fn generation_key(show: ShowId) -> String {
 
 fn tickets_key(show: ShowId) -> String {
     format!("queue:{{{show}}}:tickets")
+}
+
+fn request_ticket_key(show: ShowId, request: RequestId) -> String {
+    format!("queue:{{{show}}}:ticket:{request}")
 }
 
 fn decided_key(show: ShowId) -> String {
@@ -127,13 +147,14 @@ pub struct RedisMirror {
     conn: ConnectionManager,
     apply: Script,
     rebuild: Script,
+    take_ticket: Script,
 }
 
 impl RedisMirror {
     /// Connects to `url` (e.g. `redis://127.0.0.1:6379`). Commands time out quickly so that an
     /// outage degrades reads to the store instead of stalling them.
     pub async fn connect(url: &str) -> Result<Self, MirrorError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
+        let client = redis::Client::open(url).map_err(failed("connect"))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(500)))
             .set_response_timeout(Some(Duration::from_millis(500)))
@@ -141,11 +162,12 @@ impl RedisMirror {
         let conn = client
             .get_connection_manager_with_config(config)
             .await
-            .map_err(unavailable)?;
+            .map_err(failed("connect"))?;
         Ok(Self {
             conn,
             apply: Script::new(APPLY),
             rebuild: Script::new(REBUILD),
+            take_ticket: Script::new(TAKE_TICKET),
         })
     }
 
@@ -156,7 +178,7 @@ impl RedisMirror {
             .query_async::<String>(&mut conn)
             .await
             .map(|_| ())
-            .map_err(unavailable)
+            .map_err(failed("ping"))
     }
 }
 
@@ -194,7 +216,7 @@ impl SeatMirror for RedisMirror {
             .invoke_async::<i64>(&mut conn)
             .await
             .map(|_| ())
-            .map_err(unavailable)
+            .map_err(failed("apply"))
     }
 
     #[tracing::instrument(skip_all, fields(show_id = %show))]
@@ -212,10 +234,15 @@ impl SeatMirror for RedisMirror {
             pipe.mget(&keys);
         }
         let (complete, values): (bool, Vec<Option<String>>) = if keys.is_empty() {
-            let (c,): (bool,) = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+            let (c,): (bool,) = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(failed("taken_seats"))?;
             (c, Vec::new())
         } else {
-            pipe.query_async(&mut conn).await.map_err(unavailable)?
+            pipe.query_async(&mut conn)
+                .await
+                .map_err(failed("taken_seats"))?
         };
         if !complete {
             return Ok(None);
@@ -238,7 +265,7 @@ impl SeatMirror for RedisMirror {
         conn.get::<_, Option<u64>>(generation_key(show))
             .await
             .map(|g| g.unwrap_or(0))
-            .map_err(unavailable)
+            .map_err(failed("generation"))
     }
 
     #[tracing::instrument(skip_all, fields(show_id = %show, locks = locks.len()))]
@@ -281,7 +308,7 @@ impl SeatMirror for RedisMirror {
             .invoke_async::<i64>(&mut conn)
             .await
             .map(|written| written == 1)
-            .map_err(unavailable)
+            .map_err(failed("rebuild"))
     }
 
     async fn invalidate(&self, show: ShowId) -> Result<(), MirrorError> {
@@ -289,21 +316,49 @@ impl SeatMirror for RedisMirror {
         conn.del::<_, i64>(complete_key(show))
             .await
             .map(|_| ())
-            .map_err(unavailable)
+            .map_err(failed("invalidate"))
     }
 }
 
 #[async_trait]
 impl QueueCounters for RedisMirror {
-    async fn take_ticket(&self, show: ShowId) -> Result<u64, MirrorError> {
+    async fn take_ticket(
+        &self,
+        show: ShowId,
+        request: RequestId,
+        keep_until: DateTime<Utc>,
+    ) -> Result<u64, MirrorError> {
         let mut conn = self.conn.clone();
-        let (ticket, _added): (u64, u64) = redis::pipe()
-            .incr(tickets_key(show), 1u64)
-            .sadd(SHOWS_KEY, show.to_string())
-            .query_async(&mut conn)
+        // PXAT in the past is refused: a request kept for no time is kept for a moment.
+        let keep = keep_until
+            .timestamp_millis()
+            .max(Utc::now().timestamp_millis() + 1_000);
+        let (ticket, taken): (u64, u64) = self
+            .take_ticket
+            .key(tickets_key(show))
+            .key(request_ticket_key(show, request))
+            .arg(keep)
+            .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(failed("take_ticket"))?;
+        if taken == 1 {
+            // The show index lives outside the show's hash slot, hence its own command.
+            conn.sadd::<_, _, u64>(SHOWS_KEY, show.to_string())
+                .await
+                .map_err(failed("take_ticket"))?;
+        }
         Ok(ticket)
+    }
+
+    async fn ticket_of(
+        &self,
+        show: ShowId,
+        request: RequestId,
+    ) -> Result<Option<u64>, MirrorError> {
+        let mut conn = self.conn.clone();
+        conn.get::<_, Option<u64>>(request_ticket_key(show, request))
+            .await
+            .map_err(failed("ticket_of"))
     }
 
     async fn tickets(&self, show: ShowId) -> Result<u64, MirrorError> {
@@ -311,7 +366,7 @@ impl QueueCounters for RedisMirror {
         conn.get::<_, Option<u64>>(tickets_key(show))
             .await
             .map(|v| v.unwrap_or(0))
-            .map_err(unavailable)
+            .map_err(failed("tickets"))
     }
 
     async fn set_paused(&self, show: ShowId, paused: bool) -> Result<(), MirrorError> {
@@ -321,19 +376,22 @@ impl QueueCounters for RedisMirror {
         } else {
             conn.srem(PAUSED_KEY, show.to_string()).await
         };
-        result.map(|_| ()).map_err(unavailable)
+        result.map(|_| ()).map_err(failed("set_paused"))
     }
 
     async fn is_paused(&self, show: ShowId) -> Result<bool, MirrorError> {
         let mut conn = self.conn.clone();
         conn.sismember(PAUSED_KEY, show.to_string())
             .await
-            .map_err(unavailable)
+            .map_err(failed("is_paused"))
     }
 
     async fn known_shows(&self) -> Result<Vec<ShowId>, MirrorError> {
         let mut conn = self.conn.clone();
-        let members: Vec<String> = conn.smembers(SHOWS_KEY).await.map_err(unavailable)?;
+        let members: Vec<String> = conn
+            .smembers(SHOWS_KEY)
+            .await
+            .map_err(failed("known_shows"))?;
         let mut shows: Vec<ShowId> = members.iter().filter_map(|m| m.parse().ok()).collect();
         shows.sort();
         Ok(shows)
@@ -344,7 +402,7 @@ impl QueueCounters for RedisMirror {
         conn.incr::<_, _, u64>(decided_key(show), count)
             .await
             .map(|_| ())
-            .map_err(unavailable)
+            .map_err(failed("add_decided"))
     }
 
     async fn decided(&self, show: ShowId) -> Result<u64, MirrorError> {
@@ -352,7 +410,7 @@ impl QueueCounters for RedisMirror {
         conn.get::<_, Option<u64>>(decided_key(show))
             .await
             .map(|v| v.unwrap_or(0))
-            .map_err(unavailable)
+            .map_err(failed("decided"))
     }
 }
 
@@ -391,6 +449,7 @@ mod tests {
             complete_key(show),
             generation_key(show),
             tickets_key(show),
+            request_ticket_key(show, RequestId::new_random()),
             decided_key(show),
         ] {
             assert!(key.contains(&tag), "{key}");

@@ -2,10 +2,10 @@
 //! only a real server can show: a flush makes the mirror cold, and an outage is an error that
 //! arrives quickly instead of a hang.
 
-use booking_contract::mirror;
 use booking_core::ports::{SeatLock, SeatMirror};
 use booking_core::{HoldId, SeatStatus, ShowId};
 use booking_redis::RedisMirror;
+use booking_testkit::mirror;
 use chrono::{Duration, Utc};
 
 fn redis_url() -> String {
@@ -48,7 +48,7 @@ cases!(
     pause_is_per_show,
 );
 
-use booking_contract::redis_server::PrivateRedis;
+use booking_testkit::redis::PrivateRedis;
 
 #[tokio::test]
 async fn a_flush_makes_the_mirror_cold() {
@@ -93,9 +93,7 @@ async fn an_outage_is_a_quick_error_and_the_connection_recovers() {
     eprintln!("outage errors took {:?}", started.elapsed());
     // The server comes back empty: the manager reconnects and the mirror reads as cold.
     server.restart();
-    let mut answer = Err(booking_core::ports::MirrorError::Unavailable(
-        "not tried".into(),
-    ));
+    let mut answer = Err(booking_core::ports::MirrorError::unavailable("not tried"));
     for _ in 0..100 {
         answer = m.taken_seats(show, &[], Utc::now()).await;
         if answer.is_ok() {

@@ -150,7 +150,7 @@ impl CatalogStore for SqliteStore {
         .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if codec::is_foreign_key_violation(&e) => Err(StoreError::Corrupt(format!(
+            Err(e) if codec::is_foreign_key_violation(&e) => Err(StoreError::corrupt(format!(
                 "movie {} does not exist",
                 show.movie_id
             ))),

@@ -2,6 +2,7 @@
 //! and writes them the same way, and so that a row that does not decode becomes
 //! [`StoreError::Corrupt`] instead of a panic.
 
+use booking_core::StoreFailure;
 use booking_core::ports::StoreError;
 use booking_core::{
     BookingRequest, Hold, HoldId, RequestOutcome, RequestStatus, SeatId, SnapshotHold,
@@ -17,21 +18,22 @@ use std::str::FromStr;
 /// decisions and the sweeper.
 pub(crate) use booking_core::model::REQUEST_EXPIRED_MESSAGE as EXPIRED_MESSAGE;
 
-/// Maps a driver error to the port's error: bad data is not worth retrying, everything else
-/// (I/O, a busy lock, a closed pool) may be.
+/// Maps a driver error to the port's error, keeping it as the cause: bad data is not worth
+/// retrying, everything else (I/O, a busy lock, a closed pool) may be.
 pub(crate) fn store_error(e: sqlx::Error) -> StoreError {
-    match &e {
+    let kind = match &e {
         sqlx::Error::Database(db) if db.kind() != sqlx::error::ErrorKind::Other => {
-            StoreError::Corrupt(db.message().to_owned())
+            StoreFailure::Corrupt
         }
         sqlx::Error::ColumnDecode { .. }
         | sqlx::Error::Decode(_)
         | sqlx::Error::ColumnNotFound(_)
         | sqlx::Error::ColumnIndexOutOfBounds { .. }
         | sqlx::Error::TypeNotFound { .. }
-        | sqlx::Error::Encode(_) => StoreError::Corrupt(e.to_string()),
-        _ => StoreError::Unavailable(e.to_string()),
-    }
+        | sqlx::Error::Encode(_) => StoreFailure::Corrupt,
+        _ => StoreFailure::Unavailable,
+    };
+    StoreError::new(kind, "SQLite").caused_by(e)
 }
 
 /// Whether the error is the violation of a UNIQUE or PRIMARY KEY constraint.
@@ -50,7 +52,7 @@ pub(crate) fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
 }
 
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
+    StoreError::corrupt(what.to_string())
 }
 
 pub(crate) fn millis(t: DateTime<Utc>) -> i64 {

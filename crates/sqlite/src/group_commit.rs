@@ -73,10 +73,10 @@ pub(crate) async fn submit(
     intake
         .send(InsertJob { request, reply })
         .await
-        .map_err(|_| StoreError::Unavailable("the request writer has stopped".into()))?;
+        .map_err(|_| StoreError::unavailable("the request writer has stopped"))?;
     answer
         .await
-        .map_err(|_| StoreError::Unavailable("the request writer stopped mid-commit".into()))?
+        .map_err(|_| StoreError::unavailable("the request writer stopped mid-commit"))?
 }
 
 async fn run(pool: SqlitePool, mut jobs: mpsc::Receiver<InsertJob>, counters: Arc<Counters>) {
@@ -196,14 +196,14 @@ async fn insert_one(
                 if earlier.user_id == new.user_id {
                     Ok(Inserted::Existing(earlier))
                 } else {
-                    Err(StoreError::Corrupt(format!(
+                    Err(StoreError::corrupt(format!(
                         "request id {} is already used by another user",
                         new.request_id
                     )))
                 }
             }))
         }
-        Err(e) if codec::is_foreign_key_violation(&e) => Ok(Err(StoreError::Corrupt(format!(
+        Err(e) if codec::is_foreign_key_violation(&e) => Ok(Err(StoreError::corrupt(format!(
             "show {} does not exist",
             new.show_id
         )))),
@@ -217,8 +217,8 @@ async fn insert_one(
 #[cfg(test)]
 mod tests {
     use crate::{SqliteOptions, SqliteStore};
-    use booking_contract::support::{create_show, fresh_user, new_request, now_ms};
     use booking_core::ports::{Inserted, RequestStore};
+    use booking_testkit::support::{create_show, fresh_user, new_request, now_ms};
 
     /// Requests that arrive while the writer is busy share its next commit.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

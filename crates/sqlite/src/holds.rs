@@ -84,7 +84,7 @@ impl HoldStore for SqliteStore {
                 if let Err(rollback) = tx.rollback().await {
                     tracing::warn!(error = %rollback, "rollback of a refused batch failed");
                 }
-                if e == CommitError::SeatConflict {
+                if matches!(e, CommitError::SeatConflict) {
                     tracing::info!("batch refused: a seat or request was decided concurrently");
                 }
                 Err(e)
@@ -224,9 +224,7 @@ impl HoldStore for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn ping(&self) -> Result<(), StoreError> {
         if self.inner.intake.is_closed() {
-            return Err(StoreError::Unavailable(
-                "the request writer has stopped".into(),
-            ));
+            return Err(StoreError::unavailable("the request writer has stopped"));
         }
         sqlx::query("SELECT 1")
             .execute(self.readers())

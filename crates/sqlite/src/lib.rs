@@ -130,7 +130,7 @@ impl SqliteStore {
             .await
             .map_err(|e| match e {
                 sqlx::migrate::MigrateError::Execute(e) => codec::store_error(e),
-                other => StoreError::Corrupt(format!("database schema: {other}")),
+                other => StoreError::corrupt(format!("database schema: {other}")),
             })?;
 
         // Readers never set the journal mode (WAL is a property of the file, set by the writer)

@@ -12,17 +12,12 @@
 
 use booking_app::auth::{Authenticator, DEV_JWT_SECRET};
 use booking_app::config::BookingConfig;
-use booking_app::http::{AppState, router};
-use booking_app::hub::WsHub;
-use booking_app::lanes::{LaneOptions, LocalLanes};
-use booking_app::memory_mirror::MemoryMirror;
-use booking_app::processor::BatchProcessor;
-use booking_app::service::{BookingService, Ports};
-use booking_contract::aws_tools::{Moto, Process, free_port, tools_bin, wait_for_port};
-use booking_core::ports::Notifier;
-use booking_core::{SystemClock, UserId};
+use booking_app::{App, Stores};
+use booking_core::UserId;
+use booking_local::{MemoryMirror, WsHub};
 use booking_postgres::PgStore;
-use booking_postgres::testing::TestDatabase;
+use booking_testkit::aws::{Moto, Process, free_port, tools_bin, wait_for_port};
+use booking_testkit::postgres::TestDatabase;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -36,9 +31,7 @@ pub const FUNCTIONS: [&str; 4] = ["api", "worker", "websocket", "expirer"];
 /// measure release builds: `LAMBDA_BIN_DIR=target/release`).
 pub fn binary(name: &str) -> PathBuf {
     if let Ok(dir) = std::env::var("LAMBDA_BIN_DIR") {
-        return booking_contract::aws_tools::workspace_root()
-            .join(dir)
-            .join(name);
+        return booking_testkit::aws::workspace_root().join(dir).join(name);
     }
     let path = match name {
         "api" => env!("CARGO_BIN_EXE_api"),
@@ -117,39 +110,18 @@ impl Drop for Gateway {
 impl Gateway {
     pub async fn start(store: Arc<PgStore>) -> Self {
         let hub = Arc::new(WsHub::new());
-        let notifier: Arc<dyn Notifier> = hub.clone();
-        let clock = Arc::new(SystemClock);
-        let config = BookingConfig::default();
-        // The gateway's own lanes never receive anything (nothing enqueues to them); they are
-        // here because the router's service needs a queue.
-        let lanes = LocalLanes::new(
-            Arc::new(BatchProcessor::new(
-                store.clone(),
-                store.clone(),
-                store.clone(),
-                notifier.clone(),
-                clock.clone(),
-                config.hold_ttl,
-            )),
-            LaneOptions::default(),
+        // The gateway only holds sockets: nothing is enqueued here (the api function enqueues
+        // on SQS), so its app needs no queue.
+        let app = App::builder(Stores::of(store), BookingConfig::default())
+            .notifier(hub.clone())
+            .mirror(Arc::new(MemoryMirror::new()))
+            .authenticator(Authenticator::hs256(DEV_JWT_SECRET.as_bytes()))
+            .build();
+        let app = booking_local::websocket::routes(
+            hub.clone(),
+            app.service().clone(),
+            app.authenticator().clone(),
         );
-        let service = Arc::new(BookingService::new(
-            Ports {
-                catalog: store.clone(),
-                requests: store.clone(),
-                holds: store.clone(),
-                queue: Arc::new(lanes),
-                notifier,
-                clock,
-                mirror: Some(Arc::new(MemoryMirror::new())),
-            },
-            config,
-        ));
-        let app = router(AppState {
-            service,
-            auth: Arc::new(Authenticator::hs256(DEV_JWT_SECRET.as_bytes())),
-            hub: Some(hub.clone()),
-        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {
@@ -208,7 +180,7 @@ impl Stack {
                 "--invoke-port",
                 &runtime_port.to_string(),
             ])
-            .current_dir(booking_contract::aws_tools::workspace_root())
+            .current_dir(booking_testkit::aws::workspace_root())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -403,7 +375,7 @@ impl Stack {
 
 /// A sample event of `events/`.
 pub fn load_event(relative: &str) -> Value {
-    let path = booking_contract::aws_tools::workspace_root()
+    let path = booking_testkit::aws::workspace_root()
         .join("events")
         .join(relative);
     let text =

@@ -2,7 +2,7 @@
 //! (Redis, process memory). Each case uses fresh show ids, so cases can share one server.
 
 use booking_core::ports::{QueueCounters, SeatLock, SeatMirror};
-use booking_core::{HoldId, SeatId, SeatStatus, ShowId, UserId};
+use booking_core::{HoldId, RequestId, SeatId, SeatStatus, ShowId, UserId};
 use chrono::{DateTime, Duration, Utc};
 
 /// Everything a mirror adapter implements.
@@ -192,12 +192,23 @@ pub async fn stale_rebuild_is_refused<M: MirrorAdapter>(m: &M) {
     assert_eq!(taken(m, show).await, Some(held(&["A8"])));
 }
 
-/// Tickets count up per show; decided counts add up.
+/// Tickets count up per show, one per request however often it asks; decided counts add up.
 pub async fn queue_counters_count_per_show<M: MirrorAdapter>(m: &M) {
     let (a, b) = (ShowId::new_random(), ShowId::new_random());
-    assert_eq!(m.take_ticket(a).await.unwrap(), 1);
-    assert_eq!(m.take_ticket(a).await.unwrap(), 2);
-    assert_eq!(m.take_ticket(b).await.unwrap(), 1);
+    let keep = Utc::now() + Duration::minutes(5);
+    let (first, second, third) = (
+        RequestId::new_random(),
+        RequestId::new_random(),
+        RequestId::new_random(),
+    );
+    assert_eq!(m.ticket_of(a, first).await.unwrap(), None);
+    assert_eq!(m.take_ticket(a, first, keep).await.unwrap(), 1);
+    assert_eq!(m.take_ticket(a, second, keep).await.unwrap(), 2);
+    // A retried enqueue keeps its ticket and counts nothing new.
+    assert_eq!(m.take_ticket(a, first, keep).await.unwrap(), 1);
+    assert_eq!(m.ticket_of(a, first).await.unwrap(), Some(1));
+    assert_eq!(m.ticket_of(a, second).await.unwrap(), Some(2));
+    assert_eq!(m.take_ticket(b, third, keep).await.unwrap(), 1);
     assert_eq!(m.decided(a).await.unwrap(), 0);
     m.add_decided(a, 2).await.unwrap();
     m.add_decided(a, 3).await.unwrap();

@@ -9,7 +9,7 @@
 //! ```text
 //! // crates/<adapter>/tests/contract.rs
 //! async fn fresh_store() -> (MyStore, impl Sized) { /* store, and a guard kept until the end */ }
-//! booking_contract::contract_tests!(fresh_store);
+//! booking_testkit::contract_tests!(fresh_store);
 //! ```
 //!
 //! [`contract_tests!`] makes one `#[tokio::test]` per case (the calling crate needs `tokio` with
@@ -20,9 +20,10 @@
 //! and the cases that call global sweeps (`expire_holds`, `expire_overdue_requests`) place their
 //! data hundreds of days in the past, on time ranges no other case touches.
 
-pub mod aws_tools;
+pub mod aws;
 pub mod mirror;
-pub mod redis_server;
+pub mod postgres;
+pub mod redis;
 pub mod support;
 pub mod workload;
 

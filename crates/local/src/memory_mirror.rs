@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use booking_core::ports::{MirrorError, QueueCounters, SeatLock, SeatMirror};
-use booking_core::{HoldId, SeatId, SeatStatus, ShowId};
+use booking_core::{HoldId, RequestId, SeatId, SeatStatus, ShowId};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,6 +18,9 @@ struct ShowMirror {
     generation: u64,
     locks: HashMap<SeatId, SeatLock>,
     tickets: u64,
+    /// The ticket each request took (never forgotten: the in-memory counters live only as long
+    /// as the process, and serve tests and the local server).
+    ticket_of: HashMap<RequestId, u64>,
     decided: u64,
     paused: bool,
 }
@@ -128,11 +131,28 @@ impl SeatMirror for MemoryMirror {
 
 #[async_trait]
 impl QueueCounters for MemoryMirror {
-    async fn take_ticket(&self, show: ShowId) -> Result<u64, MirrorError> {
+    async fn take_ticket(
+        &self,
+        show: ShowId,
+        request: RequestId,
+        _keep_until: DateTime<Utc>,
+    ) -> Result<u64, MirrorError> {
         Ok(self.with(show, |m| {
+            if let Some(&ticket) = m.ticket_of.get(&request) {
+                return ticket;
+            }
             m.tickets += 1;
+            m.ticket_of.insert(request, m.tickets);
             m.tickets
         }))
+    }
+
+    async fn ticket_of(
+        &self,
+        show: ShowId,
+        request: RequestId,
+    ) -> Result<Option<u64>, MirrorError> {
+        Ok(self.with(show, |m| m.ticket_of.get(&request).copied()))
     }
 
     async fn add_decided(&self, show: ShowId, count: u64) -> Result<(), MirrorError> {

@@ -6,15 +6,21 @@
 //! start. Each lane runs one task that drains whatever is waiting (up to a batch limit), hands it
 //! to the [`BatchProcessor`] and measures its own rate for queue-time estimates. Lanes of different
 //! shows are independent tasks and never wait for each other.
+//!
+//! On shutdown ([`RequestQueue::drain`]) the lanes stop taking requests, decide what they hold
+//! (a paused lane keeps its requests for the operator), and end; whatever the grace period does
+//! not cover stays QUEUED in the store and is recovered on the next start.
 
-use crate::processor::{BatchProcessor, ProcessError};
 use async_trait::async_trait;
+use booking_app::processor::BatchProcessor;
 use booking_core::ports::{LaneStats, QueueError, QueueTicket, RequestQueue};
-use booking_core::{BookingRequest, ShowId};
+use booking_core::{BookingRequest, Chain, ShowId};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 /// Decisions per second assumed before a lane has measured its own rate.
 const DEFAULT_RATE: f64 = 1_000.0;
@@ -74,22 +80,32 @@ impl Default for LaneOptions {
 /// The set of lanes; cheap to clone.
 #[derive(Clone)]
 pub struct LocalLanes {
-    lanes: Arc<Mutex<HashMap<ShowId, Arc<Lane>>>>,
+    shared: Arc<Shared>,
     processor: Arc<BatchProcessor>,
     options: LaneOptions,
+}
+
+#[derive(Default)]
+struct Shared {
+    lanes: Mutex<HashMap<ShowId, Arc<Lane>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Set by `drain`: lanes take no more requests and end once they hold nothing to decide.
+    draining: AtomicBool,
+    /// Woken after every batch, for [`LocalLanes::until_idle`].
+    progress: Notify,
 }
 
 impl LocalLanes {
     pub fn new(processor: Arc<BatchProcessor>, options: LaneOptions) -> Self {
         Self {
-            lanes: Arc::default(),
+            shared: Arc::default(),
             processor,
             options,
         }
     }
 
     fn lane(&self, show: ShowId) -> Arc<Lane> {
-        let mut lanes = self.lanes.lock().expect("lanes poisoned");
+        let mut lanes = self.shared.lanes.lock().expect("lanes poisoned");
         lanes
             .entry(show)
             .or_insert_with(|| {
@@ -98,23 +114,16 @@ impl LocalLanes {
                     state: Mutex::default(),
                     wake: Notify::new(),
                 });
-                tokio::spawn(run_lane(
+                let task = tokio::spawn(run_lane(
                     lane.clone(),
+                    self.shared.clone(),
                     self.processor.clone(),
                     self.options.clone(),
                 ));
+                self.shared.tasks.lock().expect("lanes poisoned").push(task);
                 lane
             })
             .clone()
-    }
-
-    /// Puts back every request that was waiting when the process last stopped, in arrival order.
-    pub fn recover(&self, pending: Vec<BookingRequest>) -> usize {
-        let n = pending.len();
-        for request in pending {
-            self.push(request);
-        }
-        n
     }
 
     fn push(&self, request: BookingRequest) -> QueueTicket {
@@ -129,24 +138,62 @@ impl LocalLanes {
         ticket
     }
 
-    /// Whether every lane is idle (nothing waiting, nothing being decided).
-    pub fn is_idle(&self) -> bool {
-        self.lanes
+    fn lanes(&self) -> Vec<Arc<Lane>> {
+        self.shared
+            .lanes
             .lock()
             .expect("lanes poisoned")
             .values()
-            .all(|l| {
+            .cloned()
+            .collect()
+    }
+
+    /// Whether every lane is idle: no batch being decided, and nothing waiting in a lane that is
+    /// not paused.
+    pub fn is_idle(&self) -> bool {
+        self.lanes().iter().all(|l| {
+            let s = l.state.lock().expect("lane poisoned");
+            s.in_flight == 0 && (s.paused || s.waiting.is_empty())
+        })
+    }
+
+    /// Waits until [`LocalLanes::is_idle`]: everything that can be decided now has been.
+    pub async fn until_idle(&self) {
+        loop {
+            // Created before the check, so a batch finishing in between still wakes it.
+            let progress = self.shared.progress.notified();
+            if self.is_idle() {
+                return;
+            }
+            progress.await;
+        }
+    }
+
+    /// Requests waiting or being decided, over every lane.
+    fn undecided(&self) -> usize {
+        self.lanes()
+            .iter()
+            .map(|l| {
                 let s = l.state.lock().expect("lane poisoned");
-                s.waiting.is_empty() && s.in_flight == 0
+                s.waiting.len() + s.in_flight as usize
             })
+            .sum()
     }
 }
 
-async fn run_lane(lane: Arc<Lane>, processor: Arc<BatchProcessor>, options: LaneOptions) {
+async fn run_lane(
+    lane: Arc<Lane>,
+    shared: Arc<Shared>,
+    processor: Arc<BatchProcessor>,
+    options: LaneOptions,
+) {
     loop {
         let batch: Vec<BookingRequest> = {
             let mut state = lane.state.lock().expect("lane poisoned");
             if state.paused || state.waiting.is_empty() {
+                if shared.draining.load(Ordering::SeqCst) {
+                    return;
+                }
                 None
             } else {
                 let take = state.waiting.len().min(options.max_batch);
@@ -168,14 +215,14 @@ async fn run_lane(lane: Arc<Lane>, processor: Arc<BatchProcessor>, options: Lane
         loop {
             match processor.process(lane.show, &batch).await {
                 Ok(_) => break,
-                Err(ProcessError::Retryable(e)) => {
-                    tracing::warn!(show_id = %lane.show, error = %e, ?backoff, "batch failed; will retry");
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(show_id = %lane.show, error = %Chain(&e), ?backoff, "batch failed; will retry");
                 }
-                Err(ProcessError::Fatal(e)) => {
+                Err(e) => {
                     // Nothing was committed and retrying the same input cannot succeed, but the
                     // requests are durable as QUEUED/PROCESSING: keep retrying slowly so an
                     // operator can repair the data without losing them.
-                    tracing::error!(show_id = %lane.show, error = %e, "batch cannot be decided; retrying slowly");
+                    tracing::error!(show_id = %lane.show, error = %Chain(&e), "batch cannot be decided; retrying slowly");
                     backoff = options.max_backoff;
                 }
             }
@@ -191,17 +238,23 @@ async fn run_lane(lane: Arc<Lane>, processor: Arc<BatchProcessor>, options: Lane
         }));
         state.decided += batch.len() as u64;
         state.in_flight = 0;
+        drop(state);
+        shared.progress.notify_waiters();
     }
 }
 
 #[async_trait]
 impl RequestQueue for LocalLanes {
     async fn enqueue(&self, request: &BookingRequest) -> Result<QueueTicket, QueueError> {
+        if self.shared.draining.load(Ordering::SeqCst) {
+            return Err(QueueError::unavailable("the server is shutting down"));
+        }
         Ok(self.push(request.clone()))
     }
 
     async fn position(&self, request: &BookingRequest) -> Option<QueueTicket> {
         let lane = self
+            .shared
             .lanes
             .lock()
             .expect("lanes poisoned")
@@ -212,13 +265,7 @@ impl RequestQueue for LocalLanes {
     }
 
     async fn stats(&self) -> Vec<LaneStats> {
-        let lanes: Vec<_> = self
-            .lanes
-            .lock()
-            .expect("lanes poisoned")
-            .values()
-            .cloned()
-            .collect();
+        let lanes = self.lanes();
         let mut stats: Vec<LaneStats> = lanes
             .iter()
             .map(|l| {
@@ -236,13 +283,33 @@ impl RequestQueue for LocalLanes {
         stats
     }
 
-    async fn pause(&self, show: ShowId) {
+    async fn pause(&self, show: ShowId) -> Result<(), QueueError> {
         self.lane(show).state.lock().expect("lane poisoned").paused = true;
+        Ok(())
     }
 
-    async fn resume(&self, show: ShowId) {
+    async fn resume(&self, show: ShowId) -> Result<(), QueueError> {
         let lane = self.lane(show);
         lane.state.lock().expect("lane poisoned").paused = false;
         lane.wake.notify_one();
+        Ok(())
+    }
+
+    async fn drain(&self, grace: Duration) -> usize {
+        self.shared.draining.store(true, Ordering::SeqCst);
+        for lane in self.lanes() {
+            lane.wake.notify_one();
+        }
+        let tasks = std::mem::take(&mut *self.shared.tasks.lock().expect("lanes poisoned"));
+        let lanes = tasks.len();
+        if tokio::time::timeout(grace, futures_util::future::join_all(tasks))
+            .await
+            .is_err()
+        {
+            tracing::warn!(?grace, "lanes still deciding when the grace period ran out");
+        }
+        let undecided = self.undecided();
+        tracing::info!(lanes, undecided, "lanes drained");
+        undecided
     }
 }

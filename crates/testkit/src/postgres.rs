@@ -15,7 +15,7 @@
 //! as parameters, so these few statements are runtime queries; names are generated here, never
 //! taken from input.
 
-use crate::{PgOptions, PgStore};
+use booking_postgres::{PgOptions, PgStore};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

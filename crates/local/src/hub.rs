@@ -4,16 +4,22 @@
 //! one else's), a SEATS_CHANGED to every subscriber of the show. Each connection has a bounded
 //! outbox; a client too slow to drain it loses pushes rather than slowing the workers down (it
 //! can always poll, which is the always-correct path).
+//!
+//! On shutdown ([`Notifier::close`]) every connection gets a close frame 1001 ("going away")
+//! behind whatever is already in its outbox, so the last results are delivered before the
+//! socket closes, and the hub waits (within the grace period) for the clients to close their end.
 
 use async_trait::async_trait;
-use axum::extract::ws::{Message, Utf8Bytes};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, close_code};
 use booking_core::engine::SeatChange;
 use booking_core::ports::Notifier;
 use booking_core::protocol::{BookingResult, SeatState, ServerMessage};
 use booking_core::{ShowId, UserId};
 use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
-use tokio::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc};
 
 /// Messages a connection may have waiting before further pushes to it are dropped.
 pub const OUTBOX_CAPACITY: usize = 1024;
@@ -46,6 +52,18 @@ pub enum SubscribeError {
 #[derive(Default)]
 pub struct WsHub {
     registry: RwLock<Registry>,
+    /// Set by `close`: every connection, even one made from now on, is told to go away.
+    closing: AtomicBool,
+    /// Woken whenever a connection goes, so `close` can wait for the last one.
+    gone: Notify,
+}
+
+/// The frame a connection gets when the server shuts down.
+fn going_away() -> Message {
+    Message::Close(Some(CloseFrame {
+        code: close_code::AWAY,
+        reason: Utf8Bytes::from_static("server shutting down"),
+    }))
 }
 
 impl WsHub {
@@ -66,6 +84,9 @@ impl WsHub {
             .entry(user.clone())
             .or_default()
             .insert(id.clone());
+        if self.closing.load(Ordering::SeqCst) {
+            let _ = tx.try_send(going_away());
+        }
         r.connections.insert(
             id.clone(),
             Connection {
@@ -79,6 +100,7 @@ impl WsHub {
 
     pub fn disconnect(&self, id: &str) {
         let mut r = self.registry.write().expect("hub poisoned");
+        self.gone.notify_waiters();
         if let Some(conn) = r.connections.remove(id) {
             if let Some(set) = r.by_user.get_mut(&conn.user) {
                 set.remove(id);
@@ -171,6 +193,31 @@ impl Notifier for WsHub {
                     Self::offer(id, conn, message.clone());
                 }
             }
+        }
+    }
+
+    async fn close(&self, grace: Duration) {
+        self.closing.store(true, Ordering::SeqCst);
+        {
+            let r = self.registry.read().expect("hub poisoned");
+            for (id, conn) in &r.connections {
+                Self::offer(id, conn, going_away());
+            }
+        }
+        let all_gone = async {
+            loop {
+                let gone = self.gone.notified();
+                if self.connection_count() == 0 {
+                    return;
+                }
+                gone.await;
+            }
+        };
+        if tokio::time::timeout(grace, all_gone).await.is_err() {
+            tracing::warn!(
+                open = self.connection_count(),
+                "WebSocket clients did not close within the grace period"
+            );
         }
     }
 

@@ -1,0 +1,322 @@
+//! The composition root: the one place where adapters become a running application.
+//!
+//! Every process of the system (the local server, the four Lambda functions, the in-process
+//! test harness, the benchmarks) runs the same use cases over different adapters. Each of them
+//! builds an [`App`] from its adapters and takes the parts it serves: the router (the local server,
+//! the api function), the batch processor (the worker function; the local lanes run it), the
+//! sweeper (the expirer function; the local server runs it on a timer). Wiring lives here once,
+//! so a new use case or port is added in one place, not once per binary.
+//!
+//! The one dependency that runs the other way is the queue: the local lanes decide requests in
+//! this process, so they are built *around* the batch processor ([`QueueAdapter::InProcess`]),
+//! while SQS only carries requests to the worker function ([`QueueAdapter::External`]).
+//!
+//! [`App::shutdown`] stops the parts in the order that loses nothing: the queue first (it
+//! finishes deciding what it holds, within the grace period), then the sweeper, then the
+//! notifier (pushes already queued go out before each socket gets its close frame).
+
+use crate::auth::Authenticator;
+use crate::config::BookingConfig;
+use crate::http::{self, AppState};
+use crate::processor::BatchProcessor;
+use crate::service::BookingService;
+use crate::sweeper::Sweeper;
+use async_trait::async_trait;
+use axum::Router;
+use booking_core::engine::SeatChange;
+use booking_core::ports::{
+    CatalogStore, HoldStore, LaneStats, Notifier, QueueError, QueueTicket, RequestQueue,
+    RequestStore, SeatMirror, StoreError,
+};
+use booking_core::protocol::BookingResult;
+use booking_core::{BookingRequest, Clock, ShowId, SystemClock, UserId};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The adapters every use case runs on. Cheap to clone (shared handles).
+#[derive(Clone)]
+pub struct Ports {
+    pub catalog: Arc<dyn CatalogStore>,
+    pub requests: Arc<dyn RequestStore>,
+    pub holds: Arc<dyn HoldStore>,
+    pub notifier: Arc<dyn Notifier>,
+    pub clock: Arc<dyn Clock>,
+    /// The seat map's hot read path and the target of every committed change; `None` reads the
+    /// store every time.
+    pub mirror: Option<Arc<dyn SeatMirror>>,
+}
+
+/// The three state ports, which one store adapter usually serves together.
+#[derive(Clone)]
+pub struct Stores {
+    pub catalog: Arc<dyn CatalogStore>,
+    pub requests: Arc<dyn RequestStore>,
+    pub holds: Arc<dyn HoldStore>,
+}
+
+impl Stores {
+    /// All three ports served by one adapter.
+    pub fn of<S: CatalogStore + RequestStore + HoldStore>(store: Arc<S>) -> Self {
+        Self {
+            catalog: store.clone(),
+            requests: store.clone(),
+            holds: store,
+        }
+    }
+}
+
+/// Builds a queue around this process's batch processor.
+pub type InProcessQueue = Box<dyn FnOnce(Arc<BatchProcessor>) -> Arc<dyn RequestQueue> + Send>;
+
+/// How accepted requests reach whoever decides them.
+pub enum QueueAdapter {
+    /// Deciding happens in another process: SQS carries requests to the worker function.
+    External(Arc<dyn RequestQueue>),
+    /// Deciding happens in this process: the queue (the local lanes) is built around the app's
+    /// batch processor, and [`App::recover`] puts back what was waiting at the last stop.
+    InProcess(InProcessQueue),
+    /// This process accepts no requests (the worker and expirer functions): enqueueing answers
+    /// "unavailable".
+    Detached,
+}
+
+impl QueueAdapter {
+    /// A queue built around the app's batch processor.
+    pub fn in_process(
+        build: impl FnOnce(Arc<BatchProcessor>) -> Arc<dyn RequestQueue> + Send + 'static,
+    ) -> Self {
+        Self::InProcess(Box::new(build))
+    }
+}
+
+/// Configures an [`App`]; see [`App::builder`].
+pub struct AppBuilder {
+    stores: Stores,
+    config: BookingConfig,
+    notifier: Option<Arc<dyn Notifier>>,
+    mirror: Option<Arc<dyn SeatMirror>>,
+    clock: Option<Arc<dyn Clock>>,
+    queue: QueueAdapter,
+    auth: Option<Authenticator>,
+}
+
+impl AppBuilder {
+    /// Where outcomes are pushed (default: nowhere; clients poll).
+    pub fn notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// The seat mirror (default: none; the seat map reads the store).
+    pub fn mirror(mut self, mirror: Arc<dyn SeatMirror>) -> Self {
+        self.mirror = Some(mirror);
+        self
+    }
+
+    /// The clock every decision and expiry is measured by (default: the wall clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// How accepted requests are queued (default: [`QueueAdapter::Detached`]).
+    pub fn queue(mut self, queue: QueueAdapter) -> Self {
+        self.queue = queue;
+        self
+    }
+
+    /// How bearer tokens are verified (default: a random key, so no token verifies: for
+    /// processes that serve no authenticated route, or whose callers an authorizer vouches for).
+    pub fn authenticator(mut self, auth: Authenticator) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    pub fn build(self) -> App {
+        let ports = Ports {
+            catalog: self.stores.catalog,
+            requests: self.stores.requests,
+            holds: self.stores.holds,
+            notifier: self.notifier.unwrap_or_else(|| Arc::new(PollingOnly)),
+            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            mirror: self.mirror,
+        };
+        let processor = Arc::new(BatchProcessor::new(ports.clone(), self.config.hold_ttl));
+        let (queue, decides_here): (Arc<dyn RequestQueue>, bool) = match self.queue {
+            QueueAdapter::External(queue) => (queue, false),
+            QueueAdapter::InProcess(build) => (build(processor.clone()), true),
+            QueueAdapter::Detached => (Arc::new(DetachedQueue), false),
+        };
+        let service = Arc::new(BookingService::new(ports.clone(), queue, self.config));
+        App {
+            ports,
+            service,
+            processor,
+            decides_here,
+            auth: Arc::new(
+                self.auth
+                    .unwrap_or_else(|| Authenticator::hs256(random_key().as_bytes())),
+            ),
+            sweeper: Mutex::new(None),
+        }
+    }
+}
+
+/// A running sweeper task and the switch that stops it.
+struct SweeperTask {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// The application: its use cases wired to one set of adapters.
+pub struct App {
+    ports: Ports,
+    service: Arc<BookingService>,
+    processor: Arc<BatchProcessor>,
+    /// Whether the queue decides in this process (and so has something to recover and drain).
+    decides_here: bool,
+    auth: Arc<Authenticator>,
+    sweeper: Mutex<Option<SweeperTask>>,
+}
+
+/// What [`App::shutdown`] left behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Requests still undecided when the grace period ran out (durable: decided after the next
+    /// start).
+    pub undecided: usize,
+}
+
+impl App {
+    /// Starts configuring an app on `stores` with the business rules in `config`.
+    pub fn builder(stores: Stores, config: BookingConfig) -> AppBuilder {
+        AppBuilder {
+            stores,
+            config,
+            notifier: None,
+            mirror: None,
+            clock: None,
+            queue: QueueAdapter::Detached,
+            auth: None,
+        }
+    }
+
+    /// The HTTP API (every route but the WebSocket endpoint, which is the gateway's).
+    pub fn router(&self) -> Router {
+        http::router(AppState {
+            service: self.service.clone(),
+            auth: self.auth.clone(),
+        })
+    }
+
+    pub fn service(&self) -> &Arc<BookingService> {
+        &self.service
+    }
+
+    pub fn processor(&self) -> &Arc<BatchProcessor> {
+        &self.processor
+    }
+
+    pub fn authenticator(&self) -> &Arc<Authenticator> {
+        &self.auth
+    }
+
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+
+    /// The expiry sweep over this app's adapters.
+    pub fn sweeper(&self) -> Sweeper {
+        Sweeper::new(self.ports.clone())
+    }
+
+    /// Puts every request that was waiting when the process last stopped back in its queue, in
+    /// arrival order. Only an in-process queue forgets them (SQS keeps its own messages).
+    pub async fn recover(&self) -> Result<usize, StoreError> {
+        if !self.decides_here {
+            return Ok(0);
+        }
+        let pending = self.ports.requests.pending_requests().await?;
+        let count = pending.len();
+        for request in &pending {
+            if let Err(e) = self.service.queue().enqueue(request).await {
+                tracing::error!(request_id = %request.request_id, error = %e, "could not re-queue a request; it is decided after the next start");
+            }
+        }
+        Ok(count)
+    }
+
+    /// Runs the expiry sweep every `interval` until [`App::shutdown`].
+    pub fn spawn_sweeper(&self, interval: Duration) {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(self.sweeper().run(interval, stopped));
+        let previous = self
+            .sweeper
+            .lock()
+            .expect("sweeper slot poisoned")
+            .replace(SweeperTask { stop, task });
+        if let Some(previous) = previous {
+            previous.task.abort();
+        }
+    }
+
+    /// Stops the app's background work in the order that loses nothing: the queue finishes
+    /// deciding what it holds (within `grace`), the sweeper stops after its current sweep, and
+    /// the notifier closes its connections once what is queued for them has gone out. Call it
+    /// once the process takes no more requests (the HTTP server has stopped).
+    pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        let started = tokio::time::Instant::now();
+        let undecided = self.service.queue().drain(grace).await;
+        let sweeper = self.sweeper.lock().expect("sweeper slot poisoned").take();
+        if let Some(SweeperTask { stop, task }) = sweeper {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
+        let left = grace.saturating_sub(started.elapsed());
+        self.ports
+            .notifier
+            .close(left.max(Duration::from_secs(1)))
+            .await;
+        ShutdownReport { undecided }
+    }
+}
+
+/// A key nobody knows: with it, no bearer token verifies.
+fn random_key() -> String {
+    format!("{}{}", uuid::Uuid::new_v4(), uuid::Uuid::new_v4())
+}
+
+/// The notifier of a deployment without WebSockets: outcomes are there to poll.
+pub struct PollingOnly;
+
+#[async_trait]
+impl Notifier for PollingOnly {
+    async fn booking_results(&self, results: &[(UserId, BookingResult)]) {
+        tracing::debug!(count = results.len(), "results ready to poll");
+    }
+    async fn seats_changed(&self, _show: ShowId, _changes: &[SeatChange]) {}
+}
+
+/// The queue of a process that accepts no requests.
+struct DetachedQueue;
+
+#[async_trait]
+impl RequestQueue for DetachedQueue {
+    async fn enqueue(&self, _request: &BookingRequest) -> Result<QueueTicket, QueueError> {
+        Err(QueueError::unavailable("this process has no request queue"))
+    }
+    async fn position(&self, _request: &BookingRequest) -> Option<QueueTicket> {
+        None
+    }
+    async fn stats(&self) -> Vec<LaneStats> {
+        Vec::new()
+    }
+    async fn pause(&self, _show: ShowId) -> Result<(), QueueError> {
+        Err(QueueError::unavailable("this process has no request queue"))
+    }
+    async fn resume(&self, _show: ShowId) -> Result<(), QueueError> {
+        Err(QueueError::unavailable("this process has no request queue"))
+    }
+}

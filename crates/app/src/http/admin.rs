@@ -1,0 +1,52 @@
+//! Operations, for the admin role: per-show queue statistics, and pausing or resuming a show's
+//! lane (its requests keep queueing, in order, while it is paused).
+
+use super::AppState;
+use super::extract::{Admin, Segment};
+use crate::error::{ApiError, BookingError};
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/admin/queues", get(queue_stats))
+        .route("/api/v1/admin/shows/{show_id}/pause", post(pause_show))
+        .route("/api/v1/admin/shows/{show_id}/resume", post(resume_show))
+}
+
+async fn queue_stats(State(state): State<AppState>, _admin: Admin) -> Json<serde_json::Value> {
+    let lanes = state.service.queue().stats().await;
+    Json(json!({ "shows": lanes }))
+}
+
+async fn pause_show(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Segment(id): Segment,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let show = state.service.existing_show_id(&id).await?;
+    state
+        .service
+        .queue()
+        .pause(show)
+        .await
+        .map_err(BookingError::from)?;
+    Ok(Json(json!({ "showId": show, "paused": true })))
+}
+
+async fn resume_show(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Segment(id): Segment,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let show = state.service.existing_show_id(&id).await?;
+    state
+        .service
+        .queue()
+        .resume(show)
+        .await
+        .map_err(BookingError::from)?;
+    Ok(Json(json!({ "showId": show, "paused": false })))
+}

@@ -1,0 +1,101 @@
+//! Extractors that speak the API's error format.
+//!
+//! axum's own extractors reject bad input with plain-text bodies; these wrap them so that every
+//! rejection a client can provoke (bad JSON, wrong content type, oversized body, a malformed path
+//! or query, a missing or bad token, a missing role) comes back as the one
+//! `{"error":{code,message}}` body, with a machine-readable code.
+
+use super::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+
+/// `axum::Json` whose rejections speak our error format.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            JsonRejection::JsonSyntaxError(_) => {
+                ApiError::bad_request("MALFORMED_JSON", "Request body is not valid JSON")
+            }
+            JsonRejection::JsonDataError(e) => {
+                ApiError::bad_request("INVALID_REQUEST", e.body_text())
+            }
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "Send the body as Content-Type: application/json",
+            ),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                "Request body is too large",
+            ),
+            other => ApiError::bad_request("INVALID_REQUEST", other.body_text()),
+        }
+    }
+}
+
+/// `axum::extract::Query` whose rejections speak our error format.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::bad_request("INVALID_QUERY", r.body_text())
+    }
+}
+
+/// A single path segment as text; ids are parsed by the service (a bad id reads as not found).
+pub struct Segment(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Segment {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(s)| Segment(s))
+            .map_err(|_| ApiError::not_found("NOT_FOUND", "No such resource"))
+    }
+}
+
+/// A caller already authenticated in front of this router (API Gateway's JWT authorizer on AWS),
+/// put into the request's extensions by the process that serves the router. Extensions never
+/// come from the wire, so a client cannot forge one; without it the bearer token is verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizedCaller(pub Caller);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(AuthorizedCaller(caller)) = parts.extensions.get::<AuthorizedCaller>() {
+            return Ok(caller.clone());
+        }
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        state.auth.verify_header(header)
+    }
+}
+
+/// A caller with the admin role.
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if !caller.is_admin {
+            return Err(ApiError::forbidden("This endpoint needs the admin role"));
+        }
+        Ok(Admin(caller))
+    }
+}

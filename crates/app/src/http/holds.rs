@@ -1,0 +1,169 @@
+//! Holds: asking for seats (`POST /holds`, answered 202 once the request is durable and queued),
+//! reading a hold, releasing it. The caller must own what they read or release.
+
+use super::AppState;
+use super::extract::{ApiJson, Segment};
+use super::requests::status_url;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::service::{Accepted, HoldRequestInput};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use booking_core::{Hold, HoldId, HoldStatus, RequestId, RequestStatus, SeatId, Show, ShowId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/holds", post(create_hold))
+        .route("/api/v1/holds/{hold_id}", get(get_hold))
+        .route("/api/v1/holds/{hold_id}/release", post(release_hold))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AcceptedView {
+    request_id: RequestId,
+    status: RequestStatus,
+    queue_position: Option<u64>,
+    estimated_wait_seconds: Option<u64>,
+    message: String,
+    status_url: String,
+}
+
+impl From<&Accepted> for AcceptedView {
+    fn from(a: &Accepted) -> Self {
+        let message = match (a.created, a.request.status) {
+            (true, _) => {
+                "Your request is queued; the result arrives over the WebSocket or at statusUrl"
+            }
+            (false, s) if s.is_terminal() => {
+                "This Idempotency-Key was already used; the request is decided"
+            }
+            (false, _) => {
+                "This Idempotency-Key was already used; the earlier request is still queued"
+            }
+        };
+        Self {
+            request_id: a.request.request_id,
+            status: a.request.status,
+            queue_position: a.ticket.map(|t| t.position),
+            estimated_wait_seconds: a.ticket.map(|t| t.estimated_wait_seconds),
+            message: message.to_owned(),
+            status_url: status_url(a.request.request_id),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HoldView {
+    hold_id: HoldId,
+    request_id: RequestId,
+    show_id: ShowId,
+    seat_ids: Vec<SeatId>,
+    status: HoldStatus,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended_at: Option<DateTime<Utc>>,
+    amount_cents: i64,
+    currency: String,
+}
+
+impl HoldView {
+    fn new(h: &Hold, show: &Show) -> Self {
+        let amount_cents = h
+            .seat_ids
+            .iter()
+            .filter_map(|s| show.layout.category_of(*s))
+            .map(|c| c.price_cents)
+            .sum();
+        let currency = h
+            .seat_ids
+            .first()
+            .and_then(|s| show.layout.category_of(*s))
+            .map(|c| c.currency.clone())
+            .unwrap_or_default();
+        Self {
+            hold_id: h.hold_id,
+            request_id: h.request_id,
+            show_id: h.show_id,
+            seat_ids: h.seat_ids.clone(),
+            status: h.status,
+            created_at: h.created_at,
+            expires_at: h.expires_at,
+            ended_at: h.ended_at,
+            amount_cents,
+            currency,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HoldBody {
+    show_id: String,
+    seat_ids: Vec<String>,
+}
+
+async fn create_hold(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<HoldBody>,
+) -> Result<Response, ApiError> {
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "INVALID_IDEMPOTENCY_KEY",
+                        "Idempotency-Key must be visible ASCII",
+                    )
+                })?
+                .to_owned(),
+        ),
+    };
+    let accepted = state
+        .service
+        .submit_hold(
+            &caller.user_id,
+            HoldRequestInput {
+                show_id: body.show_id,
+                seat_ids: body.seat_ids,
+                idempotency_key,
+            },
+        )
+        .await?;
+    let view = AcceptedView::from(&accepted);
+    let location = HeaderValue::from_str(&view.status_url).expect("status URLs are ASCII");
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(view),
+    )
+        .into_response())
+}
+
+async fn get_hold(
+    State(state): State<AppState>,
+    caller: Caller,
+    Segment(id): Segment,
+) -> Result<Json<HoldView>, ApiError> {
+    let (hold, show) = state.service.hold(&caller.user_id, &id).await?;
+    Ok(Json(HoldView::new(&hold, &show)))
+}
+
+async fn release_hold(
+    State(state): State<AppState>,
+    caller: Caller,
+    Segment(id): Segment,
+) -> Result<Json<HoldView>, ApiError> {
+    let (hold, show) = state.service.release_hold(&caller.user_id, &id).await?;
+    Ok(Json(HoldView::new(&hold, &show)))
+}

@@ -1,0 +1,60 @@
+//! The HTTP API as one axum [`Router`]: served by `axum::serve` locally and by `lambda_http` on
+//! AWS, so both run exactly the same routes, validation and error mapping.
+//!
+//! One module per resource, each with its own routes and the JSON views of what it returns
+//! ([`catalog`], [`holds`], [`requests`], [`admin`], [`health`]); [`extract`] holds the extractors
+//! that turn every rejection axum itself can produce (bad JSON, wrong content type, oversized
+//! body, unknown route, wrong method, missing token) into the same `{"error":{code,message}}`
+//! body as our own errors, so clients parse exactly one error shape. The WebSocket endpoint is not
+//! here: API Gateway serves it deployed, and the local server adds its own (`booking-local`).
+
+mod admin;
+mod catalog;
+pub mod extract;
+mod health;
+mod holds;
+mod requests;
+
+pub use extract::{Admin, ApiJson, ApiQuery, AuthorizedCaller, Segment};
+
+use crate::auth::Authenticator;
+use crate::error::ApiError;
+use crate::service::BookingService;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use std::sync::Arc;
+
+/// Everything a handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<BookingService>,
+    pub auth: Arc<Authenticator>,
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.service.config().max_body_bytes;
+    Router::new()
+        .merge(health::routes())
+        .merge(catalog::routes())
+        .merge(holds::routes())
+        .merge(requests::routes())
+        .merge(admin::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("NOT_FOUND", "No such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "Method not allowed on this endpoint",
+    )
+}

@@ -1,0 +1,246 @@
+//! The local server's WebSocket endpoint and API Gateway's management API for it.
+//!
+//! Deployed, API Gateway holds the sockets: clients connect to its WebSocket API, and the
+//! backend pushes with `POST /@connections/{id}`. Locally this process holds them, so it speaks
+//! both sides of that arrangement:
+//!
+//! - `GET /ws?token=<JWT>`: the client side, the same messages as API Gateway's routes
+//!   (`subscribe`, `unsubscribe`, `ping`); the upgrade answer names the connection in
+//!   [`CONNECTION_ID_HEADER`], as API Gateway names it to its backend;
+//! - `POST` / `DELETE /@connections/{id}`: the management API, for loopback callers only, so the
+//!   AWS notifier adapter can be run against real WebSocket clients on one machine.
+
+use crate::hub::{self, SubscribeError, WsHub};
+use axum::extract::ws::{
+    Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+};
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use booking_app::auth::Authenticator;
+use booking_app::error::{ApiError, BookingError};
+use booking_app::http::ApiQuery;
+use booking_app::service::BookingService;
+use booking_core::UserId;
+use booking_core::protocol::{ClientMessage, ServerMessage};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The response header of a WebSocket upgrade that names the connection.
+pub const CONNECTION_ID_HEADER: &str = "x-connection-id";
+
+/// Largest client message; the protocol's messages are a few dozen bytes.
+const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
+
+/// What the WebSocket routes reach.
+#[derive(Clone)]
+struct SocketState {
+    hub: Arc<WsHub>,
+    service: Arc<BookingService>,
+    auth: Arc<Authenticator>,
+}
+
+/// `/ws` and `/@connections/{id}`, to merge into the app's router.
+pub fn routes(hub: Arc<WsHub>, service: Arc<BookingService>, auth: Arc<Authenticator>) -> Router {
+    Router::new()
+        .route("/ws", get(websocket))
+        .route(
+            "/@connections/{connection_id}",
+            post(post_to_connection).delete(delete_connection),
+        )
+        .with_state(SocketState { hub, service, auth })
+}
+
+#[derive(Deserialize)]
+struct WsParams {
+    token: Option<String>,
+}
+
+async fn websocket(
+    State(state): State<SocketState>,
+    ApiQuery(params): ApiQuery<WsParams>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let token = params
+        .token
+        .ok_or_else(|| ApiError::unauthorized("pass the token as ?token="))?;
+    let caller = state.auth.verify(&token)?;
+    let upgrade =
+        upgrade.map_err(|r| ApiError::bad_request("WEBSOCKET_UPGRADE_REQUIRED", r.body_text()))?;
+    let id = WsHub::new_connection_id();
+    let header_value = HeaderValue::from_str(&id).expect("connection ids are hex");
+    let SocketState { hub, service, .. } = state;
+    let mut response = upgrade
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| serve_socket(socket, hub, service, caller.user_id, id));
+    // The id the management API (`/@connections/{id}`) knows this connection by, as API Gateway
+    // gives it to the backend; locally the client may want it too (tests do).
+    response
+        .headers_mut()
+        .insert(CONNECTION_ID_HEADER, header_value);
+    Ok(response)
+}
+
+/// Refuses callers not on this machine. The management API has no authentication of its own
+/// (on AWS, IAM guards it), so the local server answers it for loopback callers only.
+fn local_only(request: &Request) -> Result<(), ApiError> {
+    let loopback = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|info| info.0.ip().is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "The management API answers local callers only",
+        ))
+    }
+}
+
+/// API Gateway's error for a connection that is no longer there, as its SDKs recognise it.
+fn gone(id: &str) -> Response {
+    (
+        StatusCode::GONE,
+        [("x-amzn-errortype", "GoneException")],
+        Json(json!({ "message": format!("connection {id} is gone") })),
+    )
+        .into_response()
+}
+
+/// The management API's `POST /@connections/{id}`: the body goes to that connection as one text
+/// message. Lets the AWS notifier adapter run against real WebSocket clients locally.
+async fn post_to_connection(
+    State(state): State<SocketState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    if let Err(refused) = local_only(&request) {
+        return refused.into_response();
+    }
+    let limit = state.service.config().max_body_bytes;
+    let body = match axum::body::to_bytes(request.into_body(), limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                "Message too large",
+            )
+            .into_response();
+        }
+    };
+    let Ok(text) = String::from_utf8(body.to_vec()) else {
+        return ApiError::bad_request("INVALID_MESSAGE", "Messages are UTF-8 text").into_response();
+    };
+    if state.hub.send_to(&id, Message::Text(text.into())) {
+        StatusCode::OK.into_response()
+    } else {
+        gone(&id)
+    }
+}
+
+/// The management API's `DELETE /@connections/{id}`: closes the connection.
+async fn delete_connection(
+    State(state): State<SocketState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    if let Err(refused) = local_only(&request) {
+        return refused.into_response();
+    }
+    if state.hub.send_to(&id, Message::Close(None)) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        gone(&id)
+    }
+}
+
+async fn serve_socket(
+    socket: WebSocket,
+    hub: Arc<WsHub>,
+    service: Arc<BookingService>,
+    user: UserId,
+    id: hub::ConnectionId,
+) {
+    // Registered before the first read: once the client has had any reply, pushes reach it.
+    let mut outbox = hub.connect(id.clone(), user);
+    let (mut sink, mut stream) = socket.split();
+    let writer = tokio::spawn(async move {
+        while let Some(message) = outbox.recv().await {
+            if sink.send(message).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    while let Some(Ok(message)) = stream.next().await {
+        let reply = match message {
+            Message::Text(text) => client_message(&hub, &service, &id, text.as_str()).await,
+            Message::Binary(_) => Some(ws_error("UNSUPPORTED_MESSAGE", "send JSON text messages")),
+            Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) => None,
+        };
+        if let Some(reply) = reply {
+            hub.send_to(&id, hub::encode(&reply));
+        }
+    }
+    hub.disconnect(&id);
+    let _ = writer.await;
+}
+
+/// A use case's error as the socket tells it: the same code and message as over HTTP.
+fn booking_error(e: &BookingError) -> ServerMessage {
+    ws_error(e.code(), &e.public_message())
+}
+
+fn ws_error(code: &str, message: &str) -> ServerMessage {
+    ServerMessage::Error {
+        code: code.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+async fn client_message(
+    hub: &WsHub,
+    service: &BookingService,
+    id: &str,
+    text: &str,
+) -> Option<ServerMessage> {
+    let message: ClientMessage = match serde_json::from_str(text) {
+        Ok(m) => m,
+        Err(_) => {
+            return Some(ws_error(
+                "INVALID_MESSAGE",
+                "expected {\"action\":\"subscribe\",\"showId\":...}, {\"action\":\"unsubscribe\",...} or {\"action\":\"ping\"}",
+            ));
+        }
+    };
+    Some(match message {
+        ClientMessage::Ping => ServerMessage::Pong,
+        ClientMessage::Subscribe { show_id } => match service.show(show_id).await {
+            Ok(Some(_)) => match hub.subscribe(id, show_id) {
+                Ok(()) => ServerMessage::Subscribed { show_id },
+                Err(SubscribeError::TooManySubscriptions) => ws_error(
+                    "TOO_MANY_SUBSCRIPTIONS",
+                    "unsubscribe from a show before subscribing to another",
+                ),
+                Err(SubscribeError::UnknownConnection) => return None,
+            },
+            Ok(None) => booking_error(&BookingError::ShowNotFound),
+            Err(e) => {
+                e.log();
+                booking_error(&e)
+            }
+        },
+        ClientMessage::Unsubscribe { show_id } => {
+            hub.unsubscribe(id, show_id);
+            return None;
+        }
+    })
+}

@@ -1,0 +1,95 @@
+//! The local server's configuration, read from the environment once at start.
+//!
+//! Parsing is strict: a set-but-invalid variable stops start-up with a message naming it (the
+//! business rules shared with the Lambda functions are read by `BookingConfig`).
+
+use booking_app::BookingConfig;
+use booking_app::auth::DEV_JWT_SECRET;
+use booking_app::config::{ConfigError, env_or};
+use booking_sqlite::Synchronous;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `seatbook serve` is told by its environment.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `BIND`: where the HTTP API and WebSocket listen.
+    pub bind: SocketAddr,
+    /// `DATA_DIR`: where the embedded store's file lives.
+    pub data_dir: PathBuf,
+    /// `SQLITE_SYNCHRONOUS`: how hard the embedded store insists on reaching the disk.
+    pub synchronous: Synchronous,
+    /// `DATABASE_URL`: PostgreSQL instead of the embedded store.
+    pub database_url: Option<String>,
+    /// `REDIS_URL`: Redis as the seat mirror instead of process memory.
+    pub redis_url: Option<String>,
+    /// `JWT_SECRET`, or the development secret when unset.
+    pub jwt_secret: String,
+    pub dev_secret: bool,
+    /// `MAX_BATCH`: most requests a lane decides in one batch.
+    pub max_batch: usize,
+    /// `SWEEP_INTERVAL_MS`: how often expired holds and requests are written down.
+    pub sweep_interval: Duration,
+    /// `SHUTDOWN_GRACE_SECONDS`: how long a stop may take to finish what was accepted.
+    pub shutdown_grace: Duration,
+    pub booking: BookingConfig,
+}
+
+impl ServerConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let (jwt_secret, dev_secret) = jwt_secret();
+        // Out-of-range values are brought into range rather than refused: a batch of at least
+        // one request, a sweep at most every 10 ms.
+        let max_batch: usize = env_or("MAX_BATCH", 512usize)?.max(1);
+        let sweep_ms: u64 = env_or("SWEEP_INTERVAL_MS", 1000u64)?.max(10);
+        let synchronous = match env_or("SQLITE_SYNCHRONOUS", "full".to_owned())?.as_str() {
+            "full" => Synchronous::Full,
+            "normal" => Synchronous::Normal,
+            other => return Err(invalid("SQLITE_SYNCHRONOUS", other, "use full or normal")),
+        };
+        Ok(Self {
+            bind: env_or("BIND", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
+            data_dir: env_or("DATA_DIR", PathBuf::from("data"))?,
+            synchronous,
+            database_url: non_empty("DATABASE_URL"),
+            redis_url: non_empty("REDIS_URL"),
+            jwt_secret,
+            dev_secret,
+            max_batch,
+            sweep_interval: Duration::from_millis(sweep_ms),
+            shutdown_grace: Duration::from_secs(env_or("SHUTDOWN_GRACE_SECONDS", 10u64)?),
+            booking: BookingConfig::from_env()?,
+        })
+    }
+}
+
+fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
+    ConfigError {
+        name,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn non_empty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The secret and whether it is the development default.
+pub fn jwt_secret() -> (String, bool) {
+    match non_empty("JWT_SECRET") {
+        Some(secret) => (secret, false),
+        None => (DEV_JWT_SECRET.to_owned(), true),
+    }
+}
+
+/// A connection URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}

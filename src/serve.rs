@@ -1,0 +1,198 @@
+//! `seatbook serve`: wires the local server's adapters into the app and runs it until a stop
+//! signal, then stops without losing what it accepted.
+//!
+//! Adapters: the embedded SQLite file, or PostgreSQL when `DATABASE_URL` is set; the in-memory
+//! seat mirror, or Redis when `REDIS_URL` is set; always the in-process lanes (the local SQS) and
+//! the WebSocket hub (the local API Gateway).
+//!
+//! Stopping (SIGTERM or Ctrl-C), in the order that loses nothing: stop accepting connections and
+//! finish the HTTP requests in progress (each one that got its 202 is durable and in its lane);
+//! let every lane decide what it holds; send the resulting pushes; close each WebSocket with a
+//! close frame 1001; exit 0. The whole stop takes at most `SHUTDOWN_GRACE_SECONDS`; whatever it
+//! did not get to stays QUEUED in the store and is decided first on the next start.
+
+use crate::config::{ServerConfig, redact};
+use booking_app::{App, Authenticator, QueueAdapter, Stores};
+use booking_core::ports::{MirrorError, RequestQueue, SeatMirror, StoreError};
+use booking_core::{Clock, SystemClock};
+use booking_local::{LaneOptions, LocalLanes, MemoryMirror, WsHub};
+use booking_postgres::{PgOptions, PgStore};
+use booking_redis::RedisMirror;
+use booking_sqlite::{SqliteOptions, SqliteStore};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot create DATA_DIR {0}")]
+    DataDir(String, #[source] std::io::Error),
+    #[error("cannot open the store at {0}")]
+    Store(String, #[source] StoreError),
+    #[error("cannot reach Redis at {0}")]
+    Redis(String, #[source] MirrorError),
+    #[error("cannot listen on {0}")]
+    Listen(SocketAddr, #[source] std::io::Error),
+    #[error("the HTTP server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// The store the configuration names, and how to describe it.
+async fn open_stores(config: &ServerConfig) -> Result<(Stores, String), ServeError> {
+    if let Some(url) = &config.database_url {
+        let where_ = redact(url);
+        let store = PgStore::connect(url, PgOptions::default())
+            .await
+            .map_err(|e| ServeError::Store(where_.clone(), e))?;
+        // The local server is its own deploy step: it brings the schema up to date.
+        store
+            .migrate()
+            .await
+            .map_err(|e| ServeError::Store(where_.clone(), e))?;
+        return Ok((
+            Stores::of(Arc::new(store)),
+            format!("PostgreSQL at {where_}"),
+        ));
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| ServeError::DataDir(config.data_dir.display().to_string(), e))?;
+    let path = config.data_dir.join("seatbook.db");
+    let store = SqliteStore::open(
+        &path,
+        SqliteOptions {
+            synchronous: config.synchronous,
+            ..SqliteOptions::default()
+        },
+    )
+    .await
+    .map_err(|e| ServeError::Store(path.display().to_string(), e))?;
+    Ok((
+        Stores::of(Arc::new(store)),
+        format!("embedded SQLite at {}", path.display()),
+    ))
+}
+
+/// The seat map's hot read path: Redis when configured, process memory otherwise.
+async fn open_mirror(config: &ServerConfig) -> Result<Arc<dyn SeatMirror>, ServeError> {
+    Ok(match &config.redis_url {
+        Some(url) => Arc::new(
+            RedisMirror::connect(url)
+                .await
+                .map_err(|e| ServeError::Redis(redact(url), e))?,
+        ),
+        None => Arc::new(MemoryMirror::new()),
+    })
+}
+
+pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
+    let (stores, description) = open_stores(&config).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match booking_app::demo::seed_if_empty(stores.catalog.as_ref(), clock.now()).await {
+        Ok(true) => tracing::info!("seeded the demo catalog"),
+        Ok(false) => {}
+        Err(e) => return Err(ServeError::Store(description, e)),
+    }
+    let hub = Arc::new(WsHub::new());
+    let lanes = LaneOptions {
+        max_batch: config.max_batch,
+        ..LaneOptions::default()
+    };
+    let app = App::builder(stores, config.booking.clone())
+        .clock(clock)
+        .notifier(hub.clone())
+        .mirror(open_mirror(&config).await?)
+        .queue(QueueAdapter::in_process(move |processor| {
+            Arc::new(LocalLanes::new(processor, lanes)) as Arc<dyn RequestQueue>
+        }))
+        .authenticator(Authenticator::hs256(config.jwt_secret.as_bytes()))
+        .build();
+    // Everything accepted before the last stop is decided first, in its original order.
+    let recovered = app
+        .recover()
+        .await
+        .map_err(|e| ServeError::Store(description.clone(), e))?;
+    if recovered > 0 {
+        tracing::info!(
+            recovered,
+            "re-queued requests accepted before the last stop"
+        );
+    }
+    app.spawn_sweeper(config.sweep_interval);
+    let router = app.router().merge(booking_local::websocket::routes(
+        hub,
+        app.service().clone(),
+        app.authenticator().clone(),
+    ));
+
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| ServeError::Listen(config.bind, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServeError::Listen(config.bind, e))?;
+    println!("seatbook listening on http://{addr}  (WebSocket: ws://{addr}/ws?token=<JWT>)");
+    println!("store: {description}");
+    if config.dev_secret {
+        println!("JWT_SECRET: not set, using the development default (never use it in production)");
+    } else {
+        println!("JWT_SECRET: from the environment");
+    }
+    println!("get a token: cargo run --release -- token alice   (add --admin for the admin role)");
+
+    // When the stop was asked for: the grace period counts from there.
+    let (stopping, stop_requested) = watch::channel(None::<Instant>);
+    tokio::spawn(async move {
+        stop_signal().await;
+        tracing::info!("stop requested; finishing what was accepted");
+        let _ = stopping.send(Some(Instant::now()));
+    });
+    let grace = config.shutdown_grace;
+    let asked = |rx: &watch::Receiver<Option<Instant>>| {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(Option::is_some).await;
+        }
+    };
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(asked(&stop_requested));
+    let overdue = asked(&stop_requested);
+    tokio::select! {
+        served = server => served.map_err(ServeError::Serve)?,
+        // A client that keeps a request open must not hold the stop beyond the grace period.
+        () = async { overdue.await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "HTTP requests still open when the grace period ran out");
+        }
+    }
+    let since = stop_requested.borrow().unwrap_or_else(Instant::now);
+    let left = grace.saturating_sub(since.elapsed());
+    let report = app.shutdown(left).await;
+    if report.undecided > 0 {
+        tracing::warn!(
+            undecided = report.undecided,
+            "stopped with requests undecided; they are decided after the next start"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM (what orchestrators send) or Ctrl-C.
+async fn stop_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! { () = ctrl_c => {}, () = terminate => {} }
+}
