@@ -12,8 +12,8 @@ use booking_core::engine::{Decision, DecisionEngine, PendingRequest};
 use booking_core::ports::{CommitError, SeatLock, SeatMirror, StoreError};
 use booking_core::protocol::BookingResult;
 use booking_core::{
-    BookingRequest, HoldId, RequestOutcome, RequestStatus, SeatId, SeatStatus, ShowId, UserId,
-    rejection_message,
+    BookingRequest, HoldId, RequestId, RequestOutcome, RequestStatus, SeatId, SeatStatus, ShowId,
+    UserId,
 };
 use chrono::Duration;
 use std::collections::HashMap;
@@ -257,43 +257,25 @@ async fn mirror_batch(
     }
 }
 
-/// The push message for a fresh decision.
-fn booking_result(decision: &Decision, requested: &[booking_core::SeatId]) -> BookingResult {
-    let (status, hold_id, message) = match decision {
-        Decision::Granted { hold_id, .. } => (
-            RequestStatus::Success,
-            Some(*hold_id),
-            "Seats held".to_owned(),
-        ),
-        Decision::Rejected { unavailable, .. } => {
-            (RequestStatus::Failed, None, rejection_message(unavailable))
-        }
-        Decision::Expired { .. } => (
-            RequestStatus::Expired,
-            None,
-            booking_core::model::REQUEST_EXPIRED_MESSAGE.to_owned(),
-        ),
-        Decision::Invalid { reason, .. } => (RequestStatus::Failed, None, reason.clone()),
-    };
-    BookingResult {
-        request_id: decision.request_id(),
-        status,
-        hold_id,
-        seat_ids: requested.to_vec(),
-        message,
-    }
+/// The push message for a fresh decision: what its outcome records, to the requester.
+fn booking_result(decision: &Decision, requested: &[SeatId]) -> BookingResult {
+    result_of(decision.request_id(), requested, &decision.outcome())
 }
 
 /// The push message for a request decided earlier.
 pub fn stored_result(request: &BookingRequest, outcome: &RequestOutcome) -> BookingResult {
+    result_of(request.request_id, &request.seat_ids, outcome)
+}
+
+fn result_of(request_id: RequestId, seats: &[SeatId], outcome: &RequestOutcome) -> BookingResult {
     BookingResult {
-        request_id: request.request_id,
+        request_id,
         status: outcome.status(),
         hold_id: match outcome {
             RequestOutcome::Granted { hold_id, .. } => Some(*hold_id),
             _ => None,
         },
-        seat_ids: request.seat_ids.clone(),
+        seat_ids: seats.to_vec(),
         message: outcome.message(),
     }
 }

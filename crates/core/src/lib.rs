@@ -6,6 +6,7 @@
 //! them. The [`ports`] module names the capabilities the application needs from the outside world.
 
 pub mod clock;
+pub mod commit;
 pub mod engine;
 pub mod error;
 pub mod ids;

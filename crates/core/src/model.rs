@@ -5,6 +5,7 @@
 //! The transition tables here are the single place those rules are written down; stores assert
 //! them with `WHERE status IN (...)` guards derived from the same lists.
 
+use crate::error::StoreError;
 use crate::ids::{HoldId, IdempotencyKey, MovieId, RequestId, SeatId, ShowId, UserId};
 use crate::layout::SeatLayout;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -192,6 +193,82 @@ impl RequestOutcome {
     }
 }
 
+/// A request's outcome in the columns every store keeps it in, beside its status: the one
+/// mapping between [`RequestOutcome`] and stored rows, so that every store writes and reads
+/// outcomes alike (each adapter only encodes the columns in its own types).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutcomeColumns {
+    /// The line sent with the result.
+    pub message: Option<String>,
+    /// SUCCESS: the hold, and when it expires.
+    pub hold_id: Option<HoldId>,
+    pub hold_expires_at: Option<DateTime<Utc>>,
+    /// FAILED: the seats that were taken, and what was offered instead.
+    pub unavailable: Option<Vec<SeatId>>,
+    pub alternatives: Option<Vec<SeatId>>,
+}
+
+impl RequestOutcome {
+    /// The columns that record this outcome (its status is [`RequestOutcome::status`]).
+    pub fn columns(&self) -> OutcomeColumns {
+        let message = Some(self.message());
+        match self {
+            Self::Granted {
+                hold_id,
+                hold_expires_at,
+            } => OutcomeColumns {
+                message,
+                hold_id: Some(*hold_id),
+                hold_expires_at: Some(*hold_expires_at),
+                ..OutcomeColumns::default()
+            },
+            Self::Rejected {
+                unavailable,
+                alternatives,
+                ..
+            } => OutcomeColumns {
+                message,
+                unavailable: Some(unavailable.clone()),
+                alternatives: Some(alternatives.clone()),
+                ..OutcomeColumns::default()
+            },
+            Self::Expired { .. } => OutcomeColumns {
+                message,
+                ..OutcomeColumns::default()
+            },
+        }
+    }
+
+    /// The outcome a stored row records, if its status is final. A SUCCESS row without its hold
+    /// is corrupt; missing lists read as empty and a missing message as the default one.
+    pub fn from_columns(
+        status: RequestStatus,
+        columns: OutcomeColumns,
+    ) -> Result<Option<Self>, StoreError> {
+        Ok(match status {
+            RequestStatus::Queued | RequestStatus::Processing => None,
+            RequestStatus::Success => Some(Self::Granted {
+                hold_id: columns
+                    .hold_id
+                    .ok_or_else(|| StoreError::corrupt("hold_id: missing on a SUCCESS request"))?,
+                hold_expires_at: columns.hold_expires_at.ok_or_else(|| {
+                    StoreError::corrupt("hold_expires_at: missing on a SUCCESS request")
+                })?,
+            }),
+            RequestStatus::Failed => Some(Self::Rejected {
+                unavailable: columns.unavailable.unwrap_or_default(),
+                alternatives: columns.alternatives.unwrap_or_default(),
+                message: columns.message.unwrap_or_default(),
+            }),
+            RequestStatus::Expired => Some(Self::Expired {
+                message: columns
+                    .message
+                    .unwrap_or_else(|| REQUEST_EXPIRED_MESSAGE.to_owned()),
+            }),
+        })
+    }
+}
+
 impl BookingRequest {
     pub fn from_new(new: NewBookingRequest, seq: i64) -> Self {
         Self {
@@ -263,6 +340,43 @@ mod tests {
         for t in [Released, Expired, Converted] {
             assert!(HoldStatus::ALL.iter().all(|n| !t.can_become(*n)));
         }
+    }
+
+    #[test]
+    fn every_outcome_round_trips_through_its_columns() {
+        let seat = |s: &str| s.parse::<SeatId>().unwrap();
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        for outcome in [
+            RequestOutcome::Granted {
+                hold_id: HoldId::new_random(),
+                hold_expires_at: at,
+            },
+            RequestOutcome::Rejected {
+                unavailable: vec![seat("A1")],
+                alternatives: vec![seat("A2")],
+                message: "Seat A1 is no longer available".into(),
+            },
+            RequestOutcome::Rejected {
+                unavailable: vec![],
+                alternatives: vec![],
+                message: "seat Z9 is not in this show's layout".into(),
+            },
+            RequestOutcome::Expired {
+                message: REQUEST_EXPIRED_MESSAGE.into(),
+            },
+        ] {
+            let back = RequestOutcome::from_columns(outcome.status(), outcome.columns()).unwrap();
+            assert_eq!(back, Some(outcome));
+        }
+        assert!(
+            RequestOutcome::from_columns(RequestStatus::Success, OutcomeColumns::default())
+                .is_err(),
+            "a SUCCESS row without its hold is corrupt"
+        );
+        assert_eq!(
+            RequestOutcome::from_columns(RequestStatus::Queued, OutcomeColumns::default()),
+            Ok(None)
+        );
     }
 
     #[test]

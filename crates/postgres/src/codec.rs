@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use std::str::FromStr;
 use uuid::Uuid;
 
+use booking_core::model::OutcomeColumns;
 /// The message of a request that was never decided in time; the same for the worker's
 /// decisions and the sweeper.
 pub(crate) use booking_core::model::REQUEST_EXPIRED_MESSAGE as EXPIRED_MESSAGE;
@@ -29,11 +30,6 @@ pub(crate) fn is_concurrency_failure(e: &sqlx::Error) -> bool {
     matches!(sqlstate(e).as_deref(), Some("40001" | "40P01"))
 }
 
-/// Whether the error is the violation of a FOREIGN KEY constraint.
-pub(crate) fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_foreign_key_violation())
-}
-
 /// Maps a driver error to the port's error, keeping it as the cause: bad data (and a schema that
 /// does not match, which no retry fixes) is `Corrupt`; everything else (I/O, a server going away,
 /// a pool timeout, a lost race, a cancelled statement) is `Unavailable`, worth retrying.
@@ -49,13 +45,8 @@ pub(crate) fn store_error(e: sqlx::Error) -> StoreError {
                 StoreFailure::Unavailable
             }
         }
-        sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::Decode(_)
-        | sqlx::Error::ColumnNotFound(_)
-        | sqlx::Error::ColumnIndexOutOfBounds { .. }
-        | sqlx::Error::TypeNotFound { .. }
-        | sqlx::Error::Encode(_)
-        | sqlx::Error::RowNotFound => StoreFailure::Corrupt,
+        sqlx::Error::RowNotFound => StoreFailure::Corrupt,
+        e if booking_sql::errors::is_data_error(e) => StoreFailure::Corrupt,
         _ => StoreFailure::Unavailable,
     };
     let context = match sqlstate(&e) {
@@ -131,32 +122,19 @@ impl TryFrom<RequestRow> for BookingRequest {
 
     fn try_from(row: RequestRow) -> Result<Self, StoreError> {
         let status: RequestStatus = parse(&row.status, "status")?;
-        let seats_or_empty = |list: Option<Vec<String>>, column| match list {
-            Some(list) => parse_seats(&list, column),
-            None => Ok(Vec::new()),
+        let seats = |list: Option<Vec<String>>, column| {
+            list.map(|list| parse_seats(&list, column)).transpose()
         };
-        let outcome = match status {
-            RequestStatus::Queued | RequestStatus::Processing => None,
-            RequestStatus::Success => Some(RequestOutcome::Granted {
-                hold_id: HoldId::from_uuid(
-                    row.hold_id
-                        .ok_or_else(|| corrupt("hold_id: missing on a SUCCESS request"))?,
-                ),
-                hold_expires_at: row
-                    .hold_expires_at
-                    .ok_or_else(|| corrupt("hold_expires_at: missing on a SUCCESS request"))?,
-            }),
-            RequestStatus::Failed => Some(RequestOutcome::Rejected {
-                unavailable: seats_or_empty(row.unavailable, "unavailable")?,
-                alternatives: seats_or_empty(row.alternatives, "alternatives")?,
-                message: row.result_message.unwrap_or_default(),
-            }),
-            RequestStatus::Expired => Some(RequestOutcome::Expired {
-                message: row
-                    .result_message
-                    .unwrap_or_else(|| EXPIRED_MESSAGE.to_owned()),
-            }),
-        };
+        let outcome = RequestOutcome::from_columns(
+            status,
+            OutcomeColumns {
+                message: row.result_message,
+                hold_id: row.hold_id.map(HoldId::from_uuid),
+                hold_expires_at: row.hold_expires_at,
+                unavailable: seats(row.unavailable, "unavailable")?,
+                alternatives: seats(row.alternatives, "alternatives")?,
+            },
+        )?;
         Ok(BookingRequest {
             request_id: RequestId::from_uuid(row.request_id),
             user_id: parse(&row.user_id, "user_id")?,

@@ -9,10 +9,11 @@
 //! runs only when something was skipped, to find the earlier request it repeats.
 //!
 //! **Group commit** ([`IntakeMode::Grouped`](crate::IntakeMode), the default): concurrent
-//! callers send their request to one task over a channel; the task takes everything waiting (up
-//! to [`MAX_GROUP`]), writes it with that one statement, and answers each caller after the
-//! commit. Under load a group fills up while the previous one is being written, so a commit and
-//! its WAL flush are shared by hundreds of requests; with no load a group is one request.
+//! callers hand their request to the shared group-commit writer (`booking_sql::group_commit`),
+//! which takes everything waiting (up to [`MAX_GROUP`]) and writes it with that one statement
+//! (`insert_batch`), answering each caller after the commit. Under load a group fills up while the
+//! previous one is being written, so a commit and its WAL flush are shared by hundreds of
+//! requests; with no load a group is one request.
 //!
 //! Measured on this 2-core machine (PostgreSQL 15 on localhost, fsync on; `cargo run --release
 //! -p booking-postgres --example throughput -- intake`), 20,000 requests from 200 concurrent
@@ -27,118 +28,27 @@
 //! of two requests accepted by the same intake the earlier one is never numbered later. Across
 //! processes (several API instances) `seq` follows the identity sequence, which is what
 //! "arrival" means there; the per-show order that decides seats is the queue's (SQS FIFO).
-//!
-//! If a caller gives up (its future is dropped) after handing over its request, the request is
-//! still written: the same as a crash between commit and response, which idempotency keys and
-//! polling already cover.
 
 use crate::codec::{self, RequestRow};
 use booking_core::ports::{Inserted, StoreError};
 use booking_core::{BookingRequest, NewBookingRequest};
+use booking_sql::IntakeCounters;
 use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 /// Most requests written by one statement: bounds the time one commit takes.
 pub(crate) const MAX_GROUP: usize = 512;
-/// Requests that may wait for the writer before callers are slowed down (back-pressure).
-const QUEUE_CAPACITY: usize = 8 * MAX_GROUP;
-
-/// Counters of the intake, for benchmarks and operations: `requests / groups` is the average
-/// number of requests that shared one commit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IntakeStats {
-    /// Statements (each its own commit) written by the intake.
-    pub groups: u64,
-    /// Requests handled (new or found to repeat an earlier one) by those statements.
-    pub requests: u64,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    groups: AtomicU64,
-    requests: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn snapshot(&self) -> IntakeStats {
-        IntakeStats {
-            groups: self.groups.load(Ordering::Relaxed),
-            requests: self.requests.load(Ordering::Relaxed),
-        }
-    }
-
-    fn record(&self, requests: usize) {
-        self.groups.fetch_add(1, Ordering::Relaxed);
-        self.requests.fetch_add(requests as u64, Ordering::Relaxed);
-    }
-}
-
-pub(crate) struct InsertJob {
-    request: NewBookingRequest,
-    reply: oneshot::Sender<Result<Inserted, StoreError>>,
-}
-
-/// Starts the writer task. It ends when every sender is dropped (the last store clone).
-pub(crate) fn spawn(pool: PgPool, counters: Arc<Counters>) -> mpsc::Sender<InsertJob> {
-    let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-    tokio::spawn(run(pool, rx, counters));
-    tx
-}
-
-/// Hands `request` to the writer task and waits for its commit.
-pub(crate) async fn submit(
-    intake: &mpsc::Sender<InsertJob>,
-    request: NewBookingRequest,
-) -> Result<Inserted, StoreError> {
-    let (reply, answer) = oneshot::channel();
-    intake
-        .send(InsertJob { request, reply })
-        .await
-        .map_err(|_| StoreError::unavailable("the request writer has stopped"))?;
-    answer
-        .await
-        .map_err(|_| StoreError::unavailable("the request writer stopped mid-commit"))?
-}
 
 /// Writes one request on its own ([`IntakeMode::Direct`](crate::IntakeMode)).
 pub(crate) async fn insert_one(
     pool: &PgPool,
-    counters: &Counters,
+    counters: &IntakeCounters,
     request: NewBookingRequest,
 ) -> Result<Inserted, StoreError> {
     let mut results = insert_batch(pool, std::slice::from_ref(&request)).await?;
     counters.record(1);
     results.pop().expect("one result per request")
-}
-
-async fn run(pool: PgPool, mut jobs: mpsc::Receiver<InsertJob>, counters: Arc<Counters>) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    let mut requests = Vec::with_capacity(MAX_GROUP);
-    while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let size = group.len();
-        requests.extend(group.iter().map(|job: &InsertJob| job.request.clone()));
-        let outcome = insert_batch(&pool, &requests).await;
-        requests.clear();
-        match outcome {
-            Ok(results) => {
-                tracing::trace!(size, "request group committed");
-                counters.record(size);
-                for (job, result) in group.drain(..).zip(results) {
-                    let _ = job.reply.send(result);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(size, error = %e, "request group not committed");
-                for job in group.drain(..) {
-                    let _ = job.reply.send(Err(e.clone()));
-                }
-            }
-        }
-    }
 }
 
 /// Writes `requests` with one statement (its own transaction) and answers each: new, a repeat

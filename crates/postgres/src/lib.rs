@@ -28,19 +28,22 @@
 //! - Timestamps are `TIMESTAMPTZ` (microseconds); values the store returns from writes are
 //!   truncated the same way, so a request reads back exactly as `insert_request` returned it.
 
+mod batch;
 mod catalog;
 mod codec;
 mod holds;
 mod intake;
 mod requests;
 
-pub use intake::IntakeStats;
+pub use booking_sql::IntakeStats;
 
+use booking_core::NewBookingRequest;
+use booking_core::ports::Inserted;
 use booking_core::ports::StoreError;
+use booking_sql::{GroupCommit, IntakeCounters};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// The migrations [`PgStore::migrate`] applies (embedded at build time).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -106,8 +109,8 @@ pub struct PgStore {
 struct Inner {
     pool: PgPool,
     /// The group-commit writer, in [`IntakeMode::Grouped`].
-    intake: Option<mpsc::Sender<intake::InsertJob>>,
-    intake_counters: Arc<intake::Counters>,
+    intake: Option<GroupCommit<NewBookingRequest, Inserted>>,
+    intake_counters: Arc<IntakeCounters>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -160,9 +163,19 @@ impl PgStore {
 
     /// Wraps an existing pool.
     pub fn from_pool(pool: PgPool, intake: IntakeMode) -> Self {
-        let intake_counters = Arc::new(intake::Counters::default());
+        let intake_counters = Arc::new(IntakeCounters::default());
         let intake = match intake {
-            IntakeMode::Grouped => Some(intake::spawn(pool.clone(), intake_counters.clone())),
+            IntakeMode::Grouped => {
+                let pool = pool.clone();
+                Some(GroupCommit::spawn(
+                    move |group| {
+                        let pool = pool.clone();
+                        async move { intake::insert_batch(&pool, &group).await }
+                    },
+                    intake::MAX_GROUP,
+                    intake_counters.clone(),
+                ))
+            }
             IntakeMode::Direct => None,
         };
         Self {

@@ -21,7 +21,7 @@ impl RequestStore for PgStore {
     )]
     async fn insert_request(&self, request: NewBookingRequest) -> Result<Inserted, StoreError> {
         match &self.inner.intake {
-            Some(writer) => intake::submit(writer, request).await,
+            Some(writer) => writer.submit(request).await,
             None => intake::insert_one(self.pool(), &self.inner.intake_counters, request).await,
         }
     }
@@ -79,14 +79,11 @@ impl RequestStore for PgStore {
             }
         };
         let updated: HashSet<Uuid> = updated.into_iter().collect();
-        // In the caller's order, each id once: a message delivered twice within one batch must
-        // still be decided only once.
-        let mut seen = HashSet::with_capacity(updated.len());
-        Ok(requests
-            .iter()
-            .filter(|id| updated.contains(&id.as_uuid()) && seen.insert(**id))
-            .copied()
-            .collect())
+        Ok(booking_sql::updated_in_order(
+            requests,
+            RequestId::as_uuid,
+            &updated,
+        ))
     }
 
     #[tracing::instrument(skip_all, fields(now = %now))]

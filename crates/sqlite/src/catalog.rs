@@ -148,13 +148,6 @@ impl CatalogStore for SqliteStore {
         .bind(codec::to_json(&*show.layout)?)
         .execute(self.writer())
         .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if codec::is_foreign_key_violation(&e) => Err(StoreError::corrupt(format!(
-                "movie {} does not exist",
-                show.movie_id
-            ))),
-            Err(e) => Err(codec::store_error(e)),
-        }
+        booking_sql::errors::show_written(result, show.movie_id, codec::store_error)
     }
 }

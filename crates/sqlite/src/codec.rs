@@ -14,6 +14,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Decode, Row, Sqlite, Type};
 use std::str::FromStr;
 
+use booking_core::model::OutcomeColumns;
 /// The message of a request that was never decided in time; the same for the worker's
 /// decisions and the sweeper.
 pub(crate) use booking_core::model::REQUEST_EXPIRED_MESSAGE as EXPIRED_MESSAGE;
@@ -25,30 +26,17 @@ pub(crate) fn store_error(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.kind() != sqlx::error::ErrorKind::Other => {
             StoreFailure::Corrupt
         }
-        sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::Decode(_)
-        | sqlx::Error::ColumnNotFound(_)
-        | sqlx::Error::ColumnIndexOutOfBounds { .. }
-        | sqlx::Error::TypeNotFound { .. }
-        | sqlx::Error::Encode(_) => StoreFailure::Corrupt,
+        e if booking_sql::errors::is_data_error(e) => StoreFailure::Corrupt,
         _ => StoreFailure::Unavailable,
     };
     StoreError::new(kind, "SQLite").caused_by(e)
 }
 
-/// Whether the error is the violation of a UNIQUE or PRIMARY KEY constraint.
-pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
-}
+pub(crate) use booking_sql::errors::{is_foreign_key_violation, is_unique_violation};
 
 /// Whether the error is the violation of any constraint (the statement was undone, nothing else).
 pub(crate) fn is_constraint_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.kind() != sqlx::error::ErrorKind::Other)
-}
-
-/// Whether the error is the violation of a FOREIGN KEY constraint.
-pub(crate) fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_foreign_key_violation())
 }
 
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
@@ -120,11 +108,10 @@ pub(crate) fn get_seats(row: &SqliteRow, column: &str) -> Result<Vec<SeatId>, St
     from_json(&get::<String>(row, column)?, column)
 }
 
-fn get_opt_seats(row: &SqliteRow, column: &str) -> Result<Vec<SeatId>, StoreError> {
-    match get::<Option<String>>(row, column)? {
-        Some(text) => from_json(&text, column),
-        None => Ok(Vec::new()),
-    }
+fn get_opt_seats(row: &SqliteRow, column: &str) -> Result<Option<Vec<SeatId>>, StoreError> {
+    get::<Option<String>>(row, column)?
+        .map(|text| from_json(&text, column))
+        .transpose()
 }
 
 /// The columns [`decode_request`] reads, for `SELECT` and `RETURNING` lists.
@@ -147,25 +134,18 @@ pub(crate) use hold_columns;
 
 pub(crate) fn decode_request(row: &SqliteRow) -> Result<BookingRequest, StoreError> {
     let status: RequestStatus = get_parsed(row, "status")?;
-    let message = get::<Option<String>>(row, "result_message")?;
-    let outcome = match status {
-        RequestStatus::Queued | RequestStatus::Processing => None,
-        RequestStatus::Success => Some(RequestOutcome::Granted {
+    let outcome = RequestOutcome::from_columns(
+        status,
+        OutcomeColumns {
+            message: get(row, "result_message")?,
             hold_id: get::<Option<String>>(row, "hold_id")?
-                .ok_or_else(|| corrupt("hold_id: missing on a SUCCESS request"))
-                .and_then(|s| parse::<HoldId>(&s, "hold_id"))?,
-            hold_expires_at: get_opt_time(row, "hold_expires_at")?
-                .ok_or_else(|| corrupt("hold_expires_at: missing on a SUCCESS request"))?,
-        }),
-        RequestStatus::Failed => Some(RequestOutcome::Rejected {
+                .map(|s| parse::<HoldId>(&s, "hold_id"))
+                .transpose()?,
+            hold_expires_at: get_opt_time(row, "hold_expires_at")?,
             unavailable: get_opt_seats(row, "unavailable")?,
             alternatives: get_opt_seats(row, "alternatives")?,
-            message: message.unwrap_or_default(),
-        }),
-        RequestStatus::Expired => Some(RequestOutcome::Expired {
-            message: message.unwrap_or_else(|| EXPIRED_MESSAGE.to_owned()),
-        }),
-    };
+        },
+    )?;
     Ok(BookingRequest {
         request_id: get_parsed(row, "request_id")?,
         user_id: get_parsed(row, "user_id")?,

@@ -6,15 +6,21 @@
 //! request still undecided, and every seat must either be unclaimed or carry a claim that has
 //! expired by time. If either check fails the whole batch is rolled back and the worker decides
 //! again from fresh state.
+//!
+//! What a batch writes is the core's `CommitPlan` (the same one PostgreSQL executes); SQLite has
+//! no arrays to bind, so the plan is executed one statement per row, which costs nothing here:
+//! the connection is in-process, there is no round trip to save.
 
 use crate::SqliteStore;
-use crate::codec::{self, EXPIRED_MESSAGE, hold_columns};
+use crate::codec::{self, hold_columns};
 use async_trait::async_trait;
+use booking_core::commit::CommitPlan;
 use booking_core::ports::{CommitError, HoldStore, ReleaseError, StoreError};
 use booking_core::{
-    BatchOutcome, Decision, Hold, HoldId, HoldStatus, RequestId, RequestOutcome, SeatId,
-    SeatStatus, ShowId, ShowSnapshot, UserId, rejection_message,
+    BatchOutcome, Hold, HoldId, HoldStatus, RequestId, SeatId, SeatStatus, ShowId, ShowSnapshot,
+    UserId,
 };
+use booking_sql::finish_commit;
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 
@@ -69,27 +75,14 @@ impl HoldStore for SqliteStore {
         batch: &BatchOutcome,
         decided_at: DateTime<Utc>,
     ) -> Result<Vec<RequestId>, CommitError> {
+        let plan = CommitPlan::new(batch)?;
         let mut tx = self
             .writer()
             .begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(|e| CommitError::Store(codec::store_error(e)))?;
-        match write_batch(&mut tx, show, batch, decided_at).await {
-            Ok(decided) => tx
-                .commit()
-                .await
-                .map(|()| decided)
-                .map_err(|e| CommitError::Store(codec::store_error(e))),
-            Err(e) => {
-                if let Err(rollback) = tx.rollback().await {
-                    tracing::warn!(error = %rollback, "rollback of a refused batch failed");
-                }
-                if matches!(e, CommitError::SeatConflict) {
-                    tracing::info!("batch refused: a seat or request was decided concurrently");
-                }
-                Err(e)
-            }
-        }
+            .map_err(commit_error)?;
+        let written = write_batch(&mut tx, show, &plan, decided_at).await;
+        finish_commit(tx, written, commit_error).await
     }
 
     #[tracing::instrument(skip_all, fields(show_id = %show))]
@@ -234,17 +227,68 @@ impl HoldStore for SqliteStore {
     }
 }
 
-/// The body of `commit_batch`, inside its transaction. Any error means: roll back.
+fn commit_error(e: sqlx::Error) -> CommitError {
+    CommitError::Store(codec::store_error(e))
+}
+
+/// The body of `commit_batch`, inside its transaction, in the plan's order (see
+/// `booking_core::commit`). Any error means: roll back.
 async fn write_batch(
     conn: &mut SqliteConnection,
     show: ShowId,
-    batch: &BatchOutcome,
+    plan: &CommitPlan,
     decided_at: DateTime<Utc>,
 ) -> Result<Vec<RequestId>, CommitError> {
-    let store = |e| CommitError::Store(codec::store_error(e));
-    let mut decided_ids = Vec::with_capacity(batch.decisions.len());
     let show_text = show.to_string();
     let at = codec::millis(decided_at);
+
+    // 1. Every request's outcome, if it is still undecided (a grant: and still its user's).
+    let mut decided = Vec::with_capacity(plan.outcomes.len());
+    let mut granted = 0;
+    for planned in &plan.outcomes {
+        let columns = planned.outcome.columns();
+        let recorded = sqlx::query(
+            "UPDATE booking_requests \
+             SET status = ?3, processed_at = ?4, result_message = ?5, hold_id = ?6, \
+                 hold_expires_at = ?7, unavailable = ?8, alternatives = ?9 \
+             WHERE request_id = ?1 AND show_id = ?2 AND status IN ('QUEUED', 'PROCESSING') \
+               AND (?10 IS NULL OR user_id = ?10)",
+        )
+        .bind(planned.request_id.to_string())
+        .bind(&show_text)
+        .bind(planned.outcome.status().as_str())
+        .bind(at)
+        .bind(columns.message)
+        .bind(columns.hold_id.map(|h| h.to_string()))
+        .bind(columns.hold_expires_at.map(codec::millis))
+        .bind(
+            columns
+                .unavailable
+                .as_deref()
+                .map(codec::to_json)
+                .transpose()?,
+        )
+        .bind(
+            columns
+                .alternatives
+                .as_deref()
+                .map(codec::to_json)
+                .transpose()?,
+        )
+        .bind(planned.grant_to.as_ref().map(|u| u.as_str()))
+        .execute(&mut *conn)
+        .await
+        .map_err(commit_error)?;
+        if recorded.rows_affected() == 1 {
+            decided.push(planned.request_id);
+            granted += usize::from(planned.grant_to.is_some());
+        }
+    }
+    if granted != plan.grants {
+        // A granted request was decided already (a duplicate delivery committed first): this
+        // batch was decided against stale state.
+        return Err(CommitError::SeatConflict);
+    }
 
     // Claims of holds that ran out are dead by time already; removing them keeps the table from
     // growing with every expiry. The holds themselves stay HELD until `expire_holds` writes
@@ -256,203 +300,96 @@ async fn write_batch(
     .bind(at)
     .execute(&mut *conn)
     .await
-    .map_err(store)?;
+    .map_err(commit_error)?;
 
-    for decision in &batch.decisions {
-        match decision {
-            Decision::Granted {
-                request_id,
-                user_id,
-                hold_id,
-                seat_ids,
-                expires_at,
-                released,
-            } => {
-                let message = RequestOutcome::Granted {
-                    hold_id: *hold_id,
-                    hold_expires_at: *expires_at,
-                }
-                .message();
-                let decided = sqlx::query(
-                    "UPDATE booking_requests \
-                     SET status = 'SUCCESS', processed_at = ?4, hold_id = ?5, \
-                         hold_expires_at = ?6, result_message = ?7, \
-                         unavailable = NULL, alternatives = NULL \
-                     WHERE request_id = ?1 AND show_id = ?2 AND user_id = ?3 \
-                       AND status IN ('QUEUED', 'PROCESSING')",
-                )
-                .bind(request_id.to_string())
-                .bind(&show_text)
-                .bind(user_id.as_str())
-                .bind(at)
-                .bind(hold_id.to_string())
-                .bind(codec::millis(*expires_at))
-                .bind(message)
-                .execute(&mut *conn)
-                .await
-                .map_err(store)?;
-                if decided.rows_affected() == 0 {
-                    // Already decided (a duplicate delivery committed first): this batch was
-                    // decided against stale state.
-                    return Err(CommitError::SeatConflict);
-                }
-                decided_ids.push(*request_id);
-
-                if let Some(previous) = released {
-                    let ended = sqlx::query(
-                        "UPDATE holds SET status = 'RELEASED', ended_at = ?4 \
-                         WHERE hold_id = ?1 AND show_id = ?2 AND user_id = ?3 \
-                           AND status = 'HELD'",
-                    )
-                    .bind(previous.to_string())
-                    .bind(&show_text)
-                    .bind(user_id.as_str())
-                    .bind(at)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(store)?;
-                    // If it is no longer HELD (released by its owner meanwhile, or converted to
-                    // an order) its claims are not this grant's to remove.
-                    if ended.rows_affected() == 1 {
-                        delete_hold_claims(conn, *previous).await.map_err(store)?;
-                    }
-                }
-
-                let inserted = sqlx::query(
-                    "INSERT INTO holds \
-                         (hold_id, request_id, user_id, show_id, seat_ids, status, created_at, \
-                          expires_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'HELD', ?6, ?7)",
-                )
-                .bind(hold_id.to_string())
-                .bind(request_id.to_string())
-                .bind(user_id.as_str())
-                .bind(&show_text)
-                .bind(codec::to_json(seat_ids)?)
-                .bind(at)
-                .bind(codec::millis(*expires_at))
-                .execute(&mut *conn)
-                .await;
-                match inserted {
-                    Ok(_) => {}
-                    // The hold exists already: someone else committed this grant.
-                    Err(e) if codec::is_unique_violation(&e) => {
-                        return Err(CommitError::SeatConflict);
-                    }
-                    Err(e) => return Err(store(e)),
-                }
-
-                for seat in seat_ids {
-                    let claimed = sqlx::query(
-                        "INSERT INTO seat_claims (show_id, seat_id, hold_id, kind, expires_at) \
-                         VALUES (?1, ?2, ?3, 'HOLD', ?4) \
-                         ON CONFLICT (show_id, seat_id) DO UPDATE \
-                         SET hold_id = excluded.hold_id, kind = 'HOLD', \
-                             expires_at = excluded.expires_at \
-                         WHERE seat_claims.expires_at <= ?5",
-                    )
-                    .bind(&show_text)
-                    .bind(seat.to_string())
-                    .bind(hold_id.to_string())
-                    .bind(codec::millis(*expires_at))
-                    .bind(at)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(store)?;
-                    if claimed.rows_affected() == 0 {
-                        // A live claim of another hold or order: the database refuses the double
-                        // allocation the batch would make.
-                        return Err(CommitError::SeatConflict);
-                    }
-                }
-            }
-            Decision::Rejected {
-                request_id,
-                unavailable,
-                alternatives,
-            } => {
-                if finish(
-                    conn,
-                    *request_id,
-                    &show_text,
-                    at,
-                    "FAILED",
-                    &rejection_message(unavailable),
-                    Some((unavailable, alternatives)),
-                )
-                .await?
-                {
-                    decided_ids.push(*request_id);
-                }
-            }
-            Decision::Expired { request_id } => {
-                if finish(
-                    conn,
-                    *request_id,
-                    &show_text,
-                    at,
-                    "EXPIRED",
-                    EXPIRED_MESSAGE,
-                    None,
-                )
-                .await?
-                {
-                    decided_ids.push(*request_id);
-                }
-            }
-            Decision::Invalid { request_id, reason } => {
-                if finish(
-                    conn,
-                    *request_id,
-                    &show_text,
-                    at,
-                    "FAILED",
-                    reason,
-                    Some((&[], &[])),
-                )
-                .await?
-                {
-                    decided_ids.push(*request_id);
-                }
+    // 2. The users' previous holds that grants release, with their live claims. One that is no
+    //    longer HELD (released by its owner meanwhile, or converted to an order) keeps its claims:
+    //    they are not this grant's to remove.
+    let mut freed = Vec::new();
+    for release in &plan.releases {
+        let ended = sqlx::query(
+            "UPDATE holds SET status = 'RELEASED', ended_at = ?4 \
+             WHERE hold_id = ?1 AND show_id = ?2 AND user_id = ?3 AND status = 'HELD'",
+        )
+        .bind(release.hold_id.to_string())
+        .bind(&show_text)
+        .bind(release.user_id.as_str())
+        .bind(at)
+        .execute(&mut *conn)
+        .await
+        .map_err(commit_error)?;
+        if ended.rows_affected() == 1 {
+            let seats: Vec<String> = sqlx::query_scalar(
+                "DELETE FROM seat_claims WHERE hold_id = ?1 AND kind = 'HOLD' \
+                 RETURNING seat_id",
+            )
+            .bind(release.hold_id.to_string())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(commit_error)?;
+            for seat in seats {
+                freed.push((codec::parse(&seat, "seat_id")?, release.hold_id));
             }
         }
     }
-    Ok(decided_ids)
-}
+    plan.check_freed(&freed)?;
 
-/// Records a decision that grants nothing. A request that is already decided is left alone: the
-/// earlier decision stands, and nothing else of the batch depends on this one. Returns whether
-/// this decision was recorded.
-async fn finish(
-    conn: &mut SqliteConnection,
-    request: booking_core::RequestId,
-    show: &str,
-    at: i64,
-    status: &'static str,
-    message: &str,
-    seats: Option<(&[SeatId], &[SeatId])>,
-) -> Result<bool, CommitError> {
-    let (unavailable, alternatives) = match seats {
-        Some((u, a)) => (Some(codec::to_json(u)?), Some(codec::to_json(a)?)),
-        None => (None, None),
-    };
-    let recorded = sqlx::query(
-        "UPDATE booking_requests \
-         SET status = ?3, processed_at = ?4, result_message = ?5, unavailable = ?6, \
-             alternatives = ?7, hold_id = NULL, hold_expires_at = NULL \
-         WHERE request_id = ?1 AND show_id = ?2 AND status IN ('QUEUED', 'PROCESSING')",
-    )
-    .bind(request.to_string())
-    .bind(show)
-    .bind(status)
-    .bind(at)
-    .bind(message)
-    .bind(unavailable)
-    .bind(alternatives)
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| CommitError::Store(codec::store_error(e)))?;
-    Ok(recorded.rows_affected() == 1)
+    // 3. The new holds (a hold id already taken: someone else committed this grant) and their
+    //    claims: a seat is taken only if unclaimed or its claim has expired by time.
+    for hold in &plan.new_holds {
+        let inserted = sqlx::query(
+            "INSERT INTO holds \
+                 (hold_id, request_id, user_id, show_id, seat_ids, status, created_at, \
+                  expires_at, ended_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .bind(hold.hold_id.to_string())
+        .bind(hold.request_id.to_string())
+        .bind(hold.user_id.as_str())
+        .bind(&show_text)
+        .bind(codec::to_json(&hold.seat_ids)?)
+        .bind(if hold.released { "RELEASED" } else { "HELD" })
+        .bind(at)
+        .bind(codec::millis(hold.expires_at))
+        .bind(hold.released.then_some(at))
+        .execute(&mut *conn)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if codec::is_unique_violation(&e) => return Err(CommitError::SeatConflict),
+            Err(e) => return Err(commit_error(e)),
+        }
+    }
+    for claim in &plan.claims {
+        let claimed = sqlx::query(
+            "INSERT INTO seat_claims (show_id, seat_id, hold_id, kind, expires_at) \
+             VALUES (?1, ?2, ?3, 'HOLD', ?4) \
+             ON CONFLICT (show_id, seat_id) DO UPDATE \
+             SET hold_id = excluded.hold_id, kind = 'HOLD', expires_at = excluded.expires_at \
+             WHERE seat_claims.expires_at <= ?5",
+        )
+        .bind(&show_text)
+        .bind(claim.seat_id.to_string())
+        .bind(claim.hold_id.to_string())
+        .bind(codec::millis(claim.expires_at))
+        .bind(at)
+        .execute(&mut *conn)
+        .await
+        .map_err(commit_error)?;
+        if claimed.rows_affected() == 0 {
+            // A live claim of another hold or order: the database refuses the double
+            // allocation the batch would make.
+            return Err(CommitError::SeatConflict);
+        }
+    }
+
+    // 4. Holds granted and released again within the batch give their seats back.
+    for hold in &plan.released_in_batch {
+        delete_hold_claims(conn, *hold)
+            .await
+            .map_err(commit_error)?;
+    }
+    Ok(decided)
 }
 
 async fn delete_hold_claims(conn: &mut SqliteConnection, hold: HoldId) -> Result<(), sqlx::Error> {

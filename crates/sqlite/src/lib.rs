@@ -15,7 +15,11 @@
 //! - **Group commit for intake.** `insert_request` must be durable before it returns, and a
 //!   durable commit costs an fsync. Concurrent callers hand their request to one task that takes
 //!   everything waiting, writes it in one transaction and answers each caller after the commit:
-//!   one fsync for hundreds of requests during a flash sale (see `group_commit.rs`).
+//!   one fsync for hundreds of requests during a flash sale (`booking_sql::group_commit`, with
+//!   this store's writer in `intake.rs`).
+//! - **The commit plan is the core's.** What a decided batch writes (outcomes, released holds,
+//!   new holds, claims) is worked out by `booking_core::commit::CommitPlan`, exactly as for
+//!   PostgreSQL; `holds.rs` only executes it, statement by statement, inside one transaction.
 //! - **Expiry by time.** Holds and claims carry `expires_at`; every read compares it with `now`,
 //!   and a new claim may take over a seat whose claim has expired. Sweepers only tidy up.
 //! - Timestamps are stored as unix milliseconds, so values come back truncated to the
@@ -24,20 +28,22 @@
 
 mod catalog;
 mod codec;
-mod group_commit;
 mod holds;
+mod intake;
 mod requests;
 
-pub use group_commit::IntakeStats;
+pub use booking_sql::IntakeStats;
 
+use booking_core::NewBookingRequest;
+use booking_core::ports::Inserted;
 use booking_core::ports::StoreError;
+use booking_sql::{GroupCommit, IntakeCounters};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// How long a connection waits for a lock held by someone else (another process on the same
 /// file, or a checkpoint) before giving up with `SQLITE_BUSY`.
@@ -83,8 +89,8 @@ struct Inner {
     /// Exactly one connection: every write, so writers never contend for SQLite's lock.
     writer: SqlitePool,
     readers: SqlitePool,
-    intake: mpsc::Sender<group_commit::InsertJob>,
-    intake_counters: Arc<group_commit::Counters>,
+    intake: GroupCommit<NewBookingRequest, Inserted>,
+    intake_counters: Arc<IntakeCounters>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -146,8 +152,16 @@ impl SqliteStore {
             .await
             .map_err(codec::store_error)?;
 
-        let intake_counters = Arc::new(group_commit::Counters::default());
-        let intake = group_commit::spawn(writer.clone(), intake_counters.clone());
+        let intake_counters = Arc::new(IntakeCounters::default());
+        let pool = writer.clone();
+        let intake = GroupCommit::spawn(
+            move |group| {
+                let pool = pool.clone();
+                async move { intake::write_group(&pool, &group).await }
+            },
+            intake::MAX_GROUP,
+            intake_counters.clone(),
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_owned(),

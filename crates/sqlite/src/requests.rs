@@ -4,8 +4,8 @@
 //! placeholder per id: the statement text stays fixed (prepared once, cached) and no list is ever
 //! too long for SQLite's limit on bound parameters.
 
+use crate::SqliteStore;
 use crate::codec::{self, EXPIRED_MESSAGE, request_columns};
-use crate::{SqliteStore, group_commit};
 use async_trait::async_trait;
 use booking_core::ports::{Inserted, RequestStore, StoreError};
 use booking_core::{BookingRequest, NewBookingRequest, RequestId};
@@ -19,7 +19,7 @@ impl RequestStore for SqliteStore {
         fields(request_id = %request.request_id, show_id = %request.show_id)
     )]
     async fn insert_request(&self, request: NewBookingRequest) -> Result<Inserted, StoreError> {
-        group_commit::submit(&self.inner.intake, request).await
+        self.inner.intake.submit(request).await
     }
 
     #[tracing::instrument(skip_all, fields(request_id = %request))]
@@ -66,15 +66,11 @@ impl RequestStore for SqliteStore {
         .await
         .map_err(codec::store_error)?;
         let updated: HashSet<String> = updated.into_iter().collect();
-        // In the caller's order, each id once: a message delivered twice within one batch must
-        // still be decided only once.
-        let mut seen = HashSet::with_capacity(updated.len());
-        Ok(requests
-            .iter()
-            .zip(&ids)
-            .filter(|(id, text)| updated.contains(*text) && seen.insert(**id))
-            .map(|(id, _)| *id)
-            .collect())
+        Ok(booking_sql::updated_in_order(
+            requests,
+            ToString::to_string,
+            &updated,
+        ))
     }
 
     #[tracing::instrument(skip_all, fields(now = %now))]

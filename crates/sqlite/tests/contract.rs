@@ -4,7 +4,10 @@
 use booking_core::RequestStatus;
 use booking_core::ports::{Inserted, RequestStore};
 use booking_sqlite::{SqliteOptions, SqliteStore, Synchronous};
-use booking_testkit::support::{create_show, fresh_user, new_request, now_ms, request};
+use booking_testkit::support::{
+    assert_spoiled_rows_read_as_corrupt, create_show, fresh_user, new_request, now_ms, request,
+    rows_to_spoil,
+};
 use tempfile::TempDir;
 
 /// A store on a fresh file; the directory lives as long as the guard.
@@ -105,16 +108,12 @@ async fn all_cases_at_once_on_one_database() {
 /// that touch it.
 #[tokio::test]
 async fn undecodable_rows_are_corrupt_not_panics() {
-    use booking_core::ports::{HoldStore, StoreError};
     use sqlx::Connection;
 
     let (store, dir) = fresh_store().await;
-    let show = create_show(&store, 1, 4).await;
-    let t = now_ms();
-    let good = request(&store, &show, &fresh_user("good"), &["A1"], t).await;
-    let bad_seats = request(&store, &show, &fresh_user("bad"), &["A2"], t).await;
-    let bad_status = request(&store, &show, &fresh_user("worse"), &["A3"], t).await;
-    let hold = booking_testkit::support::grant(&store, &show, &good, t).await;
+    let rows = rows_to_spoil(&store).await;
+    let [bad_seats, bad_status] = &rows.bad;
+    let hold = rows.hold;
 
     let url = format!("sqlite://{}", dir.path().join("booking.db").display());
     let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
@@ -139,16 +138,7 @@ async fn undecodable_rows_are_corrupt_not_panics() {
         .unwrap();
     raw.close().await.unwrap();
 
-    let corrupt = |r: Result<_, StoreError>| matches!(r, Err(e) if e.kind() == booking_core::StoreFailure::Corrupt);
-    assert!(corrupt(
-        store.get_request(bad_seats.request_id).await.map(|_| ())
-    ));
-    assert!(corrupt(
-        store.get_request(bad_status.request_id).await.map(|_| ())
-    ));
-    assert!(corrupt(store.pending_requests().await.map(|_| ())));
-    assert!(corrupt(store.get_hold(hold).await.map(|_| ())));
-    assert!(store.get_request(good.request_id).await.unwrap().is_some());
+    assert_spoiled_rows_read_as_corrupt(&store, &rows).await;
 }
 
 /// Requests for a show that does not exist are refused one by one, without failing the other

@@ -1,9 +1,10 @@
 //! Building blocks of the contract cases, public so that an adapter's own tests can use them too.
 
-use booking_core::ports::{CatalogStore, HoldStore, Inserted, RequestStore};
+use booking_core::ports::{CatalogStore, HoldStore, Inserted, RequestStore, StoreError};
 use booking_core::{
     BatchOutcome, BookingRequest, Decision, DecisionEngine, HoldId, Movie, MovieId,
-    NewBookingRequest, PendingRequest, SeatId, SeatLayout, SeatStatus, Show, ShowId, UserId,
+    NewBookingRequest, PendingRequest, SeatId, SeatLayout, SeatStatus, Show, ShowId, StoreFailure,
+    UserId,
 };
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
@@ -194,4 +195,66 @@ pub async fn pending_of<S: RequestStore>(store: &S, shows: &[ShowId]) -> Vec<Boo
         .into_iter()
         .filter(|r| shows.contains(&r.show_id))
         .collect()
+}
+
+/// The rows an adapter's "undecodable rows" test spoils with its own SQL: two requests and a
+/// hold (granted to a third request, which stays readable), on a show of their own.
+pub struct SpoiledRows {
+    pub show: Show,
+    /// A request left alone: it must still read.
+    pub good: BookingRequest,
+    /// Requests whose rows the adapter's test corrupts (any column it likes).
+    pub bad: [BookingRequest; 2],
+    /// The good request's hold, which the test corrupts too.
+    pub hold: HoldId,
+    pub at: DateTime<Utc>,
+}
+
+/// Creates the rows of [`SpoiledRows`], before the adapter corrupts them.
+pub async fn rows_to_spoil<S: CatalogStore + RequestStore + HoldStore>(store: &S) -> SpoiledRows {
+    let show = create_show(store, 1, 4).await;
+    let at = now_ms();
+    let good = request(store, &show, &fresh_user("good"), &["A1"], at).await;
+    let bad = [
+        request(store, &show, &fresh_user("bad"), &["A2"], at).await,
+        request(store, &show, &fresh_user("worse"), &["A3"], at).await,
+    ];
+    let hold = grant(store, &show, &good, at).await;
+    SpoiledRows {
+        show,
+        good,
+        bad,
+        hold,
+        at,
+    }
+}
+
+/// After the adapter corrupted the rows: every read that touches one reports it as corrupt
+/// (never a panic, never "unavailable", which would be retried for ever), and only those reads.
+pub async fn assert_spoiled_rows_read_as_corrupt<S: RequestStore + HoldStore>(
+    store: &S,
+    rows: &SpoiledRows,
+) {
+    let corrupt = |r: Result<(), StoreError>, what: &str| match r {
+        Err(e) => assert_eq!(e.kind(), StoreFailure::Corrupt, "{what}: {e:?}"),
+        Ok(()) => panic!("{what}: a spoiled row read without error"),
+    };
+    for bad in &rows.bad {
+        corrupt(
+            store.get_request(bad.request_id).await.map(|_| ()),
+            "get_request",
+        );
+    }
+    corrupt(
+        store.pending_requests().await.map(|_| ()),
+        "pending_requests",
+    );
+    corrupt(store.get_hold(rows.hold).await.map(|_| ()), "get_hold");
+    assert!(
+        store
+            .get_request(rows.good.request_id)
+            .await
+            .expect("an intact row reads")
+            .is_some()
+    );
 }

@@ -45,7 +45,7 @@ mod tests;
 pub use seats::DecisionEngine;
 
 use crate::ids::{HoldId, RequestId, SeatId, UserId};
-use crate::model::SeatStatus;
+use crate::model::{REQUEST_EXPIRED_MESSAGE, RequestOutcome, SeatStatus};
 use chrono::{DateTime, Utc};
 
 /// A request waiting to be decided.
@@ -113,6 +113,39 @@ impl Decision {
             | Self::Rejected { request_id, .. }
             | Self::Expired { request_id }
             | Self::Invalid { request_id, .. } => *request_id,
+        }
+    }
+
+    /// What this decision records for its request, and what the requester is told: the one
+    /// mapping every store and every push uses. An invalid request ends FAILED with the reason
+    /// as its message and nothing to offer.
+    pub fn outcome(&self) -> RequestOutcome {
+        match self {
+            Self::Granted {
+                hold_id,
+                expires_at,
+                ..
+            } => RequestOutcome::Granted {
+                hold_id: *hold_id,
+                hold_expires_at: *expires_at,
+            },
+            Self::Rejected {
+                unavailable,
+                alternatives,
+                ..
+            } => RequestOutcome::Rejected {
+                unavailable: unavailable.clone(),
+                alternatives: alternatives.clone(),
+                message: rejection_message(unavailable),
+            },
+            Self::Expired { .. } => RequestOutcome::Expired {
+                message: REQUEST_EXPIRED_MESSAGE.to_owned(),
+            },
+            Self::Invalid { reason, .. } => RequestOutcome::Rejected {
+                unavailable: Vec::new(),
+                alternatives: Vec::new(),
+                message: reason.clone(),
+            },
         }
     }
 }

@@ -1,121 +1,31 @@
-//! Group commit for `insert_request`.
+//! `insert_request`: making an accepted request durable before the client hears 202, in groups.
 //!
-//! A request must be on disk before the client is answered 202, and on disk means an fsync per
-//! commit (a few milliseconds on most disks). One transaction per request would cap intake at a
-//! few hundred per second, exactly when a premiere opens. Instead every caller sends its request
-//! to one task over a channel; the task takes everything that is waiting (up to
-//! [`MAX_GROUP`]), inserts it all in one transaction, commits once, and only then answers each
-//! caller. Under load a group fills up while the previous one is being fsynced, so the cost of a
-//! commit is shared by hundreds of requests; with no load a group is a single request and adds
-//! no delay.
-//!
-//! If a caller gives up (its future is dropped) after handing over its request, the request is
-//! still written: the same as a crash between commit and response, which idempotency keys and
-//! polling already cover.
+//! Concurrent callers share one transaction and one fsync through the shared group-commit
+//! writer (`booking_sql::group_commit`, which explains why); this module is the SQLite part: how
+//! one group is written.
 
 use crate::codec::{self, request_columns};
 use booking_core::ports::{Inserted, StoreError};
 use booking_core::{BookingRequest, NewBookingRequest};
 use sqlx::SqliteConnection;
 use sqlx::sqlite::SqlitePool;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::{mpsc, oneshot};
 
 /// Most requests written by one transaction: bounds the time one commit holds the writer.
-const MAX_GROUP: usize = 512;
-/// Requests that may wait for the writer before callers are slowed down (back-pressure).
-const QUEUE_CAPACITY: usize = 8 * MAX_GROUP;
-
-/// Counters of the writer task, for benchmarks and operations: `requests / groups` is the
-/// average number of requests that shared one commit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IntakeStats {
-    /// Transactions committed by the intake writer.
-    pub groups: u64,
-    /// Requests written (new or found to repeat an earlier one) by those transactions.
-    pub requests: u64,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    groups: AtomicU64,
-    requests: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn snapshot(&self) -> IntakeStats {
-        IntakeStats {
-            groups: self.groups.load(Ordering::Relaxed),
-            requests: self.requests.load(Ordering::Relaxed),
-        }
-    }
-}
-
-pub(crate) struct InsertJob {
-    request: NewBookingRequest,
-    reply: oneshot::Sender<Result<Inserted, StoreError>>,
-}
-
-/// Starts the writer task. It ends when every sender is dropped (the last store clone).
-pub(crate) fn spawn(pool: SqlitePool, counters: Arc<Counters>) -> mpsc::Sender<InsertJob> {
-    let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-    tokio::spawn(run(pool, rx, counters));
-    tx
-}
-
-/// Hands `request` to the writer task and waits for its commit.
-pub(crate) async fn submit(
-    intake: &mpsc::Sender<InsertJob>,
-    request: NewBookingRequest,
-) -> Result<Inserted, StoreError> {
-    let (reply, answer) = oneshot::channel();
-    intake
-        .send(InsertJob { request, reply })
-        .await
-        .map_err(|_| StoreError::unavailable("the request writer has stopped"))?;
-    answer
-        .await
-        .map_err(|_| StoreError::unavailable("the request writer stopped mid-commit"))?
-}
-
-async fn run(pool: SqlitePool, mut jobs: mpsc::Receiver<InsertJob>, counters: Arc<Counters>) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let size = group.len();
-        match write_group(&pool, &group).await {
-            Ok(results) => {
-                tracing::trace!(size, "request group committed");
-                counters.groups.fetch_add(1, Ordering::Relaxed);
-                counters.requests.fetch_add(size as u64, Ordering::Relaxed);
-                for (job, result) in group.drain(..).zip(results) {
-                    // A caller that went away no longer needs its answer.
-                    let _ = job.reply.send(result);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(size, error = %e, "request group not committed");
-                for job in group.drain(..) {
-                    let _ = job.reply.send(Err(e.clone()));
-                }
-            }
-        }
-    }
-}
+pub(crate) const MAX_GROUP: usize = 512;
 
 /// Writes a group in one transaction. The outer error means nothing was committed; an inner
 /// error concerns one request only (a request for an unknown show) and left no row behind.
-async fn write_group(
+pub(crate) async fn write_group(
     pool: &SqlitePool,
-    group: &[InsertJob],
+    group: &[NewBookingRequest],
 ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError> {
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(codec::store_error)?;
     let mut results = Vec::with_capacity(group.len());
-    for job in group {
-        match insert_one(&mut tx, &job.request).await {
+    for request in group {
+        match insert_one(&mut tx, request).await {
             Ok(result) => results.push(result),
             // An I/O error or a full disk may have rolled the whole transaction back in SQLite,
             // and later statements would then autocommit one by one: stop here.

@@ -1,0 +1,46 @@
+//! Reading sqlx errors the same way in every SQL store: what is a problem with the data (never
+//! worth retrying), and which constraint refused a write. Only what a dialect adds (PostgreSQL's
+//! SQLSTATE classes) stays in the adapter.
+
+use booking_core::ports::StoreError;
+
+/// Whether the error is about the data itself: a column that does not decode into its type, a
+/// value that cannot be encoded, a column the query expects and the row lacks. A retry returns
+/// the same row, so the store reports it as corrupt.
+pub fn is_data_error(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::ColumnIndexOutOfBounds { .. }
+            | sqlx::Error::TypeNotFound { .. }
+            | sqlx::Error::Encode(_)
+    )
+}
+
+/// Whether the error is the violation of a UNIQUE or PRIMARY KEY constraint.
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Whether the error is the violation of a FOREIGN KEY constraint.
+pub fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_foreign_key_violation())
+}
+
+/// The answer to `put_show`: a show whose movie the store does not have is refused as invalid
+/// data, whatever the dialect calls the violation; other failures are mapped by `store_error`.
+pub fn show_written<T>(
+    written: Result<T, sqlx::Error>,
+    movie: impl std::fmt::Display,
+    store_error: impl FnOnce(sqlx::Error) -> StoreError,
+) -> Result<(), StoreError> {
+    match written {
+        Ok(_) => Ok(()),
+        Err(e) if is_foreign_key_violation(&e) => {
+            Err(StoreError::corrupt(format!("movie {movie} does not exist")).caused_by(e))
+        }
+        Err(e) => Err(store_error(e)),
+    }
+}

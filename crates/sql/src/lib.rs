@@ -1,0 +1,56 @@
+//! The plumbing both SQL stores (embedded SQLite, PostgreSQL) share, so that it is written once:
+//!
+//! - [`group_commit`]: making requests durable in groups, one commit for everything waiting;
+//! - [`finish_commit`]: ending a decided batch's transaction the same way everywhere;
+//! - [`errors`]: reading sqlx errors alike (data problems, constraint violations).
+//!
+//! What a batch commit writes is decided in the core (`booking_core::commit::CommitPlan`), with
+//! no I/O; the adapters keep only the SQL that executes it in their dialect.
+
+pub mod errors;
+pub mod group_commit;
+
+pub use group_commit::{GroupAnswers, GroupCommit, IntakeCounters, IntakeStats};
+
+use booking_core::RequestId;
+use booking_core::ports::CommitError;
+use sqlx::{Database, Transaction};
+
+/// Ends a batch commit's transaction: commits when `written` succeeded, otherwise rolls back and
+/// hands the error on. A refused batch (a seat or request decided concurrently) is expected
+/// under redelivery and is logged as such, not as a failure. `commit_error` maps a failed
+/// `COMMIT` the adapter's way (a serialization failure is a conflict in PostgreSQL).
+pub async fn finish_commit<DB: Database, T>(
+    tx: Transaction<'_, DB>,
+    written: Result<T, CommitError>,
+    commit_error: impl FnOnce(sqlx::Error) -> CommitError,
+) -> Result<T, CommitError> {
+    match written {
+        Ok(written) => tx.commit().await.map(|()| written).map_err(commit_error),
+        Err(e) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(error = %rollback, "rollback of a refused batch failed");
+            }
+            if matches!(e, CommitError::SeatConflict) {
+                tracing::info!("batch refused: a seat or request was decided concurrently");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The ids of `requests` that a statement updated, in the caller's order and each once: a
+/// message delivered twice within one batch must still be decided only once (`begin_processing`
+/// returns its undecided requests this way in every store).
+pub fn updated_in_order<K: Eq + std::hash::Hash>(
+    requests: &[RequestId],
+    key: impl Fn(&RequestId) -> K,
+    updated: &std::collections::HashSet<K>,
+) -> Vec<RequestId> {
+    let mut seen = std::collections::HashSet::with_capacity(updated.len());
+    requests
+        .iter()
+        .filter(|id| updated.contains(&key(id)) && seen.insert(**id))
+        .copied()
+        .collect()
+}
