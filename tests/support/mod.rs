@@ -147,6 +147,51 @@ impl Server {
         }
     }
 
+    /// SIGTERM, as an orchestrator stops a service, then waits (at most `within`) for the
+    /// process to exit; returns its exit status.
+    pub async fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the server is running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for the server") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the server did not exit within {within:?} of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The server's store, opened directly (once the server has stopped: SQLite allows one
+    /// writer), to check what it recorded rather than what the API says.
+    pub async fn open_store(&self) -> std::sync::Arc<dyn booking_core::ports::RequestStore> {
+        match &self._database {
+            Some(database) => std::sync::Arc::new(
+                booking_postgres::PgStore::connect(
+                    database.url(),
+                    booking_postgres::PgOptions::default(),
+                )
+                .await
+                .expect("connect to the server's database"),
+            ),
+            None => std::sync::Arc::new(
+                booking_sqlite::SqliteStore::open(
+                    &self.data_dir.join("seatbook.db"),
+                    booking_sqlite::SqliteOptions::default(),
+                )
+                .await
+                .expect("open the server's store"),
+            ),
+        }
+    }
+
     /// Kills the process and starts a new one on the same data directory.
     pub fn crash_and_restart(&mut self) {
         self.kill();
@@ -384,6 +429,27 @@ impl WsClient {
             }
         }
         out
+    }
+
+    /// Every JSON message until the server closes the connection, and the close frame's code
+    /// (`None` if the connection ended without one).
+    pub async fn until_closed(&mut self) -> (Vec<Value>, Option<u16>) {
+        let mut messages = Vec::new();
+        loop {
+            let next = tokio::time::timeout(WAIT, self.stream.next())
+                .await
+                .expect("the server neither sent nor closed in time");
+            match next {
+                Some(Ok(Message::Text(t))) => {
+                    messages.push(serde_json::from_str(t.as_str()).expect("server sent JSON"))
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return (messages, frame.map(|f| u16::from(f.code)));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return (messages, None),
+            }
+        }
     }
 
     pub async fn subscribe(&mut self, show: &str) {
