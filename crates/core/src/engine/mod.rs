@@ -17,7 +17,7 @@
 //! Deciding allocates nothing beyond what the returned decision carries (a rejection even reuses
 //! the request's seat vector for its `unavailable` list), and alternatives are found on per-row
 //! bit masks of free seats, visiting only rows that have one, nearest first.
-//! `benches/engine.rs` measures it; `tests/engine_properties.rs` checks it against a plain
+//! `benches/engine.rs` measures it; `tests/engine_properties/` checks it against a plain
 //! reference model.
 //!
 //! # Layout

@@ -1,7 +1,7 @@
 //! Unit tests of the engine through its public methods.
 //!
 //! They pin down single rules with hand-picked cases (including regressions); the property tests
-//! in `tests/engine_properties.rs` check the engine against a reference model at large.
+//! in `tests/engine_properties/` check the engine against a reference model at large.
 
 use super::*;
 use crate::layout::{LayoutSpec, SeatLayout};

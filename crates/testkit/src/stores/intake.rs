@@ -1,0 +1,204 @@
+//! Intake: how a store takes requests in and hands them to the worker.
+//!
+//! An answered `insert_request` is the promise "your request will be decided", so these cases
+//! pin down what that promise rests on: the request reads back exactly as stored, durable the
+//! moment the call returns, even under hundreds of concurrent intakes; a retry with the same
+//! idempotency key never creates a second request; and pending requests come back in arrival
+//! order, the order the engine decides them in.
+
+use super::ContractStore;
+use crate::support::*;
+use booking_core::ports::Inserted;
+use booking_core::{IdempotencyKey, RequestId, RequestStatus};
+use chrono::Duration;
+use std::collections::HashSet;
+
+/// A request reads back exactly as `insert_request` returned it, QUEUED and without outcome,
+/// and sequence numbers grow in arrival order.
+pub async fn insert_and_get_round_trip<S: ContractStore>(store: &S) {
+    let show = create_show(store, 2, 10).await;
+    let t = now_ms();
+    let mut last_seq = None;
+    for (i, labels) in [&["A1"][..], &["A2", "B10"], &["B1", "B2", "B3"]]
+        .into_iter()
+        .enumerate()
+    {
+        let mut new = new_request(&show, &fresh_user("reader"), labels, t);
+        if i == 1 {
+            new.idempotency_key = Some("round-trip".parse().unwrap());
+        }
+        let stored = insert(store, new.clone()).await;
+        assert_eq!(stored.request_id, new.request_id);
+        assert_eq!(stored.user_id, new.user_id);
+        assert_eq!(stored.show_id, new.show_id);
+        assert_eq!(stored.seat_ids, new.seat_ids);
+        assert_eq!(stored.idempotency_key, new.idempotency_key);
+        assert_eq!(stored.created_at, new.created_at);
+        assert_eq!(stored.expires_at, new.expires_at);
+        assert_eq!(stored.status, RequestStatus::Queued);
+        assert_eq!(stored.processed_at, None);
+        assert_eq!(stored.outcome, None);
+        if let Some(last) = last_seq {
+            assert!(stored.seq > last, "seq must grow in arrival order");
+        }
+        last_seq = Some(stored.seq);
+        assert_eq!(
+            store.get_request(new.request_id).await.unwrap(),
+            Some(stored)
+        );
+    }
+    assert_eq!(
+        store.get_request(RequestId::new_random()).await.unwrap(),
+        None
+    );
+}
+
+/// A repeated idempotency key of the same user returns the earlier request (in its current
+/// state) and writes nothing; other users, other keys and requests without a key are independent.
+pub async fn idempotency_key_returns_existing<S: ContractStore>(store: &S) {
+    let show = create_show(store, 1, 10).await;
+    let t = now_ms();
+    let user = fresh_user("retrier");
+    let key: IdempotencyKey = "checkout-42".parse().unwrap();
+
+    let mut first = new_request(&show, &user, &["A1"], t);
+    first.idempotency_key = Some(key.clone());
+    let first = insert(store, first).await;
+
+    let mut retry = new_request(&show, &user, &["A2", "A3"], t + Duration::seconds(1));
+    retry.idempotency_key = Some(key.clone());
+    match store.insert_request(retry.clone()).await.unwrap() {
+        Inserted::Existing(earlier) => assert_eq!(earlier, first),
+        Inserted::New(r) => panic!("same user and key must not create a request: {r:?}"),
+    }
+    assert_eq!(store.get_request(retry.request_id).await.unwrap(), None);
+    let ids: Vec<RequestId> = pending_of(store, &[show.show_id])
+        .await
+        .iter()
+        .map(|r| r.request_id)
+        .collect();
+    assert_eq!(ids, vec![first.request_id], "the retry wrote nothing");
+
+    // The key is the user's own: another user may use the same one.
+    let mut other = new_request(&show, &fresh_user("other"), &["A5"], t);
+    other.idempotency_key = Some(key.clone());
+    let other = insert(store, other).await;
+    assert_ne!(other.seq, first.seq);
+
+    let mut other_key = new_request(&show, &user, &["A6"], t);
+    other_key.idempotency_key = Some("checkout-43".parse().unwrap());
+    insert(store, other_key).await;
+    let a = insert(store, new_request(&show, &user, &["A7"], t)).await;
+    let b = insert(store, new_request(&show, &user, &["A7"], t)).await;
+    assert_ne!(a.seq, b.seq, "requests without a key are never merged");
+
+    // After the decision, a retry sees the decided request.
+    grant(store, &show, &first, t + Duration::seconds(2)).await;
+    let mut late_retry = new_request(&show, &user, &["A9"], t + Duration::seconds(3));
+    late_retry.idempotency_key = Some(key);
+    match store.insert_request(late_retry).await.unwrap() {
+        Inserted::Existing(earlier) => {
+            assert_eq!(earlier.request_id, first.request_id);
+            assert_eq!(earlier.status, RequestStatus::Success);
+        }
+        Inserted::New(r) => panic!("a decided request's key is still taken: {r:?}"),
+    }
+}
+
+/// 200 concurrent intakes: every one durable, with distinct sequence numbers; ten concurrent
+/// retries with one key create exactly one request.
+pub async fn concurrent_inserts_are_durable<S: ContractStore>(store: &S) {
+    let show = create_show(store, 1, 10).await;
+    let t = now_ms();
+    let mut distinct = Vec::new();
+    for _ in 0..200 {
+        let store = store.clone();
+        let new = new_request(&show, &fresh_user("crowd"), &["A1"], t);
+        distinct.push(tokio::spawn(async move {
+            let inserted = store.insert_request(new.clone()).await;
+            (new, inserted)
+        }));
+    }
+    let user = fresh_user("double-clicker");
+    let key: IdempotencyKey = "same-click".parse().unwrap();
+    let mut retries = Vec::new();
+    for _ in 0..10 {
+        let store = store.clone();
+        let mut new = new_request(&show, &user, &["A2"], t);
+        new.idempotency_key = Some(key.clone());
+        retries.push(tokio::spawn(async move { store.insert_request(new).await }));
+    }
+
+    let mut seqs = HashSet::new();
+    let mut ids = HashSet::new();
+    for task in distinct {
+        let (new, inserted) = task.await.expect("task");
+        let Inserted::New(stored) = inserted.expect("insert_request") else {
+            panic!("a request without a key is always new");
+        };
+        assert!(seqs.insert(stored.seq), "seq {} given twice", stored.seq);
+        ids.insert(new.request_id);
+        assert_eq!(
+            store.get_request(new.request_id).await.unwrap(),
+            Some(stored),
+            "an answered insert is durable"
+        );
+    }
+    let mut created = Vec::new();
+    let mut existing = Vec::new();
+    for task in retries {
+        match task.await.expect("task").expect("insert_request") {
+            Inserted::New(r) => created.push(r),
+            Inserted::Existing(r) => existing.push(r),
+        }
+    }
+    assert_eq!(created.len(), 1, "one key, one request");
+    assert_eq!(existing.len(), 9);
+    assert!(
+        existing
+            .iter()
+            .all(|r| r.request_id == created[0].request_id)
+    );
+    assert!(seqs.insert(created[0].seq));
+    ids.insert(created[0].request_id);
+
+    let pending = pending_of(store, &[show.show_id]).await;
+    assert_eq!(pending.len(), 201);
+    assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(
+        pending.iter().map(|r| r.request_id).collect::<HashSet<_>>(),
+        ids
+    );
+}
+
+/// Pending requests come in arrival order across shows, PROCESSING ones included, decided ones
+/// gone.
+pub async fn pending_requests_in_arrival_order<S: ContractStore>(store: &S) {
+    let a = create_show(store, 1, 10).await;
+    let b = create_show(store, 1, 10).await;
+    let t = now_ms();
+    let mut order = Vec::new();
+    for (i, show) in [&a, &b, &a, &b, &a].into_iter().enumerate() {
+        let label = format!("A{}", i + 1);
+        order.push(request(store, show, &fresh_user("fan"), &[label.as_str()], t).await);
+    }
+    let ids = |list: &[booking_core::BookingRequest]| -> Vec<RequestId> {
+        list.iter().map(|r| r.request_id).collect()
+    };
+    let pending = pending_of(store, &[a.show_id, b.show_id]).await;
+    assert_eq!(ids(&pending), ids(&order));
+    assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
+
+    assert_eq!(
+        store
+            .begin_processing(&[order[2].request_id])
+            .await
+            .unwrap(),
+        vec![order[2].request_id]
+    );
+    grant(store, &a, &order[0], t).await;
+    let pending = pending_of(store, &[a.show_id, b.show_id]).await;
+    assert_eq!(ids(&pending), ids(&order[1..]));
+    assert_eq!(pending[1].status, RequestStatus::Processing);
+    assert_eq!(pending[0].status, RequestStatus::Queued);
+}

@@ -1,0 +1,157 @@
+//! The store contract: the guarantees every store adapter must give, written once against the
+//! port traits.
+//!
+//! The embedded SQLite store and PostgreSQL promise the same: no seat held twice, no accepted
+//! request lost, one decision per request, expiry by time. A guarantee is only as good as the
+//! test that proves it, and two hand-written test suites drift apart; so each case here is a
+//! `pub async fn` generic over any store that implements [`CatalogStore`], [`RequestStore`] and
+//! [`HoldStore`], and each adapter runs all of them:
+//!
+//! ```text
+//! // crates/<adapter>/tests/contract.rs
+//! async fn fresh_store() -> (MyStore, impl Sized) { /* store, and a guard kept until the end */ }
+//! booking_testkit::contract_tests!(fresh_store);
+//! ```
+//!
+//! [`contract_tests!`](crate::contract_tests!) makes one `#[tokio::test]` per case (the calling
+//! crate needs `tokio` with its `macros` feature); [`run_all`] runs every case in turn on one
+//! store, [`run_all_concurrently`] all of them at once.
+//!
+//! The cases are grouped by what they cover: `intake` (insert, idempotency, arrival order),
+//! `batches` (claiming requests and committing fresh decisions), `conflicts` (batches decided
+//! against stale state), `holds` (expiry by time, release rules), `sweeps` (the global expiry
+//! sweeps) and `catalog` (movies, shows, ping), and all re-exported here. Every runner expands
+//! the one list of case names in `__with_cases!` below, so a new case goes in its topic's file,
+//! in that `pub use`, and in that list.
+//!
+//! Cases may share one database, even concurrently and across runs: each creates its own movie
+//! and show with fresh ids, uses fresh user ids, looks only at its own rows in global listings,
+//! and the cases that call global sweeps (`expire_holds`, `expire_overdue_requests`) place their
+//! data hundreds of days in the past, on time ranges no other case touches.
+
+mod batches;
+mod catalog;
+mod conflicts;
+mod holds;
+mod intake;
+mod sweeps;
+
+pub use batches::{
+    begin_processing_skips_decided, commit_batch_records_every_outcome,
+    grant_releases_previous_hold, one_batch_builds_on_its_own_grants_and_releases,
+};
+pub use catalog::{catalog_listing_and_date_filter, ping_answers};
+pub use conflicts::{
+    seat_conflict_writes_nothing, stale_claim_before_a_release_in_the_batch_is_refused,
+    stale_duplicate_grant_is_refused,
+};
+pub use holds::{
+    expired_claim_is_taken_without_sweeper, reads_honour_expiry_by_time, release_hold_rules,
+};
+pub use intake::{
+    concurrent_inserts_are_durable, idempotency_key_returns_existing, insert_and_get_round_trip,
+    pending_requests_in_arrival_order,
+};
+pub use sweeps::{expire_holds_sweeps_overdue, expire_overdue_requests_sweeps_queued};
+
+use booking_core::ports::{CatalogStore, HoldStore, RequestStore};
+
+/// The message of a request that was not decided before its deadline.
+pub use booking_core::model::REQUEST_EXPIRED_MESSAGE as EXPIRED_MESSAGE;
+
+/// What the cases need of a store: all three state ports, and `Clone` so that concurrent cases
+/// can hand it to spawned tasks (adapters are handles around a pool, cheap to clone).
+pub trait ContractStore: CatalogStore + RequestStore + HoldStore + Clone {}
+impl<T: CatalogStore + RequestStore + HoldStore + Clone> ContractStore for T {}
+
+/// The one list of cases, from which [`contract_tests!`](crate::contract_tests!), [`run_all`],
+/// [`run_all_concurrently`] and [`case_names`] are all generated: forwards its arguments and
+/// every case name to `__expand_cases!`, which calls each case as `$crate::stores::<case>`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_cases {
+    ($($args:tt)*) => {
+        $crate::__expand_cases! { ($($args)*)
+            insert_and_get_round_trip,
+            idempotency_key_returns_existing,
+            concurrent_inserts_are_durable,
+            pending_requests_in_arrival_order,
+            begin_processing_skips_decided,
+            commit_batch_records_every_outcome,
+            grant_releases_previous_hold,
+            seat_conflict_writes_nothing,
+            expired_claim_is_taken_without_sweeper,
+            stale_duplicate_grant_is_refused,
+            one_batch_builds_on_its_own_grants_and_releases,
+            stale_claim_before_a_release_in_the_batch_is_refused,
+            reads_honour_expiry_by_time,
+            release_hold_rules,
+            expire_holds_sweeps_overdue,
+            expire_overdue_requests_sweeps_queued,
+            catalog_listing_and_date_filter,
+            ping_answers,
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __expand_cases {
+    ((tests $make:path) $($case:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let (store, _guard) = $make().await;
+                $crate::stores::$case(&store).await;
+            }
+        )*
+    };
+    ((run $store:ident) $($case:ident),* $(,)?) => {
+        $( $crate::stores::$case($store).await; )*
+    };
+    ((spawn $store:ident) $($case:ident),* $(,)?) => {
+        ::std::vec![$(
+            (::std::stringify!($case), {
+                let store = $store.clone();
+                ::tokio::spawn(async move { $crate::stores::$case(&store).await })
+            }),
+        )*]
+    };
+    ((names) $($case:ident),* $(,)?) => {
+        &[$(stringify!($case)),*]
+    };
+}
+
+/// Generates one `#[tokio::test]` per contract case. `$make` names an `async fn` (no arguments)
+/// returning `(store, guard)`: the guard (a temp dir, a connection, `()`) lives until the case
+/// ends.
+#[macro_export]
+macro_rules! contract_tests {
+    ($make:path) => {
+        $crate::__with_cases!(tests $make);
+    };
+}
+
+/// Every case, one after another, on one store.
+pub async fn run_all<S: ContractStore>(store: &S) {
+    __with_cases!(run store);
+}
+
+/// Every case at the same time on one store, as concurrent test runs against one shared
+/// PostgreSQL would: proves that the cases do not get in each other's way. Panics (after all
+/// have finished) naming every case that failed.
+pub async fn run_all_concurrently<S: ContractStore>(store: &S) {
+    let tasks: Vec<(&str, tokio::task::JoinHandle<()>)> = __with_cases!(spawn store);
+    let mut failed = Vec::new();
+    for (name, task) in tasks {
+        if task.await.is_err() {
+            failed.push(name);
+        }
+    }
+    assert!(failed.is_empty(), "contract cases failed: {failed:?}");
+}
+
+/// The names of every case, in the order [`run_all`] runs them.
+pub fn case_names() -> &'static [&'static str] {
+    __with_cases!(names)
+}
