@@ -1,6 +1,7 @@
-//! The whole hold flow through the real binary: token → POST hold → WebSocket BOOKING_RESULT →
-//! polling shows the same outcome → the seat map shows HELD; plus release, replacing a hold,
-//! idempotent retries and ownership.
+//! The whole hold flow, over HTTP and WebSocket against the app in process: token → POST hold →
+//! WebSocket BOOKING_RESULT → polling shows the same outcome → the seat map shows HELD; plus
+//! release, replacing a hold, idempotent retries and ownership. (What needs the real binary, a
+//! restart or a crash, is in crash.rs.)
 
 #[macro_use]
 mod support;
@@ -9,7 +10,7 @@ use serde_json::json;
 use support::*;
 
 async fn hold_flow_end_to_end(backend: Backend) {
-    let server = Server::start_on(backend, &[]).await;
+    let server = TestApp::start(backend).await;
     let c = client();
     let alice = token("alice");
 
@@ -83,7 +84,7 @@ async fn hold_flow_end_to_end(backend: Backend) {
 }
 
 async fn loser_gets_alternatives_and_release_frees_seats(backend: Backend) {
-    let server = Server::start_on(backend, &[]).await;
+    let server = TestApp::start(backend).await;
     let c = client();
     let (alice, bob) = (token("alice"), token("bob"));
 
@@ -148,7 +149,7 @@ async fn loser_gets_alternatives_and_release_frees_seats(backend: Backend) {
 }
 
 async fn a_new_hold_releases_the_previous_one_for_that_show(backend: Backend) {
-    let server = Server::start_on(backend, &[]).await;
+    let server = TestApp::start(backend).await;
     let c = client();
     let alice = token("alice");
     let (_, r1) = hold(&c, &server, &alice, MATINEE_EARLY, &["B3"]).await;
@@ -187,7 +188,7 @@ async fn a_new_hold_releases_the_previous_one_for_that_show(backend: Backend) {
 }
 
 async fn idempotency_key_makes_retries_safe(backend: Backend) {
-    let server = Server::start_on(backend, &[]).await;
+    let server = TestApp::start(backend).await;
     let c = client();
     let alice = token("alice");
     let send = |key: &'static str, who: String| {
@@ -216,7 +217,7 @@ async fn idempotency_key_makes_retries_safe(backend: Backend) {
 }
 
 async fn users_see_and_receive_only_their_own(backend: Backend) {
-    let server = Server::start_on(backend, &[]).await;
+    let server = TestApp::start(backend).await;
     let c = client();
     let (alice, mallory) = (token("alice"), token("mallory"));
     let mut mallory_ws = WsClient::connect(&server, &mallory).await;
@@ -276,23 +277,35 @@ async fn users_see_and_receive_only_their_own(backend: Backend) {
     assert_eq!(status, 200, "{body}");
 }
 
-async fn state_survives_a_restart(backend: Backend) {
-    let mut server = Server::start_on(backend, &[]).await;
+/// With the store gone, health says so (503, so a load balancer stops sending traffic) and a
+/// hold request is refused as unavailable, never accepted without being durable.
+async fn health_and_intake_report_a_store_that_is_down(backend: Backend) {
+    let server = TestApp::start(backend).await;
     let c = client();
-    let alice = token("alice");
-    let (_, a) = hold(&c, &server, &alice, STUDIO, &["G2"]).await;
-    let before = wait_terminal(&c, &server, &alice, a["requestId"].as_str().unwrap()).await;
-    server.crash_and_restart();
-    let after = wait_terminal(&c, &server, &alice, a["requestId"].as_str().unwrap()).await;
-    assert_eq!(before, after);
-    assert_eq!(seat_status(&c, &server, STUDIO).await["G2"], "HELD");
+    assert_eq!(get(&c, &server, "/health", None).await.0, 200);
+    server.close_store().await;
+    let (status, health) = get(&c, &server, "/health", None).await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["checks"]["store"], "unavailable");
+    let (status, body) = hold(&c, &server, &token("alice"), STUDIO, &["A5"]).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("SERVICE_UNAVAILABLE")),
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        !message.contains("SQLite") && !message.contains("PostgreSQL"),
+        "a 5xx body names no internals: {message}"
+    );
 }
 
 on_every_backend!(
+    health_and_intake_report_a_store_that_is_down,
     hold_flow_end_to_end,
     loser_gets_alternatives_and_release_frees_seats,
     a_new_hold_releases_the_previous_one_for_that_show,
     idempotency_key_makes_retries_safe,
     users_see_and_receive_only_their_own,
-    state_survives_a_restart,
 );

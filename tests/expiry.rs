@@ -1,27 +1,21 @@
-//! Holds and requests expire by time: seats come back at once, even with no sweeper run, and the
-//! states read EXPIRED.
+//! Holds and requests expire by time: seats come back at once, even with no sweep, and the states
+//! read EXPIRED. The app's clock is moved by the test (no sleeping), and the sweep runs when the
+//! test says so, so each step is checked exactly when it happens.
 
 #[macro_use]
 mod support;
 
+use chrono::Duration;
 use serde_json::json;
-use std::time::{Duration, Instant};
 use support::*;
 
-async fn wait_until<F: Fn() -> Fut, Fut: std::future::Future<Output = bool>>(what: &str, check: F) {
-    let deadline = Instant::now() + WAIT;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Just past the default hold lifetime (300 s).
+fn past_hold_ttl() -> Duration {
+    Duration::seconds(301)
 }
 
 async fn expired_holds_free_their_seats_and_subscribers_hear_it(backend: Backend) {
-    let server = Server::start_on(
-        backend,
-        &[("HOLD_TTL_SECONDS", "1"), ("SWEEP_INTERVAL_MS", "100")],
-    )
-    .await;
+    let server = TestApp::start(backend).await;
     let c = client();
     let (alice, bob) = (token("alice"), token("bob"));
     let mut watcher = WsClient::connect(&server, &token("watcher")).await;
@@ -33,11 +27,15 @@ async fn expired_holds_free_their_seats_and_subscribers_hear_it(backend: Backend
     let held = watcher.next_of("SEATS_CHANGED").await;
     assert_eq!(held["seats"], json!([{"seatId":"B2","status":"HELD"}]));
 
+    server.advance(past_hold_ttl());
+    let swept = server.sweep().await;
+    assert_eq!(swept.holds_expired, 1, "{swept:?}");
     let freed = watcher.next_of("SEATS_CHANGED").await;
     assert_eq!(
         freed["seats"],
         json!([{"seatId":"B2","status":"AVAILABLE"}])
     );
+    assert_eq!(server.sweep().await.holds_expired, 0, "expired once");
     let hold_path = format!("/api/v1/holds/{}", r["holdId"].as_str().unwrap());
     let (_, h) = get(&c, &server, &hold_path, Some(&alice)).await;
     assert_eq!(h["status"], "EXPIRED");
@@ -61,22 +59,27 @@ async fn expired_holds_free_their_seats_and_subscribers_hear_it(backend: Backend
     );
 }
 
-/// With the sweeper effectively off, expiry still frees seats: it is decided by time.
+/// With no sweep at all, expiry still frees seats: it is decided by time.
 async fn expiry_needs_no_sweeper(backend: Backend) {
-    let server = Server::start_on(
-        backend,
-        &[("HOLD_TTL_SECONDS", "1"), ("SWEEP_INTERVAL_MS", "3600000")],
-    )
-    .await;
+    let server = TestApp::start(backend).await;
     let c = client();
     let (alice, bob) = (token("alice"), token("bob"));
     let (_, r) = hold(&c, &server, &alice, MATINEE_LATE, &["C4"]).await;
     let r = wait_terminal(&c, &server, &alice, r["requestId"].as_str().unwrap()).await;
     let hold_path = format!("/api/v1/holds/{}", r["holdId"].as_str().unwrap());
-    wait_until("the hold to read EXPIRED", || async {
-        get(&c, &server, &hold_path, Some(&alice)).await.1["status"] == "EXPIRED"
-    })
-    .await;
+
+    // The instant before its expiry the hold still holds; from its expiry on, it does not.
+    server.advance(Duration::seconds(299));
+    assert_eq!(
+        get(&c, &server, &hold_path, Some(&alice)).await.1["status"],
+        "HELD"
+    );
+    assert_eq!(seat_status(&c, &server, MATINEE_LATE).await["C4"], "HELD");
+    server.advance(Duration::seconds(2));
+    assert_eq!(
+        get(&c, &server, &hold_path, Some(&alice)).await.1["status"],
+        "EXPIRED"
+    );
     assert_eq!(
         seat_status(&c, &server, MATINEE_LATE).await["C4"],
         "AVAILABLE"
@@ -88,13 +91,10 @@ async fn expiry_needs_no_sweeper(backend: Backend) {
     );
 }
 
-/// A request not decided before its deadline ends EXPIRED, and its owner is told.
+/// A request not decided before its deadline ends EXPIRED, and its owner is told; deciding it
+/// later changes nothing.
 async fn requests_waiting_past_their_deadline_expire(backend: Backend) {
-    let server = Server::start_on(
-        backend,
-        &[("REQUEST_TTL_SECONDS", "1"), ("SWEEP_INTERVAL_MS", "100")],
-    )
-    .await;
+    let server = TestApp::start(backend).await;
     let c = client();
     let admin = admin_token("ops");
     let alice = token("alice");
@@ -102,12 +102,19 @@ async fn requests_waiting_past_their_deadline_expire(backend: Backend) {
     pause_show(&c, &server, STUDIO, &admin).await;
     let (_, r) = hold(&c, &server, &alice, STUDIO, &["D1"]).await;
     let id = r["requestId"].as_str().unwrap();
+
+    // Default request lifetime: 120 s.
+    server.advance(Duration::seconds(119));
+    assert_eq!(server.sweep().await.requests_expired, 0, "still in time");
+    server.advance(Duration::seconds(2));
+    assert_eq!(server.sweep().await.requests_expired, 1);
     let pushed = ws.next_of("BOOKING_RESULT").await;
     assert_eq!(
         (pushed["requestId"].as_str(), pushed["status"].as_str()),
         (Some(id), Some("EXPIRED"))
     );
     resume_show(&c, &server, STUDIO, &admin).await;
+    server.drain().await;
     let done = wait_terminal(&c, &server, &alice, id).await;
     assert_eq!(done["status"], "EXPIRED");
     assert_eq!(seat_status(&c, &server, STUDIO).await["D1"], "AVAILABLE");

@@ -27,15 +27,17 @@ async fn sigterm_decides_what_was_accepted_then_closes_sockets(backend: Backend)
     }
     // The burst waits behind a pause, so that all of it is still undecided at the signal.
     pause_show(&c, &server, GRAND_HALL, &admin).await;
-    let mut accepted: Vec<HashSet<String>> = vec![HashSet::new(); USERS];
+    let mut accepted: Vec<HashSet<String>> = Vec::with_capacity(USERS);
     for u in 0..USERS {
         let t = token(&format!("leaving-{u}"));
+        let mut mine = HashSet::new();
         for k in 0..EACH {
             let seat = format!("{}{}", (b'A' + (u % 20) as u8) as char, k + 1);
             let (status, body) = hold(&c, &server, &t, GRAND_HALL, &[&seat]).await;
             assert_eq!(status, 202, "{body}");
-            accepted[u].insert(body["requestId"].as_str().unwrap().to_owned());
+            mine.insert(body["requestId"].as_str().unwrap().to_owned());
         }
+        accepted.push(mine);
     }
     // Clients read as real ones do, answering the close frame, while the server stops.
     let readers: Vec<_> = sockets

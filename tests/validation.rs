@@ -48,7 +48,7 @@ fn hold_case(name: &'static str, body: Value, status: u16, code: &'static str) -
 }
 
 async fn bad_input_gets_a_clear_4xx_and_writes_nothing(backend: Backend) {
-    let server = Server::start_on(backend, &[]).await;
+    let server = TestApp::start(backend).await;
     let c = client();
     let unknown_show = "0b7f6a6e-1111-4222-8333-444455556666";
     let eleven: Vec<String> = (1..=11).map(|n| format!("E{n}")).collect();
@@ -369,7 +369,13 @@ async fn bad_input_gets_a_clear_4xx_and_writes_nothing(backend: Backend) {
         );
     }
 
-    // Nothing was written: no lane ever saw a request and every seat is as it started.
+    // Nothing was written: the request table is empty, no lane ever saw a request, and every
+    // seat is as it started.
+    assert_eq!(
+        server.stored_request_count().await,
+        0,
+        "a rejected request was stored"
+    );
     let (_, stats) = get(
         &c,
         &server,
@@ -392,7 +398,7 @@ async fn bad_input_gets_a_clear_4xx_and_writes_nothing(backend: Backend) {
 }
 
 async fn websocket_rejects_nonsense_and_keeps_the_connection(backend: Backend) {
-    let server = Server::start_on(backend, &[]).await;
+    let server = TestApp::start(backend).await;
     let mut ws = WsClient::connect(&server, &token("alice")).await;
     ws.send(json!({"action": "dance"})).await;
     assert_eq!(ws.next_json().await["code"], "INVALID_MESSAGE");

@@ -1,7 +1,7 @@
 //! Test harness for the local server: spawns the real `seatbook` binary on port 0 with a fresh
 //! data directory, and talks to it the way clients do (HTTP with reqwest, WebSocket with
 //! tokio-tungstenite). Nothing is faked: tests see exactly what a user would.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use booking_app::Authenticator;
 use booking_app::auth::DEV_JWT_SECRET;
@@ -26,15 +26,10 @@ pub const MATINEE_EARLY: &str = "5e0c1a6e-8f1e-4c3a-9b2d-000000000003";
 pub const MATINEE_LATE: &str = "5e0c1a6e-8f1e-4c3a-9b2d-000000000004";
 pub const PREMIERE_MOVIE: &str = "6d0c1a6e-8f1e-4c3a-9b2d-000000000001";
 
-/// What a test server runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// The default: embedded SQLite, in-process seat mirror.
-    Embedded,
-    /// As deployed: PostgreSQL (a fresh database per server) and Redis (a private server per
-    /// test server: the demo show ids are fixed, so servers must not share a Redis).
-    PostgresRedis,
-}
+/// What a test server runs on: the embedded store, or PostgreSQL (a fresh database per server)
+/// and Redis (a private server per test server: the demo show ids are fixed, so servers must not
+/// share a Redis). The same choice for the real binary and the in-process app.
+pub use booking_testkit::app::{Backend, TestApp, TestAppOptions};
 
 /// Runs each named `async fn(Backend)` test once per backend, as `<name>::embedded` and
 /// `<name>::postgres_redis`.
@@ -201,15 +196,41 @@ impl Server {
         next._redis = self._redis.take();
         *self = next;
     }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Something the tests talk to as clients do: the real binary ([`Server`]) or the in-process app
+/// ([`TestApp`]).
+pub trait Target {
+    /// `http://host:port`
+    fn base(&self) -> &str;
+    /// `ws://host:port`
+    fn ws_base(&self) -> &str;
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base(), path)
+    }
+}
+
+impl Target for Server {
+    fn base(&self) -> &str {
+        &self.base
+    }
+    fn ws_base(&self) -> &str {
+        &self.ws_base
+    }
+}
+
+impl Target for TestApp {
+    fn base(&self) -> &str {
+        &self.base
+    }
+    fn ws_base(&self) -> &str {
+        &self.ws_base
     }
 }
 
@@ -246,7 +267,7 @@ pub async fn json_of(resp: reqwest::Response) -> (u16, Value) {
 
 pub async fn get(
     c: &reqwest::Client,
-    server: &Server,
+    server: &impl Target,
     path: &str,
     token: Option<&str>,
 ) -> (u16, Value) {
@@ -259,7 +280,7 @@ pub async fn get(
 
 pub async fn post(
     c: &reqwest::Client,
-    server: &Server,
+    server: &impl Target,
     path: &str,
     token: Option<&str>,
     body: Value,
@@ -272,7 +293,7 @@ pub async fn post(
 }
 
 /// Stops deciding a show's requests (admin API); they keep queueing.
-pub async fn pause_show(c: &reqwest::Client, server: &Server, show: &str, admin: &str) {
+pub async fn pause_show(c: &reqwest::Client, server: &impl Target, show: &str, admin: &str) {
     let (status, body) = post(
         c,
         server,
@@ -285,7 +306,7 @@ pub async fn pause_show(c: &reqwest::Client, server: &Server, show: &str, admin:
 }
 
 /// Resumes deciding a show's requests (admin API).
-pub async fn resume_show(c: &reqwest::Client, server: &Server, show: &str, admin: &str) {
+pub async fn resume_show(c: &reqwest::Client, server: &impl Target, show: &str, admin: &str) {
     let (status, body) = post(
         c,
         server,
@@ -300,7 +321,7 @@ pub async fn resume_show(c: &reqwest::Client, server: &Server, show: &str, admin
 /// POST /api/v1/holds; returns (status, body).
 pub async fn hold(
     c: &reqwest::Client,
-    server: &Server,
+    server: &impl Target,
     token: &str,
     show: &str,
     seats: &[&str],
@@ -318,7 +339,7 @@ pub async fn hold(
 /// Polls a request until it is terminal.
 pub async fn wait_terminal(
     c: &reqwest::Client,
-    server: &Server,
+    server: &impl Target,
     token: &str,
     request_id: &str,
 ) -> Value {
@@ -348,7 +369,7 @@ pub async fn wait_terminal(
 
 pub async fn seat_status(
     c: &reqwest::Client,
-    server: &Server,
+    server: &impl Target,
     show: &str,
 ) -> std::collections::HashMap<String, String> {
     let (status, map) = get(c, server, &format!("/api/v1/shows/{show}/seatmap"), None).await;
@@ -375,9 +396,9 @@ pub struct WsClient {
 impl WsClient {
     /// Connects and completes a ping/pong round trip, so the server has registered the
     /// connection before the test goes on.
-    pub async fn connect(server: &Server, token: &str) -> WsClient {
+    pub async fn connect(server: &impl Target, token: &str) -> WsClient {
         let (stream, _) =
-            tokio_tungstenite::connect_async(format!("{}/ws?token={token}", server.ws_base))
+            tokio_tungstenite::connect_async(format!("{}/ws?token={token}", server.ws_base()))
                 .await
                 .expect("ws connect");
         let mut ws = WsClient { stream };

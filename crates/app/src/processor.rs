@@ -224,6 +224,7 @@ async fn mirror_batch(
 ) {
     let mut locks = Vec::new();
     let mut freed = Vec::new();
+    let mut released_holds = HashSet::new();
     for decision in &outcome.decisions {
         if let Decision::Granted {
             user_id,
@@ -235,6 +236,7 @@ async fn mirror_batch(
         } = decision
         {
             if let Some(released) = released {
+                released_holds.insert(*released);
                 for seat in seats_of.remove(released).unwrap_or_default() {
                     freed.push((seat, *released));
                 }
@@ -249,6 +251,9 @@ async fn mirror_batch(
             }));
         }
     }
+    // A hold granted and released again within the batch (a user's two requests decided
+    // together) must not be mirrored: its seats went back with the release.
+    locks.retain(|lock| !released_holds.contains(&lock.hold_id));
     if let Err(e) = mirror.apply(show, &locks, &freed).await {
         tracing::warn!(show_id = %show, error = %e, "seat mirror update failed; invalidating it");
         if let Err(e) = mirror.invalidate(show).await {

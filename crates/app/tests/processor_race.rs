@@ -7,95 +7,60 @@
 
 use async_trait::async_trait;
 use booking_app::Ports;
-use booking_app::processor::BatchProcessor;
-use booking_core::ports::{
-    CommitError, HoldStore, Notifier, ReleaseError, RequestStore, StoreError,
-};
-use booking_core::protocol::BookingResult;
-use booking_core::{
-    BatchOutcome, Decision, Hold, HoldId, ManualClock, RequestId, RequestStatus, SeatChange,
-    SeatId, SeatStatus, ShowId, ShowSnapshot, UserId,
-};
+use booking_app::processor::{BatchProcessor, ProcessError};
+use booking_core::ports::{CommitError, HoldStore, RequestStore};
+use booking_core::{BatchOutcome, Decision, ManualClock, RequestStatus, ShowId};
 use booking_sqlite::{SqliteOptions, SqliteStore};
+use booking_testkit::faults::{HoldsHook, HookedHolds, RecordingNotifier};
 use booking_testkit::support::{HOLD_TTL, create_show, fresh_user, grant, now_ms, request};
 use chrono::{DateTime, Utc};
 use std::sync::{Arc, Mutex};
 
-/// Delegates to the real store, but the first commit is preceded by the rival's.
+/// The first commit is preceded by the rival's, on the real store.
 struct RivalCommitsFirst {
-    inner: Arc<SqliteStore>,
     rival: Mutex<Option<(ShowId, BatchOutcome)>>,
 }
 
 #[async_trait]
-impl HoldStore for RivalCommitsFirst {
-    async fn load_show_state(
+impl HoldsHook for RivalCommitsFirst {
+    async fn before_commit(
         &self,
-        show: ShowId,
-        now: DateTime<Utc>,
-    ) -> Result<ShowSnapshot, StoreError> {
-        self.inner.load_show_state(show, now).await
-    }
-
-    async fn commit_batch(
-        &self,
-        show: ShowId,
-        batch: &BatchOutcome,
+        inner: &dyn HoldStore,
+        _show: ShowId,
+        _batch: &BatchOutcome,
         decided_at: DateTime<Utc>,
-    ) -> Result<Vec<RequestId>, CommitError> {
+    ) -> Result<(), CommitError> {
         let rival = self.rival.lock().unwrap().take();
         if let Some((rival_show, rival_batch)) = rival {
-            let written = self
-                .inner
+            let written = inner
                 .commit_batch(rival_show, &rival_batch, decided_at)
                 .await?;
             assert_eq!(written.len(), rival_batch.decisions.len(), "the rival wins");
         }
-        self.inner.commit_batch(show, batch, decided_at).await
-    }
-
-    async fn taken_seats(
-        &self,
-        show: ShowId,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<(SeatId, SeatStatus)>, StoreError> {
-        self.inner.taken_seats(show, now).await
-    }
-
-    async fn get_hold(&self, hold: HoldId) -> Result<Option<Hold>, StoreError> {
-        self.inner.get_hold(hold).await
-    }
-
-    async fn release_hold(
-        &self,
-        hold: HoldId,
-        user: &UserId,
-        now: DateTime<Utc>,
-    ) -> Result<Hold, ReleaseError> {
-        self.inner.release_hold(hold, user, now).await
-    }
-
-    async fn expire_holds(&self, now: DateTime<Utc>) -> Result<Vec<Hold>, StoreError> {
-        self.inner.expire_holds(now).await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
+        Ok(())
     }
 }
 
-/// Remembers every pushed result.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<BookingResult>>);
+/// Every commit loses a seat race: another worker always got there first.
+struct AlwaysBeaten;
 
 #[async_trait]
-impl Notifier for Recorder {
-    async fn booking_results(&self, results: &[(UserId, BookingResult)]) {
-        let mut seen = self.0.lock().unwrap();
-        seen.extend(results.iter().map(|(_, r)| r.clone()));
+impl HoldsHook for AlwaysBeaten {
+    async fn before_commit(
+        &self,
+        _inner: &dyn HoldStore,
+        _show: ShowId,
+        _batch: &BatchOutcome,
+        _decided_at: DateTime<Utc>,
+    ) -> Result<(), CommitError> {
+        Err(CommitError::SeatConflict)
     }
+}
 
-    async fn seats_changed(&self, _show: ShowId, _changes: &[SeatChange]) {}
+fn rival(show: ShowId, batch: BatchOutcome) -> RivalCommitsFirst {
+    RivalCommitsFirst {
+        rival: Mutex::new(Some((show, batch))),
+    }
 }
 
 struct Setup {
@@ -116,10 +81,11 @@ async fn setup() -> Setup {
 
 fn processor(
     store: &Arc<SqliteStore>,
-    holds: Arc<dyn HoldStore>,
-    notifier: Arc<Recorder>,
+    hook: impl HoldsHook,
+    notifier: Arc<RecordingNotifier>,
     now: DateTime<Utc>,
 ) -> BatchProcessor {
+    let holds = Arc::new(HookedHolds::new(store.clone(), hook));
     BatchProcessor::new(
         Ports {
             catalog: store.clone(),
@@ -144,27 +110,28 @@ async fn a_rejection_lost_to_a_rival_announces_the_stored_outcome() {
     grant(store.as_ref(), &show, &holder, t).await;
     let late = request(store.as_ref(), &show, &fresh_user("late"), &["A1"], t).await;
 
-    let rival = BatchOutcome {
+    let rival_batch = BatchOutcome {
         decisions: vec![Decision::Expired {
             request_id: late.request_id,
         }],
         seat_changes: vec![],
     };
-    let holds = Arc::new(RivalCommitsFirst {
-        inner: store.clone(),
-        rival: Mutex::new(Some((show.show_id, rival))),
-    });
-    let notifier = Arc::new(Recorder::default());
-    let report = processor(&store, holds, notifier.clone(), t)
-        .process(show.show_id, std::slice::from_ref(&late))
-        .await
-        .expect("the batch is processed");
+    let notifier = Arc::new(RecordingNotifier::default());
+    let report = processor(
+        &store,
+        rival(show.show_id, rival_batch),
+        notifier.clone(),
+        t,
+    )
+    .process(show.show_id, std::slice::from_ref(&late))
+    .await
+    .expect("the batch is processed");
 
     assert_eq!(
         report.decided, 0,
         "nothing of this batch was written by this worker"
     );
-    let pushed = notifier.0.lock().unwrap().clone();
+    let pushed = notifier.results();
     assert_eq!(pushed.len(), 1, "one push: {pushed:?}");
     assert_eq!(pushed[0].request_id, late.request_id);
     assert_eq!(pushed[0].status, RequestStatus::Expired, "{pushed:?}");
@@ -181,30 +148,56 @@ async fn a_grant_lost_to_a_rival_announces_the_stored_outcome() {
     let show = create_show(store.as_ref(), 1, 4).await;
     let wanted = request(store.as_ref(), &show, &fresh_user("wanted"), &["A2"], t).await;
 
-    let rival = BatchOutcome {
+    let rival_batch = BatchOutcome {
         decisions: vec![Decision::Invalid {
             request_id: wanted.request_id,
             reason: "decided by the rival".to_owned(),
         }],
         seat_changes: vec![],
     };
-    let holds = Arc::new(RivalCommitsFirst {
-        inner: store.clone(),
-        rival: Mutex::new(Some((show.show_id, rival))),
-    });
-    let notifier = Arc::new(Recorder::default());
-    let report = processor(&store, holds, notifier.clone(), t)
-        .process(show.show_id, std::slice::from_ref(&wanted))
-        .await
-        .expect("the batch is processed");
+    let notifier = Arc::new(RecordingNotifier::default());
+    let report = processor(
+        &store,
+        rival(show.show_id, rival_batch),
+        notifier.clone(),
+        t,
+    )
+    .process(show.show_id, std::slice::from_ref(&wanted))
+    .await
+    .expect("the batch is processed");
 
     assert_eq!(report.conflicts, 1, "the stale grant was refused once");
     assert_eq!(report.granted, 0);
-    let pushed = notifier.0.lock().unwrap().clone();
+    let pushed = notifier.results();
     assert_eq!(pushed.len(), 1, "one push: {pushed:?}");
     assert_eq!(pushed[0].status, RequestStatus::Failed, "{pushed:?}");
     assert_eq!(pushed[0].message, "decided by the rival");
     assert!(store.taken_seats(show.show_id, t).await.unwrap().is_empty());
     let stored = store.get_request(wanted.request_id).await.unwrap().unwrap();
     assert_eq!(stored.status, RequestStatus::Failed);
+}
+
+/// A batch that loses the seat race on every attempt gives up (retryably) after the retry
+/// budget: nothing is written, nobody is told anything, and the requests stay undecided for the
+/// next delivery.
+#[tokio::test]
+async fn conflicts_that_persist_end_in_a_retryable_failure_that_writes_nothing() {
+    let Setup { store, _dir } = setup().await;
+    let t = now_ms();
+    let show = create_show(store.as_ref(), 1, 4).await;
+    let wanted = request(store.as_ref(), &show, &fresh_user("unlucky"), &["A3"], t).await;
+    let notifier = Arc::new(RecordingNotifier::default());
+    let failed = processor(&store, AlwaysBeaten, notifier.clone(), t)
+        .process(show.show_id, std::slice::from_ref(&wanted))
+        .await
+        .expect_err("every attempt was refused");
+    assert!(
+        matches!(failed, ProcessError::ConflictsPersisted(6)),
+        "{failed:?}"
+    );
+    assert!(failed.is_retryable(), "another delivery may succeed");
+    assert!(notifier.results().is_empty(), "nothing to announce");
+    let stored = store.get_request(wanted.request_id).await.unwrap().unwrap();
+    assert!(!stored.status.is_terminal(), "{stored:?}");
+    assert!(store.taken_seats(show.show_id, t).await.unwrap().is_empty());
 }

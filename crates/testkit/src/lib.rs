@@ -25,8 +25,14 @@
 //!   loopback port, for tests that flush, stop or restart Redis;
 //! - [`aws`]: [`Moto`](aws::Moto), a private `moto_server` (SQS FIFO, DynamoDB, Secrets
 //!   Manager), and the project's AWS tool venv, installed on first use by `scripts/aws-tools.sh`.
+//!
+//! And [`app`]: [`TestApp`](app::TestApp), the whole local server in the test's process, on a
+//! free port, with a clock the test moves and lanes it can drain; [`faults`]: a test's hook in
+//! front of a real hold store (a rival commit, an outage, a gate), and a recording notifier.
 
+pub mod app;
 pub mod aws;
+pub mod faults;
 pub mod mirror;
 pub mod postgres;
 pub mod redis;

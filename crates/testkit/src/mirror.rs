@@ -94,16 +94,17 @@ pub async fn apply_sets_and_frees<M: MirrorAdapter>(m: &M) {
     .await
     .unwrap();
     assert_eq!(taken(m, show).await, Some(held(&["A2"])));
-    // Frees are applied before sets: a seat freed and re-locked in one call ends locked.
+    // Frees are applied before sets: a free and a lock naming the same seat and hold in one call
+    // leave the seat locked (applied the other way round, the free would remove the new lock).
     let h3 = HoldId::new_random();
     m.apply(
         show,
-        &[lock("A2", h3, "u3", later)],
-        &[(seats(&["A2"])[0], h2)],
+        &[lock("A3", h3, "u3", later)],
+        &[(seats(&["A3"])[0], h3)],
     )
     .await
     .unwrap();
-    assert_eq!(taken(m, show).await, Some(held(&["A2"])));
+    assert_eq!(taken(m, show).await, Some(held(&["A2", "A3"])));
 }
 
 /// A lock past its expiry is not taken, whatever the mirror's own clock says.

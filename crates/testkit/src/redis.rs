@@ -46,6 +46,9 @@ impl PrivateRedis {
                 "",
                 "--appendonly",
                 "no",
+                // DEBUG SLEEP freezes the server for `freeze`; only from loopback.
+                "--enable-debug-command",
+                "local",
             ])
             .stdout(Stdio::null())
             .spawn()
@@ -68,6 +71,33 @@ impl PrivateRedis {
             .status()
             .expect("redis-cli must be installed: run `bash scripts/ensure-services.sh`");
         assert!(status.success(), "FLUSHALL failed");
+    }
+
+    /// Makes the server stop answering for `seconds` while it keeps its connections open (an
+    /// overloaded or paused instance, not a dead one): `DEBUG SLEEP` sent through redis-cli. The
+    /// returned child exits when the server answers again.
+    pub fn freeze(&self, seconds: u32) -> std::process::Child {
+        Command::new("redis-cli")
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "DEBUG",
+                "SLEEP",
+                &seconds.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-cli must be installed: run `bash scripts/ensure-services.sh`")
+    }
+
+    /// Runs one command through redis-cli and returns its raw answer.
+    pub fn command(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--raw"])
+            .args(args)
+            .output()
+            .expect("redis-cli must be installed: run `bash scripts/ensure-services.sh`");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
     /// The value of one key through redis-cli (`None` if absent).
