@@ -6,7 +6,7 @@ use booking_core::ports::{HoldStore, SeatMirror};
 use booking_core::{ManualClock, SeatStatus};
 use booking_local::MemoryMirror;
 use booking_sqlite::{SqliteOptions, SqliteStore};
-use booking_testkit::support::{create_show, fresh_user, held, now_ms, request};
+use booking_testkit::support::{create_show, fresh_user, held, now, request};
 use std::sync::Arc;
 
 /// A user's two requests decided in one batch: the second grant releases the first, and the
@@ -19,7 +19,7 @@ async fn a_hold_released_within_its_batch_is_not_mirrored() {
             .await
             .unwrap(),
     );
-    let t = now_ms();
+    let t = now();
     let show = create_show(store.as_ref(), 1, 6).await;
     let user = fresh_user("double-click");
     let first = request(store.as_ref(), &show, &user, &["A1"], t).await;

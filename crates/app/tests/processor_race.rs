@@ -12,7 +12,7 @@ use booking_core::ports::{CommitError, HoldStore, RequestStore};
 use booking_core::{BatchOutcome, Decision, ManualClock, RequestStatus, ShowId};
 use booking_sqlite::{SqliteOptions, SqliteStore};
 use booking_testkit::faults::{HoldsHook, HookedHolds, RecordingNotifier};
-use booking_testkit::support::{HOLD_TTL, create_show, fresh_user, grant, now_ms, request};
+use booking_testkit::support::{HOLD_TTL, create_show, fresh_user, grant, now, request};
 use chrono::{DateTime, Utc};
 use std::sync::{Arc, Mutex};
 
@@ -104,7 +104,7 @@ fn processor(
 #[tokio::test]
 async fn a_rejection_lost_to_a_rival_announces_the_stored_outcome() {
     let Setup { store, _dir } = setup().await;
-    let t = now_ms();
+    let t = now();
     let show = create_show(store.as_ref(), 1, 4).await;
     let holder = request(store.as_ref(), &show, &fresh_user("holder"), &["A1"], t).await;
     grant(store.as_ref(), &show, &holder, t).await;
@@ -144,7 +144,7 @@ async fn a_rejection_lost_to_a_rival_announces_the_stored_outcome() {
 #[tokio::test]
 async fn a_grant_lost_to_a_rival_announces_the_stored_outcome() {
     let Setup { store, _dir } = setup().await;
-    let t = now_ms();
+    let t = now();
     let show = create_show(store.as_ref(), 1, 4).await;
     let wanted = request(store.as_ref(), &show, &fresh_user("wanted"), &["A2"], t).await;
 
@@ -183,7 +183,7 @@ async fn a_grant_lost_to_a_rival_announces_the_stored_outcome() {
 #[tokio::test]
 async fn conflicts_that_persist_end_in_a_retryable_failure_that_writes_nothing() {
     let Setup { store, _dir } = setup().await;
-    let t = now_ms();
+    let t = now();
     let show = create_show(store.as_ref(), 1, 4).await;
     let wanted = request(store.as_ref(), &show, &fresh_user("unlucky"), &["A3"], t).await;
     let notifier = Arc::new(RecordingNotifier::default());

@@ -5,7 +5,7 @@ use booking_core::ports::{ConnectionRegistry, QueueCounters, RequestQueue};
 use booking_core::{BookingRequest, RequestId, RequestStatus, ShowId};
 use booking_local::MemoryMirror;
 use booking_testkit::aws::Moto;
-use booking_testkit::support::{fresh_user, now_ms};
+use booking_testkit::support::{fresh_user, now};
 use std::sync::{Arc, OnceLock};
 
 fn moto() -> &'static Moto {
@@ -82,7 +82,7 @@ async fn registry_ignores_items_past_their_ttl() {
 }
 
 fn request(show: ShowId) -> BookingRequest {
-    let t = now_ms();
+    let t = now();
     BookingRequest {
         request_id: RequestId::new_random(),
         user_id: fresh_user("q"),

@@ -69,7 +69,7 @@ async fn decide(db: &TestDatabase) {
         (500, 40_000),
     ] {
         let show = create_show(&store, 20, 25).await;
-        let t0 = booking_testkit::support::now_ms();
+        let t0 = booking_testkit::support::now();
         let requests = insert_all(&store, hot_show_requests(&show, &users, count, t0, 42)).await;
 
         let mut now = t0;
@@ -138,7 +138,7 @@ async fn intake(db: &TestDatabase) {
             })
             .await;
         let show = create_show(&store, 20, 25).await;
-        let t0 = booking_testkit::support::now_ms();
+        let t0 = booking_testkit::support::now();
 
         // A lone caller: one request at a time.
         let lone = hot_show_requests(&show, &users, 1_000, t0, 7);

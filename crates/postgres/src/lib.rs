@@ -197,6 +197,12 @@ impl PgStore {
         })
     }
 
+    /// `t` as this store keeps it: `TIMESTAMPTZ` has microseconds, so what is written reads back
+    /// truncated to the microsecond (and every write returns it that way too).
+    pub fn stored_instant(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+        codec::truncate_micros(t)
+    }
+
     /// The pool, for operations and tests that need SQL the ports do not offer.
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool

@@ -36,7 +36,7 @@ struct SimClock {
 impl SimClock {
     fn new() -> Self {
         Self {
-            base: booking_testkit::support::now_ms(),
+            base: booking_testkit::support::now(),
             ms: AtomicI64::new(0),
         }
     }
@@ -483,11 +483,11 @@ async fn racing_claims_on_one_seat_commit_exactly_once() {
 }
 
 async fn race_for_one_seat(prior: Prior, first_fails: bool) {
-    use booking_testkit::support::{decide, fresh_user, grant, held, now_ms, request, taken};
+    use booking_testkit::support::{decide, fresh_user, grant, held, now, request, taken};
     let db = TestDatabase::create().await;
     let store = db.store().clone();
     let show = create_show(&store, 1, 4).await;
-    let t = now_ms();
+    let t = now();
     let early = t - Duration::minutes(10);
     let mut control = db.raw_connection().await;
     match prior {

@@ -9,7 +9,7 @@ use booking_core::{RequestId, ShowId};
 use booking_postgres::{IntakeMode, PgOptions, PgStore};
 use booking_testkit::postgres::TestDatabase;
 use booking_testkit::support::{
-    assert_spoiled_rows_read_as_corrupt, create_show, fresh_user, new_request, now_ms, request,
+    assert_spoiled_rows_read_as_corrupt, create_show, fresh_user, new_request, now, request,
     rows_to_spoil,
 };
 
@@ -49,16 +49,28 @@ async fn all_cases_with_direct_intake() {
 
 /// A request for a show that does not exist is refused on its own, without failing the other
 /// requests written in the same group.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// One thread: both requests are handed over before the writer task can run, so they share
+// its first group (asserted through the intake's counters), which is the point of the case.
+#[tokio::test(flavor = "current_thread")]
 async fn a_request_for_an_unknown_show_fails_alone() {
     let (store, _db) = fresh_store().await;
     let show = create_show(&store, 1, 4).await;
     let mut ghost = show.clone();
     ghost.show_id = ShowId::new_random();
-    let t = now_ms();
+    let t = now();
+    let before = store.intake_stats();
     let (bad, good) = tokio::join!(
         store.insert_request(new_request(&ghost, &fresh_user("g"), &["A1"], t)),
         store.insert_request(new_request(&show, &fresh_user("h"), &["A1"], t)),
+    );
+    let after = store.intake_stats();
+    assert_eq!(
+        (
+            after.groups - before.groups,
+            after.requests - before.requests
+        ),
+        (1, 2),
+        "both requests were written by one commit"
     );
     assert!(
         matches!(&bad, Err(e) if e.kind() == booking_core::StoreFailure::Corrupt),
@@ -80,7 +92,7 @@ async fn a_repeated_request_id_is_the_same_request() {
     let (store, _db) = fresh_store().await;
     let show = create_show(&store, 1, 4).await;
     let user = fresh_user("u");
-    let first = new_request(&show, &user, &["A1"], now_ms());
+    let first = new_request(&show, &user, &["A1"], now());
     let Inserted::New(stored) = store.insert_request(first.clone()).await.unwrap() else {
         panic!("new")
     };
@@ -101,7 +113,7 @@ async fn a_repeated_request_id_is_the_same_request() {
 async fn begin_processing_takes_any_number_of_ids() {
     let (store, _db) = fresh_store().await;
     let show = create_show(&store, 1, 4).await;
-    let real = request(&store, &show, &fresh_user("u"), &["A1"], now_ms()).await;
+    let real = request(&store, &show, &fresh_user("u"), &["A1"], now()).await;
     let mut ids: Vec<_> = (0..70_000).map(|_| RequestId::new_random()).collect();
     ids.push(real.request_id);
     assert_eq!(
@@ -157,7 +169,7 @@ async fn a_closed_store_reports_unavailable() {
     let (store, _db) = fresh_store().await;
     store.close().await;
     let err = store
-        .taken_seats(ShowId::new_random(), now_ms())
+        .taken_seats(ShowId::new_random(), now())
         .await
         .unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");

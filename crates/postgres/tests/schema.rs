@@ -4,7 +4,7 @@
 use booking_core::ports::{HoldStore, RequestStore};
 use booking_postgres::{MIGRATOR, PgOptions, PgStore};
 use booking_testkit::postgres::TestDatabase;
-use booking_testkit::support::{create_show, fresh_user, now_ms, request};
+use booking_testkit::support::{create_show, fresh_user, now, request};
 
 async fn table_exists(db: &TestDatabase, table: &str) -> bool {
     let mut conn = db.raw_connection().await;
@@ -31,7 +31,7 @@ async fn connect_never_migrates_and_migrate_is_idempotent() {
     by_url.ping().await.expect("ping");
     assert!(table_exists(&db, "booking_requests").await);
     let show = create_show(db.store(), 1, 4).await;
-    let before = request(db.store(), &show, &fresh_user("u"), &["A1"], now_ms()).await;
+    let before = request(db.store(), &show, &fresh_user("u"), &["A1"], now()).await;
 
     // Again, and from several processes at once: nothing changes, nothing is lost.
     db.store().migrate().await.expect("second migrate");

@@ -128,7 +128,7 @@ async fn insert_one(
 mod tests {
     use crate::{SqliteOptions, SqliteStore};
     use booking_core::ports::{Inserted, RequestStore};
-    use booking_testkit::support::{create_show, fresh_user, new_request, now_ms};
+    use booking_testkit::support::{create_show, fresh_user, new_request, now};
 
     /// Requests that arrive while the writer is busy share its next commit.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +142,7 @@ mod tests {
         let tasks: Vec<_> = (0..300)
             .map(|_| {
                 let store = store.clone();
-                let new = new_request(&show, &fresh_user("u"), &["A1"], now_ms());
+                let new = new_request(&show, &fresh_user("u"), &["A1"], now());
                 tokio::spawn(async move { store.insert_request(new).await })
             })
             .collect();

@@ -173,6 +173,12 @@ impl SqliteStore {
         })
     }
 
+    /// `t` as this store keeps it: instants are whole unix milliseconds here, so what is written
+    /// reads back truncated to the millisecond (and every write returns it that way too).
+    pub fn stored_instant(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+        codec::truncate_millis(t)
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path

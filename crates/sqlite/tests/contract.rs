@@ -5,7 +5,7 @@ use booking_core::RequestStatus;
 use booking_core::ports::{Inserted, RequestStore};
 use booking_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use booking_testkit::support::{
-    assert_spoiled_rows_read_as_corrupt, create_show, fresh_user, new_request, now_ms, request,
+    assert_spoiled_rows_read_as_corrupt, create_show, fresh_user, new_request, now, request,
     rows_to_spoil,
 };
 use tempfile::TempDir;
@@ -33,7 +33,7 @@ async fn all_cases_share_one_database() {
 async fn requests_survive_a_restart_and_seq_continues() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("booking.db");
-    let t = now_ms();
+    let t = now();
 
     let store = SqliteStore::open(&path, SqliteOptions::default())
         .await
@@ -77,7 +77,7 @@ async fn reopening_applies_no_migration_twice() {
             max_readers: 1,
         };
         let store = SqliteStore::open(&path, options).await.unwrap();
-        let new = new_request(&show, &fresh_user("again"), &["A1"], now_ms());
+        let new = new_request(&show, &fresh_user("again"), &["A1"], now());
         assert!(matches!(
             store.insert_request(new).await.unwrap(),
             Inserted::New(_)
@@ -91,7 +91,7 @@ async fn a_closed_store_reports_unavailable() {
     let (store, _dir) = fresh_store().await;
     store.close().await;
     let show_id = booking_core::ShowId::new_random();
-    let err = booking_core::ports::HoldStore::taken_seats(&store, show_id, now_ms())
+    let err = booking_core::ports::HoldStore::taken_seats(&store, show_id, now())
         .await
         .unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
@@ -143,16 +143,28 @@ async fn undecodable_rows_are_corrupt_not_panics() {
 
 /// Requests for a show that does not exist are refused one by one, without failing the other
 /// requests committed with them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// One thread: both requests are handed over before the writer task can run, so they share
+// its first group (asserted through the intake's counters), which is the point of the case.
+#[tokio::test(flavor = "current_thread")]
 async fn a_request_for_an_unknown_show_fails_alone() {
     let (store, _dir) = fresh_store().await;
     let show = create_show(&store, 1, 4).await;
     let mut ghost = show.clone();
     ghost.show_id = booking_core::ShowId::new_random();
-    let t = now_ms();
+    let t = now();
+    let before = store.intake_stats();
     let (bad, good) = tokio::join!(
         store.insert_request(new_request(&ghost, &fresh_user("g"), &["A1"], t)),
         store.insert_request(new_request(&show, &fresh_user("h"), &["A1"], t)),
+    );
+    let after = store.intake_stats();
+    assert_eq!(
+        (
+            after.groups - before.groups,
+            after.requests - before.requests
+        ),
+        (1, 2),
+        "both requests were written by one commit"
     );
     assert!(matches!(
         bad,
@@ -172,7 +184,7 @@ async fn a_request_for_an_unknown_show_fails_alone() {
 async fn begin_processing_takes_any_number_of_ids() {
     let (store, _dir) = fresh_store().await;
     let show = create_show(&store, 1, 4).await;
-    let real = request(&store, &show, &fresh_user("u"), &["A1"], now_ms()).await;
+    let real = request(&store, &show, &fresh_user("u"), &["A1"], now()).await;
     let mut ids: Vec<_> = (0..40_000)
         .map(|_| booking_core::RequestId::new_random())
         .collect();

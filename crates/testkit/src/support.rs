@@ -15,13 +15,11 @@ pub const HOLD_TTL: Duration = Duration::minutes(5);
 /// How long a request of the cases may wait to be decided.
 pub const REQUEST_TTL: Duration = Duration::minutes(2);
 
-/// The current time, truncated to the millisecond.
-///
-/// Stores keep timestamps at millisecond precision (SQLite: unix milliseconds; PostgreSQL:
-/// microseconds), so the cases only ever use instants that every store round-trips exactly.
-pub fn now_ms() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+/// The current time, to the nanosecond, as the app's clock gives it. Stores keep less (SQLite
+/// milliseconds, PostgreSQL microseconds); the store contract compares with what each store says
+/// it keeps (`stores::StoredInstants`).
+pub fn now() -> DateTime<Utc> {
+    Utc::now()
 }
 
 /// A string no other case (or earlier run against the same database) has used.
@@ -62,7 +60,7 @@ pub async fn create_show<S: CatalogStore>(store: &S, rows: u16, per_row: u16) ->
     let show = Show {
         show_id: ShowId::new_random(),
         movie_id: movie.movie_id,
-        starts_at: now_ms() + Duration::days(1),
+        starts_at: now() + Duration::days(1),
         auditorium: "Hall 1".to_owned(),
         layout: Arc::new(SeatLayout::rectangular(rows, per_row, 1_200)),
     };
@@ -213,7 +211,7 @@ pub struct SpoiledRows {
 /// Creates the rows of [`SpoiledRows`], before the adapter corrupts them.
 pub async fn rows_to_spoil<S: CatalogStore + RequestStore + HoldStore>(store: &S) -> SpoiledRows {
     let show = create_show(store, 1, 4).await;
-    let at = now_ms();
+    let at = now();
     let good = request(store, &show, &fresh_user("good"), &["A1"], at).await;
     let bad = [
         request(store, &show, &fresh_user("bad"), &["A2"], at).await,

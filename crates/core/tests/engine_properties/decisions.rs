@@ -122,13 +122,87 @@ proptest! {
                     run >= n
                 })
             });
+            let near = Nearness::new(&s.world, &s.request.seat_ids);
             if run_exists {
                 let sorted: Vec<SeatId> = distinct.into_iter().collect();
                 let one_row = sorted.iter().all(|x| x.row_code() == sorted[0].row_code());
                 let consecutive = sorted.windows(2).all(|w| w[1].number() == w[0].number() + 1);
                 prop_assert!(one_row && consecutive, "a run of {} exists but {:?} was offered", n, alternatives);
+                // And no other run of usable seats is nearer to what was asked for.
+                let offered = near.block(sorted[0], n);
+                let best = near.best_block(&usable, n).expect("a run exists");
+                prop_assert_eq!(offered, best, "{:?} offered for {:?}; a nearer run exists", alternatives, s.request.seat_ids);
+            } else {
+                // Scattered: the n usable seats nearest to what was asked for.
+                let mut offered: Vec<u32> = alternatives.iter().map(|&x| near.seat(x)).collect();
+                offered.sort_unstable();
+                let mut all: Vec<u32> = usable.iter().map(|&x| near.seat(x)).collect();
+                all.sort_unstable();
+                prop_assert_eq!(&offered[..], &all[..n], "{:?} offered for {:?}; nearer seats are free", alternatives, s.request.seat_ids);
             }
             Ok(())
         })?;
+    }
+}
+
+/// The distance alternatives are ranked by, as the engine documents it: measured from the
+/// average row position and seat number of the seats asked for, in half-seat units, a row away
+/// costing as much as three seats sideways; a block is measured at its centre.
+struct Nearness {
+    /// Row label code → position of the row in the layout.
+    position: std::collections::HashMap<u16, u32>,
+    ref_row: u32,
+    ref_num2: u32,
+}
+
+impl Nearness {
+    const ROW_WEIGHT: u32 = 3;
+
+    fn new(world: &crate::world::World, asked: &[SeatId]) -> Self {
+        let position: std::collections::HashMap<u16, u32> = world
+            .layout
+            .rows()
+            .iter()
+            .enumerate()
+            .map(|(i, row)| (SeatId::parse_row_label(&row.row).unwrap(), i as u32))
+            .collect();
+        let n = asked.len() as u32;
+        let row_sum: u32 = asked.iter().map(|x| position[&x.row_code()]).sum();
+        let num_sum: u32 = asked.iter().map(|x| x.number() as u32).sum();
+        let rows = world.layout.rows().len() as u32;
+        Self {
+            position,
+            ref_row: ((2 * row_sum) / n / 2).min(rows - 1),
+            ref_num2: (2 * num_sum) / n,
+        }
+    }
+
+    fn row_cost(&self, seat: SeatId) -> u32 {
+        Self::ROW_WEIGHT * 2 * self.position[&seat.row_code()].abs_diff(self.ref_row)
+    }
+
+    /// One seat's distance.
+    fn seat(&self, seat: SeatId) -> u32 {
+        self.row_cost(seat) + (2 * seat.number() as u32).abs_diff(self.ref_num2)
+    }
+
+    /// The distance of the block of `n` seats starting at `first`.
+    fn block(&self, first: SeatId, n: usize) -> u32 {
+        let centre2 = 2 * first.number() as u32 + n as u32 - 1;
+        self.row_cost(first) + centre2.abs_diff(self.ref_num2)
+    }
+
+    /// The smallest distance of any run of `n` usable seats in one row.
+    fn best_block(&self, usable: &BTreeSet<SeatId>, n: usize) -> Option<u32> {
+        usable
+            .iter()
+            .filter(|first| {
+                (0..n as u16).all(|k| {
+                    SeatId::new(first.row_code(), first.number() + k)
+                        .is_some_and(|x| usable.contains(&x))
+                })
+            })
+            .map(|first| self.block(*first, n))
+            .min()
     }
 }

@@ -21,7 +21,7 @@ use chrono::Duration;
 /// changes nothing.
 pub async fn begin_processing_skips_decided<S: ContractStore>(store: &S) {
     let show = create_show(store, 1, 10).await;
-    let t = now_ms();
+    let t = now();
     let r1 = request(store, &show, &fresh_user("one"), &["A1"], t).await;
     let r2 = request(store, &show, &fresh_user("two"), &["A2"], t).await;
     let r3 = request(store, &show, &fresh_user("three"), &["A3"], t).await;
@@ -97,7 +97,7 @@ pub async fn begin_processing_skips_decided<S: ContractStore>(store: &S) {
 /// the hold and its claims.
 pub async fn commit_batch_records_every_outcome<S: ContractStore>(store: &S) {
     let show = create_show(store, 1, 6).await;
-    let t = now_ms();
+    let t = now();
     let alice = fresh_user("alice");
     let a = request(store, &show, &alice, &["A1", "A2"], t).await;
     let b = request(store, &show, &fresh_user("bob"), &["A2", "A3"], t).await;
@@ -133,12 +133,12 @@ pub async fn commit_batch_records_every_outcome<S: ContractStore>(store: &S) {
     assert_eq!(written, expected, "every outcome of the batch was written");
 
     let hold_id = HoldId::for_request(a.request_id);
-    let hold_expires_at = t + HOLD_TTL;
+    let hold_expires_at = store.as_stored(t + HOLD_TTL);
     let got = |id| async move { store.get_request(id).await.unwrap().unwrap() };
 
     let a_now = got(a.request_id).await;
     assert_eq!(a_now.status, RequestStatus::Success);
-    assert_eq!(a_now.processed_at, Some(t));
+    assert_eq!(a_now.processed_at, Some(store.as_stored(t)));
     assert_eq!(
         a_now.outcome,
         Some(RequestOutcome::Granted {
@@ -149,7 +149,7 @@ pub async fn commit_batch_records_every_outcome<S: ContractStore>(store: &S) {
 
     let b_now = got(b.request_id).await;
     assert_eq!(b_now.status, RequestStatus::Failed);
-    assert_eq!(b_now.processed_at, Some(t));
+    assert_eq!(b_now.processed_at, Some(store.as_stored(t)));
     assert_eq!(unavailable, &seats(&["A2"]));
     assert_eq!(alternatives.len(), 2);
     assert_eq!(
@@ -163,7 +163,7 @@ pub async fn commit_batch_records_every_outcome<S: ContractStore>(store: &S) {
 
     let c_now = got(c.request_id).await;
     assert_eq!(c_now.status, RequestStatus::Expired);
-    assert_eq!(c_now.processed_at, Some(t));
+    assert_eq!(c_now.processed_at, Some(store.as_stored(t)));
     assert_eq!(
         c_now.outcome,
         Some(RequestOutcome::Expired {
@@ -191,7 +191,7 @@ pub async fn commit_batch_records_every_outcome<S: ContractStore>(store: &S) {
             show_id: show.show_id,
             seat_ids: seats(&["A1", "A2"]),
             status: HoldStatus::Held,
-            created_at: t,
+            created_at: store.as_stored(t),
             expires_at: hold_expires_at,
             ended_at: None,
         })
@@ -216,7 +216,7 @@ pub async fn commit_batch_records_every_outcome<S: ContractStore>(store: &S) {
 /// A user's new hold on a show releases their previous one; its seats become free.
 pub async fn grant_releases_previous_hold<S: ContractStore>(store: &S) {
     let show = create_show(store, 1, 6).await;
-    let t = now_ms();
+    let t = now();
     let t2 = t + Duration::minutes(1);
     let user = fresh_user("changer");
     let first = request(store, &show, &user, &["A1", "A2"], t).await;
@@ -239,7 +239,7 @@ pub async fn grant_releases_previous_hold<S: ContractStore>(store: &S) {
 
     let old = store.get_hold(h1).await.unwrap().unwrap();
     assert_eq!(old.status, HoldStatus::Released);
-    assert_eq!(old.ended_at, Some(t2));
+    assert_eq!(old.ended_at, Some(store.as_stored(t2)));
     let new = store.get_hold(*h2).await.unwrap().unwrap();
     assert_eq!(new.status, HoldStatus::Held);
     assert_eq!(new.seat_ids, seats(&["A2", "A3"]));
@@ -260,7 +260,7 @@ pub async fn grant_releases_previous_hold<S: ContractStore>(store: &S) {
 /// Stores that write a batch in bulk must resolve these as applying the decisions in order would.
 pub async fn one_batch_builds_on_its_own_grants_and_releases<S: ContractStore>(store: &S) {
     let show = create_show(store, 2, 6).await;
-    let t = now_ms();
+    let t = now();
     let u = fresh_user("u");
     let w = fresh_user("w");
     let stored = request(store, &show, &w, &["B1"], t).await;
@@ -298,7 +298,7 @@ pub async fn one_batch_builds_on_its_own_grants_and_releases<S: ContractStore>(s
 
     let first = store.get_hold(h1).await.unwrap().unwrap();
     assert_eq!(first.status, HoldStatus::Released);
-    assert_eq!(first.ended_at, Some(t1));
+    assert_eq!(first.ended_at, Some(store.as_stored(t1)));
     assert_eq!(first.seat_ids, seats(&["A1", "A2", "A4"]));
     assert_eq!(
         store.get_hold(h0).await.unwrap().unwrap().status,

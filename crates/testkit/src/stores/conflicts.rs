@@ -19,7 +19,7 @@ use chrono::Duration;
 /// claims live is refused as a whole; nothing of it is written.
 pub async fn seat_conflict_writes_nothing<S: ContractStore>(store: &S) {
     let show = create_show(store, 1, 6).await;
-    let t = now_ms();
+    let t = now();
     let t1 = t + Duration::seconds(1);
     let x = request(store, &show, &fresh_user("x"), &["A1"], t).await;
     let hx = grant(store, &show, &x, t).await;
@@ -79,7 +79,7 @@ pub async fn seat_conflict_writes_nothing<S: ContractStore>(store: &S) {
 /// second time and changes nothing; repeating a non-granting decision is a harmless no-op.
 pub async fn stale_duplicate_grant_is_refused<S: ContractStore>(store: &S) {
     let show = create_show(store, 1, 4).await;
-    let t = now_ms();
+    let t = now();
     let r = request(store, &show, &fresh_user("r"), &["A1", "A2"], t).await;
     let s = request(store, &show, &fresh_user("s"), &["A1"], t).await;
     let batch = decide(store, &show, &[&r, &s], t).await;
@@ -147,7 +147,7 @@ pub async fn stale_duplicate_grant_is_refused<S: ContractStore>(store: &S) {
 /// the other order commit.
 pub async fn stale_claim_before_a_release_in_the_batch_is_refused<S: ContractStore>(store: &S) {
     let show = create_show(store, 1, 6).await;
-    let t = now_ms();
+    let t = now();
     let u = fresh_user("u");
     let first = request(store, &show, &u, &["A1"], t).await;
     let h0 = grant(store, &show, &first, t).await;

@@ -14,7 +14,7 @@ use chrono::Duration;
 /// A seat whose hold ran out by time can be claimed again at once, with no sweeper run.
 pub async fn expired_claim_is_taken_without_sweeper<S: ContractStore>(store: &S) {
     let show = create_show(store, 1, 4).await;
-    let t = now_ms();
+    let t = now();
     let early = t - Duration::minutes(10);
     let x = request(store, &show, &fresh_user("x"), &["A1", "A2"], early).await;
     let hx = grant(store, &show, &x, early).await;
@@ -47,11 +47,12 @@ pub async fn expired_claim_is_taken_without_sweeper<S: ContractStore>(store: &S)
 /// `expires_at` and not from that instant on.
 pub async fn reads_honour_expiry_by_time<S: ContractStore>(store: &S) {
     let show = create_show(store, 2, 4).await;
-    let t = now_ms();
+    let t = now();
     let r = request(store, &show, &fresh_user("u"), &["A1", "B1"], t).await;
     let h = grant(store, &show, &r, t).await;
-    let end = t + HOLD_TTL;
-    let just_before = end - Duration::milliseconds(1);
+    // The hold ends at its expiry as stored; one nanosecond earlier it still holds.
+    let end = store.as_stored(t + HOLD_TTL);
+    let just_before = end - Duration::nanoseconds(1);
 
     assert_eq!(taken(store, &show, just_before).await, held(&["A1", "B1"]));
     let live = store
@@ -82,7 +83,7 @@ pub async fn reads_honour_expiry_by_time<S: ContractStore>(store: &S) {
 /// NotHeld(Expired); released seats are free again.
 pub async fn release_hold_rules<S: ContractStore>(store: &S) {
     let show = create_show(store, 1, 6).await;
-    let t = now_ms();
+    let t = now();
     let owner = fresh_user("owner");
 
     let long_ago = t - Duration::minutes(10);
@@ -110,7 +111,7 @@ pub async fn release_hold_rules<S: ContractStore>(store: &S) {
     let released = store.release_hold(h, &owner, t1).await.unwrap();
     assert_eq!(released.hold_id, h);
     assert_eq!(released.status, HoldStatus::Released);
-    assert_eq!(released.ended_at, Some(t1));
+    assert_eq!(released.ended_at, Some(store.as_stored(t1)));
     assert_eq!(released.seat_ids, seats(&["A1", "A2"]));
     assert_eq!(store.get_hold(h).await.unwrap(), Some(released));
     assert_eq!(

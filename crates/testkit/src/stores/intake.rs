@@ -17,7 +17,7 @@ use std::collections::HashSet;
 /// and sequence numbers grow in arrival order.
 pub async fn insert_and_get_round_trip<S: ContractStore>(store: &S) {
     let show = create_show(store, 2, 10).await;
-    let t = now_ms();
+    let t = now();
     let mut last_seq = None;
     for (i, labels) in [&["A1"][..], &["A2", "B10"], &["B1", "B2", "B3"]]
         .into_iter()
@@ -33,8 +33,8 @@ pub async fn insert_and_get_round_trip<S: ContractStore>(store: &S) {
         assert_eq!(stored.show_id, new.show_id);
         assert_eq!(stored.seat_ids, new.seat_ids);
         assert_eq!(stored.idempotency_key, new.idempotency_key);
-        assert_eq!(stored.created_at, new.created_at);
-        assert_eq!(stored.expires_at, new.expires_at);
+        assert_eq!(stored.created_at, store.as_stored(new.created_at));
+        assert_eq!(stored.expires_at, store.as_stored(new.expires_at));
         assert_eq!(stored.status, RequestStatus::Queued);
         assert_eq!(stored.processed_at, None);
         assert_eq!(stored.outcome, None);
@@ -57,7 +57,7 @@ pub async fn insert_and_get_round_trip<S: ContractStore>(store: &S) {
 /// state) and writes nothing; other users, other keys and requests without a key are independent.
 pub async fn idempotency_key_returns_existing<S: ContractStore>(store: &S) {
     let show = create_show(store, 1, 10).await;
-    let t = now_ms();
+    let t = now();
     let user = fresh_user("retrier");
     let key: IdempotencyKey = "checkout-42".parse().unwrap();
 
@@ -109,7 +109,7 @@ pub async fn idempotency_key_returns_existing<S: ContractStore>(store: &S) {
 /// retries with one key create exactly one request.
 pub async fn concurrent_inserts_are_durable<S: ContractStore>(store: &S) {
     let show = create_show(store, 1, 10).await;
-    let t = now_ms();
+    let t = now();
     let mut distinct = Vec::new();
     for _ in 0..200 {
         let store = store.clone();
@@ -176,7 +176,7 @@ pub async fn concurrent_inserts_are_durable<S: ContractStore>(store: &S) {
 pub async fn pending_requests_in_arrival_order<S: ContractStore>(store: &S) {
     let a = create_show(store, 1, 10).await;
     let b = create_show(store, 1, 10).await;
-    let t = now_ms();
+    let t = now();
     let mut order = Vec::new();
     for (i, show) in [&a, &b, &a, &b, &a].into_iter().enumerate() {
         let label = format!("A{}", i + 1);

@@ -55,14 +55,36 @@ pub use intake::{
 pub use sweeps::{expire_holds_sweeps_overdue, expire_overdue_requests_sweeps_queued};
 
 use booking_core::ports::{CatalogStore, HoldStore, RequestStore};
+use chrono::{DateTime, Utc};
 
 /// The message of a request that was not decided before its deadline.
 pub use booking_core::model::REQUEST_EXPIRED_MESSAGE as EXPIRED_MESSAGE;
 
-/// What the cases need of a store: all three state ports, and `Clone` so that concurrent cases
-/// can hand it to spawned tasks (adapters are handles around a pool, cheap to clone).
-pub trait ContractStore: CatalogStore + RequestStore + HoldStore + Clone {}
-impl<T: CatalogStore + RequestStore + HoldStore + Clone> ContractStore for T {}
+/// What the cases need of a store: all three state ports, how it keeps instants, and `Clone`
+/// so that concurrent cases can hand it to spawned tasks (adapters are handles around a pool,
+/// cheap to clone).
+pub trait ContractStore: CatalogStore + RequestStore + HoldStore + StoredInstants + Clone {}
+impl<T: CatalogStore + RequestStore + HoldStore + StoredInstants + Clone> ContractStore for T {}
+
+/// How a store keeps instants: what a written instant reads back as. The cases write real
+/// (nanosecond) instants, as the app does, and expect what the store says it keeps: exact
+/// equality with a truncated value, not equality that only holds for instants chosen to be
+/// whole milliseconds.
+pub trait StoredInstants {
+    fn as_stored(&self, t: DateTime<Utc>) -> DateTime<Utc>;
+}
+
+impl StoredInstants for booking_sqlite::SqliteStore {
+    fn as_stored(&self, t: DateTime<Utc>) -> DateTime<Utc> {
+        booking_sqlite::SqliteStore::stored_instant(t)
+    }
+}
+
+impl StoredInstants for booking_postgres::PgStore {
+    fn as_stored(&self, t: DateTime<Utc>) -> DateTime<Utc> {
+        booking_postgres::PgStore::stored_instant(t)
+    }
+}
 
 /// The one list of cases, from which [`contract_tests!`](crate::contract_tests!), [`run_all`],
 /// [`run_all_concurrently`] and [`case_names`] are all generated: forwards its arguments and

@@ -15,7 +15,7 @@ use chrono::Duration;
 /// live and released ones alone.
 pub async fn expire_holds_sweeps_overdue<S: ContractStore>(store: &S) {
     // Far in the past, so this global sweep cannot touch another case's holds.
-    let e = now_ms() - Duration::days(400);
+    let e = now() - Duration::days(400);
     let show_x = create_show(store, 1, 4).await;
     let show_y = create_show(store, 1, 4).await;
     let x = request(store, &show_x, &fresh_user("x"), &["A1"], e).await;
@@ -86,7 +86,7 @@ pub async fn expire_holds_sweeps_overdue<S: ContractStore>(store: &S) {
 pub async fn expire_overdue_requests_sweeps_queued<S: ContractStore>(store: &S) {
     // Far in the past (and apart from the hold sweep above), so this global sweep cannot touch
     // another case's requests.
-    let e = now_ms() - Duration::days(500);
+    let e = now() - Duration::days(500);
     let show = create_show(store, 1, 4).await;
     let short = |user: &str, seat: &str| {
         let mut new = new_request(&show, &fresh_user(user), &[seat], e);
@@ -110,7 +110,7 @@ pub async fn expire_overdue_requests_sweeps_queued<S: ContractStore>(store: &S) 
     let swept = mine[0];
     assert_eq!(swept.request_id, overdue.request_id);
     assert_eq!(swept.status, RequestStatus::Expired);
-    assert_eq!(swept.processed_at, Some(sweep));
+    assert_eq!(swept.processed_at, Some(store.as_stored(sweep)));
     assert_eq!(
         swept.outcome,
         Some(RequestOutcome::Expired {
