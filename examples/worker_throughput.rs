@@ -23,7 +23,7 @@ use booking_core::protocol::BookingResult;
 use booking_core::{ManualClock, SeatChange, ShowId, UserId};
 use booking_redis::RedisMirror;
 use booking_testkit::postgres::TestDatabase;
-use booking_testkit::support::{create_show, fresh_user, now_ms};
+use booking_testkit::support::{create_show, fresh_user, now};
 use booking_testkit::workload::{hot_show_requests, insert_all};
 use chrono::Duration;
 use std::sync::Arc;
@@ -60,7 +60,7 @@ async fn main() {
     for (batch_size, count) in [(1usize, 2_000usize), (10, 10_000), (100, 30_000)] {
         for with_mirror in [false, true] {
             let show = create_show(store.as_ref(), 20, 25).await;
-            let t0 = now_ms();
+            let t0 = now();
             let requests = insert_all(
                 store.as_ref(),
                 hot_show_requests(&show, &users, count, t0, 42),

@@ -122,7 +122,7 @@ proptest! {
                     run >= n
                 })
             });
-            let near = Nearness::new(&s.world, &s.request.seat_ids);
+            let near = Nearness::new(s.world, &s.request.seat_ids);
             if run_exists {
                 let sorted: Vec<SeatId> = distinct.into_iter().collect();
                 let one_row = sorted.iter().all(|x| x.row_code() == sorted[0].row_code());
