@@ -148,6 +148,30 @@ mod tests {
     }
 
     #[test]
+    fn verified_claims_name_the_caller_and_only_admin_is_admin() {
+        let admin = Caller::from_verified_claims("ops", Some("admin")).unwrap();
+        assert_eq!(
+            admin,
+            Caller {
+                user_id: "ops".parse().unwrap(),
+                is_admin: true
+            }
+        );
+        assert!(
+            !Caller::from_verified_claims("alice", Some("Admin"))
+                .unwrap()
+                .is_admin
+        );
+        assert!(
+            !Caller::from_verified_claims("alice", None)
+                .unwrap()
+                .is_admin
+        );
+        let refused = Caller::from_verified_claims("has space", Some("admin")).unwrap_err();
+        assert_eq!(refused.code, "UNAUTHORIZED");
+    }
+
+    #[test]
     fn bad_tokens_are_refused() {
         let auth = Authenticator::hs256(b"secret");
         let other = Authenticator::hs256(b"other");

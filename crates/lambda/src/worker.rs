@@ -141,10 +141,19 @@ impl Worker {
                     loaded.push((offset, message));
                 }
                 Err(Failure::Poison(reason)) => {
-                    self.dead_letter(message, &reason).await.map_err(|e| Stop {
-                        at: offset,
-                        reason: e,
-                    })?;
+                    if let Err(e) = self.dead_letter(message, &reason).await {
+                        // It cannot be set aside, so it stays in the queue, and with it every
+                        // later message; what came before it is decided first, or its messages
+                        // (deleted, since they are not reported) would never be.
+                        self.decide(show, &requests).await.map_err(|e| Stop {
+                            at: 0,
+                            reason: Chain(&e).to_string(),
+                        })?;
+                        return Err(Stop {
+                            at: offset,
+                            reason: e,
+                        });
+                    }
                 }
                 Err(Failure::Retry(reason)) => {
                     // Decide what came before this message, then stop here.

@@ -8,9 +8,10 @@
 mod support;
 
 use booking_app::demo::{PREMIERE_GRAND_HALL, PREMIERE_STUDIO};
-use booking_core::ports::{ConnectionRegistry, RequestStore};
-use booking_core::{RequestId, RequestStatus};
+use booking_core::ports::{CatalogStore, ConnectionRegistry, HoldStore, RequestStore};
+use booking_core::{RequestId, RequestStatus, ShowId};
 use booking_local::websocket::CONNECTION_ID_HEADER;
+use booking_testkit::support::{fresh_user, grant, now, request};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -76,11 +77,15 @@ fn message_event(connection: &str, body: Value) -> Value {
 }
 
 async fn post_hold(stack: &Stack, user: &str, seats: &[&str]) -> RequestId {
+    post_hold_for(stack, PREMIERE_GRAND_HALL, user, seats).await
+}
+
+async fn post_hold_for(stack: &Stack, show: ShowId, user: &str, seats: &[&str]) -> RequestId {
     let response = stack
         .http
         .post(stack.api_url("/api/v1/holds"))
         .bearer_auth(token(user, false))
-        .json(&json!({ "showId": PREMIERE_GRAND_HALL, "seatIds": seats }))
+        .json(&json!({ "showId": show, "seatIds": seats }))
         .send()
         .await
         .expect("POST through the function URL");
@@ -105,6 +110,7 @@ async fn the_functions_work_end_to_end_under_the_lambda_runtime() {
     gone_connections_are_forgotten(&stack).await;
     websocket_routes_subscribe_and_answer_pings(&stack).await;
     poison_messages_go_to_the_dead_letter_queue_and_the_batch_goes_on(&stack).await;
+    a_batch_of_several_shows_is_decided_show_by_show_in_order(&stack).await;
     a_paused_show_keeps_its_messages_queued_in_order(&stack).await;
     every_sample_event_is_handled(&stack).await;
 }
@@ -339,6 +345,52 @@ async fn poison_messages_go_to_the_dead_letter_queue_and_the_batch_goes_on(stack
     }
 }
 
+/// One SQS batch carries several shows' messages, interleaved (FIFO orders each group, not the
+/// batch): each show's run is decided in its own arrival order, all in one invocation.
+async fn a_batch_of_several_shows_is_decided_show_by_show_in_order(stack: &Stack) {
+    let sent = [
+        (PREMIERE_GRAND_HALL, "multi-1", "M1"),
+        (PREMIERE_STUDIO, "multi-2", "G3"),
+        (PREMIERE_GRAND_HALL, "multi-3", "M1"),
+        (PREMIERE_STUDIO, "multi-4", "G3"),
+        (PREMIERE_GRAND_HALL, "multi-5", "M2"),
+    ];
+    let mut ids = Vec::new();
+    for (show, user, seat) in sent {
+        ids.push(post_hold_for(stack, show, user, &[seat]).await);
+    }
+    let (batch, handles) = stack.receive_batch(&stack.resources.queue_url).await;
+    let groups: std::collections::BTreeSet<String> = batch["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["attributes"]["MessageGroupId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        groups.len(),
+        2,
+        "one batch with both shows' messages: {groups:?}"
+    );
+    assert_eq!(batch["Records"].as_array().unwrap().len(), sent.len());
+    let failed = stack.deliver_to_worker(&batch, &handles).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let mut statuses = Vec::new();
+    for id in &ids {
+        statuses.push(stack.store.get_request(*id).await.unwrap().unwrap().status);
+    }
+    use RequestStatus::{Failed, Success};
+    assert_eq!(
+        statuses,
+        [Success, Success, Failed, Failed, Success],
+        "the earlier request of each show wins its seat"
+    );
+}
+
 /// While a show is paused its messages are reported failed (they stay queued, in order);
 /// resumed, they are decided.
 async fn a_paused_show_keeps_its_messages_queued_in_order(stack: &Stack) {
@@ -475,9 +527,59 @@ async fn every_sample_event_is_handled(stack: &Stack) {
         );
     }
 
+    // The expirer sweeps what is overdue: a hold and a request left from ten minutes ago.
+    let show = stack
+        .store
+        .get_show(booking_app::demo::MATINEE_LATE)
+        .await
+        .unwrap()
+        .unwrap();
+    let long_ago = now() - chrono::Duration::minutes(10);
+    let held = request(
+        stack.store.as_ref(),
+        &show,
+        &fresh_user("gone"),
+        &["H1"],
+        long_ago,
+    )
+    .await;
+    let hold = grant(stack.store.as_ref(), &show, &held, long_ago).await;
+    let waited = request(
+        stack.store.as_ref(),
+        &show,
+        &fresh_user("late"),
+        &["H2"],
+        long_ago,
+    )
+    .await;
     let answer = stack
         .invoke("expirer", &load_event("expirer/schedule.json"))
         .await;
-    assert!(answer["holdsExpired"].is_u64(), "{answer}");
-    assert!(answer["requestsExpired"].is_u64(), "{answer}");
+    assert_eq!(
+        (&answer["holdsExpired"], &answer["requestsExpired"]),
+        (&json!(1), &json!(1)),
+        "{answer}"
+    );
+    assert_eq!(
+        stack.store.get_hold(hold).await.unwrap().unwrap().status,
+        booking_core::HoldStatus::Expired
+    );
+    assert_eq!(
+        stack
+            .store
+            .get_request(waited.request_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        RequestStatus::Expired
+    );
+    let again = stack
+        .invoke("expirer", &load_event("expirer/schedule.json"))
+        .await;
+    assert_eq!(
+        (&again["holdsExpired"], &again["requestsExpired"]),
+        (&json!(0), &json!(0)),
+        "each is expired once"
+    );
 }

@@ -18,6 +18,7 @@ use booking_local::{MemoryMirror, WsHub};
 use booking_postgres::PgStore;
 use booking_testkit::aws::{Moto, Process, free_port, tools_bin, wait_for_port};
 use booking_testkit::postgres::TestDatabase;
+use booking_testkit::redis::PrivateRedis;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -140,6 +141,9 @@ impl Gateway {
 pub struct Stack {
     pub moto: Moto,
     pub db: TestDatabase,
+    /// The stack's own Redis: the demo show ids are fixed, so stacks (and other suites) must not
+    /// share one.
+    pub redis: PrivateRedis,
     pub store: Arc<PgStore>,
     pub sdk: aws_config::SdkConfig,
     pub resources: Resources,
@@ -161,6 +165,7 @@ impl Stack {
     pub async fn start() -> Self {
         let moto = Moto::start();
         let db = TestDatabase::create().await;
+        let redis = PrivateRedis::start();
         let store = Arc::new(db.store().clone());
         booking_app::demo::seed_if_empty(store.as_ref(), chrono::Utc::now())
             .await
@@ -191,6 +196,7 @@ impl Stack {
         let mut stack = Self {
             moto,
             db,
+            redis,
             store,
             sdk,
             resources,
@@ -222,7 +228,7 @@ impl Stack {
             ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
             ("AWS_ENDPOINT_URL", self.moto.url()),
             ("DATABASE_URL", self.db.url().to_owned()),
-            ("REDIS_URL", "redis://127.0.0.1:6379".to_owned()),
+            ("REDIS_URL", self.redis.url()),
             ("JWT_SECRET", DEV_JWT_SECRET.to_owned()),
             ("BOOKING_QUEUE_URL", self.resources.queue_url.clone()),
             (

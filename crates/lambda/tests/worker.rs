@@ -1,0 +1,157 @@
+//! The worker's batch handling when something fails part-way, called as Lambda calls it (an SQS
+//! event in, a batch response out) on real PostgreSQL and, for dead letters, moto's SQS:
+//!
+//! - the store goes away in the middle of a batch: what came before is decided, the failing
+//!   message and every later one are reported (they come back in order);
+//! - a poison message cannot be dead-lettered (the dead-letter queue is unreachable): it is not
+//!   dropped, it and every later message are reported.
+
+mod support;
+
+use async_trait::async_trait;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use booking_app::{App, BookingConfig, Stores};
+use booking_aws::{QueueMessage, SqsDeadLetters};
+use booking_core::ports::{Inserted, RequestStore, StoreError};
+use booking_core::{BookingRequest, NewBookingRequest, RequestId, RequestStatus, Show};
+use booking_lambda::worker::Worker;
+use booking_local::MemoryMirror;
+use booking_testkit::aws::Moto;
+use booking_testkit::postgres::TestDatabase;
+use booking_testkit::support::{create_show, fresh_user, now, request};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use std::sync::Arc;
+
+/// The real store, except that reading `unreadable` fails as an outage would.
+struct OutageAt {
+    inner: Arc<dyn RequestStore>,
+    unreadable: RequestId,
+}
+
+#[async_trait]
+impl RequestStore for OutageAt {
+    async fn insert_request(&self, request: NewBookingRequest) -> Result<Inserted, StoreError> {
+        self.inner.insert_request(request).await
+    }
+    async fn get_request(&self, request: RequestId) -> Result<Option<BookingRequest>, StoreError> {
+        if request == self.unreadable {
+            return Err(StoreError::unavailable("injected outage"));
+        }
+        self.inner.get_request(request).await
+    }
+    async fn pending_requests(&self) -> Result<Vec<BookingRequest>, StoreError> {
+        self.inner.pending_requests().await
+    }
+    async fn begin_processing(&self, requests: &[RequestId]) -> Result<Vec<RequestId>, StoreError> {
+        self.inner.begin_processing(requests).await
+    }
+    async fn expire_overdue_requests(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<BookingRequest>, StoreError> {
+        self.inner.expire_overdue_requests(now).await
+    }
+}
+
+/// An SQS event of messages for `requests`, in order, as Lambda delivers a FIFO batch.
+fn event(messages: &[(String, RequestId, &Show)]) -> SqsEvent {
+    let records: Vec<_> = messages
+        .iter()
+        .map(|(id, request, show)| {
+            json!({
+                "messageId": id,
+                "body": serde_json::to_string(&QueueMessage {
+                    request_id: *request,
+                    show_id: show.show_id,
+                })
+                .unwrap(),
+                "attributes": { "MessageGroupId": show.show_id.to_string() },
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).expect("an SQS event")
+}
+
+fn failed(response: &SqsBatchResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
+async fn worker(db: &TestDatabase, requests: Arc<dyn RequestStore>, moto: &Moto) -> Worker {
+    let store = Arc::new(db.store().clone());
+    let app = App::builder(Stores::of(store), BookingConfig::default()).build();
+    let sdk = support::sdk(moto).await;
+    // A queue that does not exist: a dead letter cannot be sent.
+    let missing = format!("{}/123456789012/missing-dlq.fifo", moto.url());
+    Worker::new(
+        app.processor().clone(),
+        requests,
+        Arc::new(MemoryMirror::new()),
+        Arc::new(SqsDeadLetters::new(aws_sdk_sqs::Client::new(&sdk), missing)),
+    )
+}
+
+#[tokio::test]
+async fn a_store_outage_mid_batch_decides_what_came_before_and_reports_the_rest() {
+    let moto = Moto::start();
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    let show = create_show(store, 1, 10).await;
+    let t = now();
+    let mut queued = Vec::new();
+    for (i, seat) in ["A1", "A2", "A3"].iter().enumerate() {
+        let r = request(store, &show, &fresh_user(&format!("u{i}")), &[seat], t).await;
+        queued.push((format!("m{i}"), r.request_id, &show));
+    }
+    let requests = Arc::new(OutageAt {
+        inner: Arc::new(store.clone()),
+        unreadable: queued[1].1,
+    });
+    let response = worker(&db, requests, &moto)
+        .await
+        .handle(event(&queued))
+        .await;
+    assert_eq!(failed(&response), ["m1", "m2"], "from the failure on");
+    let status = |id| async move { store.get_request(id).await.unwrap().unwrap().status };
+    assert_eq!(status(queued[0].1).await, RequestStatus::Success);
+    assert!(!status(queued[1].1).await.is_terminal());
+    assert!(
+        !status(queued[2].1).await.is_terminal(),
+        "nothing after the failure is decided, so the show's order holds"
+    );
+}
+
+#[tokio::test]
+async fn a_poison_message_that_cannot_be_dead_lettered_is_kept_with_everything_after_it() {
+    let moto = Moto::start();
+    let db = TestDatabase::create().await;
+    let store = db.store();
+    let show = create_show(store, 1, 10).await;
+    let t = now();
+    let first = request(store, &show, &fresh_user("before"), &["A5"], t).await;
+    let after = request(store, &show, &fresh_user("after"), &["A6"], t).await;
+    let messages = vec![
+        ("m0".to_owned(), first.request_id, &show),
+        // A request the store does not have: poison.
+        ("m1".to_owned(), RequestId::new_random(), &show),
+        ("m2".to_owned(), after.request_id, &show),
+    ];
+    let response = worker(&db, Arc::new(store.clone()), &moto)
+        .await
+        .handle(event(&messages))
+        .await;
+    assert_eq!(
+        failed(&response),
+        ["m1", "m2"],
+        "the poison message is not lost when the dead-letter queue cannot take it"
+    );
+    let status = |id| async move { store.get_request(id).await.unwrap().unwrap().status };
+    assert_eq!(status(first.request_id).await, RequestStatus::Success);
+    assert!(!status(after.request_id).await.is_terminal());
+}
