@@ -16,6 +16,9 @@
 //! PostgreSQL) and uses the Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`); every show
 //! is new, so its mirror keys are too.
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 use async_trait::async_trait;
 use booking_app::{App, BookingConfig, Stores};
 use booking_core::ports::{Notifier, SeatMirror};

@@ -6,6 +6,9 @@
 //! runs on PostgreSQL and Redis instead, as deployed. `seatbook token <user> [--admin]` mints a
 //! development token. This file only dispatches; `serve.rs` wires the adapters.
 
+// Unit tests are built with every dev-dependency of the package; each uses only some.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
 use booking_app::Authenticator;
 use booking_core::{Chain, UserId};
 use booking_postgres::{PgOptions, PgStore};

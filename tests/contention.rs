@@ -1,6 +1,9 @@
 //! Real concurrency against the app (in process, real sockets, real stores): a crowd fighting
 //! over the same seats, and lanes of different shows proceeding independently.
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 #[macro_use]
 mod support;
 

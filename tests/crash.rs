@@ -1,6 +1,9 @@
 //! Crash safety: every request answered 202 reaches exactly one terminal state across kill -9
 //! and restart, and no seat ends up in two live holds.
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 #[macro_use]
 mod support;
 

@@ -3,6 +3,9 @@
 //! release, replacing a hold, idempotent retries and ownership. (What needs the real binary, a
 //! restart or a crash, is in crash.rs.)
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 #[macro_use]
 mod support;
 

@@ -2,6 +2,9 @@
 //! read EXPIRED. The app's clock is moved by the test (no sleeping), and the sweep runs when the
 //! test says so, so each step is checked exactly when it happens.
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 #[macro_use]
 mod support;
 

@@ -3,6 +3,9 @@
 //! store, and the mirror is rebuilt. Nothing is lost and nothing is double-held: at each stage two
 //! users compete for the same seat and exactly one gets it.
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 #[macro_use]
 mod support;
 

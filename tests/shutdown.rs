@@ -2,6 +2,9 @@
 //! requester hears its result before its socket closes with "going away" (1001), and the process
 //! exits 0.
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 #[macro_use]
 mod support;
 

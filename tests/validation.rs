@@ -1,6 +1,9 @@
 //! Bad and hostile input: every case gets a clear 4xx with a machine-readable code, never a 5xx,
 //! and nothing is written.
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 #[macro_use]
 mod support;
 

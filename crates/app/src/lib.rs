@@ -4,6 +4,9 @@
 //! queue, so the same code serves the local all-in-one server (embedded SQLite, in-process lanes,
 //! local WebSocket hub) and the Lambda functions (PostgreSQL, Redis, SQS, API Gateway).
 
+// Unit tests are built with every dev-dependency of the package; each uses only some.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
 pub mod app;
 pub mod auth;
 pub mod config;

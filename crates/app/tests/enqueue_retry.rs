@@ -1,6 +1,9 @@
 //! A request made durable whose enqueue failed (the client got a 503) must not wait for nothing:
 //! the client's retry with the same idempotency key enqueues it.
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 use async_trait::async_trait;
 use booking_app::config::BookingConfig;
 use booking_app::error::{ApiError, BookingError};

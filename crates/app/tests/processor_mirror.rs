@@ -1,6 +1,9 @@
 //! What the batch processor writes to the seat mirror after a commit: exactly the holds that
 //! stand, so that the seat map served from the mirror agrees with the store.
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 use booking_app::{App, BookingConfig, Stores};
 use booking_core::ports::{HoldStore, SeatMirror};
 use booking_core::{ManualClock, SeatStatus};

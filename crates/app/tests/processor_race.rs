@@ -5,6 +5,9 @@
 //! The race is made deterministic with a store wrapper that commits the rival worker's decision
 //! just before the processor's own commit, against the real SQLite store.
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 use async_trait::async_trait;
 use booking_app::Ports;
 use booking_app::processor::{BatchProcessor, ProcessError};

@@ -13,6 +13,9 @@
 //! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` variables, which is how tests point them at
 //! moto and the local server.
 
+// Unit tests are built with every dev-dependency of the package; each uses only some.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
 mod dead_letters;
 mod notifier;
 mod queue;

@@ -1,5 +1,8 @@
 //! The SQS queue and the DynamoDB registry against moto (a private server per test binary).
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 use booking_aws::{DynamoRegistry, QueueMessage, SqsQueue};
 use booking_core::ports::{ConnectionRegistry, QueueCounters, RequestQueue};
 use booking_core::{BookingRequest, RequestId, RequestStatus, ShowId};

@@ -19,6 +19,9 @@
 //!
 //! `cargo bench -p booking-core --bench engine -- --warm-up-time 1 --measurement-time 3`
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 use booking_core::{
     BatchOutcome, Decision, DecisionEngine, PendingRequest, RequestId, SeatId, SeatLayout,
     ShowSnapshot, UserId,

@@ -5,6 +5,9 @@
 //! (SQLite, PostgreSQL, Redis, AWS) and the HTTP layer depend on this crate; it depends on none of
 //! them. The [`ports`] module names the capabilities the application needs from the outside world.
 
+// Unit tests are built with every dev-dependency of the package; each uses only some.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
 pub mod clock;
 pub mod commit;
 pub mod engine;

@@ -21,6 +21,12 @@ use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 use std::sync::Arc;
 
+/// The api function: `lambda_http` serving the router.
+pub async fn serve() -> Result<(), lambda_runtime::Error> {
+    let app = app_from_env().await?;
+    lambda_http::run(app).await
+}
+
 /// The router with every adapter wired from the environment.
 pub async fn app_from_env() -> Result<Router, WiringError> {
     let shared = Shared::from_env().await?;

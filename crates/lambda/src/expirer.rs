@@ -8,6 +8,22 @@ use crate::wiring::{Shared, WiringError};
 use booking_app::sweeper::{SweepReport, Sweeper};
 use booking_core::ports::StoreError;
 
+/// The expirer function: one sweep per scheduled invocation (the event's content does not
+/// matter).
+pub async fn serve() -> Result<(), lambda_runtime::Error> {
+    let expirer = &*Box::leak(Box::new(Expirer::from_env().await?));
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |_event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
+            let report = expirer.handle().await?;
+            Ok::<serde_json::Value, lambda_runtime::Error>(serde_json::json!({
+                "holdsExpired": report.holds_expired,
+                "requestsExpired": report.requests_expired,
+            }))
+        },
+    ))
+    .await
+}
+
 pub struct Expirer {
     sweeper: Sweeper,
 }

@@ -1,4 +1,5 @@
-//! The AWS Lambda functions, as libraries the thin binaries in `src/bin` run.
+//! The AWS Lambda functions, as libraries the thin binaries in `src/bin` run: each binary is one
+//! call, `run(<function>::serve)`.
 //!
 //! Each function module has a `handle` taking the event type Lambda delivers, so the same code
 //! runs under the Lambda runtime (and `cargo lambda watch`) and in plain tests. Clients and pools
@@ -11,12 +12,29 @@
 //! | `websocket` | WebSocket API `$connect` / `$disconnect` / `$default` | [`websocket`] |
 //! | `expirer` | EventBridge schedule | [`expirer`] |
 
+// Unit tests are built with every dev-dependency of the package; each uses only some.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
 pub mod api;
 pub mod config;
 pub mod expirer;
 pub mod websocket;
 pub mod wiring;
 pub mod worker;
+
+/// Runs one function: logging as CloudWatch reads it, a Tokio runtime, then `serve` (which
+/// builds the function's clients once, at cold start, and answers invocations until the Lambda
+/// runtime stops the process).
+pub fn run<F>(serve: impl FnOnce() -> F) -> Result<(), lambda_runtime::Error>
+where
+    F: std::future::Future<Output = Result<(), lambda_runtime::Error>>,
+{
+    init_tracing();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve())
+}
 
 /// Logs as JSON lines (CloudWatch parses them), filtered by `RUST_LOG` (default `info`), without
 /// ANSI colours or timestamps (Lambda adds its own).

@@ -17,6 +17,17 @@ use booking_core::ports::{CatalogStore, ConnectionRegistry};
 use booking_core::protocol::{ClientMessage, ServerMessage};
 use std::sync::Arc;
 
+/// The websocket function: `$connect`, `$disconnect` and `$default` of the WebSocket API.
+pub async fn serve() -> Result<(), lambda_runtime::Error> {
+    let routes = &*Box::leak(Box::new(WebSocketRoutes::from_env().await?));
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+            Ok::<ApiGatewayProxyResponse, lambda_runtime::Error>(routes.handle(event.payload).await)
+        },
+    ))
+    .await
+}
+
 pub struct WebSocketRoutes {
     auth: Authenticator,
     registry: Arc<dyn ConnectionRegistry>,

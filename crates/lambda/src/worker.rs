@@ -28,6 +28,17 @@ use booking_core::ports::{DeadLetter, DeadLetters, QueueCounters, RequestStore};
 use booking_core::{BookingRequest, Chain, ShowId};
 use std::sync::Arc;
 
+/// The worker function: SQS FIFO batches, partial failures reported the FIFO way.
+pub async fn serve() -> Result<(), lambda_runtime::Error> {
+    let worker = &*Box::leak(Box::new(Worker::from_env().await?));
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<SqsEvent>| async move {
+            Ok::<SqsBatchResponse, lambda_runtime::Error>(worker.handle(event.payload).await)
+        },
+    ))
+    .await
+}
+
 pub struct Worker {
     processor: Arc<BatchProcessor>,
     requests: Arc<dyn RequestStore>,

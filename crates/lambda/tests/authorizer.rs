@@ -2,6 +2,9 @@
 //! authorizer verified (its `sub` and `role` claims in the request context), and nothing a client
 //! sends can stand in for that. Driven through the real router and middleware, on PostgreSQL.
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use booking_app::{App, BookingConfig, Stores};

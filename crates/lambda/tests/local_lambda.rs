@@ -5,6 +5,9 @@
 //! One stack serves every case of this file, one after another (a function instance handles
 //! one invocation at a time, as on Lambda).
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 mod support;
 
 use booking_app::demo::{PREMIERE_GRAND_HALL, PREMIERE_STUDIO};

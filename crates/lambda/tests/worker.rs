@@ -6,6 +6,9 @@
 //! - a poison message cannot be dead-lettered (the dead-letter queue is unreachable): it is not
 //!   dropped, it and every later message are reported.
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 mod support;
 
 use async_trait::async_trait;

@@ -2,6 +2,9 @@
 //! decided/s and the latency from sending POST /api/v1/holds to receiving that request's
 //! BOOKING_RESULT on the requester's WebSocket. See `loadgen --help`.
 
+// Unit tests are built with every dev-dependency of the package; each uses only some.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
 mod args;
 mod cpu;
 mod report;

@@ -4,6 +4,9 @@
 //! durable all along, are decided once an operator repairs the data. Either way nothing is lost
 //! and nothing is decided twice. The faults are injected in front of the real embedded store.
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 use async_trait::async_trait;
 use booking_app::Stores;
 use booking_core::ports::StoreError;

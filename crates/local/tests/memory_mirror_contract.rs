@@ -1,5 +1,8 @@
 //! The seat-mirror contract, run against the in-process adapter (Redis runs the same cases).
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 use booking_local::MemoryMirror;
 use booking_testkit::mirror;
 

@@ -34,6 +34,9 @@
 //! - **intake**: 20,000 `insert_request` calls from 200 concurrent callers, with group commit
 //!   and with one statement per request, and the latency of a lone caller in each mode.
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 use booking_core::ports::{HoldStore, RequestStore};
 use booking_core::{
     Decision, DecisionEngine, NewBookingRequest, PendingRequest, RequestId, UserId,

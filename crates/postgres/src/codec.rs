@@ -1,6 +1,6 @@
 //! Conversions between domain values and PostgreSQL columns, in one place so that every query
 //! reads and writes them the same way, and so that a row that does not decode becomes
-//! [`StoreError::Corrupt`] instead of a panic.
+//! a corrupt [`StoreError`] instead of a panic.
 
 use booking_core::StoreFailure;
 use booking_core::ports::StoreError;

@@ -28,6 +28,9 @@
 //! - Timestamps are `TIMESTAMPTZ` (microseconds); values the store returns from writes are
 //!   truncated the same way, so a request reads back exactly as `insert_request` returned it.
 
+// Unit tests are built with every dev-dependency of the package; each uses only some.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
 mod batch;
 mod catalog;
 mod codec;
@@ -68,7 +71,7 @@ pub struct PgOptions {
     pub max_connections: u32,
     /// Connections kept open while idle.
     pub min_connections: u32,
-    /// How long a caller waits for a free connection before `StoreError::Unavailable`.
+    /// How long a caller waits for a free connection before an unavailable `StoreError`.
     pub acquire_timeout: Duration,
     /// Idle connections are closed after this long (`None`: never).
     pub idle_timeout: Option<Duration>,
@@ -209,7 +212,7 @@ impl PgStore {
     }
 
     /// Closes every connection (for every clone), waiting for them to finish. Later calls fail
-    /// with [`StoreError::Unavailable`].
+    /// with an unavailable [`StoreError`].
     pub async fn close(&self) {
         self.inner.pool.close().await;
     }

@@ -6,6 +6,9 @@
 //! shared simulated clock that moves on with every read, with a short hold lifetime, so seats
 //! keep expiring and being taken over while the workers race.
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 use booking_core::ports::{CommitError, HoldStore, Inserted, RequestStore};
 use booking_core::{
     BookingRequest, Decision, DecisionEngine, NewBookingRequest, RequestId, RequestStatus, SeatId,

@@ -4,6 +4,9 @@
 //! Needs a PostgreSQL server: `TEST_DATABASE_URL`, default postgres://postgres@127.0.0.1:5432/
 //! (then user root). If none answers, every test fails saying how to start one.
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 use booking_core::ports::{HoldStore, Inserted, RequestStore, StoreError};
 use booking_core::{RequestId, ShowId};
 use booking_postgres::{IntakeMode, PgOptions, PgStore};

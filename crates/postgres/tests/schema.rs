@@ -1,6 +1,9 @@
 //! The schema is applied only when asked, and asking again (or several processes asking at
 //! once) changes nothing.
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 use booking_core::ports::{HoldStore, RequestStore};
 use booking_postgres::{MIGRATOR, PgOptions, PgStore};
 use booking_testkit::postgres::TestDatabase;

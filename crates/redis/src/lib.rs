@@ -17,6 +17,9 @@
 //! - `queue:{show}:ticket:<requestId>`: the ticket a request took, kept while the request may
 //!   still wait, so a retried enqueue gets its own ticket back instead of counting twice.
 
+// Unit tests are built with every dev-dependency of the package; each uses only some.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
 use async_trait::async_trait;
 use booking_core::ports::{MirrorError, QueueCounters, SeatLock, SeatMirror};
 use booking_core::{HoldId, RequestId, SeatId, SeatStatus, ShowId, UserId};

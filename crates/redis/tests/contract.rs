@@ -2,6 +2,9 @@
 //! only a real server can show: a flush makes the mirror cold, and an outage is an error that
 //! arrives quickly instead of a hang.
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 use booking_core::ports::{SeatLock, SeatMirror};
 use booking_core::{HoldId, SeatStatus, ShowId};
 use booking_redis::RedisMirror;

@@ -7,6 +7,9 @@
 //! What a batch commit writes is decided in the core (`booking_core::commit::CommitPlan`), with
 //! no I/O; the adapters keep only the SQL that executes it in their dialect.
 
+// Unit tests are built with every dev-dependency of the package; each uses only some.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
 pub mod errors;
 pub mod group_commit;
 

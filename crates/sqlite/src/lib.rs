@@ -26,6 +26,9 @@
 //!   millisecond; the store also truncates what it returns from writes, so a request reads back
 //!   exactly as `insert_request` returned it.
 
+// Unit tests are built with every dev-dependency of the package; each uses only some.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
 mod catalog;
 mod codec;
 mod holds;
@@ -185,7 +188,7 @@ impl SqliteStore {
     }
 
     /// Closes every connection (for every clone), waiting for them to finish. Later calls fail
-    /// with [`StoreError::Unavailable`]. Dropping the last clone also closes, in the background.
+    /// with an unavailable [`StoreError`]. Dropping the last clone also closes, in the background.
     pub async fn close(&self) {
         self.inner.writer.close().await;
         self.inner.readers.close().await;

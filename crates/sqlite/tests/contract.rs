@@ -1,6 +1,9 @@
 //! The store contract (booking-testkit) against the SQLite store, plus what only a file-backed
 //! store has: surviving a restart and reopening an existing database.
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 use booking_core::RequestStatus;
 use booking_core::ports::{Inserted, RequestStore};
 use booking_sqlite::{SqliteOptions, SqliteStore, Synchronous};

@@ -30,6 +30,9 @@
 //! free port, with a clock the test moves and lanes it can drain; [`faults`]: a test's hook in
 //! front of a real hold store (a rival commit, an outage, a gate), and a recording notifier.
 
+// Unit tests are built with every dev-dependency of the package; each uses only some.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
 pub mod app;
 pub mod aws;
 pub mod faults;

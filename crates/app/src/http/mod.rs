@@ -2,7 +2,7 @@
 //! AWS, so both run exactly the same routes, validation and error mapping.
 //!
 //! One module per resource, each with its own routes and the JSON views of what it returns
-//! ([`catalog`], [`holds`], [`requests`], [`admin`], [`health`]); [`extract`] holds the extractors
+//! (`catalog`, `holds`, `requests`, `admin`, `health`); [`extract`] holds the extractors
 //! that turn every rejection axum itself can produce (bad JSON, wrong content type, oversized
 //! body, unknown route, wrong method, missing token) into the same `{"error":{code,message}}`
 //! body as our own errors, so clients parse exactly one error shape. The WebSocket endpoint is not

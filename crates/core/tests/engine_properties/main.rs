@@ -23,6 +23,9 @@
 //! Each property runs 256 cases by default; `PROPTEST_CASES=20000 cargo test -p booking-core
 //! --test engine_properties --release` for a longer hunt.
 
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
 mod batches;
 mod decisions;
 mod drivers;

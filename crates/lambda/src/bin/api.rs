@@ -1,10 +1,8 @@
 //! The api function: `lambda_http` serving the shared axum router.
 
-use booking_lambda::{api, init_tracing};
+// The function binaries share their package's dependencies; each uses only the library.
+#![allow(unused_crate_dependencies)]
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    init_tracing();
-    let app = api::app_from_env().await?;
-    lambda_http::run(app).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    booking_lambda::run(booking_lambda::api::serve)
 }

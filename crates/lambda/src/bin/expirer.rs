@@ -1,19 +1,8 @@
 //! The expirer function: one sweep per scheduled invocation.
 
-use booking_lambda::{expirer::Expirer, init_tracing};
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use serde_json::{Value, json};
+// The function binaries share their package's dependencies; each uses only the library.
+#![allow(unused_crate_dependencies)]
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    init_tracing();
-    let expirer = &*Box::leak(Box::new(Expirer::from_env().await?));
-    lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| async move {
-        let report = expirer.handle().await?;
-        Ok::<Value, Error>(json!({
-            "holdsExpired": report.holds_expired,
-            "requestsExpired": report.requests_expired,
-        }))
-    }))
-    .await
+fn main() -> Result<(), lambda_runtime::Error> {
+    booking_lambda::run(booking_lambda::expirer::serve)
 }

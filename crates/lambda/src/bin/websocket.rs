@@ -1,17 +1,8 @@
 //! The websocket function: `$connect`, `$disconnect` and `$default` of the WebSocket API.
 
-use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use booking_lambda::{init_tracing, websocket::WebSocketRoutes};
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+// The function binaries share their package's dependencies; each uses only the library.
+#![allow(unused_crate_dependencies)]
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    init_tracing();
-    let routes = &*Box::leak(Box::new(WebSocketRoutes::from_env().await?));
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<ApiGatewayProxyResponse, Error>(routes.handle(event.payload).await)
-        },
-    ))
-    .await
+fn main() -> Result<(), lambda_runtime::Error> {
+    booking_lambda::run(booking_lambda::websocket::serve)
 }
