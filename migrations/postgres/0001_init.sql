@@ -29,7 +29,7 @@ CREATE TABLE shows (
 
 CREATE INDEX shows_movie_starts ON shows (movie_id, starts_at);
 
--- One row per accepted hold request (source design: seeds/000, "booking_requests"), extended
+-- One row per accepted hold request (the `booking_requests` table of the system this replaces), extended
 -- with what the domain records: the arrival sequence, the idempotency key and the outcome.
 CREATE TABLE booking_requests (
     request_id      UUID PRIMARY KEY,

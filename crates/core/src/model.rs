@@ -1,4 +1,4 @@
-//! Domain records and their state machines (DESIGN.md section 3).
+//! Domain records and their state machines (the contract in docs/API.md).
 //!
 //! Request: QUEUED → PROCESSING → SUCCESS | FAILED; QUEUED/PROCESSING → EXPIRED.
 //! Hold: HELD → RELEASED | EXPIRED | CONVERTED.

@@ -1,4 +1,4 @@
-//! The WebSocket messages of DESIGN.md section 3, byte for byte the same locally and on
+//! The WebSocket messages of the contract (docs/API.md), byte for byte the same locally and on
 //! API Gateway. Kept in the core so every notifier adapter serialises the one definition.
 
 use crate::engine::SeatChange;
