@@ -1,7 +1,8 @@
 //! The local server's configuration, read from the environment once at start.
 //!
-//! Parsing is strict: a set-but-invalid variable stops start-up with a message naming it (the
-//! business rules shared with the Lambda functions are read by `BookingConfig`).
+//! Parsing is strict: a set-but-invalid variable (not a number, not a known value) stops start-up
+//! with a message naming it; only `MAX_BATCH` and `SWEEP_INTERVAL_MS` are brought into range
+//! instead. The business rules shared with the Lambda functions are read by `BookingConfig`.
 
 use booking_app::BookingConfig;
 use booking_app::auth::DEV_JWT_SECRET;

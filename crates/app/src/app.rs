@@ -23,6 +23,7 @@ use crate::service::BookingService;
 use crate::sweeper::Sweeper;
 use async_trait::async_trait;
 use axum::Router;
+use booking_core::Chain;
 use booking_core::engine::SeatChange;
 use booking_core::ports::{
     CatalogStore, HoldStore, LaneStats, Notifier, QueueError, QueueTicket, RequestQueue,
@@ -242,7 +243,7 @@ impl App {
         let count = pending.len();
         for request in &pending {
             if let Err(e) = self.service.queue().enqueue(request).await {
-                tracing::error!(request_id = %request.request_id, error = %e, "could not re-queue a request; it is decided after the next start");
+                tracing::error!(request_id = %request.request_id, error = %Chain(&e), "could not re-queue a request; it is decided after the next start");
             }
         }
         Ok(count)

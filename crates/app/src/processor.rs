@@ -7,6 +7,7 @@
 //! network call, and a client never hears of a result that might still roll back.
 
 use crate::app::Ports;
+use booking_core::Chain;
 use booking_core::engine::BatchOutcome;
 use booking_core::engine::{Decision, DecisionEngine, PendingRequest};
 use booking_core::ports::{CommitError, SeatLock, SeatMirror, StoreError};
@@ -255,9 +256,9 @@ async fn mirror_batch(
     // together) must not be mirrored: its seats went back with the release.
     locks.retain(|lock| !released_holds.contains(&lock.hold_id));
     if let Err(e) = mirror.apply(show, &locks, &freed).await {
-        tracing::warn!(show_id = %show, error = %e, "seat mirror update failed; invalidating it");
+        tracing::warn!(show_id = %show, error = %Chain(&e), "seat mirror update failed; invalidating it");
         if let Err(e) = mirror.invalidate(show).await {
-            tracing::warn!(show_id = %show, error = %e, "seat mirror invalidation failed; it heals when its completeness mark runs out");
+            tracing::warn!(show_id = %show, error = %Chain(&e), "seat mirror invalidation failed; it heals when its completeness mark runs out");
         }
     }
 }

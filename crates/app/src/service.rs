@@ -7,6 +7,7 @@
 use crate::app::Ports;
 use crate::config::BookingConfig;
 use crate::error::BookingError;
+use booking_core::Chain;
 use booking_core::engine::SeatChange;
 use booking_core::ports::{
     Inserted, QueueTicket, ReleaseError, RequestQueue, SeatLock, SeatMirror,
@@ -175,7 +176,12 @@ impl BookingService {
                 })
             }
             Inserted::Existing(request) => {
-                let mut ticket = self.queue.position(&request).await;
+                // A decided request has no place in any queue, whatever the queue remembers.
+                let mut ticket = if request.status.is_terminal() {
+                    None
+                } else {
+                    self.queue.position(&request).await
+                };
                 // Still waiting but not known to the queue: the first attempt's enqueue may have
                 // failed after the insert (the client saw a 503 and retried). Enqueue it now, or
                 // it would wait for nothing until it expires. The queue deduplicates by request
@@ -324,7 +330,7 @@ impl BookingService {
             Ok(Some(taken)) => return Ok(taken.into_iter().collect()),
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(show_id = %show.show_id, error = %e, "seat mirror unreadable; reading the store");
+                tracing::warn!(show_id = %show.show_id, error = %Chain(&e), "seat mirror unreadable; reading the store");
                 return self.store_taken_seats(show.show_id, now).await;
             }
         }
@@ -350,7 +356,7 @@ impl BookingService {
                 .rebuild(show.show_id, layout, &locks, generation)
                 .await
         {
-            tracing::warn!(show_id = %show.show_id, error = %e, "seat mirror rebuild failed");
+            tracing::warn!(show_id = %show.show_id, error = %Chain(&e), "seat mirror rebuild failed");
         }
         let mut taken: HashMap<SeatId, SeatStatus> = locks
             .iter()
@@ -404,7 +410,7 @@ impl BookingService {
 /// Frees seats in the mirror; on failure invalidates the show's mirror (best effort).
 pub async fn free_in_mirror(mirror: &dyn SeatMirror, show: ShowId, freed: &[(SeatId, HoldId)]) {
     if let Err(e) = mirror.apply(show, &[], freed).await {
-        tracing::warn!(show_id = %show, error = %e, "seat mirror update failed; invalidating it");
+        tracing::warn!(show_id = %show, error = %Chain(&e), "seat mirror update failed; invalidating it");
         let _ = mirror.invalidate(show).await;
     }
 }

@@ -5,6 +5,7 @@
 //! waited past their deadline, and tell subscribers and owners about both promptly.
 
 use crate::app::Ports;
+use booking_core::Chain;
 use booking_core::engine::SeatChange;
 use booking_core::ports::StoreError;
 use booking_core::{SeatStatus, ShowId};
@@ -110,7 +111,7 @@ impl Sweeper {
             match self.sweep_once().await {
                 Ok(r) if r.holds_expired + r.requests_expired > 0 => tracing::info!(?r, "expired"),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "expiry sweep failed; will retry"),
+                Err(e) => tracing::warn!(error = %Chain(&e), "expiry sweep failed; will retry"),
             }
         }
     }

@@ -8,6 +8,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
+use booking_core::Chain;
 use booking_core::engine::SeatChange;
 use booking_core::ports::{ConnectionRegistry, Notifier};
 use booking_core::protocol::{BookingResult, SeatState, ServerMessage};
@@ -57,7 +58,7 @@ impl GatewayNotifier {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => {
                 tracing::info!(connection, "connection gone; forgetting it");
                 if let Err(e) = self.registry.disconnect(connection).await {
-                    tracing::warn!(connection, error = %e, "could not forget a gone connection");
+                    tracing::warn!(connection, error = %Chain(&e), "could not forget a gone connection");
                 }
                 Delivery::Gone
             }
@@ -87,7 +88,7 @@ impl Notifier for GatewayNotifier {
             let connections = match self.registry.connections_of(user).await {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::warn!(user_id = %user, error = %e, "connection lookup failed");
+                    tracing::warn!(user_id = %user, error = %Chain(&e), "connection lookup failed");
                     return;
                 }
             };
@@ -105,7 +106,7 @@ impl Notifier for GatewayNotifier {
         let subscribers = match self.registry.subscribers(show).await {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(show_id = %show, error = %e, "subscriber lookup failed");
+                tracing::warn!(show_id = %show, error = %Chain(&e), "subscriber lookup failed");
                 return;
             }
         };

@@ -211,3 +211,85 @@ async fn sqs_queue_reports_an_unreachable_queue() {
     let err = queue.enqueue(&request(ShowId::new_random())).await;
     assert!(err.is_err(), "{err:?}");
 }
+
+/// An operator's pause that cannot be recorded (the flag lives in Redis, which is down) is an
+/// error, answered 503 by the admin route: never `{"paused": true}` for a show that goes on
+/// being decided.
+#[tokio::test]
+async fn a_pause_that_cannot_be_recorded_is_answered_503() {
+    use axum::body::Body;
+    use tower::ServiceExt;
+    let sqs = aws_sdk_sqs::Client::new(&sdk().await);
+    let url = fifo_queue(&sqs).await;
+    let mut redis = booking_testkit::redis::PrivateRedis::start();
+    let counters = Arc::new(
+        booking_redis::RedisMirror::connect(&redis.url())
+            .await
+            .unwrap(),
+    );
+    redis.stop();
+    let queue = Arc::new(SqsQueue::new(sqs, url, counters));
+    let show = ShowId::new_random();
+    assert!(queue.pause(show).await.is_err(), "the flag was not written");
+
+    let db = booking_testkit::postgres::TestDatabase::create().await;
+    let show = booking_testkit::support::create_show(db.store(), 1, 4).await;
+    let auth = booking_app::Authenticator::hs256(b"pause-test-secret");
+    let admin = auth.mint(&"ops".parse().unwrap(), true, chrono::Duration::minutes(5));
+    let app = booking_app::App::builder(
+        booking_app::Stores::of(Arc::new(db.store().clone())),
+        booking_app::BookingConfig::default(),
+    )
+    .queue(booking_app::QueueAdapter::External(queue))
+    .authenticator(auth)
+    .build();
+    let response = app
+        .router()
+        .oneshot(
+            axum::http::Request::post(format!("/api/v1/admin/shows/{}/pause", show.show_id))
+                .header("authorization", format!("Bearer {admin}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "SERVICE_UNAVAILABLE", "{body}");
+}
+
+/// A retry (same idempotency key) of a request that is decided already is told its outcome,
+/// not a place in the queue, although the queue still remembers the request's ticket.
+#[tokio::test]
+async fn a_decided_request_retried_has_no_queue_position() {
+    let sqs = aws_sdk_sqs::Client::new(&sdk().await);
+    let url = fifo_queue(&sqs).await;
+    let queue = Arc::new(SqsQueue::new(sqs, url, Arc::new(MemoryMirror::new())));
+    let db = booking_testkit::postgres::TestDatabase::create().await;
+    let show = booking_testkit::support::create_show(db.store(), 1, 4).await;
+    let app = booking_app::App::builder(
+        booking_app::Stores::of(Arc::new(db.store().clone())),
+        booking_app::BookingConfig::default(),
+    )
+    .queue(booking_app::QueueAdapter::External(queue))
+    .build();
+    let user = fresh_user("retrier");
+    let input = || booking_app::service::HoldRequestInput {
+        show_id: show.show_id.to_string(),
+        seat_ids: vec!["A1".into()],
+        idempotency_key: Some("key-1".into()),
+    };
+    let first = app.service().submit_hold(&user, input()).await.unwrap();
+    assert_eq!(first.ticket.map(|t| t.position), Some(1));
+    app.processor()
+        .process(show.show_id, std::slice::from_ref(&first.request))
+        .await
+        .unwrap();
+    let retry = app.service().submit_hold(&user, input()).await.unwrap();
+    assert!(!retry.created);
+    assert_eq!(retry.request.status, RequestStatus::Success);
+    assert_eq!(retry.ticket, None, "a decided request waits nowhere");
+}

@@ -1,8 +1,10 @@
 //! The AWS Lambda functions, as libraries the thin binaries in `src/bin` run: each binary is one
 //! call, `run(<function>::serve)`.
 //!
-//! Each function module has a `handle` taking the event type Lambda delivers, so the same code
-//! runs under the Lambda runtime (and `cargo lambda watch`) and in plain tests. Clients and pools
+//! Each function module has a `serve` (the function's runtime loop) over a handler that takes
+//! the event Lambda delivers (`handle` in the worker, websocket and expirer; the router in the
+//! api), so the same code runs under the Lambda runtime (and `cargo lambda watch`) and in plain
+//! tests. Clients and pools
 //! are built once per process in [`wiring`], at cold start, never per invocation.
 //!
 //! | binary | trigger | module |

@@ -94,7 +94,7 @@ impl WebSocketRoutes {
             "$connect" => self.connect(connection, &event).await,
             "$disconnect" => {
                 if let Err(e) = self.registry.disconnect(connection).await {
-                    tracing::warn!(error = %e, "could not forget the connection; its TTL will");
+                    tracing::warn!(error = %Chain(&e), "could not forget the connection; its TTL will");
                 }
                 respond(200, None)
             }
@@ -125,7 +125,7 @@ impl WebSocketRoutes {
         match self.registry.connect(connection, &caller.user_id).await {
             Ok(()) => respond(200, None),
             Err(e) => {
-                tracing::error!(error = %e, "could not record the connection");
+                tracing::error!(error = %Chain(&e), "could not record the connection");
                 respond(503, Some("try again shortly"))
             }
         }
@@ -157,7 +157,7 @@ impl WebSocketRoutes {
             },
             ClientMessage::Unsubscribe { show_id } => {
                 if let Err(e) = self.registry.unsubscribe(connection, show_id).await {
-                    tracing::warn!(error = %e, "unsubscribe failed");
+                    tracing::warn!(error = %Chain(&e), "unsubscribe failed");
                 }
                 return None;
             }

@@ -12,8 +12,9 @@
 //! - **Fatal** (a body that is not ours, a request the store does not have, a show that does
 //!   not exist, invalid stored data): retrying cannot help and would block the show for good,
 //!   so the message is moved to the dead-letter queue at once, with the reason as a message
-//!   attribute, and the batch goes on. Its request, if stored, is ended by the expirer when its
-//!   deadline passes.
+//!   attribute, and the batch goes on. Its request, if stored and still QUEUED, is ended by the
+//!   expirer when its deadline passes (one already moved to PROCESSING is not yet: dead-letter
+//!   handling that ends it is the next piece of operations work).
 //!
 //! Redelivery is harmless: the processor's claim step skips requests that are decided already
 //! and re-sends their stored outcome.

@@ -1,7 +1,6 @@
 //! Command-line options, parsed by hand (`--flag value` or `--flag=value`).
 
-use booking_app::auth::DEV_JWT_SECRET;
-use booking_app::demo::PREMIERE_GRAND_HALL;
+use crate::token::{DEV_JWT_SECRET, GRAND_HALL};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -99,7 +98,7 @@ fn seconds(flag: &str, value: &str, lo: f64, hi: f64) -> Result<Duration, String
 /// Parses the arguments after the program name. `env_secret` is `JWT_SECRET`, if set.
 pub fn parse(args: &[String], env_secret: Option<String>) -> Result<Parsed, String> {
     let mut base = "http://127.0.0.1:3000".to_owned();
-    let mut show = PREMIERE_GRAND_HALL.to_string();
+    let mut show = GRAND_HALL.to_string();
     let mut rate = 5000.0;
     let mut duration = Duration::from_secs(10);
     let mut users = 200usize;

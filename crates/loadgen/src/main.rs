@@ -10,6 +10,7 @@ mod cpu;
 mod report;
 mod run;
 mod stats;
+mod token;
 
 use std::process::ExitCode;
 

@@ -4,7 +4,7 @@
 use crate::args::Options;
 use crate::cpu::{self, CpuUse};
 use crate::stats::{Book, Outcome, Snapshot, Stats};
-use booking_app::Authenticator;
+use crate::token;
 use booking_core::UserId;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -130,7 +130,6 @@ pub async fn run(opts: Options) -> Result<Outcomes, String> {
         ));
     }
 
-    let auth = Authenticator::hs256(opts.secret.as_bytes());
     let ttl = chrono::Duration::seconds((opts.duration + opts.drain).as_secs() as i64 + 3600);
     let mut tokens = Vec::with_capacity(opts.users);
     let mut users = Vec::with_capacity(opts.users);
@@ -139,7 +138,7 @@ pub async fn run(opts: Options) -> Result<Outcomes, String> {
         let id: UserId = name
             .parse()
             .map_err(|e| format!("user id {name:?} is invalid: {e}"))?;
-        let token = auth.mint(&id, false, ttl);
+        let token = token::mint(&opts.secret, id.as_str(), false, ttl);
         let value = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|e| format!("token header: {e}"))?;
         users.push(User { auth: value });
@@ -148,8 +147,11 @@ pub async fn run(opts: Options) -> Result<Outcomes, String> {
     let admin: UserId = format!("{}admin", opts.user_prefix)
         .parse()
         .map_err(|e| format!("admin user id: {e}"))?;
-    let admin_auth = HeaderValue::from_str(&format!("Bearer {}", auth.mint(&admin, true, ttl)))
-        .map_err(|e| format!("token header: {e}"))?;
+    let admin_auth = HeaderValue::from_str(&format!(
+        "Bearer {}",
+        token::mint(&opts.secret, admin.as_str(), true, ttl)
+    ))
+    .map_err(|e| format!("token header: {e}"))?;
 
     let show_json = serde_json::to_string(&opts.show).map_err(|e| e.to_string())?;
     let ctx = Arc::new(Ctx {
