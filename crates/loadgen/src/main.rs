@@ -9,6 +9,7 @@ mod args;
 mod cpu;
 mod report;
 mod run;
+mod sockets;
 mod stats;
 mod token;
 

@@ -3,10 +3,11 @@
 
 use crate::args::Options;
 use crate::cpu::{self, CpuUse};
-use crate::stats::{Book, Outcome, Snapshot, Stats};
+use crate::sockets::connect_user;
+use crate::stats::{Book, Snapshot, Stats};
 use crate::token;
 use booking_core::UserId;
-use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
@@ -21,11 +22,11 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-type WsSink = SplitSink<Ws, Message>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type WsSink = SplitSink<Ws, Message>;
 
 /// Bound on each set-up step (seat map, one WebSocket connect, one ping/pong).
-const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// WebSockets opened at once during set-up.
 const CONNECT_PARALLELISM: usize = 32;
 
@@ -76,7 +77,7 @@ pub struct Ctx {
     /// Time origin of every instant-to-offset conversion.
     pub origin: Instant,
     /// Set once the run is over, so WebSocket closes are not counted as failures.
-    finished: AtomicBool,
+    pub(crate) finished: AtomicBool,
     /// Set when the drain is over: progress stops.
     stopped: AtomicBool,
 }
@@ -300,96 +301,6 @@ async fn fetch_seat_map(client: &reqwest::Client, opts: &Options) -> Result<Seat
         }
     }
     Ok(info)
-}
-
-#[derive(Deserialize)]
-struct Incoming<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: &'a str,
-    #[serde(rename = "requestId", default, borrow)]
-    request_id: Option<&'a str>,
-    #[serde(default, borrow)]
-    status: Option<&'a str>,
-}
-
-/// Reads messages until one of type `kind` arrives (others, e.g. stale results, are skipped).
-async fn wait_for(ws: &mut Ws, kind: &str) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
-    loop {
-        let msg = tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .map_err(|_| format!("no {kind} within {SETUP_TIMEOUT:?}"))?
-            .ok_or_else(|| format!("closed before {kind}"))?
-            .map_err(|e| format!("error before {kind}: {e}"))?;
-        if let Message::Text(t) = msg
-            && serde_json::from_str::<Incoming>(t.as_str()).is_ok_and(|m| m.kind == kind)
-        {
-            return Ok(());
-        }
-    }
-}
-
-async fn connect_user(ctx: Arc<Ctx>, index: usize, token: String) -> Result<WsSink, String> {
-    let url = format!("{}/ws?token={token}", ctx.opts.ws_base);
-    let who = format!("{}{}", ctx.opts.user_prefix, index + 1);
-    let (mut ws, _) = tokio::time::timeout(
-        SETUP_TIMEOUT,
-        tokio_tungstenite::connect_async_with_config(url, None, true),
-    )
-    .await
-    .map_err(|_| format!("{who}: WebSocket connect timed out"))?
-    .map_err(|e| format!("{who}: WebSocket connect: {e}"))?;
-    ws.send(Message::text(r#"{"action":"ping"}"#))
-        .await
-        .map_err(|e| format!("{who}: send ping: {e}"))?;
-    wait_for(&mut ws, "pong")
-        .await
-        .map_err(|e| format!("{who}: {e}"))?;
-    if ctx.opts.subscribe {
-        let sub = serde_json::json!({"action": "subscribe", "showId": ctx.opts.show}).to_string();
-        ws.send(Message::text(sub))
-            .await
-            .map_err(|e| format!("{who}: send subscribe: {e}"))?;
-        wait_for(&mut ws, "SUBSCRIBED")
-            .await
-            .map_err(|e| format!("{who}: {e}"))?;
-    }
-    let (sink, stream) = ws.split();
-    tokio::spawn(read_results(ctx, stream));
-    Ok(sink)
-}
-
-async fn read_results(ctx: Arc<Ctx>, mut stream: SplitStream<Ws>) {
-    while let Some(msg) = stream.next().await {
-        let received = Instant::now();
-        match msg {
-            Ok(Message::Text(text)) => on_message(&ctx, text.as_str(), received),
-            Ok(Message::Close(_)) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
-    if !ctx.finished.load(Ordering::Relaxed) {
-        ctx.stats.ws_closed.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-fn on_message(ctx: &Ctx, text: &str, received: Instant) {
-    let Ok(msg) = serde_json::from_str::<Incoming>(text) else {
-        ctx.stats.ws_unparsed.fetch_add(1, Ordering::Relaxed);
-        return;
-    };
-    if msg.kind != "BOOKING_RESULT" {
-        return;
-    }
-    match msg.request_id.map(Uuid::parse_str) {
-        Some(Ok(id)) => {
-            let outcome = Outcome::parse(msg.status.unwrap_or(""));
-            ctx.stats.result(id, outcome, received, ctx.origin);
-        }
-        _ => {
-            ctx.stats.ws_unparsed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
 }
 
 impl Ctx {

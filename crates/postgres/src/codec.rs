@@ -8,7 +8,6 @@ use booking_core::{
     BookingRequest, Hold, HoldId, RequestId, RequestOutcome, RequestStatus, SeatId, ShowId,
 };
 use chrono::{DateTime, Utc};
-use std::str::FromStr;
 use uuid::Uuid;
 
 use booking_core::model::OutcomeColumns;
@@ -69,14 +68,7 @@ pub(crate) fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
         .map_or(t, |us| epoch + chrono::Duration::microseconds(us))
 }
 
-pub(crate) fn parse<T>(text: &str, column: &str) -> Result<T, StoreError>
-where
-    T: FromStr,
-    T::Err: std::fmt::Display,
-{
-    text.parse()
-        .map_err(|e| corrupt(format_args!("{column}: {e}")))
-}
+pub(crate) use booking_sql::errors::parse_column as parse;
 
 pub(crate) fn parse_seats(list: &[String], column: &str) -> Result<Vec<SeatId>, StoreError> {
     list.iter().map(|s| parse(s, column)).collect()

@@ -19,6 +19,17 @@ pub fn is_data_error(e: &sqlx::Error) -> bool {
     )
 }
 
+/// A column's text parsed into its domain type (an id, a status, a seat); text that does not
+/// parse makes the row corrupt, naming the column.
+pub fn parse_column<T>(text: &str, column: &str) -> Result<T, StoreError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    text.parse()
+        .map_err(|e| StoreError::corrupt(format!("{column}: {e}")))
+}
+
 /// Whether the error is the violation of a UNIQUE or PRIMARY KEY constraint.
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())

@@ -65,14 +65,7 @@ pub(crate) fn from_json<T: DeserializeOwned>(text: &str, column: &str) -> Result
     serde_json::from_str(text).map_err(|e| corrupt(format_args!("{column}: {e}")))
 }
 
-pub(crate) fn parse<T>(text: &str, column: &str) -> Result<T, StoreError>
-where
-    T: FromStr,
-    T::Err: std::fmt::Display,
-{
-    text.parse()
-        .map_err(|e| corrupt(format_args!("{column}: {e}")))
-}
+pub(crate) use booking_sql::errors::parse_column as parse;
 
 /// One column of a row, with a decoding failure reported as corruption.
 pub(crate) fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T, StoreError>

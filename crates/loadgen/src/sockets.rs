@@ -1,0 +1,108 @@
+//! The users' WebSockets during a run: connecting each one (ping/pong verified, subscribed when
+//! asked), and reading what the server pushes, where every BOOKING_RESULT's arrival time is the
+//! end of that request's POST → result latency.
+
+use crate::run::{Ctx, SETUP_TIMEOUT, Ws, WsSink};
+use crate::stats::Outcome;
+use futures_util::stream::SplitStream;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+#[derive(Deserialize)]
+struct Incoming<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    #[serde(rename = "requestId", default, borrow)]
+    request_id: Option<&'a str>,
+    #[serde(default, borrow)]
+    status: Option<&'a str>,
+}
+
+/// Reads messages until one of type `kind` arrives (others, e.g. stale results, are skipped).
+async fn wait_for(ws: &mut Ws, kind: &str) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .map_err(|_| format!("no {kind} within {SETUP_TIMEOUT:?}"))?
+            .ok_or_else(|| format!("closed before {kind}"))?
+            .map_err(|e| format!("error before {kind}: {e}"))?;
+        if let Message::Text(t) = msg
+            && serde_json::from_str::<Incoming>(t.as_str()).is_ok_and(|m| m.kind == kind)
+        {
+            return Ok(());
+        }
+    }
+}
+
+pub(crate) async fn connect_user(
+    ctx: Arc<Ctx>,
+    index: usize,
+    token: String,
+) -> Result<WsSink, String> {
+    let url = format!("{}/ws?token={token}", ctx.opts.ws_base);
+    let who = format!("{}{}", ctx.opts.user_prefix, index + 1);
+    let (mut ws, _) = tokio::time::timeout(
+        SETUP_TIMEOUT,
+        tokio_tungstenite::connect_async_with_config(url, None, true),
+    )
+    .await
+    .map_err(|_| format!("{who}: WebSocket connect timed out"))?
+    .map_err(|e| format!("{who}: WebSocket connect: {e}"))?;
+    ws.send(Message::text(r#"{"action":"ping"}"#))
+        .await
+        .map_err(|e| format!("{who}: send ping: {e}"))?;
+    wait_for(&mut ws, "pong")
+        .await
+        .map_err(|e| format!("{who}: {e}"))?;
+    if ctx.opts.subscribe {
+        let sub = serde_json::json!({"action": "subscribe", "showId": ctx.opts.show}).to_string();
+        ws.send(Message::text(sub))
+            .await
+            .map_err(|e| format!("{who}: send subscribe: {e}"))?;
+        wait_for(&mut ws, "SUBSCRIBED")
+            .await
+            .map_err(|e| format!("{who}: {e}"))?;
+    }
+    let (sink, stream) = ws.split();
+    tokio::spawn(read_results(ctx, stream));
+    Ok(sink)
+}
+
+async fn read_results(ctx: Arc<Ctx>, mut stream: SplitStream<Ws>) {
+    while let Some(msg) = stream.next().await {
+        let received = Instant::now();
+        match msg {
+            Ok(Message::Text(text)) => on_message(&ctx, text.as_str(), received),
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    if !ctx.finished.load(Ordering::Relaxed) {
+        ctx.stats.ws_closed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn on_message(ctx: &Ctx, text: &str, received: Instant) {
+    let Ok(msg) = serde_json::from_str::<Incoming>(text) else {
+        ctx.stats.ws_unparsed.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    if msg.kind != "BOOKING_RESULT" {
+        return;
+    }
+    match msg.request_id.map(Uuid::parse_str) {
+        Some(Ok(id)) => {
+            let outcome = Outcome::parse(msg.status.unwrap_or(""));
+            ctx.stats.result(id, outcome, received, ctx.origin);
+        }
+        _ => {
+            ctx.stats.ws_unparsed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
