@@ -264,22 +264,22 @@ impl App {
     }
 
     /// Stops the app's background work in the order that loses nothing: the queue finishes
-    /// deciding what it holds (within `grace`), the sweeper stops after its current sweep, and
-    /// the notifier closes its connections once what is queued for them has gone out. Call it
-    /// once the process takes no more requests (the HTTP server has stopped).
+    /// deciding what it holds, the sweeper stops after its current sweep, and the notifier closes
+    /// its connections once what is queued for them has gone out; all of it within `grace`.
+    /// Call it once the process takes no more requests (the HTTP server has stopped).
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         let started = tokio::time::Instant::now();
+        let left = || grace.saturating_sub(started.elapsed());
         let undecided = self.service.queue().drain(grace).await;
         let sweeper = self.sweeper.lock().expect("sweeper slot poisoned").take();
         if let Some(SweeperTask { stop, task }) = sweeper {
             let _ = stop.send(true);
-            let _ = task.await;
+            if tokio::time::timeout(left(), task).await.is_err() {
+                tracing::warn!("the expiry sweep was still running when the grace period ran out");
+            }
         }
-        let left = grace.saturating_sub(started.elapsed());
-        self.ports
-            .notifier
-            .close(left.max(Duration::from_secs(1)))
-            .await;
+        // Close frames go out even with no time left; only the wait for answers is bounded.
+        self.ports.notifier.close(left()).await;
         ShutdownReport { undecided }
     }
 }

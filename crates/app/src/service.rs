@@ -298,9 +298,16 @@ impl BookingService {
         Ok(SeatMap { show, statuses })
     }
 
-    /// The id of an existing show (for operations on the show itself).
-    pub async fn existing_show_id(&self, raw_show: &str) -> Result<ShowId, BookingError> {
-        Ok(self.require_show(raw_show).await?.show_id)
+    /// Pauses (or resumes) deciding an existing show's requests; they keep queueing, in order.
+    /// Fails when the queue could not record it: an operator must not be told a pause took.
+    pub async fn set_paused(&self, raw_show: &str, paused: bool) -> Result<ShowId, BookingError> {
+        let show = self.require_show(raw_show).await?.show_id;
+        if paused {
+            self.queue.pause(show).await?;
+        } else {
+            self.queue.resume(show).await?;
+        }
+        Ok(show)
     }
 
     /// Held and booked seats of a show, straight from the store.

@@ -100,13 +100,15 @@ impl Sweeper {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tick.tick() => {}
+                // A stop asked for while a tick is due wins: no sweep starts after it.
+                biased;
                 changed = stop.changed() => {
                     if changed.is_err() || *stop.borrow() {
                         return;
                     }
                     continue;
                 }
+                _ = tick.tick() => {}
             }
             match self.sweep_once().await {
                 Ok(r) if r.holds_expired + r.requests_expired > 0 => tracing::info!(?r, "expired"),

@@ -42,6 +42,9 @@ fn respond(status: i64, body: Option<&str>) -> ApiGatewayProxyResponse {
     response
 }
 
+/// The same words as every other "a dependency is down" answer of the API.
+const UNAVAILABLE: &str = "A backing service is unavailable; retry shortly";
+
 fn error(code: &str, message: &str) -> ServerMessage {
     ServerMessage::Error {
         code: code.to_owned(),
@@ -146,13 +149,13 @@ impl WebSocketRoutes {
                     Ok(false) => error("UNKNOWN_CONNECTION", "reconnect and subscribe again"),
                     Err(e) => {
                         tracing::warn!(error = %Chain(&e), "subscribe failed");
-                        error("SERVICE_UNAVAILABLE", "try again shortly")
+                        error("SERVICE_UNAVAILABLE", UNAVAILABLE)
                     }
                 },
                 Ok(None) => error("SHOW_NOT_FOUND", "No such show"),
                 Err(e) => {
                     tracing::warn!(error = %Chain(&e), "show lookup failed");
-                    error("SERVICE_UNAVAILABLE", "try again shortly")
+                    error("SERVICE_UNAVAILABLE", UNAVAILABLE)
                 }
             },
             ClientMessage::Unsubscribe { show_id } => {

@@ -3,7 +3,7 @@
 
 use super::AppState;
 use super::extract::{Admin, Segment};
-use crate::error::{ApiError, BookingError};
+use crate::error::ApiError;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -26,13 +26,7 @@ async fn pause_show(
     _admin: Admin,
     Segment(id): Segment,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let show = state.service.existing_show_id(&id).await?;
-    state
-        .service
-        .queue()
-        .pause(show)
-        .await
-        .map_err(BookingError::from)?;
+    let show = state.service.set_paused(&id, true).await?;
     Ok(Json(json!({ "showId": show, "paused": true })))
 }
 
@@ -41,12 +35,6 @@ async fn resume_show(
     _admin: Admin,
     Segment(id): Segment,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let show = state.service.existing_show_id(&id).await?;
-    state
-        .service
-        .queue()
-        .resume(show)
-        .await
-        .map_err(BookingError::from)?;
+    let show = state.service.set_paused(&id, false).await?;
     Ok(Json(json!({ "showId": show, "paused": false })))
 }
