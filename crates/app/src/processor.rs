@@ -7,7 +7,8 @@
 //! network call, and a client never hears of a result that might still roll back.
 
 use crate::app::Ports;
-use booking_core::Chain;
+use crate::service::update_mirror;
+use booking_core::commit::CommitPlan;
 use booking_core::engine::BatchOutcome;
 use booking_core::engine::{Decision, DecisionEngine, PendingRequest};
 use booking_core::ports::{CommitError, SeatLock, SeatMirror, StoreError};
@@ -139,7 +140,7 @@ impl BatchProcessor {
                     // Mirror before notifying, so a client that reloads the seat map the moment
                     // it hears its result sees its seats taken.
                     if let Some(mirror) = &self.ports.mirror {
-                        mirror_batch(mirror.as_ref(), show, snapshot_seats, &outcome).await;
+                        mirror_batch(mirror.as_ref(), show, &snapshot_seats, &outcome).await;
                     }
                     let owners: std::collections::HashMap<_, _> = batch
                         .iter()
@@ -215,52 +216,50 @@ impl BatchProcessor {
     }
 }
 
-/// Mirrors a committed batch: new holds become locks, released holds' seats are freed. A failure
-/// is logged and the show's mirror invalidated, so readers use the store until it is rebuilt.
+/// Mirrors a committed batch from the same resolution of it the store committed
+/// ([`CommitPlan`]): each seat's final claim becomes a lock, unless its hold was released again
+/// within the batch, and the seats of the stored holds the batch released are freed.
 async fn mirror_batch(
     mirror: &dyn SeatMirror,
     show: ShowId,
-    mut seats_of: HashMap<HoldId, Vec<SeatId>>,
+    stored_seats: &HashMap<HoldId, Vec<SeatId>>,
     outcome: &BatchOutcome,
 ) {
-    let mut locks = Vec::new();
-    let mut freed = Vec::new();
-    let mut released_holds = HashSet::new();
-    for decision in &outcome.decisions {
-        if let Decision::Granted {
-            user_id,
-            hold_id,
-            seat_ids,
-            expires_at,
-            released,
-            ..
-        } = decision
-        {
-            if let Some(released) = released {
-                released_holds.insert(*released);
-                for seat in seats_of.remove(released).unwrap_or_default() {
-                    freed.push((seat, *released));
-                }
-            }
-            seats_of.insert(*hold_id, seat_ids.clone());
-            locks.extend(seat_ids.iter().map(|&seat_id| SeatLock {
-                seat_id,
-                hold_id: *hold_id,
-                user_id: user_id.clone(),
-                expires_at: *expires_at,
+    // The store resolved this very batch before committing it, so it resolves here too.
+    let Ok(plan) = CommitPlan::new(outcome) else {
+        return;
+    };
+    let live: HashMap<HoldId, &UserId> = plan
+        .new_holds
+        .iter()
+        .filter(|h| !h.released)
+        .map(|h| (h.hold_id, &h.user_id))
+        .collect();
+    let locks: Vec<SeatLock> = plan
+        .claims
+        .iter()
+        .filter_map(|claim| {
+            live.get(&claim.hold_id).map(|user| SeatLock {
+                seat_id: claim.seat_id,
+                hold_id: claim.hold_id,
+                user_id: (*user).clone(),
+                expires_at: claim.expires_at,
                 status: SeatStatus::Held,
-            }));
-        }
-    }
-    // A hold granted and released again within the batch (a user's two requests decided
-    // together) must not be mirrored: its seats went back with the release.
-    locks.retain(|lock| !released_holds.contains(&lock.hold_id));
-    if let Err(e) = mirror.apply(show, &locks, &freed).await {
-        tracing::warn!(show_id = %show, error = %Chain(&e), "seat mirror update failed; invalidating it");
-        if let Err(e) = mirror.invalidate(show).await {
-            tracing::warn!(show_id = %show, error = %Chain(&e), "seat mirror invalidation failed; it heals when its completeness mark runs out");
-        }
-    }
+            })
+        })
+        .collect();
+    let freed: Vec<(SeatId, HoldId)> = plan
+        .releases
+        .iter()
+        .flat_map(|release| {
+            stored_seats
+                .get(&release.hold_id)
+                .into_iter()
+                .flatten()
+                .map(|&seat| (seat, release.hold_id))
+        })
+        .collect();
+    update_mirror(mirror, show, &locks, &freed).await;
 }
 
 /// The push message for a fresh decision: what its outcome records, to the requester.

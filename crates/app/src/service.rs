@@ -260,7 +260,7 @@ impl BookingService {
             })?;
         if let Some(mirror) = &self.ports.mirror {
             let freed: Vec<_> = hold.seat_ids.iter().map(|&s| (s, hold.hold_id)).collect();
-            free_in_mirror(mirror.as_ref(), hold.show_id, &freed).await;
+            update_mirror(mirror.as_ref(), hold.show_id, &[], &freed).await;
         }
         let changes: Vec<SeatChange> = hold
             .seat_ids
@@ -402,8 +402,8 @@ impl BookingService {
     }
 }
 
-/// The show a stored hold belongs to; its absence is a contradiction between the stores.
 impl BookingService {
+    /// The show a stored hold belongs to; its absence is a contradiction between the stores.
     async fn show_of(&self, hold: &Hold) -> Result<Show, BookingError> {
         self.show(hold.show_id).await?.ok_or_else(|| {
             BookingError::Inconsistent(format!(
@@ -414,11 +414,19 @@ impl BookingService {
     }
 }
 
-/// Frees seats in the mirror; on failure invalidates the show's mirror (best effort).
-pub async fn free_in_mirror(mirror: &dyn SeatMirror, show: ShowId, freed: &[(SeatId, HoldId)]) {
-    if let Err(e) = mirror.apply(show, &[], freed).await {
+/// Mirrors committed changes of one show (new locks, freed seats). The mirror is best effort: a
+/// failed update invalidates the show's mirror, so readers use the store until it is rebuilt.
+pub async fn update_mirror(
+    mirror: &dyn SeatMirror,
+    show: ShowId,
+    locks: &[SeatLock],
+    freed: &[(SeatId, HoldId)],
+) {
+    if let Err(e) = mirror.apply(show, locks, freed).await {
         tracing::warn!(show_id = %show, error = %Chain(&e), "seat mirror update failed; invalidating it");
-        let _ = mirror.invalidate(show).await;
+        if let Err(e) = mirror.invalidate(show).await {
+            tracing::warn!(show_id = %show, error = %Chain(&e), "seat mirror invalidation failed; it heals when its completeness mark runs out");
+        }
     }
 }
 

@@ -50,7 +50,7 @@ impl Sweeper {
                     .extend(hold.seat_ids.iter().map(|&s| (s, hold.hold_id)));
             }
             for (show, freed) in freed {
-                crate::service::free_in_mirror(mirror.as_ref(), show, &freed).await;
+                crate::service::update_mirror(mirror.as_ref(), show, &[], &freed).await;
             }
         }
         for (show, seats) in by_show {

@@ -54,15 +54,15 @@ return #KEYS
 
 /// The request's ticket: the one it took before, or the next one of its show. KEYS: the show's
 /// ticket counter, the request's ticket. ARGV: when the request's ticket may be forgotten (unix
-/// ms). Returns {ticket, 1 if taken now}.
+/// ms).
 const TAKE_TICKET: &str = r"
 local held = redis.call('GET', KEYS[2])
 if held then
-  return {tonumber(held), 0}
+  return tonumber(held)
 end
 local ticket = redis.call('INCR', KEYS[1])
 redis.call('SET', KEYS[2], ticket, 'PXAT', ARGV[1])
-return {ticket, 1}
+return ticket
 ";
 
 /// Replaces a show's mirror unless an apply came after the rebuilder read the generation.
@@ -336,20 +336,22 @@ impl QueueCounters for RedisMirror {
         let keep = keep_until
             .timestamp_millis()
             .max(Utc::now().timestamp_millis() + 1_000);
-        let (ticket, taken): (u64, u64) = self
-            .take_ticket
+        let mut invocation = self.take_ticket.prepare_invoke();
+        invocation
             .key(tickets_key(show))
             .key(request_ticket_key(show, request))
-            .arg(keep)
-            .invoke_async(&mut conn)
+            .arg(keep);
+        // One round trip on the intake path: the script (loaded in the same pipeline, so a
+        // restarted Redis never answers NOSCRIPT), then the show index, which lives outside the
+        // show's hash slot and so cannot be in the script. SADD is idempotent.
+        let (_, ticket): (String, u64) = redis::pipe()
+            .load_script(&self.take_ticket)
+            .invoke_script(&invocation)
+            .sadd(SHOWS_KEY, show.to_string())
+            .ignore()
+            .query_async(&mut conn)
             .await
             .map_err(failed("take_ticket"))?;
-        if taken == 1 {
-            // The show index lives outside the show's hash slot, hence its own command.
-            conn.sadd::<_, _, u64>(SHOWS_KEY, show.to_string())
-                .await
-                .map_err(failed("take_ticket"))?;
-        }
         Ok(ticket)
     }
 

@@ -17,8 +17,8 @@ use crate::redis::PrivateRedis;
 use booking_app::auth::{Authenticator, DEV_JWT_SECRET};
 use booking_app::sweeper::SweepReport;
 use booking_app::{App, BookingConfig, QueueAdapter, Stores};
-use booking_core::ports::{CatalogStore, HoldStore, RequestQueue, RequestStore, SeatMirror};
-use booking_core::{Clock, ManualClock, UserId};
+use booking_core::ports::{HoldStore, RequestQueue, RequestStore, SeatMirror};
+use booking_core::{Clock, ManualClock};
 use booking_local::{LaneOptions, LocalLanes, MemoryMirror, WsHub};
 use booking_redis::RedisMirror;
 use booking_sqlite::{SqliteOptions, SqliteStore};
@@ -81,7 +81,6 @@ pub struct TestApp {
     pub hub: Arc<WsHub>,
     /// The stores as the app sees them (wrapped, if the options wrapped them).
     pub stores: Stores,
-    auth: Authenticator,
     server: JoinHandle<()>,
     guard: Guard,
 }
@@ -173,7 +172,6 @@ impl TestApp {
             lanes,
             hub,
             stores,
-            auth: Authenticator::hs256(DEV_JWT_SECRET.as_bytes()),
             server,
             guard,
         }
@@ -199,20 +197,6 @@ impl TestApp {
         self.app.sweeper().sweep_once().await.expect("sweep")
     }
 
-    /// A token for `user`, signed as the app verifies it.
-    pub fn token(&self, user: &str) -> String {
-        self.mint(user, false)
-    }
-
-    pub fn admin_token(&self, user: &str) -> String {
-        self.mint(user, true)
-    }
-
-    fn mint(&self, user: &str, admin: bool) -> String {
-        let user: UserId = user.parse().expect("a valid user id");
-        self.auth.mint(&user, admin, Duration::hours(1))
-    }
-
     /// The request store the app runs on (the real one, unwrapped by any test wrapper).
     pub fn requests(&self) -> Arc<dyn RequestStore> {
         match &self.guard {
@@ -226,10 +210,6 @@ impl TestApp {
             Guard::Embedded { store, .. } => Arc::new(store.clone()),
             Guard::PostgresRedis(backend) => Arc::new(backend.0.store().clone()),
         }
-    }
-
-    pub fn catalog(&self) -> Arc<dyn CatalogStore> {
-        self.stores.catalog.clone()
     }
 
     /// The private Redis of a PostgreSQL + Redis app (to flush, stop or restart it).
