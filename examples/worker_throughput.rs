@@ -19,11 +19,10 @@
 // Every test target of a package gets all its dependencies; each uses only some of them.
 #![allow(unused_crate_dependencies)]
 
-use async_trait::async_trait;
+use booking_app::app::PollingOnly;
 use booking_app::{App, BookingConfig, Stores};
-use booking_core::ports::{Notifier, SeatMirror};
-use booking_core::protocol::BookingResult;
-use booking_core::{ManualClock, SeatChange, ShowId, UserId};
+use booking_core::ports::SeatMirror;
+use booking_core::{ManualClock, UserId};
 use booking_redis::RedisMirror;
 use booking_testkit::postgres::TestDatabase;
 use booking_testkit::support::{create_show, fresh_user, now};
@@ -34,14 +33,6 @@ use std::time::Instant;
 
 const HOLD_TTL: Duration = Duration::minutes(5);
 const STEP: Duration = Duration::seconds(2);
-
-struct Silent;
-
-#[async_trait]
-impl Notifier for Silent {
-    async fn booking_results(&self, _results: &[(UserId, BookingResult)]) {}
-    async fn seats_changed(&self, _show: ShowId, _changes: &[SeatChange]) {}
-}
 
 #[tokio::main]
 async fn main() {
@@ -76,7 +67,7 @@ async fn main() {
             };
             let mut app = App::builder(Stores::of(store.clone()), config)
                 .clock(clock.clone())
-                .notifier(Arc::new(Silent));
+                .notifier(Arc::new(PollingOnly));
             if with_mirror {
                 app = app.mirror(mirror.clone());
             }

@@ -29,7 +29,8 @@ usage:
   seatbook migrate                 apply the PostgreSQL migrations to DATABASE_URL
 
 environment: BIND (127.0.0.1:3000), DATA_DIR (./data), JWT_SECRET, HOLD_TTL_SECONDS (300),
-  REQUEST_TTL_SECONDS (120), MAX_SEATS_PER_REQUEST (10), MAX_BODY_BYTES (16384),
+  REQUEST_TTL_SECONDS (120), ORDER_PAYMENT_TTL_SECONDS (600), PAYMENT_TIMEOUT_SECONDS (10),
+  MAX_SEATS_PER_REQUEST (10), MAX_BODY_BYTES (16384),
   MAX_BATCH (512), SWEEP_INTERVAL_MS (1000), SHUTDOWN_GRACE_SECONDS (10),
   SQLITE_SYNCHRONOUS (full|normal), RUST_LOG (info,sqlx=warn),
   DATABASE_URL (PostgreSQL instead of the embedded store), REDIS_URL (Redis seat mirror)";

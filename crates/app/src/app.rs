@@ -18,6 +18,8 @@
 use crate::auth::Authenticator;
 use crate::config::BookingConfig;
 use crate::http::{self, AppState};
+use crate::orders::OrderService;
+use crate::payments::MockPaymentProvider;
 use crate::processor::BatchProcessor;
 use crate::service::BookingService;
 use crate::sweeper::Sweeper;
@@ -26,10 +28,10 @@ use axum::Router;
 use booking_core::Chain;
 use booking_core::engine::SeatChange;
 use booking_core::ports::{
-    CatalogStore, HoldStore, LaneStats, Notifier, QueueError, QueueTicket, RequestQueue,
-    RequestStore, SeatMirror, StoreError,
+    CatalogStore, HoldStore, LaneStats, Notifier, OrderStore, PaymentProvider, QueueError,
+    QueueTicket, RequestQueue, RequestStore, SeatMirror, StoreError,
 };
-use booking_core::protocol::BookingResult;
+use booking_core::protocol::{BookingResult, ServerMessage};
 use booking_core::{BookingRequest, Clock, ShowId, SystemClock, UserId};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,6 +44,8 @@ pub struct Ports {
     pub catalog: Arc<dyn CatalogStore>,
     pub requests: Arc<dyn RequestStore>,
     pub holds: Arc<dyn HoldStore>,
+    pub orders: Arc<dyn OrderStore>,
+    pub payments: Arc<dyn PaymentProvider>,
     pub notifier: Arc<dyn Notifier>,
     pub clock: Arc<dyn Clock>,
     /// The seat map's hot read path and the target of every committed change; `None` reads the
@@ -49,21 +53,23 @@ pub struct Ports {
     pub mirror: Option<Arc<dyn SeatMirror>>,
 }
 
-/// The three state ports, which one store adapter usually serves together.
+/// The state ports, which one store adapter usually serves together.
 #[derive(Clone)]
 pub struct Stores {
     pub catalog: Arc<dyn CatalogStore>,
     pub requests: Arc<dyn RequestStore>,
     pub holds: Arc<dyn HoldStore>,
+    pub orders: Arc<dyn OrderStore>,
 }
 
 impl Stores {
-    /// All three ports served by one adapter.
-    pub fn of<S: CatalogStore + RequestStore + HoldStore>(store: Arc<S>) -> Self {
+    /// Every state port served by one adapter.
+    pub fn of<S: CatalogStore + RequestStore + HoldStore + OrderStore>(store: Arc<S>) -> Self {
         Self {
             catalog: store.clone(),
             requests: store.clone(),
-            holds: store,
+            holds: store.clone(),
+            orders: store,
         }
     }
 }
@@ -99,11 +105,18 @@ pub struct AppBuilder {
     notifier: Option<Arc<dyn Notifier>>,
     mirror: Option<Arc<dyn SeatMirror>>,
     clock: Option<Arc<dyn Clock>>,
+    payments: Option<Arc<dyn PaymentProvider>>,
     queue: QueueAdapter,
     auth: Option<Authenticator>,
 }
 
 impl AppBuilder {
+    /// Who moves the money (default: the [`MockPaymentProvider`] and its test tokens).
+    pub fn payments(mut self, provider: Arc<dyn PaymentProvider>) -> Self {
+        self.payments = Some(provider);
+        self
+    }
+
     /// Where outcomes are pushed (default: nowhere; clients poll).
     pub fn notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
         self.notifier = Some(notifier);
@@ -140,6 +153,10 @@ impl AppBuilder {
             catalog: self.stores.catalog,
             requests: self.stores.requests,
             holds: self.stores.holds,
+            orders: self.stores.orders,
+            payments: self
+                .payments
+                .unwrap_or_else(|| Arc::new(MockPaymentProvider::new())),
             notifier: self.notifier.unwrap_or_else(|| Arc::new(PollingOnly)),
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             mirror: self.mirror,
@@ -150,10 +167,12 @@ impl AppBuilder {
             QueueAdapter::InProcess(build) => (build(processor.clone()), true),
             QueueAdapter::Detached => (Arc::new(DetachedQueue), false),
         };
+        let orders = Arc::new(OrderService::new(ports.clone(), self.config.clone()));
         let service = Arc::new(BookingService::new(ports.clone(), queue, self.config));
         App {
             ports,
             service,
+            orders,
             processor,
             decides_here,
             auth: Arc::new(
@@ -175,6 +194,7 @@ struct SweeperTask {
 pub struct App {
     ports: Ports,
     service: Arc<BookingService>,
+    orders: Arc<OrderService>,
     processor: Arc<BatchProcessor>,
     /// Whether the queue decides in this process (and so has something to recover and drain).
     decides_here: bool,
@@ -199,6 +219,7 @@ impl App {
             notifier: None,
             mirror: None,
             clock: None,
+            payments: None,
             queue: QueueAdapter::Detached,
             auth: None,
         }
@@ -208,12 +229,17 @@ impl App {
     pub fn router(&self) -> Router {
         http::router(AppState {
             service: self.service.clone(),
+            orders: self.orders.clone(),
             auth: self.auth.clone(),
         })
     }
 
     pub fn service(&self) -> &Arc<BookingService> {
         &self.service
+    }
+
+    pub fn orders(&self) -> &Arc<OrderService> {
+        &self.orders
     }
 
     pub fn processor(&self) -> &Arc<BatchProcessor> {
@@ -230,7 +256,7 @@ impl App {
 
     /// The expiry sweep over this app's adapters.
     pub fn sweeper(&self) -> Sweeper {
-        Sweeper::new(self.ports.clone())
+        Sweeper::new(self.ports.clone(), self.orders.clone())
     }
 
     /// Puts every request that was waiting when the process last stopped back in its queue, in
@@ -298,6 +324,7 @@ impl Notifier for PollingOnly {
         tracing::debug!(count = results.len(), "results ready to poll");
     }
     async fn seats_changed(&self, _show: ShowId, _changes: &[SeatChange]) {}
+    async fn to_owners(&self, _messages: &[(UserId, ServerMessage)]) {}
 }
 
 /// The queue of a process that accepts no requests.

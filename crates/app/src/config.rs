@@ -53,6 +53,13 @@ pub struct BookingConfig {
     pub max_seats_per_request: usize,
     /// Largest accepted request body in bytes (`MAX_BODY_BYTES`, default 16 KiB).
     pub max_body_bytes: usize,
+    /// How long an order waits for payment, keeping its seats (`ORDER_PAYMENT_TTL_SECONDS`,
+    /// default 600).
+    pub order_payment_ttl: Duration,
+    /// How long a call to the payment provider may take before it counts as failed
+    /// (`PAYMENT_TIMEOUT_SECONDS`, default 10). A charge that started before the payment deadline
+    /// keeps the order's seats for twice this plus 30 s, so it can finish.
+    pub payment_timeout: Duration,
 }
 
 impl Default for BookingConfig {
@@ -62,6 +69,8 @@ impl Default for BookingConfig {
             request_ttl: Duration::seconds(120),
             max_seats_per_request: 10,
             max_body_bytes: 16 * 1024,
+            order_payment_ttl: Duration::seconds(600),
+            payment_timeout: Duration::seconds(10),
         }
     }
 }
@@ -86,6 +95,23 @@ impl BookingConfig {
                 "MAX_BODY_BYTES",
                 env_or("MAX_BODY_BYTES", d.max_body_bytes as u64)?,
             )? as usize,
+            order_payment_ttl: seconds("ORDER_PAYMENT_TTL_SECONDS", d.order_payment_ttl)?,
+            payment_timeout: seconds("PAYMENT_TIMEOUT_SECONDS", d.payment_timeout)?,
         })
     }
+
+    /// How long a charge may be in flight, from its start to its outcome being recorded: the
+    /// provider's time and a margin for the two store writes around it. Seats of an order with a
+    /// charge in flight stay claimed this long; a PENDING payment older than this was abandoned
+    /// by its caller and is settled by recovery.
+    pub fn payment_window(&self) -> Duration {
+        self.payment_timeout * 2 + Duration::seconds(30)
+    }
+}
+
+/// A positive number of seconds from `name`, or `default`.
+fn seconds(name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    Ok(Duration::seconds(
+        positive(name, env_or(name, default.num_seconds() as u64)?)? as i64,
+    ))
 }

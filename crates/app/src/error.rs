@@ -15,8 +15,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use booking_core::ports::{QueueError, StoreError};
-use booking_core::{Chain, HoldStatus, SeatId};
+use booking_core::ports::{PaymentError, QueueError, StoreError};
+use booking_core::{Chain, HoldStatus, OrderId, OrderStatus, PriceError, SeatId};
 use serde_json::{Value, json};
 
 /// What a use case could not do, and why.
@@ -31,8 +31,30 @@ pub enum BookingError {
     /// No such hold, or not the caller's (indistinguishable on purpose).
     #[error("No such hold")]
     HoldNotFound,
-    #[error("The hold is {0} and can no longer be released")]
+    #[error("The hold is {0}, not HELD")]
     HoldNotActive(HoldStatus),
+    /// No such order, or not the caller's.
+    #[error("No such order")]
+    OrderNotFound,
+    #[error("The order's payment deadline has passed")]
+    OrderExpired,
+    #[error("The order is {0}, not PAYMENT_PENDING")]
+    OrderNotPending(OrderStatus),
+    #[error("The order is {0} and cannot be cancelled")]
+    OrderNotCancellable(OrderStatus),
+    #[error("A payment of this order is in progress; retry shortly")]
+    PaymentInProgress,
+    /// The provider refused the charge: the order is FAILED and its seats are free.
+    #[error("The payment was declined: {reason}")]
+    PaymentDeclined { order_id: OrderId, reason: String },
+    #[error("paymentToken must be 1 to 255 visible ASCII characters")]
+    InvalidPaymentToken,
+    #[error("These seats cannot be sold together: {0}")]
+    SeatsNotPriced(PriceError),
+    #[error("cursor is not one this API handed out")]
+    InvalidCursor,
+    #[error("limit must be between 1 and {max}")]
+    InvalidLimit { max: usize },
     #[error("seatIds must name at least one seat")]
     NoSeats,
     #[error("At most {max} seats per request")]
@@ -56,6 +78,10 @@ pub enum BookingError {
     /// The request is durable but could not be queued (the client retries with its key).
     #[error("request queue failed")]
     Queue(#[from] QueueError),
+    /// The payment provider failed or did not answer in time: whatever it did is settled
+    /// later; nothing is charged twice.
+    #[error("payment provider failed")]
+    PaymentUnavailable(#[source] PaymentError),
     /// The stores contradict each other (a hold whose show is gone): a defect, not bad input.
     #[error("stored data is inconsistent: {0}")]
     Inconsistent(String),
@@ -70,6 +96,17 @@ impl BookingError {
             Self::RequestNotFound => "REQUEST_NOT_FOUND",
             Self::HoldNotFound => "HOLD_NOT_FOUND",
             Self::HoldNotActive(_) => "HOLD_NOT_ACTIVE",
+            Self::OrderNotFound => "ORDER_NOT_FOUND",
+            Self::OrderExpired => "ORDER_EXPIRED",
+            Self::OrderNotPending(_) => "ORDER_NOT_PENDING",
+            Self::OrderNotCancellable(_) => "ORDER_NOT_CANCELLABLE",
+            Self::PaymentInProgress => "PAYMENT_IN_PROGRESS",
+            Self::PaymentDeclined { .. } => "PAYMENT_DECLINED",
+            Self::InvalidPaymentToken => "INVALID_PAYMENT_TOKEN",
+            Self::SeatsNotPriced(_) => "SEATS_NOT_PRICED",
+            Self::InvalidCursor => "INVALID_CURSOR",
+            Self::InvalidLimit { .. } => "INVALID_LIMIT",
+            Self::PaymentUnavailable(_) => "PAYMENT_PROVIDER_UNAVAILABLE",
             Self::NoSeats => "NO_SEATS",
             Self::TooManySeats { .. } => "TOO_MANY_SEATS",
             Self::InvalidSeatId(_) => "INVALID_SEAT_ID",
@@ -88,6 +125,7 @@ impl BookingError {
     pub fn public_message(&self) -> String {
         match self.code() {
             "SERVICE_UNAVAILABLE" => UNAVAILABLE_MESSAGE.to_owned(),
+            "PAYMENT_PROVIDER_UNAVAILABLE" => PAYMENT_UNAVAILABLE_MESSAGE.to_owned(),
             "INTERNAL_ERROR" => INTERNAL_MESSAGE.to_owned(),
             _ => self.to_string(),
         }
@@ -103,6 +141,9 @@ impl BookingError {
                 tracing::error!(error = %Chain(self), "stored data is invalid");
             }
             Self::Queue(_) => tracing::warn!(error = %Chain(self), "queue unavailable"),
+            Self::PaymentUnavailable(_) => {
+                tracing::warn!(error = %Chain(self), "payment provider unavailable")
+            }
             _ => {}
         }
     }
@@ -110,6 +151,8 @@ impl BookingError {
 
 const UNAVAILABLE_MESSAGE: &str = "A backing service is unavailable; retry shortly";
 const INTERNAL_MESSAGE: &str = "Internal error";
+const PAYMENT_UNAVAILABLE_MESSAGE: &str = "The payment provider did not answer; nothing was \
+     charged twice: retry the same request (with the same Idempotency-Key) shortly";
 
 /// An answer of the HTTP boundary: status, code, message and details.
 #[derive(Debug, Clone)]
@@ -176,8 +219,18 @@ impl From<BookingError> for ApiError {
         use BookingError::*;
         e.log();
         let status = match &e {
-            ShowNotFound | MovieNotFound | RequestNotFound | HoldNotFound => StatusCode::NOT_FOUND,
-            HoldNotActive(_) => StatusCode::CONFLICT,
+            ShowNotFound | MovieNotFound | RequestNotFound | HoldNotFound | OrderNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            HoldNotActive(_)
+            | OrderExpired
+            | OrderNotPending(_)
+            | OrderNotCancellable(_)
+            | PaymentInProgress => StatusCode::CONFLICT,
+            PaymentDeclined { .. } => StatusCode::PAYMENT_REQUIRED,
+            PaymentUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            InvalidPaymentToken | SeatsNotPriced(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            InvalidCursor | InvalidLimit { .. } => StatusCode::BAD_REQUEST,
             NoSeats
             | TooManySeats { .. }
             | InvalidSeatId(_)
@@ -191,6 +244,13 @@ impl From<BookingError> for ApiError {
         };
         let details = match &e {
             HoldNotActive(status) => Some(json!({ "status": status })),
+            OrderNotPending(status) | OrderNotCancellable(status) => {
+                Some(json!({ "status": status }))
+            }
+            PaymentDeclined { order_id, reason } => Some(json!({
+                "orderId": order_id, "status": OrderStatus::Failed, "reason": reason
+            })),
+            InvalidLimit { max } => Some(json!({ "max": max })),
             TooManySeats { max, requested } => Some(json!({ "max": max, "requested": requested })),
             InvalidSeatId(raw) => Some(json!({ "seatId": raw })),
             SeatNotInLayout(seat) | SeatBlocked(seat) | DuplicateSeat(seat) => {

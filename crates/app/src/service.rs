@@ -344,20 +344,9 @@ impl BookingService {
         // Cold: read the truth, then offer it to the mirror. The generation is read first so
         // that a worker's update landing meanwhile makes this (older) rebuild a no-op.
         let generation = mirror.generation(show.show_id).await;
-        let snapshot = self.ports.holds.load_show_state(show.show_id, now).await?;
-        let locks: Vec<SeatLock> = snapshot
-            .holds
-            .iter()
-            .flat_map(|h| {
-                h.seat_ids.iter().map(|&seat_id| SeatLock {
-                    seat_id,
-                    hold_id: h.hold_id,
-                    user_id: h.user_id.clone(),
-                    expires_at: h.expires_at,
-                    status: SeatStatus::Held,
-                })
-            })
-            .collect();
+        // Every live claim, holds' and orders' alike: a rebuild from holds alone would leave a
+        // booked seat reading AVAILABLE on every hot read after it.
+        let locks = self.ports.holds.seat_locks(show.show_id, now).await?;
         if let Ok(generation) = generation
             && let Err(e) = mirror
                 .rebuild(show.show_id, layout, &locks, generation)
@@ -365,12 +354,7 @@ impl BookingService {
         {
             tracing::warn!(show_id = %show.show_id, error = %Chain(&e), "seat mirror rebuild failed");
         }
-        let mut taken: HashMap<SeatId, SeatStatus> = locks
-            .iter()
-            .map(|l| (l.seat_id, SeatStatus::Held))
-            .collect();
-        taken.extend(snapshot.booked.iter().map(|&s| (s, SeatStatus::Booked)));
-        Ok(taken)
+        Ok(locks.iter().map(|l| (l.seat_id, l.status)).collect())
     }
 
     pub async fn movies(&self) -> Result<Vec<Movie>, BookingError> {

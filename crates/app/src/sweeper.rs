@@ -1,15 +1,22 @@
 //! The periodic expiry sweep.
 //!
 //! Correctness never depends on it: an expired hold already frees its seats by time in every
-//! read and every decision. The sweep exists to write the EXPIRED state down, end requests that
-//! waited past their deadline, and tell subscribers and owners about both promptly.
+//! read and every decision, and an unpaid order's seats come free at the end of its payment window
+//! the same way. The sweep exists to write the EXPIRED states down, end requests that waited past
+//! their deadline, tell subscribers and owners about all of it promptly (`HOLD_EXPIRED`,
+//! `ORDER_UPDATED`, `SEATS_CHANGED`), and settle payments whose caller crashed or gave up
+//! (`OrderService::settle_abandoned_payments`): the step that makes "no money without a ticket
+//! or a refund" hold across crashes.
 
 use crate::app::Ports;
+use crate::orders::{OrderService, Settled};
 use booking_core::Chain;
 use booking_core::engine::SeatChange;
 use booking_core::ports::StoreError;
+use booking_core::protocol::ServerMessage;
 use booking_core::{SeatStatus, ShowId};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use tokio::sync::watch;
 
 /// What one sweep did.
@@ -17,15 +24,18 @@ use tokio::sync::watch;
 pub struct SweepReport {
     pub holds_expired: usize,
     pub requests_expired: usize,
+    pub orders_expired: usize,
+    pub payments_settled: Settled,
 }
 
 pub struct Sweeper {
     ports: Ports,
+    orders: Arc<OrderService>,
 }
 
 impl Sweeper {
-    pub fn new(ports: Ports) -> Self {
-        Self { ports }
+    pub fn new(ports: Ports, orders: Arc<OrderService>) -> Self {
+        Self { ports, orders }
     }
 
     #[tracing::instrument(skip_all)]
@@ -87,9 +97,28 @@ impl Sweeper {
             })
             .collect();
         self.ports.notifier.booking_results(&results).await;
+        let owners: Vec<_> = holds
+            .iter()
+            .map(|h| {
+                (
+                    h.user_id.clone(),
+                    ServerMessage::HoldExpired {
+                        hold_id: h.hold_id,
+                        show_id: h.show_id,
+                        seat_ids: h.seat_ids.clone(),
+                    },
+                )
+            })
+            .collect();
+        self.ports.notifier.to_owners(&owners).await;
+
+        let orders_expired = self.orders.expire_orders().await?;
+        let payments_settled = self.orders.settle_abandoned_payments().await?;
         Ok(SweepReport {
             holds_expired: holds.len(),
             requests_expired: requests.len(),
+            orders_expired,
+            payments_settled,
         })
     }
 
@@ -111,7 +140,7 @@ impl Sweeper {
                 _ = tick.tick() => {}
             }
             match self.sweep_once().await {
-                Ok(r) if r.holds_expired + r.requests_expired > 0 => tracing::info!(?r, "expired"),
+                Ok(r) if r != SweepReport::default() => tracing::info!(?r, "swept"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %Chain(&e), "expiry sweep failed; will retry"),
             }

@@ -10,7 +10,7 @@ use booking_app::error::{ApiError, BookingError};
 use booking_app::service::HoldRequestInput;
 use booking_app::{App, QueueAdapter, Stores};
 use booking_core::ports::{LaneStats, Notifier, QueueError, QueueTicket, RequestQueue};
-use booking_core::protocol::BookingResult;
+use booking_core::protocol::{BookingResult, ServerMessage};
 use booking_core::{BookingRequest, RequestId, SeatChange, ShowId, UserId};
 use booking_sqlite::{SqliteOptions, SqliteStore};
 use booking_testkit::support::{create_show, fresh_user};
@@ -56,6 +56,7 @@ struct Quiet;
 #[async_trait]
 impl Notifier for Quiet {
     async fn booking_results(&self, _results: &[(UserId, BookingResult)]) {}
+    async fn to_owners(&self, _messages: &[(UserId, ServerMessage)]) {}
     async fn seats_changed(&self, _show: ShowId, _changes: &[SeatChange]) {}
 }
 

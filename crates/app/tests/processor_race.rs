@@ -94,6 +94,8 @@ fn processor(
             catalog: store.clone(),
             requests: store.clone(),
             holds,
+            orders: store.clone(),
+            payments: Arc::new(booking_app::MockPaymentProvider::new()),
             notifier,
             clock: Arc::new(ManualClock::new(now)),
             mirror: None,

@@ -99,6 +99,21 @@ impl Notifier for GatewayNotifier {
         join_all(pushes).await;
     }
 
+    async fn to_owners(&self, messages: &[(UserId, ServerMessage)]) {
+        let pushes = messages.iter().map(|(user, message)| async move {
+            let connections = match self.registry.connections_of(user).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(user_id = %user, error = %Chain(&e), "connection lookup failed");
+                    return;
+                }
+            };
+            let body = serde_json::to_vec(message).expect("server messages always serialise");
+            self.post_all(&connections, &body).await;
+        });
+        join_all(pushes).await;
+    }
+
     async fn seats_changed(&self, show: ShowId, changes: &[SeatChange]) {
         if changes.is_empty() {
             return;

@@ -170,6 +170,30 @@ impl QueueError {
     }
 }
 
+/// A failure of the payment provider: it could not be reached, failed, or did not answer in
+/// time. The outcome of the call is unknown (the money may or may not have moved), so the caller
+/// keeps the payment PENDING and sends it again with the same idempotency key, or asks the
+/// provider later what became of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentFailure {
+    Unavailable,
+}
+
+impl fmt::Display for PaymentFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("payment provider unavailable")
+    }
+}
+
+/// A failure of the payment provider.
+pub type PaymentError = PortError<PaymentFailure>;
+
+impl PaymentError {
+    pub fn unavailable(context: impl Into<String>) -> Self {
+        Self::new(PaymentFailure::Unavailable, context)
+    }
+}
+
 /// Displays an error followed by each of its causes: `a: b: c`.
 pub struct Chain<'a>(pub &'a (dyn Error + 'static));
 

@@ -93,6 +93,15 @@ uuid_id!(
     /// A granted hold on some seats of a show.
     HoldId, "holdId"
 );
+uuid_id!(
+    /// An order: a converted hold waiting for, or settled by, payment.
+    OrderId, "orderId"
+);
+uuid_id!(
+    /// One call to the payment provider (a charge or a refund). It is also the idempotency key
+    /// the provider is given, so re-sending an attempt can never move money twice.
+    PaymentId, "paymentId"
+);
 
 impl HoldId {
     /// Bits flipped to derive a hold id from its request id: every bit except the UUID version
@@ -264,6 +273,11 @@ token_id!(
 token_id!(
     /// A client-chosen key that makes `POST /holds` safe to retry.
     IdempotencyKey, "Idempotency-Key", 128
+);
+token_id!(
+    /// What the client's payment form handed over for one payment (a provider's single-use
+    /// token, `tok_...`): opaque to us, passed to the provider as it came.
+    PaymentToken, "paymentToken", 255
 );
 
 #[cfg(test)]

@@ -14,7 +14,9 @@ pub mod engine;
 pub mod error;
 pub mod ids;
 pub mod layout;
+#[macro_use]
 pub mod model;
+pub mod order;
 pub mod ports;
 pub mod protocol;
 
@@ -23,7 +25,13 @@ pub use engine::{
     BatchOutcome, Decision, DecisionEngine, PendingRequest, SeatChange, ShowSnapshot, SnapshotHold,
     rejection_message,
 };
-pub use error::{Chain, MirrorError, PortError, QueueError, StoreError, StoreFailure};
-pub use ids::{HoldId, IdError, IdempotencyKey, MovieId, RequestId, SeatId, ShowId, UserId};
+pub use error::{
+    Chain, MirrorError, PaymentError, PortError, QueueError, StoreError, StoreFailure,
+};
+pub use ids::{
+    HoldId, IdError, IdempotencyKey, MovieId, OrderId, PaymentId, PaymentToken, RequestId, SeatId,
+    ShowId, UserId,
+};
 pub use layout::{Category, LayoutError, RowSpec, SeatLayout};
 pub use model::*;
+pub use order::*;

@@ -10,16 +10,18 @@ use crate::ids::{HoldId, IdempotencyKey, MovieId, RequestId, SeatId, ShowId, Use
 use crate::layout::SeatLayout;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
+/// Defines a status enum with its wire text (SCREAMING_SNAKE_CASE, as stored and as sent),
+/// `ALL`, `as_str`, `Display` and `FromStr`. Used for every state machine of the domain.
 macro_rules! status_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize,
+        )]
         #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $($(#[$vdoc])* $variant),+ }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -29,16 +31,19 @@ macro_rules! status_enum {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl FromStr for $name {
-            type Err = UnknownStatus;
-            fn from_str(s: &str) -> Result<Self, UnknownStatus> {
-                match s { $($text => Ok($name::$variant),)+ _ => Err(UnknownStatus(s.to_owned())) }
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::model::UnknownStatus;
+            fn from_str(s: &str) -> Result<Self, $crate::model::UnknownStatus> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err($crate::model::UnknownStatus(s.to_owned())),
+                }
             }
         }
     };

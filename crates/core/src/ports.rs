@@ -5,13 +5,16 @@
 //! (`async_trait`) because the local server picks its adapters at start-up from configuration.
 
 use crate::engine::{BatchOutcome, SeatChange, ShowSnapshot};
-use crate::ids::{HoldId, MovieId, RequestId, SeatId, ShowId, UserId};
+use crate::ids::{
+    HoldId, MovieId, OrderId, PaymentId, PaymentToken, RequestId, SeatId, ShowId, UserId,
+};
 use crate::model::{BookingRequest, Hold, HoldStatus, Movie, NewBookingRequest, SeatStatus, Show};
-use crate::protocol::BookingResult;
+use crate::order::{NewOrder, Order, OrderStatus, Payment};
+use crate::protocol::{BookingResult, ServerMessage};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
-pub use crate::error::{MirrorError, QueueError, StoreError};
+pub use crate::error::{MirrorError, PaymentError, QueueError, StoreError};
 
 /// Why a batch could not be committed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -111,6 +114,13 @@ pub trait HoldStore: Send + Sync + 'static {
         show: ShowId,
         now: DateTime<Utc>,
     ) -> Result<Vec<(SeatId, SeatStatus)>, StoreError>;
+    /// Every live seat claim of a show as a mirror lock (the hold or order behind it, its owner,
+    /// until when, HELD or BOOKED): what a cold [`SeatMirror`] is rebuilt from.
+    async fn seat_locks(
+        &self,
+        show: ShowId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SeatLock>, StoreError>;
     async fn get_hold(&self, hold: HoldId) -> Result<Option<Hold>, StoreError>;
     /// Releases a live hold owned by `user`.
     async fn release_hold(
@@ -124,6 +134,191 @@ pub trait HoldStore: Send + Sync + 'static {
     async fn expire_holds(&self, now: DateTime<Utc>) -> Result<Vec<Hold>, StoreError>;
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Why an order operation did not happen. Nothing was written in any of these cases.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OrderError {
+    /// No such order (or hold, for `create_order`), or not the caller's: indistinguishable on
+    /// purpose.
+    #[error("not found")]
+    NotFound,
+    /// The hold an order was asked for is not live (released, expired, already converted).
+    #[error("hold is {0}, not HELD")]
+    HoldNotActive(HoldStatus),
+    /// The order is not in a state that allows this (its status as of now).
+    #[error("order is {0}")]
+    NotPending(OrderStatus),
+    /// The payment deadline has passed: no charge may start.
+    #[error("the order's payment deadline has passed")]
+    Expired,
+    /// A charge of this order is in flight; its outcome decides what may happen next.
+    #[error("a payment of this order is in progress")]
+    PaymentInProgress,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A page of a user's orders, newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderPage {
+    /// Only orders older than this one (the last of the previous page): `(created_at, order)`.
+    pub after: Option<(DateTime<Utc>, OrderId)>,
+    pub limit: usize,
+}
+
+/// The charge `begin_charge` hands back to be sent to the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeStart {
+    /// Recorded just now.
+    New(Payment),
+    /// An earlier charge of this order whose outcome is not known yet: send it again (same key,
+    /// same token); the provider answers its first outcome and never charges twice.
+    InDoubt(Payment),
+}
+
+impl ChargeStart {
+    pub fn payment(&self) -> &Payment {
+        match self {
+            Self::New(p) | Self::InDoubt(p) => p,
+        }
+    }
+}
+
+/// What became of a charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeResult {
+    /// The money moved; `provider_ref` names it (to refund it).
+    Charged { provider_ref: String },
+    /// The provider refused it (a declined card): the order fails and frees its seats.
+    Declined { reason: String },
+    /// The provider never charged it (asked after the fact): the order is left as it is.
+    NotCharged { reason: String },
+}
+
+/// What recording a charge's outcome did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeFinish {
+    /// The order as it is now: CONFIRMED (with its ticket code) for a charge, FAILED for a
+    /// decline, unchanged for a charge that never happened. Also what a second recording of an
+    /// already recorded outcome returns.
+    Settled(Order),
+    /// The money moved but the order can no longer be confirmed (cancelled, expired and its seats
+    /// given to someone else, confirmed by another charge): the refund recorded here (PENDING)
+    /// must be sent.
+    MustRefund { order: Order, refund: Payment },
+}
+
+/// What cancelling did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelStart {
+    /// An unpaid order: CANCELLED now, its seats free.
+    Cancelled(Order),
+    /// A paid order: the refund recorded here (PENDING, or the earlier one still pending) must be
+    /// sent; the order becomes CANCELLED when it is recorded as refunded.
+    Refund { order: Order, refund: Payment },
+}
+
+/// Orders and their payments, kept with the seat claims they own.
+///
+/// Every method is one transaction. The stores implement the rules of `booking_core::order`;
+/// the contract suite (booking-testkit) proves each store keeps them.
+#[async_trait]
+pub trait OrderStore: Send + Sync + 'static {
+    /// Converts a live hold of `new.user_id` into a PAYMENT_PENDING order: the hold becomes
+    /// CONVERTED and its seat claims pass to the order, lasting until `new.expires_at`. Refused
+    /// (nothing written) unless every claim of the hold is still its own and live at
+    /// `new.created_at`.
+    async fn create_order(&self, new: &NewOrder) -> Result<Order, OrderError>;
+    async fn get_order(&self, order: OrderId) -> Result<Option<Order>, StoreError>;
+    /// The order made from a hold, if any (a retried create finds it).
+    async fn order_of_hold(&self, hold: HoldId) -> Result<Option<Order>, StoreError>;
+    /// A user's orders, newest first.
+    async fn orders_of(&self, user: &UserId, page: OrderPage) -> Result<Vec<Order>, StoreError>;
+    /// Every payment of an order, oldest first.
+    async fn payments_of(&self, order: OrderId) -> Result<Vec<Payment>, StoreError>;
+    /// Records a charge of a PAYMENT_PENDING order of `user`'s, to be sent with `token`, unless a
+    /// charge of the order is still PENDING (then that one is returned, to be sent again). The
+    /// order's seats stay claimed until at least `hold_seats_until` (the charge's time to finish).
+    /// Refused at or after the order's `expires_at` ([`OrderError::Expired`]).
+    async fn begin_charge(
+        &self,
+        order: OrderId,
+        user: &UserId,
+        payment: PaymentId,
+        token: &PaymentToken,
+        now: DateTime<Utc>,
+        hold_seats_until: DateTime<Utc>,
+    ) -> Result<ChargeStart, OrderError>;
+    /// Records a PENDING charge's outcome and moves its order (see [`ChargeFinish`]). A charge that
+    /// went through confirms the order with `ticket_code` if it is still PAYMENT_PENDING and every
+    /// seat claim is still its own (even past `seats_until`: nobody took them). Recording the same
+    /// outcome again changes nothing and returns the order as it is.
+    async fn finish_charge(
+        &self,
+        payment: PaymentId,
+        result: &ChargeResult,
+        ticket_code: &str,
+        refund: PaymentId,
+        now: DateTime<Utc>,
+    ) -> Result<ChargeFinish, OrderError>;
+    /// Cancels an order of `user`'s (see [`CancelStart`]); refused while a charge is in flight and
+    /// for orders that are over.
+    async fn cancel_order(
+        &self,
+        order: OrderId,
+        user: &UserId,
+        refund: PaymentId,
+        now: DateTime<Utc>,
+    ) -> Result<CancelStart, OrderError>;
+    /// Records that a PENDING refund went through: the payment SUCCEEDED, and the order, if it is
+    /// still CONFIRMED (a cancel's refund), becomes CANCELLED and frees its seats. Returns the
+    /// order as it is now; recording it again changes nothing.
+    async fn finish_refund(
+        &self,
+        payment: PaymentId,
+        provider_ref: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Order, OrderError>;
+    /// Marks PAYMENT_PENDING orders whose seat claims ran out by `now` EXPIRED, frees their
+    /// claims, and returns them (for notifications; their seats were free by time already).
+    async fn expire_orders(&self, now: DateTime<Utc>) -> Result<Vec<Order>, StoreError>;
+    /// PENDING payments recorded before `before`, oldest first: calls whose caller has given up
+    /// (crashed, timed out), for recovery to settle.
+    async fn unsettled_payments(&self, before: DateTime<Utc>) -> Result<Vec<Payment>, StoreError>;
+}
+
+/// The outcome of a charge at the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeOutcome {
+    Charged { provider_ref: String },
+    Declined { reason: String },
+}
+
+/// Moves money: charges a payment token, refunds a charge.
+///
+/// Every call carries an idempotency key (a [`PaymentId`]): the provider performs the call once
+/// per key and answers every repeat with the first outcome. An error means the outcome is
+/// unknown; the caller repeats the call with the same key, or asks [`PaymentProvider::charge_outcome`].
+#[async_trait]
+pub trait PaymentProvider: Send + Sync + 'static {
+    async fn charge(
+        &self,
+        key: PaymentId,
+        token: &PaymentToken,
+        amount_cents: i64,
+        currency: &str,
+    ) -> Result<ChargeOutcome, PaymentError>;
+    /// What became of the charge sent with `key`; `None` if the provider never charged it.
+    async fn charge_outcome(&self, key: PaymentId) -> Result<Option<ChargeOutcome>, PaymentError>;
+    /// Refunds `amount_cents` of the charge `charge_ref`; returns the refund's reference.
+    async fn refund(
+        &self,
+        key: PaymentId,
+        charge_ref: &str,
+        amount_cents: i64,
+        currency: &str,
+    ) -> Result<String, PaymentError>;
 }
 
 /// Where an accepted request waits, per show, in arrival order.
@@ -191,6 +386,8 @@ pub trait DeadLetters: Send + Sync + 'static {
 pub trait Notifier: Send + Sync + 'static {
     async fn booking_results(&self, results: &[(UserId, BookingResult)]);
     async fn seats_changed(&self, show: ShowId, changes: &[SeatChange]);
+    /// Sends each message to every connection of its user (HOLD_EXPIRED, ORDER_UPDATED).
+    async fn to_owners(&self, messages: &[(UserId, ServerMessage)]);
     /// Closes the connections this process holds, once what is queued for them has gone out,
     /// waiting at most `grace` for clients to acknowledge. A notifier that holds no connections
     /// (API Gateway holds them deployed) has nothing to close.

@@ -2,8 +2,9 @@
 //! API Gateway. Kept in the core so every notifier adapter serialises the one definition.
 
 use crate::engine::SeatChange;
-use crate::ids::{HoldId, RequestId, SeatId, ShowId};
+use crate::ids::{HoldId, OrderId, RequestId, SeatId, ShowId};
 use crate::model::{RequestStatus, SeatStatus};
+use crate::order::OrderStatus;
 use serde::{Deserialize, Serialize};
 
 /// `{"type":"BOOKING_RESULT", ...}`: a request's outcome, to its owner only.
@@ -44,6 +45,21 @@ pub enum ServerMessage {
     SeatsChanged {
         show_id: ShowId,
         seats: Vec<SeatState>,
+    },
+    /// A hold of the recipient's ran out; its seats are free again.
+    #[serde(rename = "HOLD_EXPIRED", rename_all = "camelCase")]
+    HoldExpired {
+        hold_id: HoldId,
+        show_id: ShowId,
+        seat_ids: Vec<SeatId>,
+    },
+    /// An order of the recipient's changed state (confirmed, failed, expired, cancelled).
+    #[serde(rename = "ORDER_UPDATED", rename_all = "camelCase")]
+    OrderUpdated {
+        order_id: OrderId,
+        status: OrderStatus,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        ticket_code: Option<String>,
     },
     /// Acknowledges a `subscribe`: from now on this connection gets the show's SEATS_CHANGED.
     #[serde(rename = "SUBSCRIBED", rename_all = "camelCase")]
@@ -108,6 +124,26 @@ mod tests {
                 status: SeatStatus::Held,
             }],
         };
+        let o = OrderId::new_random();
+        assert_eq!(
+            serde_json::to_value(ServerMessage::OrderUpdated {
+                order_id: o,
+                status: OrderStatus::Confirmed,
+                ticket_code: Some("TKT-1".into()),
+            })
+            .unwrap(),
+            json!({"type":"ORDER_UPDATED","orderId":o.to_string(),"status":"CONFIRMED","ticketCode":"TKT-1"})
+        );
+        let h = HoldId::new_random();
+        assert_eq!(
+            serde_json::to_value(ServerMessage::HoldExpired {
+                hold_id: h,
+                show_id: s,
+                seat_ids: vec!["A1".parse().unwrap()],
+            })
+            .unwrap(),
+            json!({"type":"HOLD_EXPIRED","holdId":h.to_string(),"showId":s.to_string(),"seatIds":["A1"]})
+        );
         assert_eq!(
             serde_json::to_value(changed).unwrap(),
             json!({"type":"SEATS_CHANGED","showId":s.to_string(),"seats":[{"seatId":"B2","status":"HELD"}]})

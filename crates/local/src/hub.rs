@@ -196,6 +196,21 @@ impl Notifier for WsHub {
         }
     }
 
+    async fn to_owners(&self, messages: &[(UserId, ServerMessage)]) {
+        let r = self.registry.read().expect("hub poisoned");
+        for (user, message) in messages {
+            let Some(ids) = r.by_user.get(user) else {
+                continue;
+            };
+            let message = encode(message);
+            for id in ids {
+                if let Some(conn) = r.connections.get(id) {
+                    Self::offer(id, conn, message.clone());
+                }
+            }
+        }
+    }
+
     async fn close(&self, grace: Duration) {
         self.closing.store(true, Ordering::SeqCst);
         {

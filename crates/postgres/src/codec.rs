@@ -5,7 +5,8 @@
 use booking_core::StoreFailure;
 use booking_core::ports::StoreError;
 use booking_core::{
-    BookingRequest, Hold, HoldId, RequestId, RequestOutcome, RequestStatus, SeatId, ShowId,
+    BookingRequest, Hold, HoldId, Order, OrderId, Payment, PaymentId, RequestId, RequestOutcome,
+    RequestStatus, SeatId, ShowId,
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -174,6 +175,86 @@ impl TryFrom<HoldRow> for Hold {
             created_at: row.created_at,
             expires_at: row.expires_at,
             ended_at: row.ended_at,
+        })
+    }
+}
+
+/// An `orders` row, as every order query selects it.
+#[derive(Debug)]
+pub(crate) struct OrderRow {
+    pub order_id: Uuid,
+    pub hold_id: Uuid,
+    pub user_id: String,
+    pub show_id: Uuid,
+    pub seat_ids: Vec<String>,
+    pub status: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub seats_until: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub ticket_code: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl TryFrom<OrderRow> for Order {
+    type Error = StoreError;
+
+    fn try_from(row: OrderRow) -> Result<Self, StoreError> {
+        Ok(Order {
+            order_id: OrderId::from_uuid(row.order_id),
+            hold_id: HoldId::from_uuid(row.hold_id),
+            user_id: parse(&row.user_id, "user_id")?,
+            show_id: ShowId::from_uuid(row.show_id),
+            seat_ids: parse_seats(&row.seat_ids, "seat_ids")?,
+            status: parse(&row.status, "status")?,
+            amount_cents: row.amount_cents,
+            currency: row.currency,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            seats_until: row.seats_until,
+            updated_at: row.updated_at,
+            ticket_code: row.ticket_code,
+            reason: row.reason,
+        })
+    }
+}
+
+/// A `payments` row, as every payment query selects it.
+#[derive(Debug)]
+pub(crate) struct PaymentRow {
+    pub payment_id: Uuid,
+    pub order_id: Uuid,
+    pub kind: String,
+    pub status: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub token: Option<String>,
+    pub provider_ref: Option<String>,
+    pub refund_of: Option<Uuid>,
+    pub message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<PaymentRow> for Payment {
+    type Error = StoreError;
+
+    fn try_from(row: PaymentRow) -> Result<Self, StoreError> {
+        Ok(Payment {
+            payment_id: PaymentId::from_uuid(row.payment_id),
+            order_id: OrderId::from_uuid(row.order_id),
+            kind: parse(&row.kind, "kind")?,
+            status: parse(&row.status, "status")?,
+            amount_cents: row.amount_cents,
+            currency: row.currency,
+            token: row.token.map(|t| parse(&t, "token")).transpose()?,
+            provider_ref: row.provider_ref,
+            refund_of: row.refund_of.map(PaymentId::from_uuid),
+            message: row.message,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
         })
     }
 }

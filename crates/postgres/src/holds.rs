@@ -38,7 +38,7 @@ use crate::batch::{self, commit_error};
 use crate::codec::{self, HoldRow};
 use async_trait::async_trait;
 use booking_core::commit::CommitPlan;
-use booking_core::ports::{CommitError, HoldStore, ReleaseError, StoreError};
+use booking_core::ports::{CommitError, HoldStore, ReleaseError, SeatLock, StoreError};
 use booking_core::{
     BatchOutcome, Hold, HoldId, RequestId, SeatId, SeatStatus, ShowId, ShowSnapshot, SnapshotHold,
     UserId,
@@ -65,7 +65,7 @@ impl HoldStore for PgStore {
                UNION ALL
                SELECT NULL, NULL, ARRAY[c.seat_id], NULL, NULL
                FROM seat_claims c
-               WHERE c.show_id = $1 AND c.kind = 'ORDER' AND c.expires_at > $2
+               WHERE c.show_id = $1 AND c.kind IN ('ORDER', 'SOLD') AND c.expires_at > $2
                ORDER BY 5, 1"#,
             show.as_uuid(),
             now
@@ -138,12 +138,39 @@ impl HoldStore for PgStore {
         .map_err(codec::store_error)?;
         rows.into_iter()
             .map(|row| {
-                let status = match row.kind.as_str() {
-                    "HOLD" => SeatStatus::Held,
-                    "ORDER" => SeatStatus::Booked,
-                    other => return Err(codec::corrupt(format_args!("kind: {other:?}"))),
-                };
+                let status = booking_sql::claim_status(&row.kind)?;
                 Ok((codec::parse(&row.seat_id, "seat_id")?, status))
+            })
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(show_id = %show))]
+    async fn seat_locks(
+        &self,
+        show: ShowId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SeatLock>, StoreError> {
+        // An order keeps its hold's id on the claims it takes over, so the hold names the owner
+        // of every claim, a hold's, a waiting order's or a sold seat's alike.
+        let rows = sqlx::query!(
+            "SELECT c.seat_id, c.hold_id, c.kind, c.expires_at, h.user_id \
+             FROM seat_claims c JOIN holds h ON h.hold_id = c.hold_id \
+             WHERE c.show_id = $1 AND c.expires_at > $2",
+            show.as_uuid(),
+            now
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(codec::store_error)?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(SeatLock {
+                    seat_id: codec::parse(&row.seat_id, "seat_id")?,
+                    hold_id: HoldId::from_uuid(row.hold_id),
+                    user_id: codec::parse(&row.user_id, "user_id")?,
+                    expires_at: row.expires_at,
+                    status: booking_sql::claim_status(&row.kind)?,
+                })
             })
             .collect()
     }

@@ -1,6 +1,7 @@
 //! The production source of truth: every port of `booking_core::ports` that holds durable state
-//! (catalog, booking requests, holds and seat claims) in PostgreSQL, with the same semantics as
-//! the embedded SQLite store, proven by the same contract suite (`booking-testkit`).
+//! (catalog, booking requests, holds and seat claims, orders and payments) in PostgreSQL, with the
+//! same semantics as the embedded SQLite store, proven by the same contract suite
+//! (`booking-testkit`).
 //!
 //! How it is put together, and why:
 //!
@@ -12,7 +13,9 @@
 //!   may take a row over only when its claim has expired; every grant must also find its request
 //!   still undecided. Those are guarded writes, which PostgreSQL re-checks against the newest
 //!   committed row after waiting for a concurrent writer, so READ COMMITTED is enough (see
-//!   `holds.rs`).
+//!   `holds.rs`). Orders add row locks: each order operation locks its order (or hold) before
+//!   it reads what it decides on, so the checks SQLite's single writer keeps true stay true here
+//!   (see `orders.rs`).
 //! - **Few round trips.** A batch is committed with two bulk statements (arrays bound once and
 //!   expanded with `UNNEST`) inside one transaction, whatever its size: the cost of a decision is
 //!   the share of a commit, not a statement per seat.
@@ -36,6 +39,7 @@ mod catalog;
 mod codec;
 mod holds;
 mod intake;
+mod orders;
 mod requests;
 
 pub use booking_sql::IntakeStats;

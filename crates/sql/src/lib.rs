@@ -15,6 +15,29 @@ pub mod group_commit;
 
 pub use group_commit::{GroupAnswers, GroupCommit, IntakeCounters, IntakeStats};
 
+use booking_core::SeatStatus;
+use booking_core::ports::StoreError;
+
+/// The seat-claim kinds both schemas store (`seat_claims.kind`): a live hold's claim, an order's
+/// while it waits for payment, and a sold seat's.
+pub mod claim_kind {
+    pub const HOLD: &str = "HOLD";
+    pub const ORDER: &str = "ORDER";
+    pub const SOLD: &str = "SOLD";
+}
+
+/// What the seat map shows for a live claim of `kind`: a hold's or a waiting order's seat is
+/// HELD (it may come free again), a sold one BOOKED.
+pub fn claim_status(kind: &str) -> Result<SeatStatus, StoreError> {
+    match kind {
+        claim_kind::HOLD | claim_kind::ORDER => Ok(SeatStatus::Held),
+        claim_kind::SOLD => Ok(SeatStatus::Booked),
+        other => Err(StoreError::corrupt(format!(
+            "seat_claims.kind: unknown kind {other:?}"
+        ))),
+    }
+}
+
 use booking_core::RequestId;
 use booking_core::ports::CommitError;
 use sqlx::{Database, Transaction};

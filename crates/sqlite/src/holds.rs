@@ -15,7 +15,7 @@ use crate::SqliteStore;
 use crate::codec::{self, hold_columns};
 use async_trait::async_trait;
 use booking_core::commit::CommitPlan;
-use booking_core::ports::{CommitError, HoldStore, ReleaseError, StoreError};
+use booking_core::ports::{CommitError, HoldStore, ReleaseError, SeatLock, StoreError};
 use booking_core::{
     BatchOutcome, Hold, HoldId, HoldStatus, RequestId, SeatId, SeatStatus, ShowId, ShowSnapshot,
     UserId,
@@ -45,7 +45,7 @@ impl HoldStore for SqliteStore {
         .map_err(codec::store_error)?;
         let booked: Vec<String> = sqlx::query_scalar(
             "SELECT seat_id FROM seat_claims \
-             WHERE show_id = ?1 AND kind = 'ORDER' AND expires_at > ?2",
+             WHERE show_id = ?1 AND kind IN ('ORDER', 'SOLD') AND expires_at > ?2",
         )
         .bind(show.to_string())
         .bind(codec::millis(now))
@@ -101,14 +101,19 @@ impl HoldStore for SqliteStore {
         .map_err(codec::store_error)?;
         rows.iter()
             .map(|(seat, kind)| {
-                let status = match kind.as_str() {
-                    "HOLD" => SeatStatus::Held,
-                    "ORDER" => SeatStatus::Booked,
-                    other => return Err(codec::corrupt(format_args!("kind: {other:?}"))),
-                };
+                let status = booking_sql::claim_status(kind)?;
                 Ok((codec::parse(seat, "seat_id")?, status))
             })
             .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(show_id = %show))]
+    async fn seat_locks(
+        &self,
+        show: ShowId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SeatLock>, StoreError> {
+        crate::orders::seat_locks(self, show, now).await
     }
 
     #[tracing::instrument(skip_all, fields(hold_id = %hold))]

@@ -33,6 +33,7 @@ mod catalog;
 mod codec;
 mod holds;
 mod intake;
+mod orders;
 mod requests;
 
 pub use booking_sql::IntakeStats;

@@ -16,8 +16,8 @@ use crate::postgres::TestDatabase;
 use crate::redis::PrivateRedis;
 use booking_app::auth::{Authenticator, DEV_JWT_SECRET};
 use booking_app::sweeper::SweepReport;
-use booking_app::{App, BookingConfig, QueueAdapter, Stores};
-use booking_core::ports::{HoldStore, RequestQueue, RequestStore, SeatMirror};
+use booking_app::{App, BookingConfig, MockPaymentProvider, QueueAdapter, Stores};
+use booking_core::ports::{HoldStore, PaymentProvider, RequestQueue, RequestStore, SeatMirror};
 use booking_core::{Clock, ManualClock};
 use booking_local::{LaneOptions, LocalLanes, MemoryMirror, WsHub};
 use booking_redis::RedisMirror;
@@ -47,6 +47,8 @@ pub struct TestAppOptions {
     pub lanes: LaneOptions,
     /// Applied to the real stores before the app is built.
     pub wrap_stores: Option<StoreWrap>,
+    /// The payment provider (default: [`TestApp::payments`], a fresh mock).
+    pub payments: Option<Arc<dyn PaymentProvider>>,
 }
 
 impl TestAppOptions {
@@ -56,6 +58,7 @@ impl TestAppOptions {
             config: BookingConfig::default(),
             lanes: LaneOptions::default(),
             wrap_stores: None,
+            payments: None,
         }
     }
 }
@@ -81,6 +84,8 @@ pub struct TestApp {
     pub hub: Arc<WsHub>,
     /// The stores as the app sees them (wrapped, if the options wrapped them).
     pub stores: Stores,
+    /// The mock provider the app charges, unless the options named another one.
+    pub payments: Arc<MockPaymentProvider>,
     server: JoinHandle<()>,
     guard: Guard,
 }
@@ -135,7 +140,9 @@ impl TestApp {
         let hub = Arc::new(WsHub::new());
         let lane_options = options.lanes;
         let (lanes_tx, lanes_rx) = std::sync::mpsc::channel();
+        let payments = Arc::new(MockPaymentProvider::new());
         let app = App::builder(stores.clone(), options.config)
+            .payments(options.payments.unwrap_or_else(|| payments.clone()))
             .clock(clock.clone())
             .notifier(hub.clone())
             .mirror(mirror)
@@ -172,6 +179,7 @@ impl TestApp {
             lanes,
             hub,
             stores,
+            payments,
             server,
             guard,
         }

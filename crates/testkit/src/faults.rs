@@ -5,14 +5,19 @@
 //! recovers, a show whose commits hang while another show's lane must go on. [`HookedHolds`]
 //! puts a test's [`HoldsHook`] in front of a real [`HoldStore`] (SQLite or PostgreSQL, never an
 //! in-memory fake), so the rest of the path is the production one. One wrapper, reused by every
-//! such test, instead of a hand-written delegate per test.
+//! such test, instead of a hand-written delegate per test. [`UnreliablePayments`] does the same
+//! for the payment provider: down, or losing its answers after the money moved.
 
 use async_trait::async_trait;
 use booking_core::engine::SeatChange;
-use booking_core::ports::{CommitError, HoldStore, Notifier, ReleaseError, StoreError};
-use booking_core::protocol::BookingResult;
+use booking_core::ports::{
+    ChargeOutcome, CommitError, HoldStore, Notifier, PaymentError, PaymentProvider, ReleaseError,
+    SeatLock, StoreError,
+};
+use booking_core::protocol::{BookingResult, ServerMessage};
 use booking_core::{
-    BatchOutcome, Hold, HoldId, RequestId, SeatId, SeatStatus, ShowId, ShowSnapshot, UserId,
+    BatchOutcome, Hold, HoldId, PaymentId, PaymentToken, RequestId, SeatId, SeatStatus, ShowId,
+    ShowSnapshot, UserId,
 };
 use chrono::{DateTime, Utc};
 use std::sync::{Arc, Mutex};
@@ -81,6 +86,14 @@ impl<H: HoldsHook> HoldStore for HookedHolds<H> {
         self.inner.taken_seats(show, now).await
     }
 
+    async fn seat_locks(
+        &self,
+        show: ShowId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SeatLock>, StoreError> {
+        self.inner.seat_locks(show, now).await
+    }
+
     async fn get_hold(&self, hold: HoldId) -> Result<Option<Hold>, StoreError> {
         self.inner.get_hold(hold).await
     }
@@ -107,6 +120,7 @@ impl<H: HoldsHook> HoldStore for HookedHolds<H> {
 #[derive(Default)]
 pub struct RecordingNotifier {
     results: Mutex<Vec<(UserId, BookingResult)>>,
+    owner_messages: Mutex<Vec<(UserId, ServerMessage)>>,
 }
 
 impl RecordingNotifier {
@@ -118,6 +132,14 @@ impl RecordingNotifier {
             .iter()
             .map(|(_, r)| r.clone())
             .collect()
+    }
+
+    /// Every message pushed to an owner so far (HOLD_EXPIRED, ORDER_UPDATED), in order.
+    pub fn owner_messages(&self) -> Vec<(UserId, ServerMessage)> {
+        self.owner_messages
+            .lock()
+            .expect("recorder poisoned")
+            .clone()
     }
 }
 
@@ -131,4 +153,103 @@ impl Notifier for RecordingNotifier {
     }
 
     async fn seats_changed(&self, _show: ShowId, _changes: &[SeatChange]) {}
+
+    async fn to_owners(&self, messages: &[(UserId, ServerMessage)]) {
+        self.owner_messages
+            .lock()
+            .expect("recorder poisoned")
+            .extend_from_slice(messages);
+    }
+}
+
+/// How an [`UnreliablePayments`] provider misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentFault {
+    /// Passes every call through.
+    None,
+    /// Fails every call without passing it on: the provider is down, nothing moves.
+    Down,
+    /// Passes charges and refunds through, then fails them as if the answer was lost on the way
+    /// back (a timeout after the money moved): the caller cannot know it went through.
+    LoseAnswers,
+}
+
+/// A payment provider between the app and a real one (the mock) that can fail on command: for
+/// tests of timeouts, outages and answers lost after the money moved.
+pub struct UnreliablePayments {
+    inner: Arc<dyn PaymentProvider>,
+    fault: Mutex<PaymentFault>,
+}
+
+impl UnreliablePayments {
+    pub fn new(inner: Arc<dyn PaymentProvider>) -> Self {
+        Self {
+            inner,
+            fault: Mutex::new(PaymentFault::None),
+        }
+    }
+
+    pub fn set(&self, fault: PaymentFault) {
+        *self.fault.lock().expect("fault poisoned") = fault;
+    }
+
+    fn fault(&self) -> PaymentFault {
+        *self.fault.lock().expect("fault poisoned")
+    }
+
+    fn lost() -> PaymentError {
+        PaymentError::unavailable("test: the provider's answer was lost")
+    }
+}
+
+#[async_trait]
+impl PaymentProvider for UnreliablePayments {
+    async fn charge(
+        &self,
+        key: PaymentId,
+        token: &PaymentToken,
+        amount_cents: i64,
+        currency: &str,
+    ) -> Result<ChargeOutcome, PaymentError> {
+        match self.fault() {
+            PaymentFault::Down => Err(PaymentError::unavailable("test: provider down")),
+            PaymentFault::LoseAnswers => {
+                self.inner
+                    .charge(key, token, amount_cents, currency)
+                    .await?;
+                Err(Self::lost())
+            }
+            PaymentFault::None => self.inner.charge(key, token, amount_cents, currency).await,
+        }
+    }
+
+    async fn charge_outcome(&self, key: PaymentId) -> Result<Option<ChargeOutcome>, PaymentError> {
+        match self.fault() {
+            PaymentFault::Down => Err(PaymentError::unavailable("test: provider down")),
+            _ => self.inner.charge_outcome(key).await,
+        }
+    }
+
+    async fn refund(
+        &self,
+        key: PaymentId,
+        charge_ref: &str,
+        amount_cents: i64,
+        currency: &str,
+    ) -> Result<String, PaymentError> {
+        match self.fault() {
+            PaymentFault::Down => Err(PaymentError::unavailable("test: provider down")),
+            PaymentFault::LoseAnswers => {
+                self.inner
+                    .refund(key, charge_ref, amount_cents, currency)
+                    .await?;
+                Err(Self::lost())
+            }
+            PaymentFault::None => {
+                self.inner
+                    .refund(key, charge_ref, amount_cents, currency)
+                    .await
+            }
+        }
+    }
 }

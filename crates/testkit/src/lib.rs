@@ -5,8 +5,9 @@
 //! drifts apart from the others; so each contract here is a set of `pub async fn` cases generic
 //! over the port traits, and every adapter runs all of them:
 //!
-//! - [`stores`]: the store contract (catalog, requests, holds: no seat held twice, no accepted
-//!   request lost, one decision per request, expiry by time), run against the embedded SQLite
+//! - [`stores`]: the store contract (catalog, requests, holds, orders and payments: no seat
+//!   held twice, no accepted request lost, one decision per request, expiry by time, no money
+//!   kept without a ticket), run against the embedded SQLite
 //!   store and PostgreSQL through [`contract_tests!`], [`run_all`] and [`run_all_concurrently`],
 //!   for any [`ContractStore`];
 //! - [`mirror`]: the contract of the seat-lock mirror and the queue counters, run against Redis

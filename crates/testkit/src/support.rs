@@ -1,10 +1,14 @@
 //! Building blocks of the contract cases, public so that an adapter's own tests can use them too.
 
-use booking_core::ports::{CatalogStore, HoldStore, Inserted, RequestStore, StoreError};
+use booking_core::ports::{
+    CatalogStore, ChargeFinish, ChargeResult, ChargeStart, HoldStore, Inserted, OrderStore,
+    RequestStore, SeatLock, StoreError,
+};
 use booking_core::{
     BatchOutcome, BookingRequest, Decision, DecisionEngine, HoldId, Movie, MovieId,
-    NewBookingRequest, PendingRequest, SeatId, SeatLayout, SeatStatus, Show, ShowId, StoreFailure,
-    UserId,
+    NewBookingRequest, NewOrder, Order, OrderId, OrderStatus, Payment, PaymentId, PaymentToken,
+    PendingRequest, SeatId, SeatLayout, SeatStatus, Show, ShowId, StoreFailure, UserId,
+    new_ticket_code, price_of,
 };
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
@@ -14,6 +18,9 @@ pub const HOLD_TTL: Duration = Duration::minutes(5);
 
 /// How long a request of the cases may wait to be decided.
 pub const REQUEST_TTL: Duration = Duration::minutes(2);
+
+/// How long the cases give an order to be paid (its `expires_at` after its creation).
+pub const ORDER_TTL: Duration = Duration::minutes(10);
 
 /// The current time, to the nanosecond, as the app's clock gives it. Stores keep less (SQLite
 /// milliseconds, PostgreSQL microseconds); the store contract compares with what each store says
@@ -182,6 +189,162 @@ pub fn held(labels: &[&str]) -> Vec<(SeatId, SeatStatus)> {
         .collect();
     list.sort_by_key(|(seat, _)| *seat);
     list
+}
+
+/// `labels` as booked (sold) seats, the form [`taken`] returns.
+pub fn booked(labels: &[&str]) -> Vec<(SeatId, SeatStatus)> {
+    let mut list: Vec<_> = seats(labels)
+        .into_iter()
+        .map(|s| (s, SeatStatus::Booked))
+        .collect();
+    list.sort_by_key(|(seat, _)| *seat);
+    list
+}
+
+/// The show's live holds and booked seats as of `now`, as the engine would start from them:
+/// the hold ids and the booked seats, each sorted.
+pub async fn show_state<S: HoldStore>(
+    store: &S,
+    show: &Show,
+    now: DateTime<Utc>,
+) -> (Vec<HoldId>, Vec<SeatId>) {
+    let state = store
+        .load_show_state(show.show_id, now)
+        .await
+        .expect("load_show_state");
+    let mut holds: Vec<HoldId> = state.holds.iter().map(|h| h.hold_id).collect();
+    holds.sort();
+    let mut booked = state.booked;
+    booked.sort();
+    (holds, booked)
+}
+
+/// The show's seat locks as of `now`, sorted by seat (stores return them in any order).
+pub async fn locks<S: HoldStore>(store: &S, show: &Show, now: DateTime<Utc>) -> Vec<SeatLock> {
+    let mut locks = store
+        .seat_locks(show.show_id, now)
+        .await
+        .expect("seat_locks");
+    locks.sort_by_key(|l| l.seat_id);
+    locks
+}
+
+/// The locks `hold` (or the order made of it) of `user` has on `labels` until `until`, the form
+/// [`locks`] returns.
+pub fn locks_on(
+    labels: &[&str],
+    hold: HoldId,
+    user: &UserId,
+    until: DateTime<Utc>,
+    status: SeatStatus,
+) -> Vec<SeatLock> {
+    let mut list: Vec<_> = seats(labels)
+        .into_iter()
+        .map(|seat_id| SeatLock {
+            seat_id,
+            hold_id: hold,
+            user_id: user.clone(),
+            expires_at: until,
+            status,
+        })
+        .collect();
+    list.sort_by_key(|l| l.seat_id);
+    list
+}
+
+/// A payment token as a client's payment form would hand it over.
+pub fn token(text: &str) -> PaymentToken {
+    text.parse().expect("a valid payment token")
+}
+
+/// What the service asks a store to make of `hold` (`seat_labels` of `show`, priced by its
+/// layout): a fresh order of `user`'s, made at `at` and payable until `expires_at`.
+pub fn new_order(
+    show: &Show,
+    hold: HoldId,
+    user: &UserId,
+    seat_labels: &[&str],
+    at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> NewOrder {
+    let (amount_cents, currency) =
+        price_of(&show.layout, &seats(seat_labels)).expect("the seats have one price");
+    NewOrder {
+        order_id: OrderId::new_random(),
+        hold_id: hold,
+        user_id: user.clone(),
+        amount_cents,
+        currency,
+        created_at: at,
+        expires_at,
+    }
+}
+
+/// Requests `labels` for `user` at `at`, grants them, and converts the hold into an order
+/// payable until `at + ORDER_TTL`, which must succeed.
+pub async fn place_order<S: RequestStore + HoldStore + OrderStore>(
+    store: &S,
+    show: &Show,
+    user: &UserId,
+    labels: &[&str],
+    at: DateTime<Utc>,
+) -> Order {
+    let r = request(store, show, user, labels, at).await;
+    let hold = grant(store, show, &r, at).await;
+    store
+        .create_order(&new_order(show, hold, user, labels, at, at + ORDER_TTL))
+        .await
+        .expect("create_order")
+}
+
+/// Starts a charge of `order` at `at` that must be new (no other charge in flight), keeping
+/// the seats until at least `hold_seats_until`.
+pub async fn begin_new_charge<S: OrderStore>(
+    store: &S,
+    order: &Order,
+    at: DateTime<Utc>,
+    hold_seats_until: DateTime<Utc>,
+) -> Payment {
+    let start = store
+        .begin_charge(
+            order.order_id,
+            &order.user_id,
+            PaymentId::new_random(),
+            &token("tok_visa"),
+            at,
+            hold_seats_until,
+        )
+        .await
+        .expect("begin_charge");
+    match start {
+        ChargeStart::New(payment) => payment,
+        ChargeStart::InDoubt(payment) => panic!("expected a new charge, got in doubt {payment:?}"),
+    }
+}
+
+/// Pays `order`: a charge started at `at` that goes through a second later, which must confirm
+/// it. Returns the confirmed order and its charge (as it was recorded before being sent).
+pub async fn pay<S: OrderStore>(store: &S, order: &Order, at: DateTime<Utc>) -> (Order, Payment) {
+    let charge = begin_new_charge(store, order, at, at + Duration::minutes(1)).await;
+    let charged = ChargeResult::Charged {
+        provider_ref: unique("ch"),
+    };
+    let finish = store
+        .finish_charge(
+            charge.payment_id,
+            &charged,
+            &new_ticket_code(),
+            PaymentId::new_random(),
+            at + Duration::seconds(1),
+        )
+        .await
+        .expect("finish_charge");
+    match finish {
+        ChargeFinish::Settled(confirmed) if confirmed.status == OrderStatus::Confirmed => {
+            (confirmed, charge)
+        }
+        other => panic!("expected the order confirmed, got {other:?}"),
+    }
 }
 
 /// Pending requests of the given shows only (other cases may share the database).

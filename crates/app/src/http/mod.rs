@@ -2,7 +2,7 @@
 //! AWS, so both run exactly the same routes, validation and error mapping.
 //!
 //! One module per resource, each with its own routes and the JSON views of what it returns
-//! (`catalog`, `holds`, `requests`, `admin`, `health`); [`extract`] holds the extractors
+//! (`catalog`, `holds`, `orders`, `requests`, `admin`, `health`); [`extract`] holds the extractors
 //! that turn every rejection axum itself can produce (bad JSON, wrong content type, oversized
 //! body, unknown route, wrong method, missing token) into the same `{"error":{code,message}}`
 //! body as our own errors, so clients parse exactly one error shape. The WebSocket endpoint is not
@@ -13,12 +13,14 @@ mod catalog;
 pub mod extract;
 mod health;
 mod holds;
+mod orders;
 mod requests;
 
 pub use extract::{Admin, ApiJson, ApiQuery, AuthorizedCaller, Segment};
 
 use crate::auth::Authenticator;
 use crate::error::ApiError;
+use crate::orders::OrderService;
 use crate::service::BookingService;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -29,6 +31,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<BookingService>,
+    pub orders: Arc<OrderService>,
     pub auth: Arc<Authenticator>,
 }
 
@@ -39,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(catalog::routes())
         .merge(holds::routes())
+        .merge(orders::routes())
         .merge(requests::routes())
         .merge(admin::routes())
         .fallback(not_found)

@@ -17,18 +17,22 @@ pub struct LedgerHold {
     pub expires_at: DateTime<Utc>,
     pub released: bool,
     pub from_snapshot: bool,
+    /// Turned into an order (see `orders`): its seats are the order's now, and it is no longer
+    /// a hold, so no grant may release it. Never set outside the order properties.
+    pub converted: bool,
 }
 
 impl LedgerHold {
     pub fn live(&self, now: DateTime<Utc>) -> bool {
-        !self.released && self.expires_at > now
+        !self.released && !self.converted && self.expires_at > now
     }
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
     pub holds: Vec<LedgerHold>,
-    /// Released hold ids the engine reported that were not live holds of the user.
+    /// Released hold ids the engine reported that were not live holds of the user (a converted
+    /// hold, one that ran out, another user's).
     pub bad_releases: Vec<HoldId>,
 }
 
@@ -45,6 +49,7 @@ impl Ledger {
                 expires_at: h.expires_at,
                 released: false,
                 from_snapshot: true,
+                converted: false,
             })
             .collect();
         Self {
@@ -90,6 +95,7 @@ impl Ledger {
                 expires_at: *expires_at,
                 released: false,
                 from_snapshot: false,
+                converted: false,
             });
         }
     }

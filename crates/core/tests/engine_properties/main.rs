@@ -18,7 +18,9 @@
 //! (running a world through all three). The properties, by theme: `invariants` (no double holds,
 //! all or nothing, one live hold per user, malformed snapshots), `decisions` (the model's
 //! verdicts, expiry by time, alternatives) and `batches` (batched equals one by one, seat
-//! changes).
+//! changes). `orders` is both: the order lifecycle between batches (holds converted into orders,
+//! orders confirmed, failed, cancelled or run out), each batch decided by a fresh engine loaded
+//! from that state as the stores load it, and the properties that keep holds and orders apart.
 //!
 //! Each property runs 256 cases by default; `PROPTEST_CASES=20000 cargo test -p booking-core
 //! --test engine_properties --release` for a longer hunt.
@@ -32,6 +34,7 @@ mod drivers;
 mod invariants;
 mod ledger;
 mod model;
+mod orders;
 mod strategies;
 mod world;
 

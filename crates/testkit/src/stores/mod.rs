@@ -2,10 +2,11 @@
 //! port traits.
 //!
 //! The embedded SQLite store and PostgreSQL promise the same: no seat held twice, no accepted
-//! request lost, one decision per request, expiry by time. A guarantee is only as good as the
-//! test that proves it, and two hand-written test suites drift apart; so each case here is a
-//! `pub async fn` generic over any store that implements [`CatalogStore`], [`RequestStore`] and
-//! [`HoldStore`], and each adapter runs all of them:
+//! request lost, one decision per request, expiry by time, no money kept without a ticket. A
+//! guarantee is only as good as the test that proves it, and two hand-written test suites drift
+//! apart; so each case here is a `pub async fn` generic over any store that implements
+//! [`CatalogStore`], [`RequestStore`], [`HoldStore`] and [`OrderStore`], and each adapter runs
+//! all of them:
 //!
 //! ```text
 //! // crates/<adapter>/tests/contract.rs
@@ -20,20 +21,26 @@
 //! The cases are grouped by what they cover: `intake` (insert, idempotency, arrival order),
 //! `batches` (claiming requests and committing fresh decisions), `conflicts` (batches decided
 //! against stale state), `holds` (expiry by time, release rules), `sweeps` (the global expiry
-//! sweeps) and `catalog` (movies, shows, ping), and all re-exported here. Every runner expands
+//! sweeps), `orders` (converting a hold, the order's seat claims, listing, `expire_orders`),
+//! `charges` (starting and settling charges), `refunds` (cancels, refunds, unsettled payments)
+//! and `catalog` (movies, shows, ping), and all re-exported here. Every runner expands
 //! the one list of case names in `__with_cases!` below, so a new case goes in its topic's file,
 //! in that `pub use`, and in that list.
 //!
 //! Cases may share one database, even concurrently and across runs: each creates its own movie
 //! and show with fresh ids, uses fresh user ids, looks only at its own rows in global listings,
-//! and the cases that call global sweeps (`expire_holds`, `expire_overdue_requests`) place their
-//! data hundreds of days in the past, on time ranges no other case touches.
+//! and the cases that call global sweeps or listings (`expire_holds`, `expire_overdue_requests`,
+//! `expire_orders`, `unsettled_payments`) place their data hundreds of days in the past, each on
+//! a time range no other case touches (500, 400, 320 and 300 days back).
 
 mod batches;
 mod catalog;
+mod charges;
 mod conflicts;
 mod holds;
 mod intake;
+mod orders;
+mod refunds;
 mod sweeps;
 
 pub use batches::{
@@ -41,6 +48,11 @@ pub use batches::{
     grant_releases_previous_hold, one_batch_builds_on_its_own_grants_and_releases,
 };
 pub use catalog::{catalog_listing_and_date_filter, ping_answers};
+pub use charges::{
+    begin_charge_refusals, begin_charge_while_in_flight_returns_the_same_charge,
+    charge_confirms_the_order_once, charge_not_made_leaves_the_order_pending,
+    declined_charge_fails_the_order_and_frees_its_seats,
+};
 pub use conflicts::{
     seat_conflict_writes_nothing, stale_claim_before_a_release_in_the_batch_is_refused,
     stale_duplicate_grant_is_refused,
@@ -52,19 +64,35 @@ pub use intake::{
     concurrent_inserts_are_durable, idempotency_key_returns_existing, insert_and_get_round_trip,
     pending_requests_in_arrival_order,
 };
+pub use orders::{
+    create_order_converts_a_live_hold, create_order_refuses_a_hold_that_is_not_live,
+    expire_orders_sweeps_overdue, late_charge_confirms_when_nobody_took_the_seats,
+    order_keeps_its_seats_after_its_hold_expires, order_seats_free_by_time_at_seats_until,
+    orders_of_pages_newest_first,
+};
+pub use refunds::{
+    cancel_paid_order_refunds_before_freeing_seats, cancel_unpaid_order,
+    unsettled_payments_lists_old_pending_calls,
+};
 pub use sweeps::{expire_holds_sweeps_overdue, expire_overdue_requests_sweeps_queued};
 
-use booking_core::ports::{CatalogStore, HoldStore, RequestStore};
+use booking_core::ports::{CatalogStore, HoldStore, OrderStore, RequestStore};
 use chrono::{DateTime, Utc};
 
 /// The message of a request that was not decided before its deadline.
 pub use booking_core::model::REQUEST_EXPIRED_MESSAGE as EXPIRED_MESSAGE;
 
-/// What the cases need of a store: all three state ports, how it keeps instants, and `Clone`
+/// What the cases need of a store: all four state ports, how it keeps instants, and `Clone`
 /// so that concurrent cases can hand it to spawned tasks (adapters are handles around a pool,
 /// cheap to clone).
-pub trait ContractStore: CatalogStore + RequestStore + HoldStore + StoredInstants + Clone {}
-impl<T: CatalogStore + RequestStore + HoldStore + StoredInstants + Clone> ContractStore for T {}
+pub trait ContractStore:
+    CatalogStore + RequestStore + HoldStore + OrderStore + StoredInstants + Clone
+{
+}
+impl<T: CatalogStore + RequestStore + HoldStore + OrderStore + StoredInstants + Clone> ContractStore
+    for T
+{
+}
 
 /// How a store keeps instants: what a written instant reads back as. The cases write real
 /// (nanosecond) instants, as the app does, and expect what the store says it keeps: exact
@@ -110,6 +138,21 @@ macro_rules! __with_cases {
             release_hold_rules,
             expire_holds_sweeps_overdue,
             expire_overdue_requests_sweeps_queued,
+            create_order_converts_a_live_hold,
+            create_order_refuses_a_hold_that_is_not_live,
+            order_keeps_its_seats_after_its_hold_expires,
+            order_seats_free_by_time_at_seats_until,
+            late_charge_confirms_when_nobody_took_the_seats,
+            orders_of_pages_newest_first,
+            expire_orders_sweeps_overdue,
+            charge_confirms_the_order_once,
+            begin_charge_while_in_flight_returns_the_same_charge,
+            declined_charge_fails_the_order_and_frees_its_seats,
+            charge_not_made_leaves_the_order_pending,
+            begin_charge_refusals,
+            cancel_unpaid_order,
+            cancel_paid_order_refunds_before_freeing_seats,
+            unsettled_payments_lists_old_pending_calls,
             catalog_listing_and_date_filter,
             ping_answers,
         }

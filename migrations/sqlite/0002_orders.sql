@@ -1,0 +1,68 @@
+-- Orders and payments (booking_core::order), and the seat-claim kinds that go with them.
+--
+-- A claim's kind says who owns the seat: 'HOLD' (a live hold; the seat map shows HELD), 'ORDER'
+-- (an order waiting for payment; HELD) or 'SOLD' (a confirmed order; BOOKED). An order takes
+-- over its hold's claims (same hold_id), so the seat_claims primary key that keeps two holds off
+-- one seat keeps a hold off an order's seat too, until the order's claim runs out.
+
+-- SQLite cannot change a CHECK constraint in place: the table is rebuilt with the new kinds.
+CREATE TABLE seat_claims_new (
+    show_id    TEXT NOT NULL REFERENCES shows (show_id),
+    seat_id    TEXT NOT NULL,
+    hold_id    TEXT NOT NULL,
+    kind       TEXT NOT NULL CHECK (kind IN ('HOLD', 'ORDER', 'SOLD')),
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (show_id, seat_id)
+);
+INSERT INTO seat_claims_new (show_id, seat_id, hold_id, kind, expires_at)
+    SELECT show_id, seat_id, hold_id, kind, expires_at FROM seat_claims;
+DROP TABLE seat_claims;
+ALTER TABLE seat_claims_new RENAME TO seat_claims;
+CREATE INDEX seat_claims_hold ON seat_claims (hold_id);
+
+CREATE TABLE orders (
+    order_id     TEXT PRIMARY KEY NOT NULL,
+    -- One order per hold: a hold converts once.
+    hold_id      TEXT UNIQUE NOT NULL REFERENCES holds (hold_id),
+    user_id      TEXT NOT NULL,
+    show_id      TEXT NOT NULL REFERENCES shows (show_id),
+    seat_ids     TEXT NOT NULL,                 -- JSON array of seat ids
+    status       TEXT NOT NULL
+        CHECK (status IN ('PAYMENT_PENDING', 'CONFIRMED', 'FAILED', 'EXPIRED', 'CANCELLED')),
+    amount_cents INTEGER NOT NULL CHECK (amount_cents >= 0),
+    currency     TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,              -- the payment deadline
+    seats_until  INTEGER NOT NULL,              -- until when its claims last
+    updated_at   INTEGER NOT NULL,
+    ticket_code  TEXT UNIQUE NULL,              -- CONFIRMED
+    reason       TEXT NULL
+);
+
+CREATE INDEX orders_by_user ON orders (user_id, created_at DESC, order_id DESC);
+CREATE INDEX orders_pending_by_claim_end ON orders (seats_until) WHERE status = 'PAYMENT_PENDING';
+
+-- Every call to the payment provider, recorded before it is made and settled after: what an
+-- operator reads to see what was charged and refunded, and what recovery settles after a crash.
+CREATE TABLE payments (
+    payment_id   TEXT PRIMARY KEY NOT NULL,     -- also the provider's idempotency key
+    order_id     TEXT NOT NULL REFERENCES orders (order_id),
+    kind         TEXT NOT NULL CHECK (kind IN ('CHARGE', 'REFUND')),
+    status       TEXT NOT NULL CHECK (status IN ('PENDING', 'SUCCEEDED', 'DECLINED', 'FAILED')),
+    amount_cents INTEGER NOT NULL CHECK (amount_cents >= 0),
+    currency     TEXT NOT NULL,
+    token        TEXT NULL,                     -- CHARGE: re-sent as it was if in doubt
+    provider_ref TEXT NULL,
+    refund_of    TEXT UNIQUE NULL REFERENCES payments (payment_id),
+    message      TEXT NULL,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL
+);
+
+CREATE INDEX payments_by_order ON payments (order_id, created_at);
+CREATE INDEX payments_pending ON payments (created_at) WHERE status = 'PENDING';
+-- At most one charge of an order in flight: a second confirm re-sends the first charge instead
+-- of starting another, so nobody is charged twice. A charge is refunded at most once (in full):
+-- refund_of is UNIQUE.
+CREATE UNIQUE INDEX payments_one_pending_charge ON payments (order_id)
+    WHERE status = 'PENDING' AND kind = 'CHARGE';
