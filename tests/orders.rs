@@ -131,6 +131,10 @@ async fn purchase_end_to_end(backend: Backend) {
         (409, Some("HOLD_NOT_ACTIVE")),
         "{again}"
     );
+    assert_eq!(
+        again["error"]["details"],
+        json!({"status": "CONVERTED", "orderId": order_id})
+    );
 
     // Nobody else sees or touches it.
     let mallory = token("mallory");

@@ -60,9 +60,31 @@ CREATE TABLE payments (
 );
 
 CREATE INDEX payments_by_order ON payments (order_id, created_at);
-CREATE INDEX payments_pending ON payments (created_at) WHERE status = 'PENDING';
+-- Recovery looks for PENDING payments last sent before a given instant.
+CREATE INDEX payments_pending ON payments (updated_at) WHERE status = 'PENDING';
 -- At most one charge of an order in flight: a second confirm re-sends the first charge instead
 -- of starting another, so nobody is charged twice. A charge is refunded at most once (in full):
 -- refund_of is UNIQUE.
 CREATE UNIQUE INDEX payments_one_pending_charge ON payments (order_id)
     WHERE status = 'PENDING' AND kind = 'CHARGE';
+
+-- Idempotency keys of every POST that takes one (holds, orders, payments, cancels), per user:
+-- the request they were first used for (its digest) and, once handled, the answer to replay.
+-- Kept until expires_at (IDEMPOTENCY_TTL_SECONDS); a use whose handler died is leased out again
+-- after lease_until, under the same use_id, so a write made under it is found, not repeated.
+CREATE TABLE idempotency_keys (
+    user_id           TEXT NOT NULL,
+    idempotency_key   TEXT NOT NULL,
+    fingerprint       TEXT NOT NULL,            -- SHA-256 of method, path and canonical body
+    use_id            TEXT NOT NULL,
+    state             TEXT NOT NULL CHECK (state IN ('IN_FLIGHT', 'DONE')),
+    response_status   INTEGER NULL,
+    response_body     BLOB NULL,
+    response_location TEXT NULL,
+    created_at        INTEGER NOT NULL,
+    lease_until       INTEGER NOT NULL,
+    expires_at        INTEGER NOT NULL,
+    PRIMARY KEY (user_id, idempotency_key)
+);
+
+CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at);

@@ -28,8 +28,8 @@ use axum::Router;
 use booking_core::Chain;
 use booking_core::engine::SeatChange;
 use booking_core::ports::{
-    CatalogStore, HoldStore, LaneStats, Notifier, OrderStore, PaymentProvider, QueueError,
-    QueueTicket, RequestQueue, RequestStore, SeatMirror, StoreError,
+    CatalogStore, HoldStore, IdempotencyStore, LaneStats, Notifier, OrderStore, PaymentProvider,
+    QueueError, QueueTicket, RequestQueue, RequestStore, SeatMirror, StoreError,
 };
 use booking_core::protocol::{BookingResult, ServerMessage};
 use booking_core::{BookingRequest, Clock, ShowId, SystemClock, UserId};
@@ -45,6 +45,7 @@ pub struct Ports {
     pub requests: Arc<dyn RequestStore>,
     pub holds: Arc<dyn HoldStore>,
     pub orders: Arc<dyn OrderStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
     pub payments: Arc<dyn PaymentProvider>,
     pub notifier: Arc<dyn Notifier>,
     pub clock: Arc<dyn Clock>,
@@ -60,16 +61,21 @@ pub struct Stores {
     pub requests: Arc<dyn RequestStore>,
     pub holds: Arc<dyn HoldStore>,
     pub orders: Arc<dyn OrderStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
 }
 
 impl Stores {
     /// Every state port served by one adapter.
-    pub fn of<S: CatalogStore + RequestStore + HoldStore + OrderStore>(store: Arc<S>) -> Self {
+    pub fn of<S>(store: Arc<S>) -> Self
+    where
+        S: CatalogStore + RequestStore + HoldStore + OrderStore + IdempotencyStore,
+    {
         Self {
             catalog: store.clone(),
             requests: store.clone(),
             holds: store.clone(),
-            orders: store,
+            orders: store.clone(),
+            idempotency: store,
         }
     }
 }
@@ -154,6 +160,7 @@ impl AppBuilder {
             requests: self.stores.requests,
             holds: self.stores.holds,
             orders: self.stores.orders,
+            idempotency: self.stores.idempotency,
             payments: self
                 .payments
                 .unwrap_or_else(|| Arc::new(MockPaymentProvider::new())),

@@ -60,6 +60,9 @@ pub struct BookingConfig {
     /// (`PAYMENT_TIMEOUT_SECONDS`, default 10). A charge that started before the payment deadline
     /// keeps the order's seats for twice this plus 30 s, so it can finish.
     pub payment_timeout: Duration,
+    /// How long an `Idempotency-Key` and the answer it replays are kept
+    /// (`IDEMPOTENCY_TTL_SECONDS`, default 86,400: one day).
+    pub idempotency_ttl: Duration,
 }
 
 impl Default for BookingConfig {
@@ -71,6 +74,7 @@ impl Default for BookingConfig {
             max_body_bytes: 16 * 1024,
             order_payment_ttl: Duration::seconds(600),
             payment_timeout: Duration::seconds(10),
+            idempotency_ttl: Duration::seconds(86_400),
         }
     }
 }
@@ -97,6 +101,7 @@ impl BookingConfig {
             )? as usize,
             order_payment_ttl: seconds("ORDER_PAYMENT_TTL_SECONDS", d.order_payment_ttl)?,
             payment_timeout: seconds("PAYMENT_TIMEOUT_SECONDS", d.payment_timeout)?,
+            idempotency_ttl: seconds("IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl)?,
         })
     }
 

@@ -33,6 +33,9 @@ pub enum BookingError {
     HoldNotFound,
     #[error("The hold is {0}, not HELD")]
     HoldNotActive(HoldStatus),
+    /// The hold was already made into an order (its id in the details).
+    #[error("The hold is CONVERTED: it was made into an order already")]
+    HoldConverted { order_id: OrderId },
     /// No such order, or not the caller's.
     #[error("No such order")]
     OrderNotFound,
@@ -70,6 +73,10 @@ pub enum BookingError {
     DuplicateSeat(SeatId),
     #[error("Idempotency-Key must be 1 to 128 visible ASCII characters")]
     InvalidIdempotencyKey,
+    #[error("A request with this Idempotency-Key is still being handled; retry shortly")]
+    IdempotencyKeyInFlight,
+    #[error("This Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
     #[error("date must be YYYY-MM-DD")]
     InvalidDate,
     /// A store failed (unavailable: worth retrying; corrupt: it is not).
@@ -95,7 +102,7 @@ impl BookingError {
             Self::MovieNotFound => "MOVIE_NOT_FOUND",
             Self::RequestNotFound => "REQUEST_NOT_FOUND",
             Self::HoldNotFound => "HOLD_NOT_FOUND",
-            Self::HoldNotActive(_) => "HOLD_NOT_ACTIVE",
+            Self::HoldNotActive(_) | Self::HoldConverted { .. } => "HOLD_NOT_ACTIVE",
             Self::OrderNotFound => "ORDER_NOT_FOUND",
             Self::OrderExpired => "ORDER_EXPIRED",
             Self::OrderNotPending(_) => "ORDER_NOT_PENDING",
@@ -115,6 +122,8 @@ impl BookingError {
             Self::DuplicateSeat(_) => "DUPLICATE_SEATS",
             Self::InvalidIdempotencyKey => "INVALID_IDEMPOTENCY_KEY",
             Self::InvalidDate => "INVALID_DATE",
+            Self::IdempotencyKeyInFlight => "IDEMPOTENCY_KEY_IN_FLIGHT",
+            Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::Store(e) if !e.is_unavailable() => "INTERNAL_ERROR",
             Self::Store(_) | Self::Queue(_) => "SERVICE_UNAVAILABLE",
             Self::Inconsistent(_) => "INTERNAL_ERROR",
@@ -223,10 +232,13 @@ impl From<BookingError> for ApiError {
                 StatusCode::NOT_FOUND
             }
             HoldNotActive(_)
+            | HoldConverted { .. }
             | OrderExpired
             | OrderNotPending(_)
             | OrderNotCancellable(_)
-            | PaymentInProgress => StatusCode::CONFLICT,
+            | PaymentInProgress
+            | IdempotencyKeyInFlight => StatusCode::CONFLICT,
+            IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             PaymentDeclined { .. } => StatusCode::PAYMENT_REQUIRED,
             PaymentUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             InvalidPaymentToken | SeatsNotPriced(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -244,6 +256,9 @@ impl From<BookingError> for ApiError {
         };
         let details = match &e {
             HoldNotActive(status) => Some(json!({ "status": status })),
+            HoldConverted { order_id } => Some(json!({
+                "status": HoldStatus::Converted, "orderId": order_id
+            })),
             OrderNotPending(status) | OrderNotCancellable(status) => {
                 Some(json!({ "status": status }))
             }

@@ -73,6 +73,14 @@ impl OrderService {
             .ok_or(BookingError::HoldNotFound)?;
         let now = self.now();
         let status = hold.status_at(now);
+        if status == HoldStatus::Converted
+            && let Some(order) = self.ports.orders.order_of_hold(hold_id).await?
+        {
+            // A retried create (without an Idempotency-Key) learns which order it made.
+            return Err(BookingError::HoldConverted {
+                order_id: order.order_id,
+            });
+        }
         if status != HoldStatus::Held {
             return Err(BookingError::HoldNotActive(status));
         }
@@ -425,7 +433,7 @@ impl OrderService {
                 {
                     Ok(taken) => taken.into_iter().collect(),
                     Err(e) => {
-                        tracing::warn!(error = %Chain(&e), "could not read the seats an order freed; subscribers hear of them later");
+                        tracing::warn!(error = %Chain(&e), "could not read the seats an order freed; subscribers are not told (the seat map is right)");
                         return;
                     }
                 };
@@ -457,6 +465,14 @@ impl OrderService {
         let Some(mirror) = &self.ports.mirror else {
             return;
         };
+        // A waiting order's claims may be pushed out by a charge in flight (up to one payment
+        // window past the deadline) without the mirror hearing of it; the mirror keeps the seat
+        // that long, so it never shows a claimed seat as free. When the order ends, `announce`
+        // frees the seats in the mirror at once.
+        let expires_at = match status {
+            SeatStatus::Held => order.seats_until + self.config.payment_window(),
+            _ => order.seats_until,
+        };
         let locks: Vec<SeatLock> = order
             .seat_ids
             .iter()
@@ -464,7 +480,7 @@ impl OrderService {
                 seat_id,
                 hold_id: order.hold_id,
                 user_id: order.user_id.clone(),
-                expires_at: order.seats_until,
+                expires_at,
                 status,
             })
             .collect();

@@ -26,6 +26,8 @@ pub struct SweepReport {
     pub requests_expired: usize,
     pub orders_expired: usize,
     pub payments_settled: Settled,
+    /// Idempotency keys kept past `IDEMPOTENCY_TTL_SECONDS`, forgotten.
+    pub keys_forgotten: u64,
 }
 
 pub struct Sweeper {
@@ -113,12 +115,14 @@ impl Sweeper {
         self.ports.notifier.to_owners(&owners).await;
 
         let orders_expired = self.orders.expire_orders().await?;
+        let keys_forgotten = self.ports.idempotency.purge_keys(now).await?;
         let payments_settled = self.orders.settle_abandoned_payments().await?;
         Ok(SweepReport {
             holds_expired: holds.len(),
             requests_expired: requests.len(),
             orders_expired,
             payments_settled,
+            keys_forgotten,
         })
     }
 

@@ -95,6 +95,7 @@ fn processor(
             requests: store.clone(),
             holds,
             orders: store.clone(),
+            idempotency: store.clone(),
             payments: Arc::new(booking_app::MockPaymentProvider::new()),
             notifier,
             clock: Arc::new(ManualClock::new(now)),

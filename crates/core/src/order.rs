@@ -201,14 +201,16 @@ pub fn price_of(layout: &SeatLayout, seats: &[SeatId]) -> Result<(i64, String), 
 /// a collision an error instead of two tickets with one code.
 pub fn new_ticket_code() -> String {
     const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    let bits = uuid::Uuid::new_v4().as_u128();
+    // Bits 0..62 of a v4 UUID are all random (the version and variant fields sit above them):
+    // 40 from each of two UUIDs.
+    let random = |shift: u32| (uuid::Uuid::new_v4().as_u128() & ((1 << 40) - 1)) << shift;
+    let bits = random(0) | random(40);
     let mut code = String::with_capacity(23);
     code.push_str("TKT");
     for i in 0..16 {
         if i % 4 == 0 {
             code.push('-');
         }
-        // v4 UUIDs carry 122 random bits; the low 80 are all random.
         let digit = (bits >> (5 * i)) & 0x1f;
         code.push(ALPHABET[digit as usize] as char);
     }
@@ -326,5 +328,11 @@ mod tests {
         assert_eq!(a.matches('-').count(), 4);
         let codes: std::collections::HashSet<_> = (0..1000).map(|_| new_ticket_code()).collect();
         assert_eq!(codes.len(), 1000);
+        // Every position varies (no fixed bits leak in from the UUIDs' version fields).
+        for position in (4..23).filter(|p| p % 5 != 3) {
+            let seen: std::collections::HashSet<_> =
+                codes.iter().map(|c| c.as_bytes()[position]).collect();
+            assert!(seen.len() > 16, "position {position}: {seen:?}");
+        }
     }
 }

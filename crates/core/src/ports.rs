@@ -6,7 +6,8 @@
 
 use crate::engine::{BatchOutcome, SeatChange, ShowSnapshot};
 use crate::ids::{
-    HoldId, MovieId, OrderId, PaymentId, PaymentToken, RequestId, SeatId, ShowId, UserId,
+    HoldId, IdempotencyKey, MovieId, OrderId, PaymentId, PaymentToken, RequestId, SeatId, ShowId,
+    UserId,
 };
 use crate::model::{BookingRequest, Hold, HoldStatus, Movie, NewBookingRequest, SeatStatus, Show};
 use crate::order::{NewOrder, Order, OrderStatus, Payment};
@@ -283,9 +284,81 @@ pub trait OrderStore: Send + Sync + 'static {
     /// Marks PAYMENT_PENDING orders whose seat claims ran out by `now` EXPIRED, frees their
     /// claims, and returns them (for notifications; their seats were free by time already).
     async fn expire_orders(&self, now: DateTime<Utc>) -> Result<Vec<Order>, StoreError>;
-    /// PENDING payments recorded before `before`, oldest first: calls whose caller has given up
-    /// (crashed, timed out), for recovery to settle.
+    /// PENDING payments last sent (`updated_at`) before `before`, oldest first: calls whose
+    /// caller has given up (crashed, timed out), for recovery to settle. Re-sending a charge in
+    /// doubt (`begin_charge`) counts as sending it.
     async fn unsettled_payments(&self, before: DateTime<Utc>) -> Result<Vec<Payment>, StoreError>;
+}
+
+/// A response kept for replaying a request made with an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    /// The JSON body, as sent.
+    pub body: Vec<u8>,
+    /// The `Location` header, if the response had one.
+    pub location: Option<String>,
+}
+
+/// What claiming an idempotency key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyClaim {
+    /// Handle the request: the caller holds the key until its lease ends. `use_id` names this use
+    /// of the key, the same on every attempt at it (a retry after a crash or a 5xx gets it
+    /// again), so a write made under it can be found again instead of made twice.
+    Claimed { use_id: String },
+    /// Handled before: replay this response.
+    Done(StoredResponse),
+    /// Another attempt with this key is being handled right now.
+    InFlight,
+    /// The key was used for a different request (another method, path or body).
+    Reused,
+}
+
+/// One attempt at a request that carries an idempotency key.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyAttempt<'a> {
+    pub user: &'a UserId,
+    pub key: &'a IdempotencyKey,
+    /// A digest of the request's method, path and body: the same key with another digest is a
+    /// different request.
+    pub fingerprint: &'a str,
+    /// The use id to give the key if this attempt starts a new use of it.
+    pub new_use_id: &'a str,
+    pub now: DateTime<Utc>,
+    /// Until when the attempt holds the key (longer than any request takes).
+    pub lease_until: DateTime<Utc>,
+    /// Until when a new use of the key is kept.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Idempotency keys: which requests a user already made with a key, and their answers.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync + 'static {
+    /// Claims a key for one attempt at a request (see [`KeyAttempt`]). A key unknown, or kept
+    /// past its `expires_at`, is claimed afresh under `new_use_id` and kept until the attempt's
+    /// `expires_at`; one whose lease ran out without an answer (its handler crashed or failed) is
+    /// claimed again under its old use id.
+    async fn claim_key(&self, attempt: &KeyAttempt<'_>) -> Result<KeyClaim, StoreError>;
+    /// Records the answer of the use `use_id` of `key`, to replay from now on.
+    async fn complete_key(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+        use_id: &str,
+        response: &StoredResponse,
+    ) -> Result<(), StoreError>;
+    /// Ends the lease of the use `use_id` without an answer (the request failed in a way that
+    /// must not be replayed): the next attempt with the key is handled again, under the same use.
+    async fn release_key(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+        use_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Forgets keys kept past their `expires_at`; returns how many.
+    async fn purge_keys(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 /// The outcome of a charge at the provider.

@@ -12,7 +12,7 @@ mod support;
 
 use booking_app::demo::{PREMIERE_GRAND_HALL, PREMIERE_STUDIO};
 use booking_core::ports::{CatalogStore, ConnectionRegistry, HoldStore, RequestStore};
-use booking_core::{RequestId, RequestStatus, ShowId};
+use booking_core::{RequestId, RequestOutcome, RequestStatus, ShowId};
 use booking_local::websocket::CONNECTION_ID_HEADER;
 use booking_testkit::support::{fresh_user, grant, now, request};
 use futures_util::{SinkExt, StreamExt};
@@ -109,6 +109,7 @@ async fn the_functions_work_end_to_end_under_the_lambda_runtime() {
     }
 
     hold_flows_from_the_api_through_sqs_to_the_worker_and_the_websocket(&stack).await;
+    a_purchase_through_the_api_function(&stack).await;
     redelivery_decides_once_and_resends_the_stored_result(&stack).await;
     gone_connections_are_forgotten(&stack).await;
     websocket_routes_subscribe_and_answer_pings(&stack).await;
@@ -179,6 +180,113 @@ async fn hold_flows_from_the_api_through_sqs_to_the_worker_and_the_websocket(sta
         .await
         .unwrap();
     assert_eq!(foreign.status(), 404);
+}
+
+/// The purchase through the api function: a hold (decided by the worker) becomes an order, is
+/// paid and gets its ticket; ORDER_UPDATED reaches the owner's real socket through the management
+/// API; the seat map, read through the api function, shows the seat BOOKED; a retry with the
+/// same Idempotency-Key replays; nobody else sees the order.
+async fn a_purchase_through_the_api_function(stack: &Stack) {
+    let (mut socket, connection) = ws_client(stack, "dora").await;
+    stack
+        .invoke("websocket", &connect_event(&connection, "dora"))
+        .await;
+    let request = post_hold(stack, "dora", &["K10", "K11"]).await;
+    let (batch, handles) = stack.receive_batch(&stack.resources.queue_url).await;
+    assert!(stack.deliver_to_worker(&batch, &handles).await.is_empty());
+    assert_eq!(next_json(&mut socket).await["status"], "SUCCESS");
+    let Some(RequestOutcome::Granted { hold_id, .. }) = stack
+        .store
+        .get_request(request)
+        .await
+        .unwrap()
+        .unwrap()
+        .outcome
+    else {
+        panic!("the hold was granted");
+    };
+    let call = |method: reqwest::Method, path: String, user: &'static str, body: Value| {
+        let request = stack
+            .http
+            .request(method, stack.api_url(&path))
+            .bearer_auth(token(user, false))
+            .header("Idempotency-Key", format!("{path}-once"));
+        async move {
+            let response = request
+                .json(&body)
+                .send()
+                .await
+                .expect("through the function URL");
+            let replayed = response.headers().contains_key("idempotency-replayed");
+            let status = response.status().as_u16();
+            (
+                status,
+                replayed,
+                response.json::<Value>().await.expect("JSON"),
+            )
+        }
+    };
+    let post = reqwest::Method::POST;
+    let (status, _, order) = call(
+        post.clone(),
+        "/api/v1/orders".into(),
+        "dora",
+        json!({ "holdId": hold_id }),
+    )
+    .await;
+    assert_eq!(
+        (status, order["status"].as_str()),
+        (201, Some("PAYMENT_PENDING")),
+        "{order}"
+    );
+    let order_id = order["orderId"].as_str().unwrap().to_owned();
+    let confirm = format!("/api/v1/orders/{order_id}/confirm-payment");
+    let card = json!({ "paymentToken": "tok_visa" });
+    let (status, _, paid) = call(post.clone(), confirm.clone(), "dora", card.clone()).await;
+    assert_eq!(
+        (status, paid["status"].as_str()),
+        (200, Some("CONFIRMED")),
+        "{paid}"
+    );
+    let pushed = next_json(&mut socket).await;
+    assert_eq!(pushed["type"], "ORDER_UPDATED", "{pushed}");
+    assert_eq!(
+        (pushed["orderId"].as_str(), pushed["status"].as_str()),
+        (Some(order_id.as_str()), Some("CONFIRMED"))
+    );
+    assert_eq!(pushed["ticketCode"], paid["ticketCode"]);
+    let (status, replayed, again) = call(post, confirm, "dora", card).await;
+    assert_eq!((status, replayed), (200, true));
+    assert_eq!(again["ticketCode"], paid["ticketCode"]);
+
+    let map: Value = stack
+        .http
+        .get(stack.api_url(&format!("/api/v1/shows/{PREMIERE_GRAND_HALL}/seatmap")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let status_of = |seat: &str| {
+        map["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["seats"].as_array().unwrap())
+            .find(|s| s["seatId"] == seat)
+            .map(|s| s["status"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(status_of("K10").as_deref(), Some("BOOKED"), "{map}");
+    assert_eq!(status_of("K11").as_deref(), Some("BOOKED"));
+    let (status, _, _) = call(
+        reqwest::Method::GET,
+        format!("/api/v1/orders/{order_id}"),
+        "mallory",
+        json!(null),
+    )
+    .await;
+    assert_eq!(status, 404);
 }
 
 /// The same batch delivered again (a visibility timeout ran out before the delete): nothing is

@@ -38,6 +38,7 @@ mod batch;
 mod catalog;
 mod codec;
 mod holds;
+mod idempotency;
 mod intake;
 mod orders;
 mod requests;

@@ -49,7 +49,7 @@ use sqlx::{PgConnection, Postgres, Transaction};
 use statements::{
     NewPayment, extend_claims, free_claims, insert_payment, load_payment, lock_claims,
     lock_order_of_payment, lock_owned_order, payments_where, refund_for, set_order_status,
-    settle_payment,
+    settle_payment, touch_payment,
 };
 
 type Tx = Transaction<'static, Postgres>;
@@ -197,7 +197,8 @@ async fn begin_charge_in(
     .await?
     .pop();
     let start = match in_doubt {
-        Some(charge) => ChargeStart::InDoubt(charge),
+        // Sent again now: recovery must not settle it while this attempt is on its way.
+        Some(charge) => ChargeStart::InDoubt(touch_payment(conn, charge, now).await?),
         None => ChargeStart::New(
             insert_payment(
                 conn,
@@ -613,8 +614,8 @@ impl OrderStore for PgStore {
             PaymentRow,
             "SELECT payment_id, order_id, kind, status, amount_cents, currency, token, \
                     provider_ref, refund_of, message, created_at, updated_at \
-             FROM payments WHERE status = 'PENDING' AND created_at < $1 \
-             ORDER BY created_at, payment_id",
+             FROM payments WHERE status = 'PENDING' AND updated_at < $1 \
+             ORDER BY updated_at, payment_id",
             before
         )
         .fetch_all(self.pool())

@@ -32,6 +32,7 @@
 mod catalog;
 mod codec;
 mod holds;
+mod idempotency;
 mod intake;
 mod orders;
 mod requests;

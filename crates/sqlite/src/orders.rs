@@ -302,6 +302,23 @@ async fn claims_of(
     Ok(count as usize)
 }
 
+/// Marks a PENDING payment as sent (again) at `now`.
+async fn touch_payment(
+    conn: &mut SqliteConnection,
+    mut payment: Payment,
+    now: DateTime<Utc>,
+) -> Result<Payment, StoreError> {
+    let now = codec::truncate_millis(now);
+    sqlx::query("UPDATE payments SET updated_at = ?2 WHERE payment_id = ?1")
+        .bind(payment.payment_id.to_string())
+        .bind(codec::millis(now))
+        .execute(&mut *conn)
+        .await
+        .map_err(codec::store_error)?;
+    payment.updated_at = now;
+    Ok(payment)
+}
+
 /// How many charges of `order` went through and have not been refunded.
 async fn unrefunded_charges(
     conn: &mut SqliteConnection,
@@ -551,7 +568,8 @@ impl OrderStore for SqliteStore {
         .await?
         .pop();
         let start = match in_doubt {
-            Some(charge) => ChargeStart::InDoubt(charge),
+            // Sent again now: recovery must not settle it while this attempt is on its way.
+            Some(charge) => ChargeStart::InDoubt(touch_payment(&mut tx, charge, now).await?),
             None => ChargeStart::New(
                 insert_payment(
                     &mut tx,
@@ -815,8 +833,8 @@ impl OrderStore for SqliteStore {
         sqlx::query(concat!(
             "SELECT ",
             payment_columns!(),
-            " FROM payments WHERE status = 'PENDING' AND created_at < ?1 \
-             ORDER BY created_at, payment_id"
+            " FROM payments WHERE status = 'PENDING' AND updated_at < ?1 \
+             ORDER BY updated_at, payment_id"
         ))
         .bind(codec::millis(before))
         .fetch_all(self.readers())

@@ -172,6 +172,8 @@ pub enum PaymentFault {
     /// Passes charges and refunds through, then fails them as if the answer was lost on the way
     /// back (a timeout after the money moved): the caller cannot know it went through.
     LoseAnswers,
+    /// Passes every charge through after this long (a slow provider).
+    Delay(std::time::Duration),
 }
 
 /// A payment provider between the app and a real one (the mock) that can fail on command: for
@@ -219,6 +221,10 @@ impl PaymentProvider for UnreliablePayments {
                     .await?;
                 Err(Self::lost())
             }
+            PaymentFault::Delay(by) => {
+                tokio::time::sleep(by).await;
+                self.inner.charge(key, token, amount_cents, currency).await
+            }
             PaymentFault::None => self.inner.charge(key, token, amount_cents, currency).await,
         }
     }
@@ -245,7 +251,7 @@ impl PaymentProvider for UnreliablePayments {
                     .await?;
                 Err(Self::lost())
             }
-            PaymentFault::None => {
+            PaymentFault::None | PaymentFault::Delay(_) => {
                 self.inner
                     .refund(key, charge_ref, amount_cents, currency)
                     .await

@@ -3,12 +3,14 @@
 
 use super::AppState;
 use super::extract::{ApiJson, Segment};
+use super::idempotency::KeyUse;
 use super::requests::status_url;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::service::{Accepted, HoldRequestInput};
+use axum::Extension;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -113,22 +115,11 @@ struct HoldBody {
 async fn create_hold(
     State(state): State<AppState>,
     caller: Caller,
-    headers: HeaderMap,
+    key_use: Option<Extension<KeyUse>>,
     ApiJson(body): ApiJson<HoldBody>,
 ) -> Result<Response, ApiError> {
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| {
-                    ApiError::bad_request(
-                        "INVALID_IDEMPOTENCY_KEY",
-                        "Idempotency-Key must be visible ASCII",
-                    )
-                })?
-                .to_owned(),
-        ),
-    };
+    // Under an Idempotency-Key, the request is stored with the key's use id: a retry after a
+    // crash (the first attempt's answer never kept) finds the request the first attempt made.
     let accepted = state
         .service
         .submit_hold(
@@ -136,7 +127,7 @@ async fn create_hold(
             HoldRequestInput {
                 show_id: body.show_id,
                 seat_ids: body.seat_ids,
-                idempotency_key,
+                idempotency_key: key_use.map(|Extension(KeyUse(id))| id),
             },
         )
         .await?;

@@ -13,6 +13,7 @@ mod catalog;
 pub mod extract;
 mod health;
 mod holds;
+pub mod idempotency;
 mod orders;
 mod requests;
 
@@ -47,6 +48,10 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotent,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

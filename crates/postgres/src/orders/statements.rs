@@ -152,6 +152,25 @@ pub(super) async fn insert_payment(
     })
 }
 
+/// Marks a PENDING payment as sent (again) at `now`.
+pub(super) async fn touch_payment(
+    conn: &mut PgConnection,
+    mut payment: Payment,
+    now: DateTime<Utc>,
+) -> Result<Payment, StoreError> {
+    let now = codec::truncate_micros(now);
+    sqlx::query!(
+        "UPDATE payments SET updated_at = $2 WHERE payment_id = $1",
+        payment.payment_id.as_uuid(),
+        now
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(codec::store_error)?;
+    payment.updated_at = now;
+    Ok(payment)
+}
+
 pub(super) async fn settle_payment(
     conn: &mut PgConnection,
     payment: PaymentId,

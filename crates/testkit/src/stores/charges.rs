@@ -193,10 +193,15 @@ pub async fn begin_charge_while_in_flight_returns_the_same_charge<S: ContractSto
         )
         .await
         .expect("begin_charge again");
-    assert_eq!(second, ChargeStart::InDoubt(first.clone()));
+    // The same charge, marked as sent again (so recovery leaves it alone while it is).
+    let resent = booking_core::Payment {
+        updated_at: store.as_stored(t2),
+        ..first.clone()
+    };
+    assert_eq!(second, ChargeStart::InDoubt(resent.clone()));
     assert_eq!(
         store.payments_of(order.order_id).await.unwrap(),
-        vec![first.clone()],
+        vec![resent],
         "no second charge"
     );
     assert_eq!(

@@ -23,15 +23,15 @@
 //! against stale state), `holds` (expiry by time, release rules), `sweeps` (the global expiry
 //! sweeps), `orders` (converting a hold, the order's seat claims, listing, `expire_orders`),
 //! `charges` (starting and settling charges), `refunds` (cancels, refunds, unsettled payments)
-//! and `catalog` (movies, shows, ping), and all re-exported here. Every runner expands
+//! `keys` (idempotency keys) and `catalog` (movies, shows, ping), and all re-exported here. Every runner expands
 //! the one list of case names in `__with_cases!` below, so a new case goes in its topic's file,
 //! in that `pub use`, and in that list.
 //!
 //! Cases may share one database, even concurrently and across runs: each creates its own movie
 //! and show with fresh ids, uses fresh user ids, looks only at its own rows in global listings,
 //! and the cases that call global sweeps or listings (`expire_holds`, `expire_overdue_requests`,
-//! `expire_orders`, `unsettled_payments`) place their data hundreds of days in the past, each on
-//! a time range no other case touches (500, 400, 320 and 300 days back).
+//! `expire_orders`, `unsettled_payments`, `purge_keys`) place their data hundreds of days in the
+//! past, each on a time range no other case touches (500, 400, 320, 300 and 200 days back).
 
 mod batches;
 mod catalog;
@@ -39,6 +39,7 @@ mod charges;
 mod conflicts;
 mod holds;
 mod intake;
+mod keys;
 mod orders;
 mod refunds;
 mod sweeps;
@@ -64,6 +65,10 @@ pub use intake::{
     concurrent_inserts_are_durable, idempotency_key_returns_existing, insert_and_get_round_trip,
     pending_requests_in_arrival_order,
 };
+pub use keys::{
+    a_failed_or_abandoned_use_is_claimed_again_under_its_id,
+    a_key_is_claimed_once_and_replays_its_answer, keys_are_kept_for_their_time_only,
+};
 pub use orders::{
     create_order_converts_a_live_hold, create_order_refuses_a_hold_that_is_not_live,
     expire_orders_sweeps_overdue, late_charge_confirms_when_nobody_took_the_seats,
@@ -76,7 +81,7 @@ pub use refunds::{
 };
 pub use sweeps::{expire_holds_sweeps_overdue, expire_overdue_requests_sweeps_queued};
 
-use booking_core::ports::{CatalogStore, HoldStore, OrderStore, RequestStore};
+use booking_core::ports::{CatalogStore, HoldStore, IdempotencyStore, OrderStore, RequestStore};
 use chrono::{DateTime, Utc};
 
 /// The message of a request that was not decided before its deadline.
@@ -86,11 +91,17 @@ pub use booking_core::model::REQUEST_EXPIRED_MESSAGE as EXPIRED_MESSAGE;
 /// so that concurrent cases can hand it to spawned tasks (adapters are handles around a pool,
 /// cheap to clone).
 pub trait ContractStore:
-    CatalogStore + RequestStore + HoldStore + OrderStore + StoredInstants + Clone
+    CatalogStore + RequestStore + HoldStore + OrderStore + IdempotencyStore + StoredInstants + Clone
 {
 }
-impl<T: CatalogStore + RequestStore + HoldStore + OrderStore + StoredInstants + Clone> ContractStore
-    for T
+impl<T> ContractStore for T where
+    T: CatalogStore
+        + RequestStore
+        + HoldStore
+        + OrderStore
+        + IdempotencyStore
+        + StoredInstants
+        + Clone
 {
 }
 
@@ -154,6 +165,9 @@ macro_rules! __with_cases {
             cancel_paid_order_refunds_before_freeing_seats,
             unsettled_payments_lists_old_pending_calls,
             catalog_listing_and_date_filter,
+            a_key_is_claimed_once_and_replays_its_answer,
+            a_failed_or_abandoned_use_is_claimed_again_under_its_id,
+            keys_are_kept_for_their_time_only,
             ping_answers,
         }
     };
