@@ -212,7 +212,78 @@ async fn state_survives_a_restart(backend: Backend) {
     assert_eq!(seat_status(&c, &server, STUDIO).await["G2"], "HELD");
 }
 
+/// The purchase on the real binary, across kill -9: a confirmed order stays sold (its seats
+/// BOOKED, its ticket kept), an order waiting for payment keeps its seats through the restart and
+/// can be paid after it, and a replayed Idempotency-Key still answers from before the crash.
+async fn orders_and_tickets_survive_kill_and_restart(backend: Backend) {
+    let mut server = Server::start_on(backend, &[]).await;
+    let c = client();
+    let alice = token("alice");
+    let mut orders = Vec::new();
+    for seat in ["F5", "F6"] {
+        let (status, accepted) = hold(&c, &server, &alice, STUDIO, &[seat]).await;
+        assert_eq!(status, 202, "{accepted}");
+        let decided =
+            wait_terminal(&c, &server, &alice, accepted["requestId"].as_str().unwrap()).await;
+        assert_eq!(decided["status"], "SUCCESS", "{decided}");
+        let (status, order) = post(
+            &c,
+            &server,
+            "/api/v1/orders",
+            Some(&alice),
+            json!({ "holdId": decided["holdId"] }),
+        )
+        .await;
+        assert_eq!(status, 201, "{order}");
+        orders.push(order["orderId"].as_str().unwrap().to_owned());
+    }
+    let pay = |server: &Server, order: &str| {
+        c.post(server.url(&format!("/api/v1/orders/{order}/confirm-payment")))
+            .bearer_auth(&alice)
+            .header("Idempotency-Key", format!("pay-{order}"))
+            .json(&json!({ "paymentToken": "tok_visa" }))
+    };
+    let (status, paid) = json_of(pay(&server, &orders[0]).send().await.unwrap()).await;
+    assert_eq!(
+        (status, paid["status"].as_str()),
+        (200, Some("CONFIRMED")),
+        "{paid}"
+    );
+
+    server.crash_and_restart();
+
+    let seats = seat_status(&c, &server, STUDIO).await;
+    assert_eq!(
+        (seats["F5"].as_str(), seats["F6"].as_str()),
+        ("BOOKED", "HELD")
+    );
+    let (_, sold) = get(
+        &c,
+        &server,
+        &format!("/api/v1/orders/{}", orders[0]),
+        Some(&alice),
+    )
+    .await;
+    assert_eq!(sold["status"], "CONFIRMED");
+    assert_eq!(sold["ticketCode"], paid["ticketCode"]);
+    let replay = pay(&server, &orders[0]).send().await.unwrap();
+    assert_eq!(replay.headers()["idempotency-replayed"], "true");
+    let (status, replayed) = json_of(replay).await;
+    assert_eq!(
+        (status, &replayed["ticketCode"]),
+        (200, &paid["ticketCode"])
+    );
+    let (status, later) = json_of(pay(&server, &orders[1]).send().await.unwrap()).await;
+    assert_eq!(
+        (status, later["status"].as_str()),
+        (200, Some("CONFIRMED")),
+        "{later}"
+    );
+    assert_eq!(seat_status(&c, &server, STUDIO).await["F6"], "BOOKED");
+}
+
 on_every_backend!(
+    orders_and_tickets_survive_kill_and_restart,
     state_survives_a_restart,
     queued_requests_survive_kill_and_restart,
     kill_during_a_burst_loses_nothing_accepted,
