@@ -291,6 +291,45 @@ async fn what_is_kept_and_what_runs_again(backend: Backend) {
     );
     assert_eq!(mock.movements().len(), 2);
 
+    // "A payment is in progress" is an answer for now, not for ever: not kept.
+    let hold_id = hold_and_wait(&c, &server, &alice, "G9").await;
+    let (_, order) = post(
+        &c,
+        &server,
+        "/api/v1/orders",
+        Some(&alice),
+        json!({ "holdId": hold_id }),
+    )
+    .await;
+    let order_id = order["orderId"].as_str().unwrap().to_owned();
+    let confirm_g9 = format!("/api/v1/orders/{order_id}/confirm-payment");
+    let cancel_g9 = format!("/api/v1/orders/{order_id}/cancel");
+    provider.set(PaymentFault::LoseAnswers);
+    assert_eq!(
+        keyed(&c, &server, &alice, "pay-g9", &confirm_g9, card.clone())
+            .await
+            .0,
+        503
+    );
+    let busy = keyed(&c, &server, &alice, "cancel-g9", &cancel_g9, json!({})).await;
+    assert_eq!(
+        (busy.0, busy.3["error"]["code"].as_str()),
+        (409, Some("PAYMENT_IN_PROGRESS"))
+    );
+    provider.set(PaymentFault::None);
+    let paid = keyed(&c, &server, &alice, "pay-g9", &confirm_g9, card.clone()).await;
+    assert_eq!(
+        (paid.0, paid.1),
+        (200, false),
+        "the 503 was not kept: {paid:?}"
+    );
+    let cancelled = keyed(&c, &server, &alice, "cancel-g9", &cancel_g9, json!({})).await;
+    assert_eq!(
+        (cancelled.0, cancelled.1, cancelled.3["status"].as_str()),
+        (200, false, Some("CANCELLED")),
+        "{cancelled:?}"
+    );
+
     // A key that is not a key, and a key on a request without a valid token.
     let bad = keyed(
         &c,

@@ -567,6 +567,49 @@ async fn provider_failures_never_charge_twice_or_keep_money(backend: Backend) {
     );
 }
 
+/// A charge that started just before the deadline, went through and lost its answer is settled
+/// by recovery after its payment window: its seats ran out by time but nobody took them, so the
+/// order is confirmed, not refunded.
+async fn recovery_confirms_a_late_charge_whose_seats_nobody_took(backend: Backend) {
+    let config = BookingConfig {
+        order_payment_ttl: Duration::seconds(60),
+        ..BookingConfig::default()
+    };
+    let window = config.payment_window();
+    let mock = Arc::new(booking_app::MockPaymentProvider::new());
+    let provider = Arc::new(UnreliablePayments::new(mock.clone()));
+    let server = TestApp::start_with(TestAppOptions {
+        payments: Some(provider.clone() as Arc<dyn PaymentProvider>),
+        ..with_config(backend, config)
+    })
+    .await;
+    let c = client();
+    let alice = token("alice");
+    let hold_id = held(&c, &server, &alice, STUDIO, &["A5"]).await;
+    let order_id = order(&c, &server, &alice, &hold_id).await["orderId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server.advance(Duration::seconds(55));
+    provider.set(PaymentFault::LoseAnswers);
+    assert_eq!(pay(&c, &server, &alice, &order_id, "tok_visa").await.0, 503);
+    provider.set(PaymentFault::None);
+    server.advance(window + Duration::seconds(1));
+    let report = server.sweep().await;
+    assert_eq!(report.payments_settled.confirmed, 1, "{report:?}");
+    assert_eq!(report.orders_expired, 0, "{report:?}");
+    let (_, read) = get(
+        &c,
+        &server,
+        &format!("/api/v1/orders/{order_id}"),
+        Some(&alice),
+    )
+    .await;
+    assert_eq!(read["status"], "CONFIRMED", "{read}");
+    assert_eq!(seat_status(&c, &server, STUDIO).await["A5"], "BOOKED");
+    assert_eq!(mock.balance_cents(), read["amountCents"].as_i64().unwrap());
+}
+
 /// A hold that runs out is announced to its owner.
 async fn an_expired_hold_is_pushed_to_its_owner(backend: Backend) {
     let server = TestApp::start(backend).await;
@@ -839,6 +882,7 @@ on_every_backend!(
     payment_after_the_deadline_is_refused,
     concurrent_confirm_and_cancel_leave_one_outcome,
     provider_failures_never_charge_twice_or_keep_money,
+    recovery_confirms_a_late_charge_whose_seats_nobody_took,
     an_expired_hold_is_pushed_to_its_owner,
     my_orders_are_paginated_newest_first,
     bad_purchase_input_gets_a_clear_4xx,

@@ -82,7 +82,7 @@ impl Default for BookingConfig {
 impl BookingConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
-        Ok(Self {
+        Self {
             hold_ttl: Duration::seconds(positive(
                 "HOLD_TTL_SECONDS",
                 env_or("HOLD_TTL_SECONDS", d.hold_ttl.num_seconds() as u64)?,
@@ -102,7 +102,25 @@ impl BookingConfig {
             order_payment_ttl: seconds("ORDER_PAYMENT_TTL_SECONDS", d.order_payment_ttl)?,
             payment_timeout: seconds("PAYMENT_TIMEOUT_SECONDS", d.payment_timeout)?,
             idempotency_ttl: seconds("IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl)?,
-        })
+        }
+        .checked()
+    }
+
+    /// Refuses settings that contradict each other.
+    fn checked(self) -> Result<Self, ConfigError> {
+        // A key must outlive the lease of an attempt under it, or a retry while the first
+        // attempt still runs would start a new use of the key and do the work twice.
+        if self.idempotency_ttl < self.payment_window() {
+            return Err(ConfigError {
+                name: "IDEMPOTENCY_TTL_SECONDS",
+                value: self.idempotency_ttl.num_seconds().to_string(),
+                reason: format!(
+                    "must be at least the payment window (2 × PAYMENT_TIMEOUT_SECONDS + 30 = {} s)",
+                    self.payment_window().num_seconds()
+                ),
+            });
+        }
+        Ok(self)
     }
 
     /// How long a charge may be in flight, from its start to its outcome being recorded: the

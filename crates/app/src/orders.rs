@@ -9,6 +9,7 @@
 //! found.
 //!
 //! [`OrderStore`]: booking_core::ports::OrderStore
+//! [`PaymentProvider`]: booking_core::ports::PaymentProvider
 
 use crate::app::Ports;
 use crate::config::BookingConfig;
@@ -30,6 +31,9 @@ use std::collections::HashMap;
 /// Most orders one page of `GET /me/orders` lists, and how many it lists by default.
 pub const MAX_PAGE: usize = 100;
 pub const DEFAULT_PAGE: usize = 20;
+
+/// 9999-12-31T23:59:59Z in microseconds: the latest instant a cursor may name.
+const LATEST_CURSOR_MICROS: i64 = booking_core::SOLD_UNTIL * 1_000_000;
 
 /// A page of a user's orders and the cursor of the next one.
 #[derive(Debug, Clone)]
@@ -281,16 +285,16 @@ impl OrderService {
     /// Settles one abandoned charge; `true` if money had to go back.
     async fn settle_charge(&self, charge: &Payment) -> Result<(Order, bool), BookingError> {
         let outcome = self
-            .ports
-            .payments
-            .charge_outcome(charge.payment_id)
-            .await
-            .map_err(BookingError::PaymentUnavailable)?;
+            .within_timeout(self.ports.payments.charge_outcome(charge.payment_id))
+            .await?;
         let result = match outcome {
             Some(ChargeOutcome::Charged { provider_ref }) => ChargeResult::Charged { provider_ref },
             Some(ChargeOutcome::Declined { reason }) => ChargeResult::Declined { reason },
             None => ChargeResult::NotCharged {
                 reason: "the provider has no record of this charge".to_owned(),
+                // Only if nobody has sent it again since it was listed: a retry may be on its
+                // way to the provider right now.
+                last_sent: charge.updated_at,
             },
         };
         self.finish_charge(charge.payment_id, &result).await
@@ -518,9 +522,12 @@ fn encode_cursor(order: &Order) -> String {
 
 fn decode_cursor(raw: &str) -> Result<(DateTime<Utc>, OrderId), BookingError> {
     let (micros, id) = raw.split_once('_').ok_or(BookingError::InvalidCursor)?;
+    // Only instants an order can have been made at: anything else was not handed out by us
+    // (and some stores refuse instants far outside their range).
     let at = micros
         .parse::<i64>()
         .ok()
+        .filter(|m| (0..=crate::orders::LATEST_CURSOR_MICROS).contains(m))
         .and_then(DateTime::from_timestamp_micros)
         .ok_or(BookingError::InvalidCursor)?;
     let id = id.parse().map_err(|_| BookingError::InvalidCursor)?;
@@ -544,6 +551,8 @@ mod tests {
             "x_y",
             "1_not-a-uuid",
             &format!("99999999999999999999_{id}"),
+            &format!("-300000000000000000_{id}"),
+            &format!("253402300800000000_{id}"),
         ] {
             assert!(decode_cursor(bad).is_err(), "{bad:?}");
         }

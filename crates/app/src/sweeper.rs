@@ -114,9 +114,12 @@ impl Sweeper {
             .collect();
         self.ports.notifier.to_owners(&owners).await;
 
+        // Abandoned payments first: a charge that went through confirms its order if its seats
+        // are still its own, which they no longer are once the order is expired and its claims
+        // freed.
+        let payments_settled = self.orders.settle_abandoned_payments().await?;
         let orders_expired = self.orders.expire_orders().await?;
         let keys_forgotten = self.ports.idempotency.purge_keys(now).await?;
-        let payments_settled = self.orders.settle_abandoned_payments().await?;
         Ok(SweepReport {
             holds_expired: holds.len(),
             requests_expired: requests.len(),

@@ -194,7 +194,13 @@ pub enum ChargeResult {
     /// The provider refused it (a declined card): the order fails and frees its seats.
     Declined { reason: String },
     /// The provider never charged it (asked after the fact): the order is left as it is.
-    NotCharged { reason: String },
+    /// Recorded only if the charge was last sent at `last_sent` (its `updated_at` when recovery
+    /// listed it): a charge sent again since may be on its way to the provider, and is left
+    /// PENDING.
+    NotCharged {
+        reason: String,
+        last_sent: DateTime<Utc>,
+    },
 }
 
 /// What recording a charge's outcome did.

@@ -25,39 +25,46 @@ impl IdempotencyStore for PgStore {
             expires_at,
         } = *attempt;
         let mut tx = self.pool().begin().await.map_err(codec::store_error)?;
-        // A new row is a new use, claimed at once; `inserted` tells it apart from an old one.
-        let inserted = sqlx::query_scalar!(
-            "INSERT INTO idempotency_keys \
-                 (user_id, idempotency_key, fingerprint, use_id, state, created_at, lease_until, \
-                  expires_at) \
-             VALUES ($1, $2, $3, $4, 'IN_FLIGHT', $5, $6, $7) \
-             ON CONFLICT (user_id, idempotency_key) DO NOTHING \
-             RETURNING use_id",
-            user.as_str(),
-            key.as_str(),
-            fingerprint,
-            new_use_id,
-            now,
-            lease_until,
-            expires_at
-        )
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(codec::store_error)?;
-        if let Some(use_id) = inserted {
-            tx.commit().await.map_err(codec::store_error)?;
-            return Ok(KeyClaim::Claimed { use_id });
-        }
-        let row = sqlx::query!(
-            "SELECT fingerprint, use_id, state, response_status, response_body, \
-                    response_location, lease_until, expires_at \
-             FROM idempotency_keys WHERE user_id = $1 AND idempotency_key = $2 FOR UPDATE",
-            user.as_str(),
-            key.as_str()
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(codec::store_error)?;
+        // The row is inserted if absent, then read locked. The purge may delete an expired row
+        // between the two; the insert is then simply tried again.
+        let row = loop {
+            // A new row is a new use, claimed at once; `inserted` tells it apart from an old one.
+            let inserted = sqlx::query_scalar!(
+                "INSERT INTO idempotency_keys \
+                     (user_id, idempotency_key, fingerprint, use_id, state, created_at, \
+                      lease_until, expires_at) \
+                 VALUES ($1, $2, $3, $4, 'IN_FLIGHT', $5, $6, $7) \
+                 ON CONFLICT (user_id, idempotency_key) DO NOTHING \
+                 RETURNING use_id",
+                user.as_str(),
+                key.as_str(),
+                fingerprint,
+                new_use_id,
+                now,
+                lease_until,
+                expires_at
+            )
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(codec::store_error)?;
+            if let Some(use_id) = inserted {
+                tx.commit().await.map_err(codec::store_error)?;
+                return Ok(KeyClaim::Claimed { use_id });
+            }
+            let row = sqlx::query!(
+                "SELECT fingerprint, use_id, state, response_status, response_body, \
+                        response_location, lease_until, expires_at \
+                 FROM idempotency_keys WHERE user_id = $1 AND idempotency_key = $2 FOR UPDATE",
+                user.as_str(),
+                key.as_str()
+            )
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(codec::store_error)?;
+            if let Some(row) = row {
+                break row;
+            }
+        };
         let claim = if row.expires_at <= now {
             // Kept past its time: a new use of the key.
             sqlx::query!(

@@ -188,6 +188,12 @@ async fn begin_charge_in(
         OrderStatus::PaymentPending | OrderStatus::Expired => return Err(OrderError::Expired),
         other => return Err(OrderError::NotPending(other)),
     }
+    // The seats must still be the order's: a worker whose clock ran ahead may have taken over a
+    // claim that ran out, and nobody is charged for seats that are gone. Locked, so that no
+    // worker takes one over while the charge is being recorded.
+    if lock_claims(conn, order.hold_id, claim_kind::ORDER).await? != order.seat_ids.len() {
+        return Err(OrderError::Expired);
+    }
     let in_doubt = payments_where(
         conn,
         order.order_id,
@@ -313,7 +319,11 @@ async fn finish_charge_in(
             }
             ChargeFinish::Settled(order)
         }
-        ChargeResult::NotCharged { reason } => {
+        // Sent again since recovery listed it: it may be on its way; leave it PENDING.
+        ChargeResult::NotCharged { last_sent, .. } if charge.updated_at != *last_sent => {
+            ChargeFinish::Settled(order)
+        }
+        ChargeResult::NotCharged { reason, .. } => {
             settle_payment(
                 conn,
                 payment,

@@ -559,6 +559,12 @@ impl OrderStore for SqliteStore {
             OrderStatus::PaymentPending | OrderStatus::Expired => return Err(OrderError::Expired),
             other => return Err(OrderError::NotPending(other)),
         }
+        // By the store's own reckoning the seats must still be the order's: a worker whose clock
+        // ran ahead may have taken over a claim that ran out, and nobody is charged for seats
+        // that are gone.
+        if claims_of(&mut tx, order.hold_id, claim_kind::ORDER).await? != order.seat_ids.len() {
+            return Err(OrderError::Expired);
+        }
         let in_doubt = payments_where(
             &mut tx,
             order.order_id,
@@ -687,7 +693,11 @@ impl OrderStore for SqliteStore {
                 }
                 ChargeFinish::Settled(order)
             }
-            ChargeResult::NotCharged { reason } => {
+            // Sent again since recovery listed it: it may be on its way; leave it PENDING.
+            ChargeResult::NotCharged { last_sent, .. } if charge.updated_at != *last_sent => {
+                ChargeFinish::Settled(order)
+            }
+            ChargeResult::NotCharged { reason, .. } => {
                 settle_payment(
                     &mut tx,
                     payment,

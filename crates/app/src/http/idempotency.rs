@@ -6,7 +6,8 @@
 //! bodies in a canonical form, so key order and spacing do not matter). Then:
 //!
 //! - the first attempt runs; its answer (status, body, `Location`) is kept, unless it is a 5xx,
-//!   which says nothing happened that a retry should not redo;
+//!   which says nothing happened that a retry should not redo, or says "not now"
+//!   ([`NotReplayable`]: a payment in progress, a wrong content type);
 //! - a retry with the same fingerprint gets the kept answer, with `Idempotency-Replayed: true`;
 //!   while the first attempt is still running it gets 409 `IDEMPOTENCY_KEY_IN_FLIGHT`;
 //! - the same key with a different fingerprint is 422 `IDEMPOTENCY_KEY_REUSED`.
@@ -18,7 +19,7 @@
 
 use super::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, BookingError};
+use crate::error::{ApiError, BookingError, NotReplayable};
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -119,26 +120,27 @@ async fn keep(
         }
     };
     let now = state.service.ports().clock.now();
-    let kept = if parts.status.is_server_error() {
-        store.release_key(user, key, use_id, now).await
-    } else {
-        store
-            .complete_key(
-                user,
-                key,
-                use_id,
-                &StoredResponse {
-                    status: parts.status.as_u16(),
-                    body: bytes.to_vec(),
-                    location: parts
-                        .headers
-                        .get(header::LOCATION)
-                        .and_then(|l| l.to_str().ok())
-                        .map(str::to_owned),
-                },
-            )
-            .await
-    };
+    let kept =
+        if parts.status.is_server_error() || parts.extensions.get::<NotReplayable>().is_some() {
+            store.release_key(user, key, use_id, now).await
+        } else {
+            store
+                .complete_key(
+                    user,
+                    key,
+                    use_id,
+                    &StoredResponse {
+                        status: parts.status.as_u16(),
+                        body: bytes.to_vec(),
+                        location: parts
+                            .headers
+                            .get(header::LOCATION)
+                            .and_then(|l| l.to_str().ok())
+                            .map(str::to_owned),
+                    },
+                )
+                .await
+        };
     if let Err(e) = kept {
         // The answer still goes out; a retry finds the key leased until the lease runs out, and
         // then runs again under the same use (writes made under it are found, not repeated).

@@ -342,6 +342,7 @@ pub async fn charge_not_made_leaves_the_order_pending<S: ContractStore>(store: &
         .finish_charge(
             first.payment_id,
             &ChargeResult::NotCharged {
+                last_sent: first.updated_at,
                 reason: "provider never saw it".to_owned(),
             },
             &new_ticket_code(),
@@ -484,6 +485,7 @@ pub async fn begin_charge_refusals<S: ContractStore>(store: &S) {
         .finish_charge(
             failed.payment_id,
             &ChargeResult::NotCharged {
+                last_sent: failed.updated_at,
                 reason: "never sent".to_owned(),
             },
             &new_ticket_code(),
@@ -504,4 +506,70 @@ pub async fn begin_charge_refusals<S: ContractStore>(store: &S) {
     );
     assert_eq!(store.get_order(late.order_id).await.unwrap(), Some(before));
     assert_eq!(store.payments_of(late.order_id).await.unwrap().len(), 1);
+}
+
+/// Recovery's "never charged" is not recorded for a charge that was sent again after recovery
+/// listed it (a retry may be on its way to the provider): it stays PENDING, and the retry's
+/// outcome is what counts.
+pub async fn a_charge_sent_again_is_not_written_off<S: ContractStore>(store: &S) {
+    let show = create_show(store, 1, 4).await;
+    let t = now();
+    let buyer = fresh_user("buyer");
+    let order = place_order(store, &show, &buyer, &["A2"], t).await;
+    let t1 = t + Duration::seconds(1);
+    let listed = begin_new_charge(store, &order, t1, t1 + Duration::minutes(1)).await;
+    // A retry re-sends it.
+    let t2 = t1 + Duration::seconds(5);
+    let resent = store
+        .begin_charge(
+            order.order_id,
+            &buyer,
+            PaymentId::new_random(),
+            &token("tok_retry"),
+            t2,
+            t2 + Duration::minutes(1),
+        )
+        .await
+        .expect("begin_charge again");
+    assert!(matches!(resent, ChargeStart::InDoubt(_)), "{resent:?}");
+    // Recovery, working from its older listing, asks and hears "never charged".
+    store
+        .finish_charge(
+            listed.payment_id,
+            &ChargeResult::NotCharged {
+                reason: "provider has no record".to_owned(),
+                last_sent: listed.updated_at,
+            },
+            &new_ticket_code(),
+            PaymentId::new_random(),
+            t2 + Duration::seconds(1),
+        )
+        .await
+        .expect("finish_charge");
+    let payments = store.payments_of(order.order_id).await.unwrap();
+    assert_eq!(payments.len(), 1);
+    assert_eq!(
+        payments[0].status,
+        PaymentStatus::Pending,
+        "not written off"
+    );
+    // The retry's charge goes through and confirms the order.
+    let ticket = new_ticket_code();
+    let finish = store
+        .finish_charge(
+            listed.payment_id,
+            &ChargeResult::Charged {
+                provider_ref: "ch_retry".to_owned(),
+            },
+            &ticket,
+            PaymentId::new_random(),
+            t2 + Duration::seconds(2),
+        )
+        .await
+        .expect("finish_charge");
+    let ChargeFinish::Settled(confirmed) = finish else {
+        panic!("the seats are still the order's: confirmed, got {finish:?}");
+    };
+    assert_eq!(confirmed.status, OrderStatus::Confirmed);
+    assert_eq!(confirmed.ticket_code, Some(ticket));
 }

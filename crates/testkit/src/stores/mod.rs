@@ -50,9 +50,9 @@ pub use batches::{
 };
 pub use catalog::{catalog_listing_and_date_filter, ping_answers};
 pub use charges::{
-    begin_charge_refusals, begin_charge_while_in_flight_returns_the_same_charge,
-    charge_confirms_the_order_once, charge_not_made_leaves_the_order_pending,
-    declined_charge_fails_the_order_and_frees_its_seats,
+    a_charge_sent_again_is_not_written_off, begin_charge_refusals,
+    begin_charge_while_in_flight_returns_the_same_charge, charge_confirms_the_order_once,
+    charge_not_made_leaves_the_order_pending, declined_charge_fails_the_order_and_frees_its_seats,
 };
 pub use conflicts::{
     seat_conflict_writes_nothing, stale_claim_before_a_release_in_the_batch_is_refused,
@@ -166,6 +166,7 @@ macro_rules! __with_cases {
             unsettled_payments_lists_old_pending_calls,
             catalog_listing_and_date_filter,
             a_key_is_claimed_once_and_replays_its_answer,
+            a_charge_sent_again_is_not_written_off,
             a_failed_or_abandoned_use_is_claimed_again_under_its_id,
             keys_are_kept_for_their_time_only,
             ping_answers,

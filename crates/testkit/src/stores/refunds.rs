@@ -88,6 +88,7 @@ pub async fn cancel_unpaid_order<S: ContractStore>(store: &S) {
         .finish_charge(
             charge.payment_id,
             &ChargeResult::NotCharged {
+                last_sent: charge.updated_at,
                 reason: "timed out before sending".to_owned(),
             },
             &new_ticket_code(),
@@ -272,6 +273,7 @@ pub async fn unsettled_payments_lists_old_pending_calls<S: ContractStore>(store:
         .finish_charge(
             failed_charge.payment_id,
             &ChargeResult::NotCharged {
+                last_sent: failed_charge.updated_at,
                 reason: "never sent".to_owned(),
             },
             &new_ticket_code(),
