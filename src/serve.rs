@@ -12,7 +12,7 @@
 //! did not get to stays QUEUED in the store and is decided first on the next start.
 
 use crate::config::{ServerConfig, redact};
-use booking_app::{App, Authenticator, QueueAdapter, Stores};
+use booking_app::{App, Authenticator, MockPaymentProvider, QueueAdapter, Stores};
 use booking_core::ports::{MirrorError, RequestQueue, SeatMirror, StoreError};
 use booking_core::{Clock, SystemClock};
 use booking_local::{LaneOptions, LocalLanes, MemoryMirror, WsHub};
@@ -29,6 +29,8 @@ use tokio::time::Instant;
 pub enum ServeError {
     #[error("cannot create DATA_DIR {0}")]
     DataDir(String, #[source] std::io::Error),
+    #[error("cannot open the mock payment ledger at {0}")]
+    Ledger(String, #[source] std::io::Error),
     #[error("cannot open the store at {0}")]
     Store(String, #[source] StoreError),
     #[error("cannot reach Redis at {0}")]
@@ -99,7 +101,15 @@ pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
         max_batch: config.max_batch,
         ..LaneOptions::default()
     };
+    // The mock provider keeps its ledger beside the data, so that, like a real provider, it
+    // remembers across a crash what it charged (recovery after a restart asks it).
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| ServeError::DataDir(config.data_dir.display().to_string(), e))?;
+    let ledger = config.data_dir.join("mock-payments.jsonl");
+    let payments = MockPaymentProvider::open(&ledger)
+        .map_err(|e| ServeError::Ledger(ledger.display().to_string(), e))?;
     let app = App::builder(stores, config.booking.clone())
+        .payments(Arc::new(payments))
         .clock(clock)
         .notifier(hub.clone())
         .mirror(open_mirror(&config).await?)

@@ -282,7 +282,80 @@ async fn orders_and_tickets_survive_kill_and_restart(backend: Backend) {
     assert_eq!(seat_status(&c, &server, STUDIO).await["F6"], "BOOKED");
 }
 
+/// A charge made by the provider whose answer never reached the server (the mock's
+/// `tok_lose_answer`), then kill -9: after the restart the order is still waiting with its charge
+/// in doubt, and the buyer's retry re-sends that charge, which the provider (its ledger on disk)
+/// answers with its first outcome: confirmed, charged once.
+async fn a_charge_in_doubt_is_settled_after_kill_and_restart(backend: Backend) {
+    let mut server = Server::start_on(backend, &[]).await;
+    let c = client();
+    let alice = token("alice");
+    let (_, accepted) = hold(&c, &server, &alice, STUDIO, &["F8"]).await;
+    let decided = wait_terminal(&c, &server, &alice, accepted["requestId"].as_str().unwrap()).await;
+    let (status, order) = post(
+        &c,
+        &server,
+        "/api/v1/orders",
+        Some(&alice),
+        json!({ "holdId": decided["holdId"] }),
+    )
+    .await;
+    assert_eq!(status, 201, "{order}");
+    let confirm = format!(
+        "/api/v1/orders/{}/confirm-payment",
+        order["orderId"].as_str().unwrap()
+    );
+    let (status, lost) = post(
+        &c,
+        &server,
+        &confirm,
+        Some(&alice),
+        json!({ "paymentToken": "tok_lose_answer" }),
+    )
+    .await;
+    assert_eq!(
+        (status, lost["error"]["code"].as_str()),
+        (503, Some("PAYMENT_PROVIDER_UNAVAILABLE")),
+        "{lost}"
+    );
+
+    server.crash_and_restart();
+
+    let read_path = format!("/api/v1/orders/{}", order["orderId"].as_str().unwrap());
+    let (_, waiting) = get(&c, &server, &read_path, Some(&alice)).await;
+    assert_eq!(waiting["status"], "PAYMENT_PENDING", "{waiting}");
+    assert_eq!(waiting["payments"][0]["status"], "PENDING");
+    assert_eq!(seat_status(&c, &server, STUDIO).await["F8"], "HELD");
+    let (status, paid) = post(
+        &c,
+        &server,
+        &confirm,
+        Some(&alice),
+        json!({ "paymentToken": "tok_visa" }),
+    )
+    .await;
+    assert_eq!(
+        (status, paid["status"].as_str()),
+        (200, Some("CONFIRMED")),
+        "{paid}"
+    );
+    let (_, read) = get(&c, &server, &read_path, Some(&alice)).await;
+    let payments: Vec<_> = read["payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["kind"].as_str().unwrap(), p["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        payments,
+        vec![("CHARGE", "SUCCEEDED")],
+        "charged once: {read}"
+    );
+    assert_eq!(seat_status(&c, &server, STUDIO).await["F8"], "BOOKED");
+}
+
 on_every_backend!(
+    a_charge_in_doubt_is_settled_after_kill_and_restart,
     orders_and_tickets_survive_kill_and_restart,
     state_survives_a_restart,
     queued_requests_survive_kill_and_restart,

@@ -8,12 +8,16 @@
 //! |---|---|
 //! | `tok_decline` | declined ("Your card was declined") |
 //! | `tok_unavailable` | the provider fails (nothing is charged): 503, retry later |
+//! | `tok_lose_answer` | charged, but the answer is lost on the way back: 503; a retry (or the sweep) learns it was charged |
 //! | anything else (`tok_visa`, …) | charged |
 //!
 //! Like a real provider it performs each call once per idempotency key and answers repeats with
-//! the first outcome, and it can say afterwards what became of a key. Its ledger lives in this
-//! process's memory: a restarted local server has forgotten earlier mock charges (recovery then
-//! treats a charge it cannot find as never made, which for a mock is the truth).
+//! the first outcome, and it can say afterwards what became of a key. Its ledger lives in memory,
+//! and, when opened on a file ([`MockPaymentProvider::open`], as the local server does in
+//! `DATA_DIR`), also on disk, appended and synced before each answer: like a real provider's, it
+//! outlives a crash of the process that called it, so recovery after a restart finds the charges
+//! made before it. (Each Lambda instance has its own memory: deployed, the mock is for trying the
+//! API, not for recovery across instances.)
 
 use async_trait::async_trait;
 use booking_core::ports::{ChargeOutcome, PaymentError, PaymentProvider};
@@ -25,6 +29,8 @@ use std::sync::Mutex;
 pub const DECLINE_TOKEN: &str = "tok_decline";
 /// The token with which the mock provider fails as if it were down.
 pub const UNAVAILABLE_TOKEN: &str = "tok_unavailable";
+/// The token the mock charges and then answers with a failure, as if the answer were lost.
+pub const LOSE_ANSWER_TOKEN: &str = "tok_lose_answer";
 
 /// One money movement in the mock's ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +48,95 @@ struct Ledger {
     refunds: HashMap<PaymentId, String>,
     /// Every movement of money, in order: what a test counts to prove nothing moved twice.
     movements: Vec<LedgerEntry>,
+    /// Where every record is appended, if the ledger is kept on disk.
+    file: Option<std::fs::File>,
+}
+
+/// One line of the ledger file.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+enum Record {
+    #[serde(rename_all = "camelCase")]
+    Charged {
+        key: PaymentId,
+        amount_cents: i64,
+        currency: String,
+        provider_ref: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Declined { key: PaymentId, reason: String },
+    #[serde(rename_all = "camelCase")]
+    Refunded {
+        key: PaymentId,
+        amount_cents: i64,
+        currency: String,
+        provider_ref: String,
+    },
+}
+
+impl Ledger {
+    /// Applies one record to the in-memory state.
+    fn apply(&mut self, record: &Record) {
+        match record {
+            Record::Charged {
+                key,
+                amount_cents,
+                currency,
+                provider_ref,
+            } => {
+                self.charges.insert(
+                    *key,
+                    ChargeOutcome::Charged {
+                        provider_ref: provider_ref.clone(),
+                    },
+                );
+                self.movements.push(LedgerEntry {
+                    key: *key,
+                    amount_cents: *amount_cents,
+                    currency: currency.clone(),
+                    provider_ref: provider_ref.clone(),
+                });
+            }
+            Record::Declined { key, reason } => {
+                self.charges.insert(
+                    *key,
+                    ChargeOutcome::Declined {
+                        reason: reason.clone(),
+                    },
+                );
+            }
+            Record::Refunded {
+                key,
+                amount_cents,
+                currency,
+                provider_ref,
+            } => {
+                self.refunds.insert(*key, provider_ref.clone());
+                self.movements.push(LedgerEntry {
+                    key: *key,
+                    amount_cents: -amount_cents,
+                    currency: currency.clone(),
+                    provider_ref: provider_ref.clone(),
+                });
+            }
+        }
+    }
+
+    /// Writes a record down (on disk first, if kept there), then applies it.
+    fn record(&mut self, record: Record) -> Result<(), PaymentError> {
+        if let Some(file) = &mut self.file {
+            use std::io::Write;
+            let mut line = serde_json::to_vec(&record).expect("ledger records serialise");
+            line.push(b'\n');
+            file.write_all(&line)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| {
+                    PaymentError::unavailable("mock provider: ledger file").caused_by(e)
+                })?;
+        }
+        self.apply(&record);
+        Ok(())
+    }
 }
 
 /// The mock provider. Cheap to share (`Arc`).
@@ -51,8 +146,40 @@ pub struct MockPaymentProvider {
 }
 
 impl MockPaymentProvider {
+    /// A mock whose ledger lives in memory only.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A mock whose ledger is also kept in `path` (JSON lines, created if missing), read back on
+    /// open: what it charged before a crash, it still knows after.
+    pub fn open(path: &std::path::Path) -> std::io::Result<Self> {
+        use std::io::BufRead;
+        let mut ledger = Ledger::default();
+        if let Ok(existing) = std::fs::File::open(path) {
+            for (n, line) in std::io::BufReader::new(existing).lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let record: Record = serde_json::from_str(&line).map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{}:{}: {e}", path.display(), n + 1),
+                    )
+                })?;
+                ledger.apply(&record);
+            }
+        }
+        ledger.file = Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        );
+        Ok(Self {
+            ledger: Mutex::new(ledger),
+        })
     }
 
     /// Every charge and refund made so far, in order.
@@ -83,28 +210,29 @@ impl PaymentProvider for MockPaymentProvider {
         if let Some(first) = ledger.charges.get(&key) {
             return Ok(first.clone());
         }
-        let outcome = match token.as_str() {
+        match token.as_str() {
             UNAVAILABLE_TOKEN => {
                 return Err(PaymentError::unavailable(
                     "mock provider: unavailable (test token)",
                 ));
             }
-            DECLINE_TOKEN => ChargeOutcome::Declined {
+            DECLINE_TOKEN => ledger.record(Record::Declined {
+                key,
                 reason: "Your card was declined".to_owned(),
-            },
-            _ => {
-                let provider_ref = format!("ch_{}", key.as_uuid().simple());
-                ledger.movements.push(LedgerEntry {
-                    key,
-                    amount_cents,
-                    currency: currency.to_owned(),
-                    provider_ref: provider_ref.clone(),
-                });
-                ChargeOutcome::Charged { provider_ref }
-            }
-        };
-        ledger.charges.insert(key, outcome.clone());
-        Ok(outcome)
+            })?,
+            _ => ledger.record(Record::Charged {
+                key,
+                amount_cents,
+                currency: currency.to_owned(),
+                provider_ref: format!("ch_{}", key.as_uuid().simple()),
+            })?,
+        }
+        if token.as_str() == LOSE_ANSWER_TOKEN {
+            return Err(PaymentError::unavailable(
+                "mock provider: the answer was lost (test token)",
+            ));
+        }
+        Ok(ledger.charges[&key].clone())
     }
 
     async fn charge_outcome(&self, key: PaymentId) -> Result<Option<ChargeOutcome>, PaymentError> {
@@ -139,13 +267,12 @@ impl PaymentProvider for MockPaymentProvider {
             )));
         }
         let provider_ref = format!("re_{}", key.as_uuid().simple());
-        ledger.movements.push(LedgerEntry {
+        ledger.record(Record::Refunded {
             key,
-            amount_cents: -amount_cents,
+            amount_cents,
             currency: currency.to_owned(),
             provider_ref: provider_ref.clone(),
-        });
-        ledger.refunds.insert(key, provider_ref.clone());
+        })?;
         Ok(provider_ref)
     }
 }
@@ -188,6 +315,46 @@ mod tests {
         assert_eq!(r1, r2);
         assert_eq!(mock.balance_cents(), 0);
         assert_eq!(mock.movements().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_ledger_on_disk_outlives_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mock-payments.jsonl");
+        let key = PaymentId::new_random();
+        let refund = PaymentId::new_random();
+        {
+            let mock = MockPaymentProvider::open(&path).unwrap();
+            // Charged, but the caller never hears it.
+            assert!(
+                mock.charge(key, &token(LOSE_ANSWER_TOKEN), 900, "EUR")
+                    .await
+                    .is_err()
+            );
+            let declined = PaymentId::new_random();
+            mock.charge(declined, &token(DECLINE_TOKEN), 900, "EUR")
+                .await
+                .unwrap();
+        }
+        let reopened = MockPaymentProvider::open(&path).unwrap();
+        let Some(ChargeOutcome::Charged { provider_ref }) =
+            reopened.charge_outcome(key).await.unwrap()
+        else {
+            panic!("the charge is remembered");
+        };
+        // A repeat answers the first outcome, and charges nothing more.
+        let again = reopened
+            .charge(key, &token(LOSE_ANSWER_TOKEN), 900, "EUR")
+            .await
+            .unwrap();
+        assert!(matches!(again, ChargeOutcome::Charged { .. }));
+        reopened
+            .refund(refund, &provider_ref, 900, "EUR")
+            .await
+            .unwrap();
+        let third = MockPaymentProvider::open(&path).unwrap();
+        assert_eq!(third.balance_cents(), 0);
+        assert_eq!(third.movements().len(), 2);
     }
 
     #[tokio::test]
