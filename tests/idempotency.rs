@@ -9,10 +9,15 @@
 #[macro_use]
 mod support;
 
-use booking_app::BookingConfig;
-use booking_core::ports::PaymentProvider;
+use async_trait::async_trait;
+use booking_app::{BookingConfig, Stores};
+use booking_core::ports::{
+    IdempotencyStore, KeyAttempt, KeyClaim, PaymentProvider, StoreError, StoredResponse,
+};
+use booking_core::{IdempotencyKey, UserId};
 use booking_testkit::faults::{PaymentFault, UnreliablePayments};
 use chrono::Duration;
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use support::*;
@@ -348,7 +353,152 @@ async fn what_is_kept_and_what_runs_again(backend: Backend) {
     assert_eq!(anonymous.0, 401);
 }
 
+/// An idempotency store that never manages to keep an answer, as if the process died between
+/// doing the work and keeping its answer.
+struct AnswersLost(Arc<dyn IdempotencyStore>);
+
+#[async_trait]
+impl IdempotencyStore for AnswersLost {
+    async fn claim_key(&self, attempt: &KeyAttempt<'_>) -> Result<KeyClaim, StoreError> {
+        self.0.claim_key(attempt).await
+    }
+    async fn complete_key(
+        &self,
+        _user: &UserId,
+        _key: &IdempotencyKey,
+        _use_id: &str,
+        _response: &StoredResponse,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::unavailable(
+            "test: the process died before keeping the answer",
+        ))
+    }
+    async fn release_key(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+        use_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.0.release_key(user, key, use_id, now).await
+    }
+    async fn purge_keys(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.0.purge_keys(now).await
+    }
+}
+
+/// When an attempt's answer was never kept (the process died after the work), the retry after
+/// the lease runs again under the same use and recognises what the first attempt made: the same
+/// order, the same charge's outcome, the same refund; nothing is done twice.
+async fn a_retry_after_a_lost_answer_finds_what_the_first_attempt_made(backend: Backend) {
+    let mut options = TestAppOptions::on(backend);
+    options.wrap_stores = Some(Box::new(|mut stores: Stores| {
+        stores.idempotency = Arc::new(AnswersLost(stores.idempotency.clone()));
+        stores
+    }));
+    let server = TestApp::start_with(options).await;
+    let c = client();
+    let alice = token("alice");
+    let lease = BookingConfig::default().payment_window() + Duration::seconds(1);
+
+    let hold_id = hold_and_wait(&c, &server, &alice, "B5").await;
+    let order_body = json!({ "holdId": hold_id });
+    let made = keyed(
+        &c,
+        &server,
+        &alice,
+        "order-b5",
+        "/api/v1/orders",
+        order_body.clone(),
+    )
+    .await;
+    assert_eq!(made.0, 201, "{made:?}");
+    let busy = keyed(
+        &c,
+        &server,
+        &alice,
+        "order-b5",
+        "/api/v1/orders",
+        order_body.clone(),
+    )
+    .await;
+    assert_eq!(
+        busy.3["error"]["code"], "IDEMPOTENCY_KEY_IN_FLIGHT",
+        "the key is still leased"
+    );
+    server.advance(lease);
+    let again = keyed(
+        &c,
+        &server,
+        &alice,
+        "order-b5",
+        "/api/v1/orders",
+        order_body,
+    )
+    .await;
+    assert_eq!(
+        (again.0, &again.3["orderId"]),
+        (201, &made.3["orderId"]),
+        "{again:?}"
+    );
+    let order_id = made.3["orderId"].as_str().unwrap().to_owned();
+
+    let confirm = format!("/api/v1/orders/{order_id}/confirm-payment");
+    let card = json!({ "paymentToken": "tok_visa" });
+    let paid = keyed(&c, &server, &alice, "pay-b5", &confirm, card.clone()).await;
+    assert_eq!(paid.0, 200, "{paid:?}");
+    server.advance(lease);
+    let repaid = keyed(&c, &server, &alice, "pay-b5", &confirm, card).await;
+    assert_eq!(
+        (repaid.0, &repaid.3["ticketCode"]),
+        (200, &paid.3["ticketCode"]),
+        "{repaid:?}"
+    );
+    assert_eq!(server.payments.movements().len(), 1);
+
+    let cancel = format!("/api/v1/orders/{order_id}/cancel");
+    let cancelled = keyed(&c, &server, &alice, "cancel-b5", &cancel, json!({})).await;
+    assert_eq!(
+        (cancelled.0, cancelled.3["status"].as_str()),
+        (200, Some("CANCELLED"))
+    );
+    server.advance(lease);
+    let recancelled = keyed(&c, &server, &alice, "cancel-b5", &cancel, json!({})).await;
+    assert_eq!(
+        (recancelled.0, recancelled.3["status"].as_str()),
+        (200, Some("CANCELLED")),
+        "{recancelled:?}"
+    );
+    assert_eq!(server.payments.movements().len(), 2, "refunded once");
+
+    // A declined card: the retry answers the decline again.
+    let hold_id = hold_and_wait(&c, &server, &alice, "B6").await;
+    let (_, order) = post(
+        &c,
+        &server,
+        "/api/v1/orders",
+        Some(&alice),
+        json!({ "holdId": hold_id }),
+    )
+    .await;
+    let confirm = format!(
+        "/api/v1/orders/{}/confirm-payment",
+        order["orderId"].as_str().unwrap()
+    );
+    let decline = json!({ "paymentToken": "tok_decline" });
+    let first = keyed(&c, &server, &alice, "pay-b6", &confirm, decline.clone()).await;
+    assert_eq!(first.0, 402);
+    server.advance(lease);
+    let second = keyed(&c, &server, &alice, "pay-b6", &confirm, decline).await;
+    assert_eq!(
+        (second.0, &second.3["error"]["code"]),
+        (402, &first.3["error"]["code"]),
+        "{second:?}"
+    );
+}
+
 on_every_backend!(
     every_purchase_step_replays_instead_of_repeating,
     what_is_kept_and_what_runs_again,
+    a_retry_after_a_lost_answer_finds_what_the_first_attempt_made,
 );

@@ -23,7 +23,8 @@ use booking_core::ports::{
 use booking_core::protocol::ServerMessage;
 use booking_core::{
     Chain, HoldId, HoldStatus, NewOrder, Order, OrderId, OrderStatus, Payment, PaymentId,
-    PaymentKind, PaymentToken, SeatStatus, ShowId, UserId, new_ticket_code, price_of,
+    PaymentKind, PaymentStatus, PaymentToken, SeatStatus, ShowId, UserId, new_ticket_code,
+    price_of,
 };
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -64,9 +65,18 @@ impl OrderService {
         self.ports.clock.now()
     }
 
-    /// Converts a live hold of `user`'s into an order waiting for payment.
+    /// Converts a live hold of `user`'s into an order waiting for payment. Under an
+    /// idempotency key's use (`key_use`), the order's id is derived from it, so a retry that runs
+    /// again after a crash recognises the order it made and answers with it.
     #[tracing::instrument(skip_all, fields(user = %user, hold = raw_hold))]
-    pub async fn create_order(&self, user: &UserId, raw_hold: &str) -> Result<Order, BookingError> {
+    pub async fn create_order(
+        &self,
+        user: &UserId,
+        raw_hold: &str,
+        key_use: Option<&str>,
+    ) -> Result<Order, BookingError> {
+        let order_id =
+            derived(key_use, ORDER_ID_MASK).map_or_else(OrderId::new_random, OrderId::from_uuid);
         let hold_id: HoldId = raw_hold.parse().map_err(|_| BookingError::HoldNotFound)?;
         let hold = self
             .ports
@@ -78,9 +88,14 @@ impl OrderService {
         let now = self.now();
         let status = hold.status_at(now);
         if status == HoldStatus::Converted
-            && let Some(order) = self.ports.orders.order_of_hold(hold_id).await?
+            && let Some(mut order) = self.ports.orders.order_of_hold(hold_id).await?
         {
-            // A retried create (without an Idempotency-Key) learns which order it made.
+            if order.order_id == order_id {
+                // This very request made it, before its answer was lost.
+                order.status = order.status_at(now);
+                return Ok(order);
+            }
+            // A retried create without an Idempotency-Key learns which order it made.
             return Err(BookingError::HoldConverted {
                 order_id: order.order_id,
             });
@@ -102,7 +117,7 @@ impl OrderService {
             .ports
             .orders
             .create_order(&NewOrder {
-                order_id: OrderId::new_random(),
+                order_id,
                 hold_id,
                 user_id: user.clone(),
                 amount_cents,
@@ -178,31 +193,42 @@ impl OrderService {
     }
 
     /// Charges `raw_token` for a pending order of `user`'s and confirms it with a ticket code.
+    /// Under an idempotency key's use, the charge's id is derived from it: a retry that runs
+    /// again after a crash finds the charge it made and answers with its outcome.
     #[tracing::instrument(skip_all, fields(user = %user, order = raw))]
     pub async fn confirm_payment(
         &self,
         user: &UserId,
         raw: &str,
         raw_token: &str,
+        key_use: Option<&str>,
     ) -> Result<Order, BookingError> {
         let id: OrderId = raw.parse().map_err(|_| BookingError::OrderNotFound)?;
         let token: PaymentToken = raw_token
             .parse()
             .map_err(|_| BookingError::InvalidPaymentToken)?;
         let now = self.now();
-        let start = self
+        let payment_id = derived(key_use, CHARGE_ID_MASK)
+            .map_or_else(PaymentId::new_random, PaymentId::from_uuid);
+        let started = self
             .ports
             .orders
             .begin_charge(
                 id,
                 user,
-                PaymentId::new_random(),
+                payment_id,
                 &token,
                 now,
                 now + self.config.payment_window(),
             )
-            .await
-            .map_err(|e| order_error(e, Operation::Confirm))?;
+            .await;
+        let start = match started {
+            Ok(start) => start,
+            Err(OrderError::NotPending(_)) if key_use.is_some() => {
+                return self.outcome_of_charge(user, id, payment_id).await;
+            }
+            Err(e) => return Err(order_error(e, Operation::Confirm)),
+        };
         if let ChargeStart::InDoubt(charge) = &start {
             tracing::info!(payment_id = %charge.payment_id, "re-sending a charge in doubt");
         }
@@ -213,30 +239,63 @@ impl OrderService {
             ChargeOutcome::Declined { reason } => ChargeResult::Declined { reason },
         };
         let (order, _) = self.finish_charge(charge.payment_id, &result).await?;
-        match (&result, order.status) {
-            (_, OrderStatus::Confirmed) => Ok(order),
-            (ChargeResult::Declined { reason }, OrderStatus::Failed) => {
-                Err(BookingError::PaymentDeclined {
-                    order_id: order.order_id,
-                    reason: reason.clone(),
-                })
+        let declined = match &result {
+            ChargeResult::Declined { reason } => Some(reason.as_str()),
+            _ => None,
+        };
+        answer_of_charge(order, declined)
+    }
+
+    /// What a confirm that already ran (its charge `payment`) answered: the order if the charge
+    /// confirmed it, the decline if it was declined; otherwise the order's state conflict.
+    async fn outcome_of_charge(
+        &self,
+        user: &UserId,
+        order: OrderId,
+        payment: PaymentId,
+    ) -> Result<Order, BookingError> {
+        let (order, payments) = self.order(user, &order.to_string()).await?;
+        let Some(charge) = payments.iter().find(|p| p.payment_id == payment) else {
+            return Err(BookingError::OrderNotPending(order.status));
+        };
+        match charge.status {
+            PaymentStatus::Succeeded if order.status == OrderStatus::Confirmed => Ok(order),
+            PaymentStatus::Declined => {
+                answer_of_charge(order, charge.message.as_deref().or(Some("")))
             }
-            // Charged, but the order was cancelled or lost its seats meanwhile: refunded.
-            (_, OrderStatus::Expired) => Err(BookingError::OrderExpired),
-            (_, status) => Err(BookingError::OrderNotPending(status)),
+            _ => answer_of_charge(order, None),
         }
     }
 
     /// Cancels an order of `user`'s: an unpaid one at once, a paid one once it is refunded.
+    /// Under an idempotency key's use, a paid order's refund id is derived from it, so a retry
+    /// that runs again after a crash recognises the refund it made.
     #[tracing::instrument(skip_all, fields(user = %user, order = raw))]
-    pub async fn cancel(&self, user: &UserId, raw: &str) -> Result<Order, BookingError> {
+    pub async fn cancel(
+        &self,
+        user: &UserId,
+        raw: &str,
+        key_use: Option<&str>,
+    ) -> Result<Order, BookingError> {
         let id: OrderId = raw.parse().map_err(|_| BookingError::OrderNotFound)?;
-        let start = self
+        let refund_id = derived(key_use, REFUND_ID_MASK)
+            .map_or_else(PaymentId::new_random, PaymentId::from_uuid);
+        let started = self
             .ports
             .orders
-            .cancel_order(id, user, PaymentId::new_random(), self.now())
-            .await
-            .map_err(|e| order_error(e, Operation::Cancel))?;
+            .cancel_order(id, user, refund_id, self.now())
+            .await;
+        let start = match started {
+            Ok(start) => start,
+            Err(OrderError::NotPending(OrderStatus::Cancelled)) if key_use.is_some() => {
+                let (order, payments) = self.order(user, raw).await?;
+                if payments.iter().any(|p| p.payment_id == refund_id) {
+                    return Ok(order);
+                }
+                return Err(BookingError::OrderNotCancellable(order.status));
+            }
+            Err(e) => return Err(order_error(e, Operation::Cancel)),
+        };
         match start {
             CancelStart::Cancelled(order) => {
                 self.announce(&order).await;
@@ -490,6 +549,35 @@ impl OrderService {
             .collect();
         update_mirror(mirror.as_ref(), order.show_id, &locks, &[]).await;
     }
+}
+
+/// The answer of a confirm whose charge ended with `order` (declined with a reason, or not).
+fn answer_of_charge(order: Order, declined: Option<&str>) -> Result<Order, BookingError> {
+    match (declined, order.status) {
+        (_, OrderStatus::Confirmed) => Ok(order),
+        (Some(reason), OrderStatus::Failed) => Err(BookingError::PaymentDeclined {
+            order_id: order.order_id,
+            reason: reason.to_owned(),
+        }),
+        // Charged, but the order was cancelled or lost its seats meanwhile: refunded.
+        (_, OrderStatus::Expired) => Err(BookingError::OrderExpired),
+        (_, status) => Err(BookingError::OrderNotPending(status)),
+    }
+}
+
+/// Bits flipped to derive the ids a use of an idempotency key gives what it makes: every bit
+/// except the UUID version (76..80) and variant (62..64) fields, so each derived id is a
+/// well-formed v4 UUID, distinct per purpose, and the same on every attempt under the use.
+const ORDER_ID_MASK: u128 = 0x3c5a_e196_4b2d_f087_6e3d_1c5a_72b9_e40f & !(0xF << 76) & !(0x3 << 62);
+const CHARGE_ID_MASK: u128 =
+    0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834 & !(0xF << 76) & !(0x3 << 62);
+const REFUND_ID_MASK: u128 =
+    0x1b87_3593_cc9e_2d51_85eb_ca6b_c2b2_ae35 & !(0xF << 76) & !(0x3 << 62);
+
+/// The id a use of an idempotency key gives what it makes, for one purpose (`mask`).
+fn derived(key_use: Option<&str>, mask: u128) -> Option<uuid::Uuid> {
+    let use_id = uuid::Uuid::try_parse(key_use?).ok()?;
+    Some(uuid::Uuid::from_u128(use_id.as_u128() ^ mask))
 }
 
 /// Which use case an [`OrderError`] came from: "not pending" reads differently for each.

@@ -4,8 +4,10 @@
 
 use super::AppState;
 use super::extract::{ApiJson, ApiQuery, Segment};
+use super::idempotency::KeyUse;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -113,14 +115,20 @@ struct CreateOrderBody {
     hold_id: String,
 }
 
+/// The use of an `Idempotency-Key` a request runs under, if it carries one.
+fn use_of(key_use: &Option<Extension<KeyUse>>) -> Option<&str> {
+    key_use.as_ref().map(|Extension(KeyUse(id))| id.as_str())
+}
+
 async fn create_order(
     State(state): State<AppState>,
     caller: Caller,
+    key_use: Option<Extension<KeyUse>>,
     ApiJson(body): ApiJson<CreateOrderBody>,
 ) -> Result<Response, ApiError> {
     let order = state
         .orders
-        .create_order(&caller.user_id, &body.hold_id)
+        .create_order(&caller.user_id, &body.hold_id, use_of(&key_use))
         .await?;
     let location = HeaderValue::from_str(&order_url(order.order_id)).expect("URLs are ASCII");
     Ok((
@@ -150,11 +158,12 @@ async fn confirm_payment(
     State(state): State<AppState>,
     caller: Caller,
     Segment(id): Segment,
+    key_use: Option<Extension<KeyUse>>,
     ApiJson(body): ApiJson<ConfirmBody>,
 ) -> Result<Json<OrderView>, ApiError> {
     let order = state
         .orders
-        .confirm_payment(&caller.user_id, &id, &body.payment_token)
+        .confirm_payment(&caller.user_id, &id, &body.payment_token, use_of(&key_use))
         .await?;
     Ok(Json(OrderView::new(&order, None)))
 }
@@ -163,8 +172,12 @@ async fn cancel_order(
     State(state): State<AppState>,
     caller: Caller,
     Segment(id): Segment,
+    key_use: Option<Extension<KeyUse>>,
 ) -> Result<Json<OrderView>, ApiError> {
-    let order = state.orders.cancel(&caller.user_id, &id).await?;
+    let order = state
+        .orders
+        .cancel(&caller.user_id, &id, use_of(&key_use))
+        .await?;
     Ok(Json(OrderView::new(&order, None)))
 }
 
