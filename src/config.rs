@@ -17,7 +17,7 @@ use std::time::Duration;
 pub struct ServerConfig {
     /// `BIND`: where the HTTP API and WebSocket listen.
     pub bind: SocketAddr,
-    /// `DATA_DIR`: where the embedded store's file lives.
+    /// `DATA_DIR`: where the embedded store's file and the mock payment ledger live.
     pub data_dir: PathBuf,
     /// `SQLITE_SYNCHRONOUS`: how hard the embedded store insists on reaching the disk.
     pub synchronous: Synchronous,

@@ -271,7 +271,7 @@ token_id!(
     UserId, "user id", 128
 );
 token_id!(
-    /// A client-chosen key that makes `POST /holds` safe to retry.
+    /// A client-chosen key that makes a `POST` safe to retry (per user).
     IdempotencyKey, "Idempotency-Key", 128
 );
 token_id!(
