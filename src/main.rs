@@ -9,7 +9,8 @@
 // Unit tests are built with every dev-dependency of the package; each uses only some.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 
-use booking_app::Authenticator;
+use booking_app::error::BookingError;
+use booking_app::{App, Authenticator};
 use booking_core::{Chain, UserId};
 use booking_postgres::{PgOptions, PgStore};
 use std::error::Error;
@@ -27,6 +28,8 @@ usage:
   seatbook watch --token <JWT> [--show <showId>]... [--url ws://127.0.0.1:3000]
                                                                       print the WebSocket pushes this user receives
   seatbook migrate                 apply the PostgreSQL migrations to DATABASE_URL
+  seatbook import FILE             load a catalog file (halls, movies, shows; JSON, see
+                                   docs/OPERATIONS.md) into the configured store, all or nothing
 
 environment: BIND (127.0.0.1:3000), DATA_DIR (./data), JWT_SECRET, HOLD_TTL_SECONDS (300),
   REQUEST_TTL_SECONDS (120), ORDER_PAYMENT_TTL_SECONDS (600), PAYMENT_TIMEOUT_SECONDS (10),
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Some("token") => token(&args[1..]),
         Some("watch") => watch::run(&args[1..]).map_err(Into::into),
         Some("migrate") => migrate(),
+        Some("import") => import(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -103,6 +107,44 @@ fn migrate() -> Result<(), Failure> {
         store.migrate().await?;
         println!("migrated {}", config::redact(&url));
         Ok(())
+    })
+}
+
+/// `seatbook import FILE`: checks a catalog file and writes it into the store the environment
+/// names (`DATABASE_URL`, or the embedded store in `DATA_DIR`), in one transaction. Safe to
+/// repeat: a second import of the same file changes nothing.
+fn import(args: &[String]) -> Result<(), Failure> {
+    let [path] = args else {
+        return Err(format!("import needs exactly one FILE\n{USAGE}").into());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let config = config::ServerConfig::from_env()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let (stores, description) = serve::open_stores(&config).await?;
+        let app = App::builder(stores, config.booking.clone()).build();
+        match app.catalog().import(&text).await {
+            Ok(written) => {
+                println!(
+                    "imported {path} into {description}: movies {} new, {} changed, {} unchanged; \
+                     shows {} new, {} changed, {} unchanged",
+                    written.movies_created,
+                    written.movies_updated,
+                    written.movies_unchanged,
+                    written.shows_created,
+                    written.shows_updated,
+                    written.shows_unchanged
+                );
+                Ok(())
+            }
+            Err(BookingError::InvalidCatalog(issues)) => {
+                for issue in &issues {
+                    eprintln!("{path}: {issue}");
+                }
+                Err(format!("{path}: {} problem(s); nothing was written", issues.len()).into())
+            }
+            Err(e) => Err(Box::new(e) as Failure),
+        }
     })
 }
 

@@ -13,7 +13,7 @@
 
 use crate::config::{ServerConfig, redact};
 use booking_app::{App, Authenticator, MockPaymentProvider, QueueAdapter, Stores};
-use booking_core::ports::{MirrorError, RequestQueue, SeatMirror, StoreError};
+use booking_core::ports::{CatalogError, MirrorError, RequestQueue, SeatMirror, StoreError};
 use booking_core::{Clock, SystemClock};
 use booking_local::{LaneOptions, LocalLanes, MemoryMirror, WsHub};
 use booking_postgres::{PgOptions, PgStore};
@@ -33,6 +33,8 @@ pub enum ServeError {
     Ledger(String, #[source] std::io::Error),
     #[error("cannot open the store at {0}")]
     Store(String, #[source] StoreError),
+    #[error("cannot seed the demo catalog into {0}")]
+    Seed(String, #[source] CatalogError),
     #[error("cannot reach Redis at {0}")]
     Redis(String, #[source] MirrorError),
     #[error("cannot listen on {0}")]
@@ -42,7 +44,7 @@ pub enum ServeError {
 }
 
 /// The store the configuration names, and how to describe it.
-async fn open_stores(config: &ServerConfig) -> Result<(Stores, String), ServeError> {
+pub async fn open_stores(config: &ServerConfig) -> Result<(Stores, String), ServeError> {
     if let Some(url) = &config.database_url {
         let where_ = redact(url);
         let store = PgStore::connect(url, PgOptions::default())
@@ -94,7 +96,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
     match booking_app::demo::seed_if_empty(stores.catalog.as_ref(), clock.now()).await {
         Ok(true) => tracing::info!("seeded the demo catalog"),
         Ok(false) => {}
-        Err(e) => return Err(ServeError::Store(description, e)),
+        Err(e) => return Err(ServeError::Seed(description, e)),
     }
     let hub = Arc::new(WsHub::new());
     let lanes = LaneOptions {

@@ -82,7 +82,11 @@ impl Server {
 
     /// Starts a server on a fresh data directory.
     pub fn start(env: &[(&str, &str)]) -> Server {
-        let tmp = tempfile::tempdir().expect("tempdir");
+        Self::start_in(tempfile::tempdir().expect("tempdir"), env)
+    }
+
+    /// Starts a server on the data directory `tmp` (prepared by the test), kept until it ends.
+    pub fn start_in(tmp: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -290,6 +294,20 @@ pub async fn post(
         req = req.bearer_auth(t);
     }
     json_of(req.send().await.expect("POST")).await
+}
+
+pub async fn put(
+    c: &reqwest::Client,
+    server: &impl Target,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
+    let mut req = c.put(server.url(path)).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    json_of(req.send().await.expect("PUT")).await
 }
 
 /// Stops deciding a show's requests (admin API); they keep queueing.

@@ -16,6 +16,7 @@
 //! notifier (pushes already queued go out before each socket gets its close frame).
 
 use crate::auth::Authenticator;
+use crate::catalog::CatalogAdmin;
 use crate::config::BookingConfig;
 use crate::http::{self, AppState};
 use crate::orders::OrderService;
@@ -176,10 +177,12 @@ impl AppBuilder {
         };
         let orders = Arc::new(OrderService::new(ports.clone(), self.config.clone()));
         let service = Arc::new(BookingService::new(ports.clone(), queue, self.config));
+        let catalog = Arc::new(CatalogAdmin::new(ports.clone(), service.clone()));
         App {
             ports,
             service,
             orders,
+            catalog,
             processor,
             decides_here,
             auth: Arc::new(
@@ -202,6 +205,7 @@ pub struct App {
     ports: Ports,
     service: Arc<BookingService>,
     orders: Arc<OrderService>,
+    catalog: Arc<CatalogAdmin>,
     processor: Arc<BatchProcessor>,
     /// Whether the queue decides in this process (and so has something to recover and drain).
     decides_here: bool,
@@ -237,8 +241,14 @@ impl App {
         http::router(AppState {
             service: self.service.clone(),
             orders: self.orders.clone(),
+            catalog: self.catalog.clone(),
             auth: self.auth.clone(),
         })
+    }
+
+    /// Catalog administration (the admin API and `seatbook import`).
+    pub fn catalog(&self) -> &Arc<CatalogAdmin> {
+        &self.catalog
     }
 
     pub fn service(&self) -> &Arc<BookingService> {

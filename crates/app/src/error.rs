@@ -12,11 +12,12 @@
 //! same code whichever way it asked. A dependency failure is logged here with its whole chain of
 //! causes, once; its 5xx body never carries that text (it may name hosts, tables or SQL).
 
+use crate::catalog::CatalogIssue;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use booking_core::ports::{PaymentError, QueueError, StoreError};
-use booking_core::{Chain, HoldStatus, OrderId, OrderStatus, PriceError, SeatId};
+use booking_core::{Chain, HoldStatus, OrderId, OrderStatus, PriceError, SeatId, ShowId};
 use serde_json::{Value, json};
 
 /// What a use case could not do, and why.
@@ -79,6 +80,12 @@ pub enum BookingError {
     IdempotencyKeyReused,
     #[error("date must be YYYY-MM-DD")]
     InvalidDate,
+    /// A catalog write was refused before anything was written: every value at fault.
+    #[error("The catalog write was refused: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidCatalog(Vec<CatalogIssue>),
+    /// The show has taken hold requests: its seats, prices and movie are fixed.
+    #[error("Show {0} is on sale: its seats, prices and movie can no longer change")]
+    ShowOnSale(ShowId),
     /// A store failed (unavailable: worth retrying; corrupt: it is not).
     #[error("booking store failed")]
     Store(#[from] StoreError),
@@ -122,6 +129,8 @@ impl BookingError {
             Self::DuplicateSeat(_) => "DUPLICATE_SEATS",
             Self::InvalidIdempotencyKey => "INVALID_IDEMPOTENCY_KEY",
             Self::InvalidDate => "INVALID_DATE",
+            Self::InvalidCatalog(_) => "INVALID_CATALOG",
+            Self::ShowOnSale(_) => "SHOW_ON_SALE",
             Self::IdempotencyKeyInFlight => "IDEMPOTENCY_KEY_IN_FLIGHT",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::Store(e) if !e.is_unavailable() => "INTERNAL_ERROR",
@@ -249,7 +258,9 @@ impl From<BookingError> for ApiError {
             | OrderNotPending(_)
             | OrderNotCancellable(_)
             | PaymentInProgress
+            | ShowOnSale(_)
             | IdempotencyKeyInFlight => StatusCode::CONFLICT,
+            InvalidCatalog(_) => StatusCode::UNPROCESSABLE_ENTITY,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             PaymentDeclined { .. } => StatusCode::PAYMENT_REQUIRED,
             PaymentUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -278,6 +289,8 @@ impl From<BookingError> for ApiError {
                 "orderId": order_id, "status": OrderStatus::Failed, "reason": reason
             })),
             InvalidLimit { max } => Some(json!({ "max": max })),
+            InvalidCatalog(issues) => Some(json!({ "issues": issues })),
+            ShowOnSale(show) => Some(json!({ "showId": show })),
             TooManySeats { max, requested } => Some(json!({ "max": max, "requested": requested })),
             InvalidSeatId(raw) => Some(json!({ "seatId": raw })),
             SeatNotInLayout(seat) | SeatBlocked(seat) | DuplicateSeat(seat) => {

@@ -568,14 +568,13 @@ fn answer_of_charge(order: Order, declined: Option<&str>) -> Result<Order, Booki
 /// Bits flipped to derive the ids a use of an idempotency key gives what it makes: every bit
 /// except the UUID version (76..80) and variant (62..64) fields, so each derived id is a
 /// well-formed v4 UUID, distinct per purpose, and the same on every attempt under the use.
-const ORDER_ID_MASK: u128 = 0x3c5a_e196_4b2d_f087_6e3d_1c5a_72b9_e40f & !(0xF << 76) & !(0x3 << 62);
-const CHARGE_ID_MASK: u128 =
-    0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834 & !(0xF << 76) & !(0x3 << 62);
-const REFUND_ID_MASK: u128 =
-    0x1b87_3593_cc9e_2d51_85eb_ca6b_c2b2_ae35 & !(0xF << 76) & !(0x3 << 62);
+pub(crate) const ID_MASK_BITS: u128 = !(0xF << 76) & !(0x3 << 62);
+const ORDER_ID_MASK: u128 = 0x3c5a_e196_4b2d_f087_6e3d_1c5a_72b9_e40f & ID_MASK_BITS;
+const CHARGE_ID_MASK: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834 & ID_MASK_BITS;
+const REFUND_ID_MASK: u128 = 0x1b87_3593_cc9e_2d51_85eb_ca6b_c2b2_ae35 & ID_MASK_BITS;
 
 /// The id a use of an idempotency key gives what it makes, for one purpose (`mask`).
-fn derived(key_use: Option<&str>, mask: u128) -> Option<uuid::Uuid> {
+pub(crate) fn derived(key_use: Option<&str>, mask: u128) -> Option<uuid::Uuid> {
     let use_id = uuid::Uuid::try_parse(key_use?).ok()?;
     Some(uuid::Uuid::from_u128(use_id.as_u128() ^ mask))
 }

@@ -20,6 +20,7 @@ use booking_core::{HoldId, SeatLayout};
 use chrono::NaiveDate;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 /// A request as the client sent it, before validation.
 #[derive(Debug, Clone)]
@@ -49,10 +50,17 @@ pub struct BookingService {
     ports: Ports,
     queue: Arc<dyn RequestQueue>,
     config: BookingConfig,
-    /// Shows never change once created, and every hold request needs its show's layout: a
-    /// read-through cache keeps validation off the database.
-    shows: RwLock<HashMap<ShowId, Show>>,
+    /// Every hold request needs its show's layout: a read-through cache keeps validation off
+    /// the database. A show changes rarely, and what is on sale never once it has taken a
+    /// request; an entry is dropped when this process writes the show, and lives at most
+    /// [`SHOW_CACHE_TTL`] so a write by another process (another Lambda instance, an import) is
+    /// seen soon. A request validated against an entry just replaced is still decided against
+    /// the stored layout by the engine.
+    shows: RwLock<HashMap<ShowId, (Show, Instant)>>,
 }
+
+/// How long a show stays cached for validation and seat maps.
+pub const SHOW_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl BookingService {
     pub fn new(ports: Ports, queue: Arc<dyn RequestQueue>, config: BookingConfig) -> Self {
@@ -79,22 +87,34 @@ impl BookingService {
 
     /// A show by id, from the cache or the catalog.
     pub async fn show(&self, show_id: ShowId) -> Result<Option<Show>, BookingError> {
-        if let Some(show) = self
+        if let Some((show, cached_at)) = self
             .shows
             .read()
             .expect("show cache poisoned")
             .get(&show_id)
+            && cached_at.elapsed() < SHOW_CACHE_TTL
         {
             return Ok(Some(show.clone()));
         }
         let show = self.ports.catalog.get_show(show_id).await?;
-        if let Some(show) = &show {
-            self.shows
-                .write()
-                .expect("show cache poisoned")
-                .insert(show_id, show.clone());
+        let mut cache = self.shows.write().expect("show cache poisoned");
+        match &show {
+            Some(show) => {
+                cache.insert(show_id, (show.clone(), Instant::now()));
+            }
+            None => {
+                cache.remove(&show_id);
+            }
         }
         Ok(show)
+    }
+
+    /// Drops a show from the cache (this process just wrote it).
+    pub fn forget_show(&self, show_id: ShowId) {
+        self.shows
+            .write()
+            .expect("show cache poisoned")
+            .remove(&show_id);
     }
 
     async fn require_show(&self, raw: &str) -> Result<Show, BookingError> {

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 /// A price category (e.g. PREMIUM at 18.00 EUR).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Category {
     pub code: String,
     pub name: String,
@@ -20,7 +20,7 @@ pub struct Category {
 
 /// One row: seats numbered `1..=seats`, all of one category.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RowSpec {
     pub row: String,
     pub seats: u16,
@@ -29,7 +29,7 @@ pub struct RowSpec {
 
 /// The wire/storage form of a layout, before validation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LayoutSpec {
     pub categories: Vec<Category>,
     pub rows: Vec<RowSpec>,

@@ -8,6 +8,7 @@
 // Unit tests are built with every dev-dependency of the package; each uses only some.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 
+pub mod catalog;
 pub mod clock;
 pub mod commit;
 pub mod engine;

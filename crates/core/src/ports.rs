@@ -61,10 +61,77 @@ pub trait CatalogStore: Send + Sync + 'static {
         date: Option<NaiveDate>,
     ) -> Result<Vec<Show>, StoreError>;
     async fn get_show(&self, show: ShowId) -> Result<Option<Show>, StoreError>;
-    /// Adds or replaces a movie (catalog administration and the demo seed).
-    async fn put_movie(&self, movie: &Movie) -> Result<(), StoreError>;
-    /// Adds or replaces a show. Its movie must exist.
-    async fn put_show(&self, show: &Show) -> Result<(), StoreError>;
+    /// Writes movies and shows in one transaction, all or nothing: each is added, or replaces
+    /// the stored one of its id. A show's movie must exist (in the store or in `movies`), and a
+    /// show that has taken a hold request keeps what is on sale
+    /// ([`crate::catalog::changes_what_is_on_sale`]): writing it otherwise is refused with
+    /// [`CatalogError::OnSale`]. On a store shared by several writers, a show cannot take its
+    /// first request while its layout is being replaced (the two are serialised).
+    async fn put_catalog(
+        &self,
+        movies: &[Movie],
+        shows: &[Show],
+    ) -> Result<CatalogWrite, CatalogError>;
+    /// Adds or replaces one movie.
+    async fn put_movie(&self, movie: &Movie) -> Result<CatalogWrite, CatalogError> {
+        self.put_catalog(std::slice::from_ref(movie), &[]).await
+    }
+    /// Adds or replaces one show (see [`CatalogStore::put_catalog`]).
+    async fn put_show(&self, show: &Show) -> Result<CatalogWrite, CatalogError> {
+        self.put_catalog(&[], std::slice::from_ref(show)).await
+    }
+}
+
+/// Why a catalog write was refused. Nothing was written.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CatalogError {
+    /// A show names a movie that neither the store nor the write has.
+    #[error("show {show} names movie {movie}, which does not exist")]
+    MovieNotFound { show: ShowId, movie: MovieId },
+    /// The show has taken hold requests: its layout, prices, blocked seats and movie are fixed.
+    #[error("show {0} is on sale: its seats, prices and movie can no longer change")]
+    OnSale(ShowId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a catalog write did, counted: new, replaced with something different, or equal to what
+/// was stored (a re-import of the same file changes nothing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogWrite {
+    pub movies_created: u32,
+    pub movies_updated: u32,
+    pub movies_unchanged: u32,
+    pub shows_created: u32,
+    pub shows_updated: u32,
+    pub shows_unchanged: u32,
+}
+
+/// Whether an upsert made a row, replaced one, or found it equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+impl CatalogWrite {
+    pub fn count_movie(&mut self, what: Upserted) {
+        match what {
+            Upserted::Created => self.movies_created += 1,
+            Upserted::Updated => self.movies_updated += 1,
+            Upserted::Unchanged => self.movies_unchanged += 1,
+        }
+    }
+
+    pub fn count_show(&mut self, what: Upserted) {
+        match what {
+            Upserted::Created => self.shows_created += 1,
+            Upserted::Updated => self.shows_updated += 1,
+            Upserted::Unchanged => self.shows_unchanged += 1,
+        }
+    }
 }
 
 /// Booking requests: the durable record of every accepted request and its outcome.

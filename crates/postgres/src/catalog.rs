@@ -1,12 +1,14 @@
-//! `CatalogStore`: movies and shows. Written rarely (administration, the demo seed), read on
-//! every seat map and every intake validation.
+//! `CatalogStore`: movies and shows. Written rarely (administration, catalog imports, the demo
+//! seed), read on every seat map and every intake validation.
 
 use crate::PgStore;
 use crate::codec::{self, corrupt};
 use async_trait::async_trait;
-use booking_core::ports::{CatalogStore, StoreError};
+use booking_core::catalog::changes_what_is_on_sale;
+use booking_core::ports::{CatalogError, CatalogStore, CatalogWrite, StoreError, Upserted};
 use booking_core::{Movie, MovieId, SeatLayout, Show, ShowId};
 use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::PgConnection;
 use sqlx::types::Json;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -129,46 +131,115 @@ impl CatalogStore for PgStore {
         Ok(row.map(Show::from))
     }
 
-    #[tracing::instrument(skip_all, fields(movie_id = %movie.movie_id))]
-    async fn put_movie(&self, movie: &Movie) -> Result<(), StoreError> {
-        sqlx::query!(
-            "INSERT INTO movies \
-                 (movie_id, title, description, duration_minutes, rating, genres, language) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (movie_id) DO UPDATE SET \
-                 title = excluded.title, description = excluded.description, \
-                 duration_minutes = excluded.duration_minutes, rating = excluded.rating, \
-                 genres = excluded.genres, language = excluded.language",
-            movie.movie_id.as_uuid(),
-            movie.title,
-            movie.description,
-            i64::from(movie.duration_minutes),
-            movie.rating,
-            &movie.genres,
-            movie.language
-        )
-        .execute(self.pool())
-        .await
-        .map_err(codec::store_error)?;
-        Ok(())
+    #[tracing::instrument(skip_all, fields(movies = movies.len(), shows = shows.len()))]
+    async fn put_catalog(
+        &self,
+        movies: &[Movie],
+        shows: &[Show],
+    ) -> Result<CatalogWrite, CatalogError> {
+        let mut tx = self
+            .pool()
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await
+            .map_err(codec::store_error)?;
+        let mut written = CatalogWrite::default();
+        for movie in movies {
+            written.count_movie(upsert_movie(&mut tx, movie).await?);
+        }
+        for show in shows {
+            written.count_show(upsert_show(&mut tx, show).await?);
+        }
+        tx.commit().await.map_err(codec::store_error)?;
+        Ok(written)
     }
+}
 
-    #[tracing::instrument(skip_all, fields(show_id = %show.show_id))]
-    async fn put_show(&self, show: &Show) -> Result<(), StoreError> {
-        let result = sqlx::query!(
-            "INSERT INTO shows (show_id, movie_id, starts_at, auditorium, layout) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (show_id) DO UPDATE SET \
-                 movie_id = excluded.movie_id, starts_at = excluded.starts_at, \
-                 auditorium = excluded.auditorium, layout = excluded.layout",
-            show.show_id.as_uuid(),
-            show.movie_id.as_uuid(),
-            show.starts_at,
-            show.auditorium,
-            Json(&*show.layout) as _
-        )
-        .execute(self.pool())
-        .await;
-        booking_sql::errors::show_written(result, show.movie_id, codec::store_error)
-    }
+async fn upsert_movie(conn: &mut PgConnection, movie: &Movie) -> Result<Upserted, StoreError> {
+    let stored = sqlx::query_as!(
+        MovieRow,
+        "SELECT movie_id, title, description, duration_minutes, rating, genres, language \
+         FROM movies WHERE movie_id = $1 FOR UPDATE",
+        movie.movie_id.as_uuid()
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(codec::store_error)?
+    .map(Movie::try_from)
+    .transpose()?;
+    let upserted = match stored {
+        None => Upserted::Created,
+        Some(stored) if stored == *movie => return Ok(Upserted::Unchanged),
+        Some(_) => Upserted::Updated,
+    };
+    sqlx::query!(
+        "INSERT INTO movies \
+             (movie_id, title, description, duration_minutes, rating, genres, language) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (movie_id) DO UPDATE SET \
+             title = excluded.title, description = excluded.description, \
+             duration_minutes = excluded.duration_minutes, rating = excluded.rating, \
+             genres = excluded.genres, language = excluded.language",
+        movie.movie_id.as_uuid(),
+        movie.title,
+        movie.description,
+        i64::from(movie.duration_minutes),
+        movie.rating,
+        &movie.genres,
+        movie.language
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(codec::store_error)?;
+    Ok(upserted)
+}
+
+async fn upsert_show(conn: &mut PgConnection, show: &Show) -> Result<Upserted, CatalogError> {
+    // FOR UPDATE conflicts with the KEY SHARE lock a request insert takes on its show (the
+    // foreign key): a show's first request and the replacement of its layout wait for each
+    // other, and the check below, a statement after the lock, sees a request committed meanwhile.
+    let stored = sqlx::query_as!(
+        ShowRow,
+        r#"SELECT show_id, movie_id, starts_at, auditorium, layout AS "layout: Json<SeatLayout>"
+           FROM shows WHERE show_id = $1 FOR UPDATE"#,
+        show.show_id.as_uuid()
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(codec::store_error)?
+    .map(Show::from);
+    let upserted = match &stored {
+        None => Upserted::Created,
+        Some(stored) if stored == show => return Ok(Upserted::Unchanged),
+        Some(stored) => {
+            if changes_what_is_on_sale(stored, show) {
+                let on_sale = sqlx::query_scalar!(
+                    r#"SELECT EXISTS (SELECT 1 FROM booking_requests WHERE show_id = $1) AS "on_sale!""#,
+                    show.show_id.as_uuid()
+                )
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(codec::store_error)?;
+                if on_sale {
+                    return Err(CatalogError::OnSale(show.show_id));
+                }
+            }
+            Upserted::Updated
+        }
+    };
+    let result = sqlx::query!(
+        "INSERT INTO shows (show_id, movie_id, starts_at, auditorium, layout) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (show_id) DO UPDATE SET \
+             movie_id = excluded.movie_id, starts_at = excluded.starts_at, \
+             auditorium = excluded.auditorium, layout = excluded.layout",
+        show.show_id.as_uuid(),
+        show.movie_id.as_uuid(),
+        show.starts_at,
+        show.auditorium,
+        Json(&*show.layout) as _
+    )
+    .execute(&mut *conn)
+    .await;
+    booking_sql::errors::show_written(result, show.show_id, show.movie_id, codec::store_error)?;
+    Ok(upserted)
 }

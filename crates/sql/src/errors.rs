@@ -2,7 +2,8 @@
 //! worth retrying), and which constraint refused a write. Only what a dialect adds (PostgreSQL's
 //! SQLSTATE classes) stays in the adapter.
 
-use booking_core::ports::StoreError;
+use booking_core::ports::{CatalogError, StoreError};
+use booking_core::{MovieId, ShowId};
 
 /// Whether the error is about the data itself: a column that does not decode into its type, a
 /// value that cannot be encoded, a column the query expects and the row lacks. A retry returns
@@ -40,18 +41,17 @@ pub fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_foreign_key_violation())
 }
 
-/// The answer to `put_show`: a show whose movie the store does not have is refused as invalid
-/// data, whatever the dialect calls the violation; other failures are mapped by `store_error`.
+/// The answer to a show's upsert: a show whose movie the store does not have is refused, whatever
+/// the dialect calls the violation; other failures are mapped by `store_error`.
 pub fn show_written<T>(
     written: Result<T, sqlx::Error>,
-    movie: impl std::fmt::Display,
+    show: ShowId,
+    movie: MovieId,
     store_error: impl FnOnce(sqlx::Error) -> StoreError,
-) -> Result<(), StoreError> {
+) -> Result<(), CatalogError> {
     match written {
         Ok(_) => Ok(()),
-        Err(e) if is_foreign_key_violation(&e) => {
-            Err(StoreError::corrupt(format!("movie {movie} does not exist")).caused_by(e))
-        }
-        Err(e) => Err(store_error(e)),
+        Err(e) if is_foreign_key_violation(&e) => Err(CatalogError::MovieNotFound { show, movie }),
+        Err(e) => Err(store_error(e).into()),
     }
 }

@@ -1,12 +1,14 @@
-//! `CatalogStore`: movies and shows. Written rarely (administration, the demo seed), read on
-//! every seat map and every intake validation.
+//! `CatalogStore`: movies and shows. Written rarely (administration, catalog imports, the demo
+//! seed), read on every seat map and every intake validation.
 
 use crate::SqliteStore;
 use crate::codec;
 use async_trait::async_trait;
-use booking_core::ports::{CatalogStore, StoreError};
+use booking_core::catalog::changes_what_is_on_sale;
+use booking_core::ports::{CatalogError, CatalogStore, CatalogWrite, StoreError, Upserted};
 use booking_core::{Movie, MovieId, SeatLayout, Show, ShowId};
 use chrono::NaiveDate;
+use sqlx::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
 use std::sync::Arc;
 
@@ -106,48 +108,116 @@ impl CatalogStore for SqliteStore {
         row.as_ref().map(decode_show).transpose()
     }
 
-    #[tracing::instrument(skip_all, fields(movie_id = %movie.movie_id))]
-    async fn put_movie(&self, movie: &Movie) -> Result<(), StoreError> {
-        // An upsert, not INSERT OR REPLACE: replacing would delete the row first, which the
-        // shows referencing it forbid.
-        sqlx::query(
-            "INSERT INTO movies \
-                 (movie_id, title, description, duration_minutes, rating, genres, language) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-             ON CONFLICT (movie_id) DO UPDATE SET \
-                 title = excluded.title, description = excluded.description, \
-                 duration_minutes = excluded.duration_minutes, rating = excluded.rating, \
-                 genres = excluded.genres, language = excluded.language",
-        )
-        .bind(movie.movie_id.to_string())
-        .bind(&movie.title)
-        .bind(&movie.description)
-        .bind(i64::from(movie.duration_minutes))
-        .bind(&movie.rating)
-        .bind(codec::to_json(&movie.genres)?)
-        .bind(&movie.language)
-        .execute(self.writer())
-        .await
-        .map_err(codec::store_error)?;
-        Ok(())
+    #[tracing::instrument(skip_all, fields(movies = movies.len(), shows = shows.len()))]
+    async fn put_catalog(
+        &self,
+        movies: &[Movie],
+        shows: &[Show],
+    ) -> Result<CatalogWrite, CatalogError> {
+        // One IMMEDIATE transaction on the single writer: no request can be inserted between the
+        // check that a show has none and the write of its new layout.
+        let mut tx = self
+            .writer()
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(codec::store_error)?;
+        let mut written = CatalogWrite::default();
+        for movie in movies {
+            written.count_movie(upsert_movie(&mut tx, movie).await?);
+        }
+        for show in shows {
+            written.count_show(upsert_show(&mut tx, show).await?);
+        }
+        tx.commit().await.map_err(codec::store_error)?;
+        Ok(written)
     }
+}
 
-    #[tracing::instrument(skip_all, fields(show_id = %show.show_id))]
-    async fn put_show(&self, show: &Show) -> Result<(), StoreError> {
-        let result = sqlx::query(
-            "INSERT INTO shows (show_id, movie_id, starts_at, auditorium, layout) \
-             VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (show_id) DO UPDATE SET \
-                 movie_id = excluded.movie_id, starts_at = excluded.starts_at, \
-                 auditorium = excluded.auditorium, layout = excluded.layout",
-        )
-        .bind(show.show_id.to_string())
-        .bind(show.movie_id.to_string())
-        .bind(codec::millis(show.starts_at))
-        .bind(&show.auditorium)
-        .bind(codec::to_json(&*show.layout)?)
-        .execute(self.writer())
-        .await;
-        booking_sql::errors::show_written(result, show.movie_id, codec::store_error)
-    }
+async fn upsert_movie(conn: &mut SqliteConnection, movie: &Movie) -> Result<Upserted, StoreError> {
+    let stored = sqlx::query(
+        "SELECT movie_id, title, description, duration_minutes, rating, genres, language \
+         FROM movies WHERE movie_id = ?1",
+    )
+    .bind(movie.movie_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(codec::store_error)?
+    .as_ref()
+    .map(decode_movie)
+    .transpose()?;
+    let upserted = match stored {
+        None => Upserted::Created,
+        Some(stored) if stored == *movie => return Ok(Upserted::Unchanged),
+        Some(_) => Upserted::Updated,
+    };
+    // An upsert, not INSERT OR REPLACE: replacing would delete the row first, which the
+    // shows referencing it forbid.
+    sqlx::query(
+        "INSERT INTO movies \
+             (movie_id, title, description, duration_minutes, rating, genres, language) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+         ON CONFLICT (movie_id) DO UPDATE SET \
+             title = excluded.title, description = excluded.description, \
+             duration_minutes = excluded.duration_minutes, rating = excluded.rating, \
+             genres = excluded.genres, language = excluded.language",
+    )
+    .bind(movie.movie_id.to_string())
+    .bind(&movie.title)
+    .bind(&movie.description)
+    .bind(i64::from(movie.duration_minutes))
+    .bind(&movie.rating)
+    .bind(codec::to_json(&movie.genres)?)
+    .bind(&movie.language)
+    .execute(&mut *conn)
+    .await
+    .map_err(codec::store_error)?;
+    Ok(upserted)
+}
+
+async fn upsert_show(conn: &mut SqliteConnection, show: &Show) -> Result<Upserted, CatalogError> {
+    let stored = sqlx::query(
+        "SELECT show_id, movie_id, starts_at, auditorium, layout FROM shows WHERE show_id = ?1",
+    )
+    .bind(show.show_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(codec::store_error)?
+    .as_ref()
+    .map(decode_show)
+    .transpose()?;
+    let upserted = match &stored {
+        None => Upserted::Created,
+        Some(stored) if stored == show => return Ok(Upserted::Unchanged),
+        Some(stored) => {
+            if changes_what_is_on_sale(stored, show) {
+                let on_sale: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM booking_requests WHERE show_id = ?1)",
+                )
+                .bind(show.show_id.to_string())
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(codec::store_error)?;
+                if on_sale {
+                    return Err(CatalogError::OnSale(show.show_id));
+                }
+            }
+            Upserted::Updated
+        }
+    };
+    let result = sqlx::query(
+        "INSERT INTO shows (show_id, movie_id, starts_at, auditorium, layout) \
+         VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (show_id) DO UPDATE SET \
+             movie_id = excluded.movie_id, starts_at = excluded.starts_at, \
+             auditorium = excluded.auditorium, layout = excluded.layout",
+    )
+    .bind(show.show_id.to_string())
+    .bind(show.movie_id.to_string())
+    .bind(codec::millis(show.starts_at))
+    .bind(&show.auditorium)
+    .bind(codec::to_json(&*show.layout)?)
+    .execute(&mut *conn)
+    .await;
+    booking_sql::errors::show_written(result, show.show_id, show.movie_id, codec::store_error)?;
+    Ok(upserted)
 }

@@ -18,12 +18,13 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/movies", get(list_movies))
         .route("/api/v1/movies/{movie_id}", get(get_movie))
         .route("/api/v1/movies/{movie_id}/shows", get(list_shows))
+        .route("/api/v1/movies/{movie_id}/availability", get(availability))
         .route("/api/v1/shows/{show_id}/seatmap", get(seat_map))
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ShowView {
+pub(super) struct ShowView {
     show_id: ShowId,
     movie_id: MovieId,
     starts_at: DateTime<Utc>,
@@ -152,4 +153,13 @@ async fn seat_map(
 ) -> Result<Json<SeatMapView>, ApiError> {
     let map = state.service.seat_map(&id).await?;
     Ok(Json(SeatMapView::from(&map)))
+}
+
+/// The days on which a movie has shows still to start: what a date picker offers.
+async fn availability(
+    State(state): State<AppState>,
+    Segment(id): Segment,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let days = state.catalog.availability(&id).await?;
+    Ok(Json(json!({ "movieId": id, "dates": days })))
 }

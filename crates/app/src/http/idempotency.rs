@@ -60,7 +60,12 @@ pub async fn idempotent(State(state): State<AppState>, request: Request, next: N
         Ok(caller) => caller,
         Err(e) => return e.into_response(),
     };
-    let Ok(bytes) = axum::body::to_bytes(body, state.service.config().max_body_bytes).await else {
+    let limit = if parts.uri.path() == super::admin_catalog::CATALOG_IMPORT_PATH {
+        super::admin_catalog::MAX_CATALOG_BYTES
+    } else {
+        state.service.config().max_body_bytes
+    };
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
         return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PAYLOAD_TOO_LARGE",

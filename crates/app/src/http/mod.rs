@@ -2,13 +2,14 @@
 //! AWS, so both run exactly the same routes, validation and error mapping.
 //!
 //! One module per resource, each with its own routes and the JSON views of what it returns
-//! (`catalog`, `holds`, `orders`, `requests`, `admin`, `health`); [`extract`] holds the extractors
+//! (`catalog`, `holds`, `orders`, `requests`, `admin`, `admin_catalog`, `health`); [`extract`] holds the extractors
 //! that turn every rejection axum itself can produce (bad JSON, wrong content type, oversized
 //! body, unknown route, wrong method, missing token) into the same `{"error":{code,message}}`
 //! body as our own errors, so clients parse exactly one error shape. The WebSocket endpoint is not
 //! here: API Gateway serves it deployed, and the local server adds its own (`booking-local`).
 
 mod admin;
+mod admin_catalog;
 mod catalog;
 pub mod extract;
 mod health;
@@ -20,6 +21,7 @@ mod requests;
 pub use extract::{Admin, ApiJson, ApiQuery, AuthorizedCaller, Segment};
 
 use crate::auth::Authenticator;
+use crate::catalog::CatalogAdmin;
 use crate::error::ApiError;
 use crate::orders::OrderService;
 use crate::service::BookingService;
@@ -33,6 +35,7 @@ use std::sync::Arc;
 pub struct AppState {
     pub service: Arc<BookingService>,
     pub orders: Arc<OrderService>,
+    pub catalog: Arc<CatalogAdmin>,
     pub auth: Arc<Authenticator>,
 }
 
@@ -46,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(orders::routes())
         .merge(requests::routes())
         .merge(admin::routes())
+        .merge(admin_catalog::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -360,3 +360,49 @@ async fn race_for_one_seat(prior: Prior, first_fails: bool) {
     }
     assert_eq!(doubly_held_seats(&db, &show, t).await, Vec::<String>::new());
 }
+
+/// A show's first request and a new layout for it cannot pass each other: while a request insert
+/// is in flight (its transaction holds the foreign-key lock on the show), a layout change waits
+/// for it, then sees it and is refused as on sale; it never writes a layout under a request that
+/// was validated against the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layout_change_waits_for_a_first_request_in_flight() {
+    use booking_core::ports::{CatalogError, CatalogStore};
+    use sqlx::ConnectOptions;
+    let db = TestDatabase::create().await;
+    let store = db.store().clone();
+    let created = create_show(&store, 2, 5).await;
+    let show = store.get_show(created.show_id).await.unwrap().unwrap();
+
+    let mut conn = db.connect_options().connect().await.unwrap();
+    let mut insert = sqlx::Connection::begin(&mut conn).await.unwrap();
+    sqlx::query(
+        "INSERT INTO booking_requests (request_id, user_id, show_id, seat_ids, expires_at) \
+         VALUES ($1, 'first-buyer', $2, ARRAY['A1'], now() + interval '1 minute')",
+    )
+    .bind(uuid::Uuid::new_v4())
+    .bind(show.show_id.as_uuid())
+    .execute(&mut *insert)
+    .await
+    .unwrap();
+
+    let changed = booking_core::Show {
+        layout: Arc::new(booking_core::SeatLayout::rectangular(3, 5, 1_200)),
+        ..show.clone()
+    };
+    let change = {
+        let store = store.clone();
+        tokio::spawn(async move { store.put_show(&changed).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !change.is_finished(),
+        "the layout change must wait for the request insert in flight"
+    );
+    insert.commit().await.unwrap();
+    assert_eq!(
+        change.await.unwrap(),
+        Err(CatalogError::OnSale(show.show_id))
+    );
+    assert!(store.get_show(show.show_id).await.unwrap() == Some(show));
+}

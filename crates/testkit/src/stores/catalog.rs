@@ -2,13 +2,16 @@
 //!
 //! The catalog is what every request is checked against: a show's layout (categories, blocked
 //! seats) must come back intact, movies list by title and shows by start time, the date filter
-//! cuts at UTC midnight, puts replace, and a show cannot exist without its movie. `ping` is what
+//! cuts at UTC midnight, puts replace, and a show cannot exist without its movie. A catalog write
+//! is all or nothing and counts what it changed, and a show on sale keeps its seats, prices and
+//! movie. `ping` is what
 //! `GET /health` asks, so a load balancer stops sending traffic to an instance whose store does
 //! not answer.
 
 use super::ContractStore;
 use crate::support::*;
 use booking_core::layout::LayoutSpec;
+use booking_core::ports::{CatalogError, CatalogWrite};
 use booking_core::{MovieId, SeatLayout, Show, ShowId};
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use std::sync::Arc;
@@ -150,4 +153,146 @@ pub async fn catalog_listing_and_date_filter<S: ContractStore>(store: &S) {
 /// The store answers.
 pub async fn ping_answers<S: ContractStore>(store: &S) {
     store.ping().await.expect("ping");
+}
+
+/// A write of several movies and shows lands whole or not at all, and says what it created,
+/// changed and found equal: a second write of the same catalog changes nothing.
+pub async fn catalog_write_is_all_or_nothing<S: ContractStore>(store: &S) {
+    let first = movie(&unique("import A"));
+    let second = movie(&unique("import B"));
+    let show_of = |movie: &booking_core::Movie, hours| Show {
+        show_id: ShowId::new_random(),
+        movie_id: movie.movie_id,
+        starts_at: Utc.with_ymd_and_hms(2031, 5, 1, hours, 0, 0).unwrap(),
+        auditorium: "Hall 4".into(),
+        layout: Arc::new(SeatLayout::rectangular(2, 5, 900)),
+    };
+    let shows = vec![show_of(&first, 18), show_of(&second, 20)];
+    let movies = vec![first.clone(), second.clone()];
+
+    // The last show names a movie nobody has: nothing of the write lands.
+    let mut broken = shows.clone();
+    let mut orphan = show_of(&first, 22);
+    orphan.movie_id = MovieId::new_random();
+    broken.push(orphan.clone());
+    assert_eq!(
+        store.put_catalog(&movies, &broken).await,
+        Err(CatalogError::MovieNotFound {
+            show: orphan.show_id,
+            movie: orphan.movie_id
+        })
+    );
+    assert_eq!(store.get_movie(first.movie_id).await.unwrap(), None);
+    assert_eq!(store.get_show(shows[0].show_id).await.unwrap(), None);
+
+    assert_eq!(
+        store.put_catalog(&movies, &shows).await.unwrap(),
+        CatalogWrite {
+            movies_created: 2,
+            shows_created: 2,
+            ..CatalogWrite::default()
+        }
+    );
+    assert_eq!(
+        store.put_catalog(&movies, &shows).await.unwrap(),
+        CatalogWrite {
+            movies_unchanged: 2,
+            shows_unchanged: 2,
+            ..CatalogWrite::default()
+        }
+    );
+    let mut renamed = second.clone();
+    renamed.title = format!("{} (restored)", second.title);
+    let mut moved = shows[1].clone();
+    moved.starts_at += Duration::hours(1);
+    assert_eq!(
+        store
+            .put_catalog(
+                &[first.clone(), renamed.clone()],
+                &[shows[0].clone(), moved.clone()]
+            )
+            .await
+            .unwrap(),
+        CatalogWrite {
+            movies_updated: 1,
+            movies_unchanged: 1,
+            shows_updated: 1,
+            shows_unchanged: 1,
+            ..CatalogWrite::default()
+        }
+    );
+    assert_eq!(
+        store.get_movie(second.movie_id).await.unwrap(),
+        Some(renamed)
+    );
+    assert_eq!(store.get_show(moved.show_id).await.unwrap(), Some(moved));
+}
+
+/// Before its first hold request a show's layout, prices and movie may change; after it, they
+/// are fixed (`OnSale`, nothing written), while its start time and auditorium may still move.
+pub async fn a_show_on_sale_keeps_what_is_on_sale<S: ContractStore>(store: &S) {
+    let created = create_show(store, 2, 6).await;
+    // As stored (start times keep the store's precision), so that a write of it is a no-op.
+    let show = store.get_show(created.show_id).await.unwrap().unwrap();
+    let other_movie = movie(&unique("other movie"));
+    store.put_movie(&other_movie).await.unwrap();
+
+    // Before sales: prices and blocked seats change freely.
+    let mut spec = LayoutSpec::from((*show.layout).clone());
+    spec.categories[0].price_cents = 1_500;
+    spec.blocked = seats(&["A1"]);
+    let repriced = Show {
+        layout: Arc::new(SeatLayout::new(spec.clone()).unwrap()),
+        ..show.clone()
+    };
+    assert_eq!(
+        store.put_show(&repriced).await.unwrap().shows_updated,
+        1,
+        "a show not yet on sale takes a new layout"
+    );
+
+    // The first request puts it on sale.
+    insert(
+        store,
+        new_request(&repriced, &fresh_user("first-buyer"), &["B2"], now()),
+    )
+    .await;
+    let mut bigger = spec.clone();
+    bigger.rows[1].seats = 8;
+    let changes = [
+        Show {
+            layout: Arc::new(SeatLayout::new(bigger).unwrap()),
+            ..repriced.clone()
+        },
+        Show {
+            layout: Arc::new(SeatLayout::rectangular(2, 6, 1_200)),
+            ..repriced.clone()
+        },
+        Show {
+            movie_id: other_movie.movie_id,
+            ..repriced.clone()
+        },
+    ];
+    for change in &changes {
+        assert_eq!(
+            store.put_show(change).await,
+            Err(CatalogError::OnSale(show.show_id))
+        );
+        assert!(
+            store.get_show(show.show_id).await.unwrap() == Some(repriced.clone()),
+            "a refused write leaves the show as it was"
+        );
+    }
+    // The same layout again, or a new time and auditorium: accepted.
+    assert_eq!(store.put_show(&repriced).await.unwrap().shows_unchanged, 1);
+    let rescheduled = Show {
+        starts_at: repriced.starts_at + Duration::minutes(30),
+        auditorium: "Hall 9".into(),
+        ..repriced.clone()
+    };
+    assert_eq!(store.put_show(&rescheduled).await.unwrap().shows_updated, 1);
+    assert_eq!(
+        store.get_show(show.show_id).await.unwrap(),
+        Some(rescheduled)
+    );
 }

@@ -48,7 +48,10 @@ pub use batches::{
     begin_processing_skips_decided, commit_batch_records_every_outcome,
     grant_releases_previous_hold, one_batch_builds_on_its_own_grants_and_releases,
 };
-pub use catalog::{catalog_listing_and_date_filter, ping_answers};
+pub use catalog::{
+    a_show_on_sale_keeps_what_is_on_sale, catalog_listing_and_date_filter,
+    catalog_write_is_all_or_nothing, ping_answers,
+};
 pub use charges::{
     a_charge_sent_again_is_not_written_off, begin_charge_refusals,
     begin_charge_while_in_flight_returns_the_same_charge, charge_confirms_the_order_once,
@@ -165,6 +168,8 @@ macro_rules! __with_cases {
             cancel_paid_order_refunds_before_freeing_seats,
             unsettled_payments_lists_old_pending_calls,
             catalog_listing_and_date_filter,
+            catalog_write_is_all_or_nothing,
+            a_show_on_sale_keeps_what_is_on_sale,
             a_key_is_claimed_once_and_replays_its_answer,
             a_charge_sent_again_is_not_written_off,
             a_failed_or_abandoned_use_is_claimed_again_under_its_id,
