@@ -29,8 +29,8 @@ use axum::Router;
 use booking_core::Chain;
 use booking_core::engine::SeatChange;
 use booking_core::ports::{
-    CatalogStore, HoldStore, IdempotencyStore, LaneStats, Notifier, OrderStore, PaymentProvider,
-    QueueError, QueueTicket, RequestQueue, RequestStore, SeatMirror, StoreError,
+    CatalogStore, HoldStore, IdempotencyStore, Notifier, OrderStore, PaymentProvider, QueueError,
+    QueueTicket, RequestQueue, RequestStore, SeatMirror, StoreError,
 };
 use booking_core::protocol::{BookingResult, ServerMessage};
 use booking_core::{BookingRequest, Clock, ShowId, SystemClock, UserId};
@@ -282,6 +282,13 @@ impl App {
         if !self.decides_here {
             return Ok(0);
         }
+        // Paused lanes first, so that nothing re-queued below is decided against the operator's
+        // pause (recorded in the store, it outlived the last stop).
+        for show in self.ports.catalog.paused_shows().await? {
+            if let Err(e) = self.service.queue().pause(show).await {
+                tracing::error!(show_id = %show, error = %Chain(&e), "could not pause a lane paused before the stop");
+            }
+        }
         let pending = self.ports.requests.pending_requests().await?;
         let count = pending.len();
         for request in &pending {
@@ -354,14 +361,5 @@ impl RequestQueue for DetachedQueue {
     }
     async fn position(&self, _request: &BookingRequest) -> Option<QueueTicket> {
         None
-    }
-    async fn stats(&self) -> Vec<LaneStats> {
-        Vec::new()
-    }
-    async fn pause(&self, _show: ShowId) -> Result<(), QueueError> {
-        Err(QueueError::unavailable("this process has no request queue"))
-    }
-    async fn resume(&self, _show: ShowId) -> Result<(), QueueError> {
-        Err(QueueError::unavailable("this process has no request queue"))
     }
 }

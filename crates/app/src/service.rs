@@ -59,6 +59,40 @@ pub struct BookingService {
     shows: RwLock<HashMap<ShowId, (Show, Instant)>>,
 }
 
+/// The window queue statistics measure the decision rate over.
+const RATE_WINDOW: chrono::Duration = chrono::Duration::seconds(60);
+
+/// One show's queue, for operators.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueStats {
+    pub show_id: ShowId,
+    pub starts_at: chrono::DateTime<chrono::Utc>,
+    pub paused: bool,
+    /// Accepted and waiting to be taken by a decider.
+    pub waiting: u64,
+    /// Taken by a decider, not decided yet.
+    pub in_flight: u64,
+    /// Every request that reached an outcome.
+    pub decided: u64,
+    pub outcomes: Outcomes,
+    /// How long the oldest waiting request has waited.
+    pub oldest_waiting_age_seconds: Option<i64>,
+    /// Requests decided per second over the last minute.
+    pub decisions_per_second: f64,
+    /// Their mean time from acceptance to decision.
+    pub mean_time_to_decision_ms: Option<f64>,
+}
+
+/// Decided requests by outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcomes {
+    pub success: u64,
+    pub failed: u64,
+    pub expired: u64,
+}
+
 /// How long a show stays cached for validation and seat maps.
 pub const SHOW_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -319,15 +353,53 @@ impl BookingService {
     }
 
     /// Pauses (or resumes) deciding an existing show's requests; they keep queueing, in order.
-    /// Fails when the queue could not record it: an operator must not be told a pause took.
+    /// The store records it first (what survives a restart, and what deciders in other processes
+    /// read), then this process's lanes apply it. Fails when either could not: an operator must
+    /// not be told a pause took.
     pub async fn set_paused(&self, raw_show: &str, paused: bool) -> Result<ShowId, BookingError> {
         let show = self.require_show(raw_show).await?.show_id;
+        if !self.ports.catalog.set_paused(show, paused).await? {
+            return Err(BookingError::ShowNotFound);
+        }
         if paused {
             self.queue.pause(show).await?;
         } else {
             self.queue.resume(show).await?;
         }
         Ok(show)
+    }
+
+    /// Per-show queue statistics from the store (so they are the same after a restart and in
+    /// every process): every show that has not started (or started less than a day ago) and
+    /// every show with undecided requests, by start time.
+    pub async fn queue_stats(&self) -> Result<Vec<QueueStats>, BookingError> {
+        let now = self.ports.clock.now();
+        let counts = self
+            .ports
+            .requests
+            .queue_counts(now - chrono::Duration::days(1), now - RATE_WINDOW)
+            .await?;
+        Ok(counts
+            .into_iter()
+            .map(|c| QueueStats {
+                show_id: c.show_id,
+                starts_at: c.starts_at,
+                paused: c.paused,
+                waiting: c.waiting,
+                in_flight: c.in_flight,
+                decided: c.succeeded + c.failed + c.expired,
+                outcomes: Outcomes {
+                    success: c.succeeded,
+                    failed: c.failed,
+                    expired: c.expired,
+                },
+                oldest_waiting_age_seconds: c
+                    .oldest_waiting_since
+                    .map(|since| (now - since).num_seconds().max(0)),
+                decisions_per_second: c.recently_decided as f64 / RATE_WINDOW.num_seconds() as f64,
+                mean_time_to_decision_ms: c.recent_mean_time_to_decision_ms,
+            })
+            .collect())
     }
 
     /// Held and booked seats of a show, straight from the store.

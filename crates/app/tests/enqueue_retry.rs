@@ -9,7 +9,7 @@ use booking_app::config::BookingConfig;
 use booking_app::error::{ApiError, BookingError};
 use booking_app::service::HoldRequestInput;
 use booking_app::{App, QueueAdapter, Stores};
-use booking_core::ports::{LaneStats, Notifier, QueueError, QueueTicket, RequestQueue};
+use booking_core::ports::{Notifier, QueueError, QueueTicket, RequestQueue};
 use booking_core::protocol::{BookingResult, ServerMessage};
 use booking_core::{BookingRequest, RequestId, SeatChange, ShowId, UserId};
 use booking_sqlite::{SqliteOptions, SqliteStore};
@@ -39,9 +39,6 @@ impl RequestQueue for FlakyQueue {
     }
     async fn position(&self, _request: &BookingRequest) -> Option<QueueTicket> {
         None
-    }
-    async fn stats(&self) -> Vec<LaneStats> {
-        Vec::new()
     }
     async fn pause(&self, _show: ShowId) -> Result<(), QueueError> {
         Ok(())

@@ -3,13 +3,13 @@
 //! SQS cannot tell a message's place in its group, so queue positions come from per-show
 //! counters (Redis): each request takes a ticket on its first enqueue (a retried enqueue gets the
 //! same one back, as SQS deduplicates the message itself) and the worker counts what it decided;
-//! a request's place is its ticket less what was decided. Pausing a show is a flag the worker
-//! reads before deciding: a paused show's messages go back to the queue unprocessed, which keeps
-//! their order (FIFO blocks the group meanwhile).
+//! a request's place is its ticket less what was decided. Pausing a show is a flag in the store
+//! that the worker reads before deciding (nothing to do here): a paused show's messages go back
+//! to the queue unprocessed, which keeps their order (FIFO blocks the group meanwhile).
 
 use crate::describe;
 use async_trait::async_trait;
-use booking_core::ports::{LaneStats, QueueCounters, QueueError, QueueTicket, RequestQueue};
+use booking_core::ports::{QueueCounters, QueueError, QueueTicket, RequestQueue};
 use booking_core::{BookingRequest, Chain, RequestId, ShowId};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -60,15 +60,6 @@ impl SqsQueue {
             position,
             estimated_wait_seconds: position.div_ceil(ASSUMED_DECISIONS_PER_SECOND),
         }
-    }
-}
-
-impl SqsQueue {
-    /// Records the pause flag the worker reads; an operator must hear when it did not take.
-    async fn set_paused(&self, show: ShowId, paused: bool) -> Result<(), QueueError> {
-        self.counters.set_paused(show, paused).await.map_err(|e| {
-            QueueError::unavailable(format!("record the pause flag of show {show}")).caused_by(e)
-        })
     }
 }
 
@@ -127,36 +118,5 @@ impl RequestQueue for SqsQueue {
                 None
             }
         }
-    }
-
-    async fn stats(&self) -> Vec<LaneStats> {
-        let shows = match self.counters.known_shows().await {
-            Ok(shows) => shows,
-            Err(e) => {
-                tracing::warn!(error = %Chain(&e), "queue counters unavailable; no statistics");
-                return Vec::new();
-            }
-        };
-        let mut stats = Vec::with_capacity(shows.len());
-        for show in shows {
-            let tickets = self.counters.tickets(show).await.unwrap_or(0);
-            let decided = self.counters.decided(show).await.unwrap_or(0);
-            stats.push(LaneStats {
-                show_id: show,
-                waiting: tickets.saturating_sub(decided),
-                decided,
-                paused: self.counters.is_paused(show).await.unwrap_or(false),
-                decisions_per_second: 0.0,
-            });
-        }
-        stats
-    }
-
-    async fn pause(&self, show: ShowId) -> Result<(), QueueError> {
-        self.set_paused(show, true).await
-    }
-
-    async fn resume(&self, show: ShowId) -> Result<(), QueueError> {
-        self.set_paused(show, false).await
     }
 }

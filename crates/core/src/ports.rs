@@ -72,6 +72,14 @@ pub trait CatalogStore: Send + Sync + 'static {
         movies: &[Movie],
         shows: &[Show],
     ) -> Result<CatalogWrite, CatalogError>;
+    /// Records whether a show's lane is paused (its requests wait, in order, undecided); `false`
+    /// if there is no such show. The store is the pause's only truth: it survives restarts, and
+    /// every process that decides reads it here.
+    async fn set_paused(&self, show: ShowId, paused: bool) -> Result<bool, StoreError>;
+    /// Whether the show's lane is paused (`false` for an unknown show).
+    async fn is_paused(&self, show: ShowId) -> Result<bool, StoreError>;
+    /// Every paused show.
+    async fn paused_shows(&self) -> Result<Vec<ShowId>, StoreError>;
     /// Adds or replaces one movie.
     async fn put_movie(&self, movie: &Movie) -> Result<CatalogWrite, CatalogError> {
         self.put_catalog(std::slice::from_ref(movie), &[]).await
@@ -147,6 +155,14 @@ pub trait RequestStore: Send + Sync + 'static {
     /// Moves requests to PROCESSING and returns those that were still undecided; an id that is
     /// already terminal (a duplicate delivery) is left alone and not returned.
     async fn begin_processing(&self, requests: &[RequestId]) -> Result<Vec<RequestId>, StoreError>;
+    /// Per-show counts of requests, for queue statistics: every show starting at or after
+    /// `shows_from`, and every other show with undecided requests, by start time. Requests
+    /// decided at or after `decided_since` are counted apart (the recent rate).
+    async fn queue_counts(
+        &self,
+        shows_from: DateTime<Utc>,
+        decided_since: DateTime<Utc>,
+    ) -> Result<Vec<ShowQueueCounts>, StoreError>;
     /// Marks QUEUED requests past their deadline EXPIRED and returns them.
     async fn expire_overdue_requests(
         &self,
@@ -475,15 +491,25 @@ pub struct QueueTicket {
     pub estimated_wait_seconds: u64,
 }
 
-/// Counters of one show's lane, for operations.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LaneStats {
+/// One show's requests, counted from the store (see [`RequestStore::queue_counts`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShowQueueCounts {
     pub show_id: ShowId,
-    pub waiting: u64,
-    pub decided: u64,
+    pub starts_at: DateTime<Utc>,
     pub paused: bool,
-    pub decisions_per_second: f64,
+    /// QUEUED: accepted, not yet taken by a decider.
+    pub waiting: u64,
+    /// PROCESSING: taken by a decider, not yet decided.
+    pub in_flight: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub expired: u64,
+    /// When the oldest QUEUED request was accepted.
+    pub oldest_waiting_since: Option<DateTime<Utc>>,
+    /// Requests decided (SUCCESS or FAILED) since `decided_since`.
+    pub recently_decided: u64,
+    /// Their mean time from acceptance to decision, in milliseconds.
+    pub recent_mean_time_to_decision_ms: Option<f64>,
 }
 
 /// The per-show FIFO that feeds the worker.
@@ -493,11 +519,16 @@ pub trait RequestQueue: Send + Sync + 'static {
     async fn enqueue(&self, request: &BookingRequest) -> Result<QueueTicket, QueueError>;
     /// The request's current place in its show's queue, if it is still waiting.
     async fn position(&self, request: &BookingRequest) -> Option<QueueTicket>;
-    async fn stats(&self) -> Vec<LaneStats>;
-    /// Stops deciding the show's requests; they keep queueing, in order. Fails if the pause
-    /// could not be recorded (the operator must hear that it did not take).
-    async fn pause(&self, show: ShowId) -> Result<(), QueueError>;
-    async fn resume(&self, show: ShowId) -> Result<(), QueueError>;
+    /// Stops deciding the show's requests in this process; they keep queueing, in order. The
+    /// pause is recorded in the store first ([`CatalogStore::set_paused`]), which deciders in
+    /// other processes read (the worker function); a queue whose deciding happens elsewhere has
+    /// nothing more to do.
+    async fn pause(&self, _show: ShowId) -> Result<(), QueueError> {
+        Ok(())
+    }
+    async fn resume(&self, _show: ShowId) -> Result<(), QueueError> {
+        Ok(())
+    }
     /// Stops taking requests and lets this process finish deciding those it already holds,
     /// for at most `grace`; returns how many were left undecided (they are durable, and are
     /// decided after the next start). A queue whose requests are decided by another process
@@ -615,13 +646,6 @@ pub trait QueueCounters: Send + Sync + 'static {
     async fn add_decided(&self, show: ShowId, count: u64) -> Result<(), MirrorError>;
     /// How many requests were decided for the show so far.
     async fn decided(&self, show: ShowId) -> Result<u64, MirrorError>;
-    /// Pauses or resumes the show's lane: a paused show's requests stay queued, in order.
-    async fn set_paused(&self, show: ShowId, paused: bool) -> Result<(), MirrorError>;
-    async fn is_paused(&self, show: ShowId) -> Result<bool, MirrorError>;
-    /// Every show that has taken a ticket, for queue statistics (no key scans).
-    async fn known_shows(&self) -> Result<Vec<ShowId>, MirrorError>;
-    /// Tickets taken so far for the show.
-    async fn tickets(&self, show: ShowId) -> Result<u64, MirrorError>;
 }
 
 /// The WebSocket connections a gateway holds for us (API Gateway keeps the sockets; we keep who

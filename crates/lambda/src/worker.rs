@@ -5,7 +5,8 @@
 //! [`BatchProcessor`] (one load, one in-memory decision pass, one transaction, then pushes).
 //!
 //! Failures, the FIFO way:
-//! - **Retryable** (a store down, seat races that persisted, a paused show): stop there, and
+//! - **Retryable** (a store down, seat races that persisted, a paused show, a pause flag that
+//!   cannot be read): stop there, and
 //!   report that message and every later one in `batchItemFailures`. Lambda deletes only what
 //!   came before; the rest comes back in order after the visibility timeout. Nothing after a
 //!   failure is processed, so no show is ever decided out of order.
@@ -25,7 +26,7 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use booking_app::processor::{BatchProcessor, ProcessError};
 use booking_aws::{QueueMessage, SqsDeadLetters};
-use booking_core::ports::{DeadLetter, DeadLetters, QueueCounters, RequestStore};
+use booking_core::ports::{CatalogStore, DeadLetter, DeadLetters, QueueCounters, RequestStore};
 use booking_core::{BookingRequest, Chain, ShowId};
 use std::sync::Arc;
 
@@ -42,6 +43,8 @@ pub async fn serve() -> Result<(), lambda_runtime::Error> {
 
 pub struct Worker {
     processor: Arc<BatchProcessor>,
+    /// Where the pause flag is kept (the store: it survives a Redis flush and a restart).
+    catalog: Arc<dyn CatalogStore>,
     requests: Arc<dyn RequestStore>,
     counters: Arc<dyn QueueCounters>,
     dead_letters: Arc<dyn DeadLetters>,
@@ -65,6 +68,7 @@ impl Worker {
         Ok(Self::new(
             app.processor().clone(),
             shared.store.clone(),
+            shared.store.clone(),
             shared.mirror.clone(),
             Arc::new(dead_letters),
         ))
@@ -72,12 +76,14 @@ impl Worker {
 
     pub fn new(
         processor: Arc<BatchProcessor>,
+        catalog: Arc<dyn CatalogStore>,
         requests: Arc<dyn RequestStore>,
         counters: Arc<dyn QueueCounters>,
         dead_letters: Arc<dyn DeadLetters>,
     ) -> Self {
         Self {
             processor,
+            catalog,
             requests,
             counters,
             dead_letters,
@@ -127,7 +133,7 @@ impl Worker {
             .map(|m| parse(m).expect("parsed before"))
             .collect();
         let show = parsed[0].show_id;
-        match self.counters.is_paused(show).await {
+        match self.catalog.is_paused(show).await {
             Ok(false) => {}
             Ok(true) => {
                 return Err(Stop {

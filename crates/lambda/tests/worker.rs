@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use booking_app::{App, BookingConfig, Stores};
 use booking_aws::{QueueMessage, SqsDeadLetters};
-use booking_core::ports::{Inserted, RequestStore, StoreError};
+use booking_core::ports::{Inserted, RequestStore, ShowQueueCounts, StoreError};
 use booking_core::{BookingRequest, NewBookingRequest, RequestId, RequestStatus, Show};
 use booking_lambda::worker::Worker;
 use booking_local::MemoryMirror;
@@ -55,6 +55,13 @@ impl RequestStore for OutageAt {
     ) -> Result<Vec<BookingRequest>, StoreError> {
         self.inner.expire_overdue_requests(now).await
     }
+    async fn queue_counts(
+        &self,
+        shows_from: DateTime<Utc>,
+        decided_since: DateTime<Utc>,
+    ) -> Result<Vec<ShowQueueCounts>, StoreError> {
+        self.inner.queue_counts(shows_from, decided_since).await
+    }
 }
 
 /// An SQS event of messages for `requests`, in order, as Lambda delivers a FIFO batch.
@@ -88,12 +95,13 @@ fn failed(response: &SqsBatchResponse) -> Vec<String> {
 
 async fn worker(db: &TestDatabase, requests: Arc<dyn RequestStore>, moto: &Moto) -> Worker {
     let store = Arc::new(db.store().clone());
-    let app = App::builder(Stores::of(store), BookingConfig::default()).build();
+    let app = App::builder(Stores::of(store.clone()), BookingConfig::default()).build();
     let sdk = support::sdk(moto).await;
     // A queue that does not exist: a dead letter cannot be sent.
     let missing = format!("{}/123456789012/missing-dlq.fifo", moto.url());
     Worker::new(
         app.processor().clone(),
+        store.clone(),
         requests,
         Arc::new(MemoryMirror::new()),
         Arc::new(SqsDeadLetters::new(aws_sdk_sqs::Client::new(&sdk), missing)),

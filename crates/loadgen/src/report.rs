@@ -203,7 +203,7 @@ pub fn print(opts: &Options, threads: usize, o: &Outcomes) {
     println!("{}", latency_line(&b.post));
     match &o.lane {
         Some(l) => println!(
-            "server lane after the drain: waiting {}, decided {} (since server start), decisionsPerSecond {:.0}, paused {}",
+            "server lane after the drain: waiting {}, decided {} (all time, from the store), decisionsPerSecond {:.0} (last minute), paused {}",
             l["waiting"],
             l["decided"],
             l["decisionsPerSecond"].as_f64().unwrap_or(0.0),

@@ -13,7 +13,7 @@
 
 use async_trait::async_trait;
 use booking_app::processor::BatchProcessor;
-use booking_core::ports::{LaneStats, QueueError, QueueTicket, RequestQueue};
+use booking_core::ports::{QueueError, QueueTicket, RequestQueue};
 use booking_core::{BookingRequest, Chain, ShowId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +35,6 @@ struct LaneState {
     /// Requests taken for the batch being decided right now (still ahead of everyone waiting).
     in_flight: u64,
     paused: bool,
-    decided: u64,
     rate: Option<f64>,
 }
 
@@ -236,7 +235,6 @@ async fn run_lane(
         state.rate = Some(state.rate.map_or(batch_rate, |r| {
             r * (1.0 - RATE_ALPHA) + batch_rate * RATE_ALPHA
         }));
-        state.decided += batch.len() as u64;
         state.in_flight = 0;
         drop(state);
         shared.progress.notify_waiters();
@@ -262,25 +260,6 @@ impl RequestQueue for LocalLanes {
             .cloned()?;
         let state = lane.state.lock().expect("lane poisoned");
         Lane::ticket(&state, request.seq)
-    }
-
-    async fn stats(&self) -> Vec<LaneStats> {
-        let lanes = self.lanes();
-        let mut stats: Vec<LaneStats> = lanes
-            .iter()
-            .map(|l| {
-                let s = l.state.lock().expect("lane poisoned");
-                LaneStats {
-                    show_id: l.show,
-                    waiting: s.waiting.len() as u64 + s.in_flight,
-                    decided: s.decided,
-                    paused: s.paused,
-                    decisions_per_second: s.rate.unwrap_or(0.0),
-                }
-            })
-            .collect();
-        stats.sort_by_key(|s| s.show_id);
-        stats
     }
 
     async fn pause(&self, show: ShowId) -> Result<(), QueueError> {

@@ -22,7 +22,6 @@ struct ShowMirror {
     /// as the process, and serve tests and the local server).
     ticket_of: HashMap<RequestId, u64>,
     decided: u64,
-    paused: bool,
 }
 
 #[derive(Default)]
@@ -42,17 +41,6 @@ impl MemoryMirror {
             .expect("mirror poisoned")
             .entry(show)
             .or_default())
-    }
-
-    fn shows_with_tickets(&self) -> Vec<ShowId> {
-        let shows = self.shows.lock().expect("mirror poisoned");
-        let mut known: Vec<ShowId> = shows
-            .iter()
-            .filter(|(_, m)| m.tickets > 0)
-            .map(|(&show, _)| show)
-            .collect();
-        known.sort();
-        known
     }
 }
 
@@ -162,22 +150,5 @@ impl QueueCounters for MemoryMirror {
 
     async fn decided(&self, show: ShowId) -> Result<u64, MirrorError> {
         Ok(self.with(show, |m| m.decided))
-    }
-
-    async fn tickets(&self, show: ShowId) -> Result<u64, MirrorError> {
-        Ok(self.with(show, |m| m.tickets))
-    }
-
-    async fn set_paused(&self, show: ShowId, paused: bool) -> Result<(), MirrorError> {
-        self.with(show, |m| m.paused = paused);
-        Ok(())
-    }
-
-    async fn is_paused(&self, show: ShowId) -> Result<bool, MirrorError> {
-        Ok(self.with(show, |m| m.paused))
-    }
-
-    async fn known_shows(&self) -> Result<Vec<ShowId>, MirrorError> {
-        Ok(self.shows_with_tickets())
     }
 }

@@ -131,6 +131,40 @@ impl CatalogStore for PgStore {
         Ok(row.map(Show::from))
     }
 
+    #[tracing::instrument(skip_all, fields(show_id = %show, paused))]
+    async fn set_paused(&self, show: ShowId, paused: bool) -> Result<bool, StoreError> {
+        let done = sqlx::query!(
+            "UPDATE shows SET paused = $2 WHERE show_id = $1",
+            show.as_uuid(),
+            paused
+        )
+        .execute(self.pool())
+        .await
+        .map_err(codec::store_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(skip_all, fields(show_id = %show))]
+    async fn is_paused(&self, show: ShowId) -> Result<bool, StoreError> {
+        let paused = sqlx::query_scalar!(
+            "SELECT paused FROM shows WHERE show_id = $1",
+            show.as_uuid()
+        )
+        .fetch_optional(self.pool())
+        .await
+        .map_err(codec::store_error)?;
+        Ok(paused.unwrap_or(false))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn paused_shows(&self) -> Result<Vec<ShowId>, StoreError> {
+        let ids = sqlx::query_scalar!("SELECT show_id FROM shows WHERE paused ORDER BY show_id")
+            .fetch_all(self.pool())
+            .await
+            .map_err(codec::store_error)?;
+        Ok(ids.into_iter().map(ShowId::from_uuid).collect())
+    }
+
     #[tracing::instrument(skip_all, fields(movies = movies.len(), shows = shows.len()))]
     async fn put_catalog(
         &self,

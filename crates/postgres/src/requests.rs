@@ -7,8 +7,8 @@
 use crate::codec::{self, EXPIRED_MESSAGE, RequestRow};
 use crate::{PgStore, intake};
 use async_trait::async_trait;
-use booking_core::ports::{Inserted, RequestStore, StoreError};
-use booking_core::{BookingRequest, NewBookingRequest, RequestId};
+use booking_core::ports::{Inserted, RequestStore, ShowQueueCounts, StoreError};
+use booking_core::{BookingRequest, NewBookingRequest, RequestId, ShowId};
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 use uuid::Uuid;
@@ -84,6 +84,60 @@ impl RequestStore for PgStore {
             RequestId::as_uuid,
             &updated,
         ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn queue_counts(
+        &self,
+        shows_from: DateTime<Utc>,
+        decided_since: DateTime<Utc>,
+    ) -> Result<Vec<ShowQueueCounts>, StoreError> {
+        let rows = sqlx::query!(
+            r#"SELECT s.show_id, s.starts_at, s.paused,
+                      COALESCE(c.queued, 0) AS "queued!", COALESCE(c.processing, 0) AS "processing!",
+                      COALESCE(c.succeeded, 0) AS "succeeded!", COALESCE(c.failed, 0) AS "failed!",
+                      COALESCE(c.expired, 0) AS "expired!", c.oldest_queued_at AS "oldest_queued_at?",
+                      COALESCE(r.recent, 0) AS "recent!", r.mean_ms AS "mean_ms?"
+               FROM shows s
+               LEFT JOIN (SELECT show_id,
+                                 count(*) FILTER (WHERE status = 'QUEUED') AS queued,
+                                 count(*) FILTER (WHERE status = 'PROCESSING') AS processing,
+                                 count(*) FILTER (WHERE status = 'SUCCESS') AS succeeded,
+                                 count(*) FILTER (WHERE status = 'FAILED') AS failed,
+                                 count(*) FILTER (WHERE status = 'EXPIRED') AS expired,
+                                 min(created_at) FILTER (WHERE status = 'QUEUED') AS oldest_queued_at
+                          FROM booking_requests GROUP BY show_id) c ON c.show_id = s.show_id
+               LEFT JOIN (SELECT show_id, count(*) AS recent,
+                                 avg(EXTRACT(EPOCH FROM processed_at - created_at) * 1000)::float8
+                                     AS mean_ms
+                          FROM booking_requests
+                          WHERE processed_at >= $2 AND status IN ('SUCCESS', 'FAILED')
+                          GROUP BY show_id) r ON r.show_id = s.show_id
+               WHERE s.starts_at >= $1 OR c.queued > 0 OR c.processing > 0
+               ORDER BY s.starts_at, s.show_id"#,
+            shows_from,
+            decided_since
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(codec::store_error)?;
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(rows
+            .into_iter()
+            .map(|row| ShowQueueCounts {
+                show_id: ShowId::from_uuid(row.show_id),
+                starts_at: row.starts_at,
+                paused: row.paused,
+                waiting: count(row.queued),
+                in_flight: count(row.processing),
+                succeeded: count(row.succeeded),
+                failed: count(row.failed),
+                expired: count(row.expired),
+                oldest_waiting_since: row.oldest_queued_at,
+                recently_decided: count(row.recent),
+                recent_mean_time_to_decision_ms: row.mean_ms,
+            })
+            .collect())
     }
 
     #[tracing::instrument(skip_all, fields(now = %now))]

@@ -111,11 +111,6 @@ fn decided_key(show: ShowId) -> String {
     format!("queue:{{{show}}}:decided")
 }
 
-/// Every show that took a ticket: the index queue statistics read instead of scanning keys.
-const SHOWS_KEY: &str = "queue:shows";
-/// The paused shows.
-const PAUSED_KEY: &str = "queue:paused";
-
 fn lock_value(lock: &SeatLock) -> String {
     let kind = if lock.status == SeatStatus::Booked {
         "BOOKED"
@@ -341,14 +336,11 @@ impl QueueCounters for RedisMirror {
             .key(tickets_key(show))
             .key(request_ticket_key(show, request))
             .arg(keep);
-        // One round trip on the intake path: the script (loaded in the same pipeline, so a
-        // restarted Redis never answers NOSCRIPT), then the show index, which lives outside the
-        // show's hash slot and so cannot be in the script. SADD is idempotent.
+        // One round trip on the intake path: the script, loaded in the same pipeline, so a
+        // restarted Redis never answers NOSCRIPT.
         let (_, ticket): (String, u64) = redis::pipe()
             .load_script(&self.take_ticket)
             .invoke_script(&invocation)
-            .sadd(SHOWS_KEY, show.to_string())
-            .ignore()
             .query_async(&mut conn)
             .await
             .map_err(failed("take_ticket"))?;
@@ -364,42 +356,6 @@ impl QueueCounters for RedisMirror {
         conn.get::<_, Option<u64>>(request_ticket_key(show, request))
             .await
             .map_err(failed("ticket_of"))
-    }
-
-    async fn tickets(&self, show: ShowId) -> Result<u64, MirrorError> {
-        let mut conn = self.conn.clone();
-        conn.get::<_, Option<u64>>(tickets_key(show))
-            .await
-            .map(|v| v.unwrap_or(0))
-            .map_err(failed("tickets"))
-    }
-
-    async fn set_paused(&self, show: ShowId, paused: bool) -> Result<(), MirrorError> {
-        let mut conn = self.conn.clone();
-        let result: redis::RedisResult<u64> = if paused {
-            conn.sadd(PAUSED_KEY, show.to_string()).await
-        } else {
-            conn.srem(PAUSED_KEY, show.to_string()).await
-        };
-        result.map(|_| ()).map_err(failed("set_paused"))
-    }
-
-    async fn is_paused(&self, show: ShowId) -> Result<bool, MirrorError> {
-        let mut conn = self.conn.clone();
-        conn.sismember(PAUSED_KEY, show.to_string())
-            .await
-            .map_err(failed("is_paused"))
-    }
-
-    async fn known_shows(&self) -> Result<Vec<ShowId>, MirrorError> {
-        let mut conn = self.conn.clone();
-        let members: Vec<String> = conn
-            .smembers(SHOWS_KEY)
-            .await
-            .map_err(failed("known_shows"))?;
-        let mut shows: Vec<ShowId> = members.iter().filter_map(|m| m.parse().ok()).collect();
-        shows.sort();
-        Ok(shows)
     }
 
     async fn add_decided(&self, show: ShowId, count: u64) -> Result<(), MirrorError> {

@@ -48,7 +48,6 @@ cases!(
     shows_are_independent,
     stale_rebuild_is_refused,
     queue_counters_count_per_show,
-    pause_is_per_show,
 );
 
 use booking_testkit::redis::PrivateRedis;

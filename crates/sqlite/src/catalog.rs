@@ -108,6 +108,37 @@ impl CatalogStore for SqliteStore {
         row.as_ref().map(decode_show).transpose()
     }
 
+    #[tracing::instrument(skip_all, fields(show_id = %show, paused))]
+    async fn set_paused(&self, show: ShowId, paused: bool) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE shows SET paused = ?2 WHERE show_id = ?1")
+            .bind(show.to_string())
+            .bind(i64::from(paused))
+            .execute(self.writer())
+            .await
+            .map_err(codec::store_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(skip_all, fields(show_id = %show))]
+    async fn is_paused(&self, show: ShowId) -> Result<bool, StoreError> {
+        let paused: Option<i64> = sqlx::query_scalar("SELECT paused FROM shows WHERE show_id = ?1")
+            .bind(show.to_string())
+            .fetch_optional(self.readers())
+            .await
+            .map_err(codec::store_error)?;
+        Ok(paused.is_some_and(|p| p != 0))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn paused_shows(&self) -> Result<Vec<ShowId>, StoreError> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT show_id FROM shows WHERE paused = 1 ORDER BY show_id")
+                .fetch_all(self.readers())
+                .await
+                .map_err(codec::store_error)?;
+        ids.iter().map(|id| codec::parse(id, "show_id")).collect()
+    }
+
     #[tracing::instrument(skip_all, fields(movies = movies.len(), shows = shows.len()))]
     async fn put_catalog(
         &self,

@@ -7,7 +7,7 @@
 use crate::SqliteStore;
 use crate::codec::{self, EXPIRED_MESSAGE, request_columns};
 use async_trait::async_trait;
-use booking_core::ports::{Inserted, RequestStore, StoreError};
+use booking_core::ports::{Inserted, RequestStore, ShowQueueCounts, StoreError};
 use booking_core::{BookingRequest, NewBookingRequest, RequestId};
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
@@ -71,6 +71,64 @@ impl RequestStore for SqliteStore {
             ToString::to_string,
             &updated,
         ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn queue_counts(
+        &self,
+        shows_from: DateTime<Utc>,
+        decided_since: DateTime<Utc>,
+    ) -> Result<Vec<ShowQueueCounts>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.show_id, s.starts_at, s.paused, \
+                    COALESCE(c.queued, 0) AS queued, COALESCE(c.processing, 0) AS processing, \
+                    COALESCE(c.succeeded, 0) AS succeeded, COALESCE(c.failed, 0) AS failed, \
+                    COALESCE(c.expired, 0) AS expired, c.oldest_queued_at, \
+                    COALESCE(r.recent, 0) AS recent, r.mean_ms \
+             FROM shows s \
+             LEFT JOIN (SELECT show_id, \
+                            SUM(status = 'QUEUED') AS queued, \
+                            SUM(status = 'PROCESSING') AS processing, \
+                            SUM(status = 'SUCCESS') AS succeeded, \
+                            SUM(status = 'FAILED') AS failed, \
+                            SUM(status = 'EXPIRED') AS expired, \
+                            MIN(CASE WHEN status = 'QUEUED' THEN created_at END) \
+                                AS oldest_queued_at \
+                        FROM booking_requests GROUP BY show_id) c ON c.show_id = s.show_id \
+             LEFT JOIN (SELECT show_id, COUNT(*) AS recent, \
+                               AVG(processed_at - created_at) AS mean_ms \
+                        FROM booking_requests \
+                        WHERE processed_at >= ?2 AND status IN ('SUCCESS', 'FAILED') \
+                        GROUP BY show_id) r ON r.show_id = s.show_id \
+             WHERE s.starts_at >= ?1 OR c.queued > 0 OR c.processing > 0 \
+             ORDER BY s.starts_at, s.show_id",
+        )
+        .bind(codec::millis(shows_from))
+        .bind(codec::millis(decided_since))
+        .fetch_all(self.readers())
+        .await
+        .map_err(codec::store_error)?;
+        rows.iter()
+            .map(|row| {
+                let count = |column: &str| -> Result<u64, StoreError> {
+                    let n: i64 = codec::get(row, column)?;
+                    u64::try_from(n).map_err(|_| codec::corrupt(format_args!("{column}: {n}")))
+                };
+                Ok(ShowQueueCounts {
+                    show_id: codec::get_parsed(row, "show_id")?,
+                    starts_at: codec::get_time(row, "starts_at")?,
+                    paused: codec::get::<i64>(row, "paused")? != 0,
+                    waiting: count("queued")?,
+                    in_flight: count("processing")?,
+                    succeeded: count("succeeded")?,
+                    failed: count("failed")?,
+                    expired: count("expired")?,
+                    oldest_waiting_since: codec::get_opt_time(row, "oldest_queued_at")?,
+                    recently_decided: count("recent")?,
+                    recent_mean_time_to_decision_ms: codec::get(row, "mean_ms")?,
+                })
+            })
+            .collect()
     }
 
     #[tracing::instrument(skip_all, fields(now = %now))]

@@ -1,5 +1,6 @@
-//! Operations, for the admin role: per-show queue statistics, and pausing or resuming a show's
-//! lane (its requests keep queueing, in order, while it is paused).
+//! Operations, for the admin role: per-show queue statistics (read from the store, so they
+//! survive restarts and agree across processes), and pausing or resuming a show's lane (its
+//! requests keep queueing, in order, while it is paused; the pause is kept in the store).
 
 use super::AppState;
 use super::extract::{Admin, Segment};
@@ -16,9 +17,13 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/admin/shows/{show_id}/resume", post(resume_show))
 }
 
-async fn queue_stats(State(state): State<AppState>, _admin: Admin) -> Json<serde_json::Value> {
-    let lanes = state.service.queue().stats().await;
-    Json(json!({ "shows": lanes }))
+async fn queue_stats(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let shows = state.service.queue_stats().await?;
+    let now = state.service.ports().clock.now();
+    Ok(Json(json!({ "generatedAt": now, "shows": shows })))
 }
 
 async fn pause_show(

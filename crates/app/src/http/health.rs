@@ -1,5 +1,6 @@
 //! `GET /health`: liveness, and whether the store answers (503 when it does not), so a load
-//! balancer stops sending traffic to an instance that cannot make a request durable.
+//! balancer stops sending traffic to an instance that cannot make a request durable. Nothing
+//! about demand: queue depths are for operators (`GET /api/v1/admin/queues`), not the public.
 
 use super::AppState;
 use axum::extract::State;
@@ -16,13 +17,10 @@ pub(super) fn routes() -> Router<AppState> {
 async fn health(State(state): State<AppState>) -> Response {
     let ports = state.service.ports();
     let store = ports.holds.ping().await;
-    let lanes = state.service.queue().stats().await;
-    let waiting: u64 = lanes.iter().map(|l| l.waiting).sum();
     let ok = store.is_ok();
     let body = json!({
         "status": if ok { "ok" } else { "degraded" },
         "checks": { "store": if ok { "ok" } else { "unavailable" } },
-        "queue": { "lanes": lanes.len(), "waiting": waiting },
     });
     let status = if ok {
         StatusCode::OK

@@ -296,3 +296,98 @@ pub async fn a_show_on_sale_keeps_what_is_on_sale<S: ContractStore>(store: &S) {
         Some(rescheduled)
     );
 }
+
+/// Queue statistics are counted from the stored requests, per show: waiting, in flight, each
+/// outcome, the oldest waiting request, and the recent decisions; a show without requests is
+/// listed while it is to come, and one with undecided requests whatever its start. The pause is
+/// kept with the show.
+pub async fn queue_counts_and_pauses_come_from_the_store<S: ContractStore>(store: &S) {
+    use booking_core::ports::ShowQueueCounts;
+    let show = create_show(store, 2, 5).await;
+    let quiet = create_show(store, 1, 5).await;
+    let t = now();
+    let at = |ms: i64| t + Duration::milliseconds(ms);
+    let first = request(store, &show, &fresh_user("q-alice"), &["A1"], at(0)).await;
+    let loser = request(store, &show, &fresh_user("q-bob"), &["A1"], at(1_000)).await;
+    let taken = request(store, &show, &fresh_user("q-carol"), &["B1"], at(2_000)).await;
+    let waiting = request(store, &show, &fresh_user("q-dave"), &["B2"], at(3_000)).await;
+    request(store, &show, &fresh_user("q-erin"), &["B3"], at(4_000)).await;
+    let late = request(
+        store,
+        &show,
+        &fresh_user("q-frank"),
+        &["B4"],
+        t - REQUEST_TTL * 2,
+    )
+    .await;
+    decide_and_commit(store, &show, &[&first, &loser], at(5_000)).await;
+    decide_and_commit(store, &show, &[&late], at(5_000)).await;
+    store.begin_processing(&[taken.request_id]).await.unwrap();
+
+    let counts_of = |all: Vec<ShowQueueCounts>, show: &Show| {
+        all.into_iter().find(|c| c.show_id == show.show_id)
+    };
+    let all = store.queue_counts(t, t).await.unwrap();
+    let quiet_counts = counts_of(all.clone(), &quiet).expect("a show to come is listed");
+    assert_eq!(
+        (
+            quiet_counts.waiting,
+            quiet_counts.succeeded,
+            quiet_counts.recently_decided
+        ),
+        (0, 0, 0)
+    );
+    let c = counts_of(all, &show).expect("the show");
+    assert_eq!(
+        (c.waiting, c.in_flight, c.succeeded, c.failed, c.expired),
+        (2, 1, 1, 1, 1)
+    );
+    assert!(!c.paused);
+    let oldest = c.oldest_waiting_since.expect("the oldest waiting request");
+    assert!(
+        (oldest - waiting.created_at).num_milliseconds().abs() <= 1,
+        "{oldest} is when the first still-waiting request came"
+    );
+    // Decided since `t`: the grant and the refusal (an expiry is not a decision), 5 s and 4 s
+    // after they came.
+    assert_eq!(c.recently_decided, 2);
+    let mean = c.recent_mean_time_to_decision_ms.expect("a mean");
+    assert!(
+        (mean - 4_500.0).abs() < 5.0,
+        "mean time to decision {mean} ms"
+    );
+    let later = counts_of(store.queue_counts(t, at(6_000)).await.unwrap(), &show).unwrap();
+    assert_eq!(
+        (
+            later.recently_decided,
+            later.recent_mean_time_to_decision_ms
+        ),
+        (0, None)
+    );
+
+    // After both have started: only the show with undecided requests is still listed.
+    let after = store
+        .queue_counts(show.starts_at.max(quiet.starts_at) + Duration::hours(1), t)
+        .await
+        .unwrap();
+    assert!(counts_of(after.clone(), &show).is_some());
+    assert!(counts_of(after, &quiet).is_none());
+
+    // The pause is the show's, in the store.
+    assert!(!store.is_paused(show.show_id).await.unwrap());
+    assert!(store.set_paused(show.show_id, true).await.unwrap());
+    assert!(store.is_paused(show.show_id).await.unwrap());
+    assert!(!store.is_paused(quiet.show_id).await.unwrap());
+    assert!(store.paused_shows().await.unwrap().contains(&show.show_id));
+    assert!(
+        counts_of(store.queue_counts(t, t).await.unwrap(), &show)
+            .unwrap()
+            .paused
+    );
+    assert!(
+        !store.set_paused(ShowId::new_random(), true).await.unwrap(),
+        "no such show"
+    );
+    assert!(store.set_paused(show.show_id, false).await.unwrap());
+    assert!(!store.paused_shows().await.unwrap().contains(&show.show_id));
+}

@@ -50,7 +50,7 @@ pub use batches::{
 };
 pub use catalog::{
     a_show_on_sale_keeps_what_is_on_sale, catalog_listing_and_date_filter,
-    catalog_write_is_all_or_nothing, ping_answers,
+    catalog_write_is_all_or_nothing, ping_answers, queue_counts_and_pauses_come_from_the_store,
 };
 pub use charges::{
     a_charge_sent_again_is_not_written_off, begin_charge_refusals,
@@ -170,6 +170,7 @@ macro_rules! __with_cases {
             catalog_listing_and_date_filter,
             catalog_write_is_all_or_nothing,
             a_show_on_sale_keeps_what_is_on_sale,
+            queue_counts_and_pauses_come_from_the_store,
             a_key_is_claimed_once_and_replays_its_answer,
             a_charge_sent_again_is_not_written_off,
             a_failed_or_abandoned_use_is_claimed_again_under_its_id,

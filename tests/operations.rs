@@ -1,0 +1,93 @@
+//! The operator's view on the real binary, on both backends: queue statistics read from the
+//! store (every show listed, traffic or not; the same after a restart) and a pause that survives
+//! a crash; `/health` says nothing about demand.
+
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
+#[macro_use]
+mod support;
+
+use serde_json::Value;
+use support::*;
+
+on_every_backend!(a_pause_and_the_queue_statistics_survive_a_restart);
+
+async fn queue_of(c: &reqwest::Client, server: &Server, admin: &str, show: &str) -> Value {
+    let (status, stats) = get(c, server, "/api/v1/admin/queues", Some(admin)).await;
+    assert_eq!(status, 200, "{stats}");
+    stats["shows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["showId"] == show)
+        .unwrap_or_else(|| panic!("show {show} is listed: {stats}"))
+        .clone()
+}
+
+async fn a_pause_and_the_queue_statistics_survive_a_restart(backend: Backend) {
+    let mut server = Server::start_on(backend, &[]).await;
+    let c = client();
+    let admin = admin_token("operator");
+    pause_show(&c, &server, GRAND_HALL, &admin).await;
+    let mut accepted = Vec::new();
+    for (i, seat) in ["J1", "J2", "J3"].into_iter().enumerate() {
+        let fan = token(&format!("fan-{i}"));
+        let (status, body) = hold(&c, &server, &fan, GRAND_HALL, &[seat]).await;
+        assert_eq!(status, 202, "{body}");
+        accepted.push((fan, body["requestId"].as_str().unwrap().to_owned()));
+    }
+
+    let before = queue_of(&c, &server, &admin, GRAND_HALL).await;
+    assert_eq!(before["paused"], true);
+    assert_eq!(before["waiting"], 3, "{before}");
+    assert_eq!(before["decided"], 0);
+    assert!(before["oldestWaitingAgeSeconds"].as_i64().unwrap() >= 0);
+    let quiet = queue_of(&c, &server, &admin, STUDIO).await;
+    assert_eq!(
+        (quiet["waiting"].as_u64(), quiet["paused"].as_bool()),
+        (Some(0), Some(false)),
+        "a show without traffic is listed too"
+    );
+    let (_, health) = get(&c, &server, "/health", None).await;
+    assert!(
+        health.get("queue").is_none(),
+        "demand is not public: {health}"
+    );
+
+    server.crash_and_restart();
+    let after = queue_of(&c, &server, &admin, GRAND_HALL).await;
+    assert_eq!(after["paused"], true, "the pause outlived the crash");
+    assert_eq!(after["waiting"], 3, "{after}");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for (fan, id) in &accepted {
+        let (_, r) = get(
+            &c,
+            &server,
+            &format!("/api/v1/booking-requests/{id}"),
+            Some(fan),
+        )
+        .await;
+        assert_eq!(r["status"], "QUEUED", "not decided while paused: {r}");
+    }
+
+    resume_show(&c, &server, GRAND_HALL, &admin).await;
+    for (fan, id) in &accepted {
+        let r = wait_terminal(&c, &server, fan, id).await;
+        assert_eq!(r["status"], "SUCCESS", "{r}");
+    }
+    let done = queue_of(&c, &server, &admin, GRAND_HALL).await;
+    assert_eq!(done["paused"], false);
+    assert_eq!(
+        (done["waiting"].as_u64(), done["inFlight"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(done["decided"], 3, "{done}");
+    assert_eq!(done["outcomes"]["success"], 3);
+    assert!(done["oldestWaitingAgeSeconds"].is_null());
+    assert!(done["decisionsPerSecond"].as_f64().unwrap() > 0.0, "{done}");
+    assert!(
+        done["meanTimeToDecisionMs"].as_f64().unwrap() > 0.0,
+        "{done}"
+    );
+}
