@@ -101,6 +101,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
     let hub = Arc::new(WsHub::new());
     let lanes = LaneOptions {
         max_batch: config.max_batch,
+        max_attempts: config.booking.max_attempts,
         ..LaneOptions::default()
     };
     // The mock provider keeps its ledger beside the data, so that, like a real provider, it

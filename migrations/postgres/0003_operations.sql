@@ -7,3 +7,14 @@ ALTER TABLE shows ADD COLUMN paused BOOLEAN NOT NULL DEFAULT FALSE;
 
 CREATE INDEX booking_requests_decided_at ON booking_requests (processed_at)
     WHERE processed_at IS NOT NULL;
+
+-- Dead letters: a request that could not be decided after MAX_ATTEMPTS tries is set aside (it
+-- stays QUEUED, so it still expires at its deadline and its owner is told) until an operator
+-- redrives or discards it. Recovery skips it: it never blocks its show again.
+ALTER TABLE booking_requests
+    ADD COLUMN dead_lettered_at TIMESTAMPTZ NULL,
+    ADD COLUMN dead_letter_reason TEXT NULL,
+    ADD COLUMN attempts INTEGER NULL;
+
+CREATE INDEX booking_requests_dead_letters ON booking_requests (show_id, seq)
+    WHERE dead_lettered_at IS NOT NULL;

@@ -370,15 +370,23 @@ impl CatalogAdmin {
         Self { ports, booking }
     }
 
-    /// Writes a checked catalog in one transaction. Shows this process has cached are read
+    /// Writes a checked catalog file in one transaction. Shows this process has cached are read
     /// again on their next use.
     pub async fn write(&self, catalog: &Catalog) -> Result<CatalogWrite, BookingError> {
+        self.write_as(catalog, Paths::OfFile).await
+    }
+
+    async fn write_as(
+        &self,
+        catalog: &Catalog,
+        paths: Paths,
+    ) -> Result<CatalogWrite, BookingError> {
         let written = self
             .ports
             .catalog
             .put_catalog(&catalog.movies, &catalog.shows)
             .await
-            .map_err(|e| catalog_error(e, &catalog.shows))?;
+            .map_err(|e| catalog_error(e, &catalog.shows, paths))?;
         for show in &catalog.shows {
             self.booking.forget_show(show.show_id);
         }
@@ -428,7 +436,8 @@ impl CatalogAdmin {
         movies: Vec<Movie>,
         shows: Vec<Show>,
     ) -> Result<CatalogWrite, BookingError> {
-        self.write(&Catalog { movies, shows }).await
+        self.write_as(&Catalog { movies, shows }, Paths::OfOne)
+            .await
     }
 
     /// The days on which a movie has shows still to start, in order.
@@ -455,14 +464,21 @@ fn invalid(e: FieldError) -> BookingError {
     BookingError::InvalidCatalog(vec![e.into()])
 }
 
+/// How a refused value is named: in a file (`shows[2].movieId`) or in a one-show write
+/// (`movieId`).
+#[derive(Debug, Clone, Copy)]
+enum Paths {
+    OfFile,
+    OfOne,
+}
+
 /// A store's refusal in the caller's terms, naming the show of the write it concerns.
-fn catalog_error(e: CatalogError, shows: &[Show]) -> BookingError {
-    let index = |id: ShowId| shows.iter().position(|s| s.show_id == id);
+fn catalog_error(e: CatalogError, shows: &[Show], paths: Paths) -> BookingError {
     match e {
         CatalogError::MovieNotFound { show, movie } => {
-            let field = match (shows.len(), index(show)) {
-                (1, _) => "movieId".to_owned(),
-                (_, Some(i)) => format!("shows[{i}].movieId"),
+            let index = shows.iter().position(|s| s.show_id == show);
+            let field = match (paths, index) {
+                (Paths::OfFile, Some(i)) => format!("shows[{i}].movieId"),
                 _ => "movieId".to_owned(),
             };
             BookingError::InvalidCatalog(vec![

@@ -63,6 +63,9 @@ pub struct BookingConfig {
     /// How long an `Idempotency-Key` and the answer it replays are kept
     /// (`IDEMPOTENCY_TTL_SECONDS`, default 86,400: one day).
     pub idempotency_ttl: Duration,
+    /// How many failed tries to decide a request before it is set aside as a dead letter
+    /// (`MAX_ATTEMPTS`, default 5). An unreachable store does not count.
+    pub max_attempts: u32,
 }
 
 impl Default for BookingConfig {
@@ -75,6 +78,7 @@ impl Default for BookingConfig {
             order_payment_ttl: Duration::seconds(600),
             payment_timeout: Duration::seconds(10),
             idempotency_ttl: Duration::seconds(86_400),
+            max_attempts: 5,
         }
     }
 }
@@ -102,6 +106,11 @@ impl BookingConfig {
             order_payment_ttl: seconds("ORDER_PAYMENT_TTL_SECONDS", d.order_payment_ttl)?,
             payment_timeout: seconds("PAYMENT_TIMEOUT_SECONDS", d.payment_timeout)?,
             idempotency_ttl: seconds("IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl)?,
+            max_attempts: positive(
+                "MAX_ATTEMPTS",
+                env_or("MAX_ATTEMPTS", u64::from(d.max_attempts))?,
+            )?
+            .min(u64::from(u32::MAX)) as u32,
         }
         .checked()
     }

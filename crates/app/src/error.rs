@@ -83,6 +83,12 @@ pub enum BookingError {
     /// A catalog write was refused before anything was written: every value at fault.
     #[error("The catalog write was refused: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     InvalidCatalog(Vec<CatalogIssue>),
+    /// No such request among the dead letters (never set aside, or redriven or discarded
+    /// already).
+    #[error("No such dead letter")]
+    DeadLetterNotFound,
+    #[error("reason must be at most 500 characters, without control characters")]
+    InvalidReason,
     /// The show has taken hold requests: its seats, prices and movie are fixed.
     #[error("Show {0} is on sale: its seats, prices and movie can no longer change")]
     ShowOnSale(ShowId),
@@ -131,6 +137,8 @@ impl BookingError {
             Self::InvalidDate => "INVALID_DATE",
             Self::InvalidCatalog(_) => "INVALID_CATALOG",
             Self::ShowOnSale(_) => "SHOW_ON_SALE",
+            Self::DeadLetterNotFound => "DEAD_LETTER_NOT_FOUND",
+            Self::InvalidReason => "INVALID_REASON",
             Self::IdempotencyKeyInFlight => "IDEMPOTENCY_KEY_IN_FLIGHT",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::Store(e) if !e.is_unavailable() => "INTERNAL_ERROR",
@@ -249,9 +257,8 @@ impl From<BookingError> for ApiError {
         use BookingError::*;
         e.log();
         let status = match &e {
-            ShowNotFound | MovieNotFound | RequestNotFound | HoldNotFound | OrderNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ShowNotFound | MovieNotFound | RequestNotFound | HoldNotFound | OrderNotFound
+            | DeadLetterNotFound => StatusCode::NOT_FOUND,
             HoldNotActive(_)
             | HoldConverted { .. }
             | OrderExpired
@@ -260,7 +267,7 @@ impl From<BookingError> for ApiError {
             | PaymentInProgress
             | ShowOnSale(_)
             | IdempotencyKeyInFlight => StatusCode::CONFLICT,
-            InvalidCatalog(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            InvalidCatalog(_) | InvalidReason => StatusCode::UNPROCESSABLE_ENTITY,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             PaymentDeclined { .. } => StatusCode::PAYMENT_REQUIRED,
             PaymentUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -44,6 +44,14 @@ impl ProcessError {
             Self::Store(e) => e.is_unavailable(),
         }
     }
+
+    /// Whether this failure counts towards `MAX_ATTEMPTS`, after which the request is set aside
+    /// as a dead letter. A store that does not answer does not count: it fails every request
+    /// alike (and could not record a dead letter either), and setting a show's whole queue aside
+    /// during an outage would be worse than waiting for the store.
+    pub fn counts_as_attempt(&self) -> bool {
+        !matches!(self, Self::Store(e) if e.is_unavailable())
+    }
 }
 
 /// What a processed batch did.
@@ -193,6 +201,28 @@ impl BatchProcessor {
             }
         }
         Err(ProcessError::ConflictsPersisted(MAX_CONFLICT_RETRIES + 1))
+    }
+
+    /// Sets a request that could not be decided after `attempts` tries aside as a dead letter,
+    /// with why, so that its show goes on; `false` if it was decided meanwhile.
+    pub async fn dead_letter(
+        &self,
+        request: &BookingRequest,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<bool, StoreError> {
+        let set_aside = self
+            .ports
+            .requests
+            .dead_letter_request(request.request_id, reason, attempts, self.ports.clock.now())
+            .await?;
+        if set_aside {
+            tracing::error!(
+                request_id = %request.request_id, show_id = %request.show_id, attempts, %reason,
+                "request cannot be decided; set aside as a dead letter"
+            );
+        }
+        Ok(set_aside)
     }
 
     /// Pushes the stored outcome of requests decided earlier or elsewhere: a duplicate delivery

@@ -10,7 +10,7 @@ use crate::error::BookingError;
 use booking_core::Chain;
 use booking_core::engine::SeatChange;
 use booking_core::ports::{
-    Inserted, QueueTicket, ReleaseError, RequestQueue, SeatLock, SeatMirror,
+    DeadLetteredRequest, Inserted, QueueTicket, ReleaseError, RequestQueue, SeatLock, SeatMirror,
 };
 use booking_core::{
     BookingRequest, Hold, IdempotencyKey, Movie, MovieId, NewBookingRequest, RequestId,
@@ -59,6 +59,9 @@ pub struct BookingService {
     shows: RwLock<HashMap<ShowId, (Show, Instant)>>,
 }
 
+/// What a discarded dead letter's owner is told when the operator gave no reason.
+const DISCARDED_MESSAGE: &str = "The request could not be processed and was withdrawn";
+
 /// The window queue statistics measure the decision rate over.
 const RATE_WINDOW: chrono::Duration = chrono::Duration::seconds(60);
 
@@ -73,6 +76,8 @@ pub struct QueueStats {
     pub waiting: u64,
     /// Taken by a decider, not decided yet.
     pub in_flight: u64,
+    /// Set aside after `MAX_ATTEMPTS` failed tries, waiting for an operator.
+    pub dead_letters: u64,
     /// Every request that reached an outcome.
     pub decided: u64,
     pub outcomes: Outcomes,
@@ -387,6 +392,7 @@ impl BookingService {
                 paused: c.paused,
                 waiting: c.waiting,
                 in_flight: c.in_flight,
+                dead_letters: c.dead_letters,
                 decided: c.succeeded + c.failed + c.expired,
                 outcomes: Outcomes {
                     success: c.succeeded,
@@ -400,6 +406,91 @@ impl BookingService {
                 mean_time_to_decision_ms: c.recent_mean_time_to_decision_ms,
             })
             .collect())
+    }
+
+    /// The requests set aside as dead letters, of one show (`raw_show`) or of all.
+    pub async fn dead_letters(
+        &self,
+        raw_show: Option<&str>,
+    ) -> Result<Vec<DeadLetteredRequest>, BookingError> {
+        let show = match raw_show {
+            Some(raw) => Some(self.require_show(raw).await?.show_id),
+            None => None,
+        };
+        Ok(self.ports.requests.dead_letters(show).await?)
+    }
+
+    /// Puts dead letters back in their show's queue to be decided again, in arrival order, each
+    /// once (a second redrive of the same finds nothing). Returns the requests redriven.
+    async fn redrive(&self, ids: &[RequestId]) -> Result<Vec<BookingRequest>, BookingError> {
+        let redriven = self.ports.requests.redrive_dead_letters(ids).await?;
+        for (i, request) in redriven.iter().enumerate() {
+            if let Err(e) = self.queue.enqueue(request).await {
+                // Not queued, and no longer a dead letter: set what is left aside again, so that
+                // the operator still sees it (and can redrive it once the queue is back).
+                let reason = format!("redrive could not be queued: {}", Chain(&e));
+                let now = self.ports.clock.now();
+                for left in &redriven[i..] {
+                    self.ports
+                        .requests
+                        .dead_letter_request(left.request_id, &reason, 0, now)
+                        .await?;
+                }
+                return Err(e.into());
+            }
+        }
+        Ok(redriven)
+    }
+
+    /// Redrives one dead letter (`DEAD_LETTER_NOT_FOUND` if the request is not one).
+    pub async fn redrive_dead_letter(&self, raw: &str) -> Result<BookingRequest, BookingError> {
+        let id: RequestId = raw.parse().map_err(|_| BookingError::DeadLetterNotFound)?;
+        self.redrive(&[id])
+            .await?
+            .pop()
+            .ok_or(BookingError::DeadLetterNotFound)
+    }
+
+    /// Redrives every dead letter of a show, in arrival order.
+    pub async fn redrive_show(&self, raw_show: &str) -> Result<Vec<BookingRequest>, BookingError> {
+        let ids: Vec<RequestId> = self
+            .dead_letters(Some(raw_show))
+            .await?
+            .into_iter()
+            .map(|d| d.request.request_id)
+            .collect();
+        self.redrive(&ids).await
+    }
+
+    /// Ends a dead letter FAILED with `reason`, and tells its owner.
+    pub async fn discard_dead_letter(
+        &self,
+        raw: &str,
+        reason: Option<&str>,
+    ) -> Result<BookingRequest, BookingError> {
+        let id: RequestId = raw.parse().map_err(|_| BookingError::DeadLetterNotFound)?;
+        let reason = match reason.map(str::trim) {
+            None | Some("") => DISCARDED_MESSAGE.to_owned(),
+            Some(r) if r.chars().count() > 500 || r.chars().any(char::is_control) => {
+                return Err(BookingError::InvalidReason);
+            }
+            Some(r) => r.to_owned(),
+        };
+        let now = self.ports.clock.now();
+        let request = self
+            .ports
+            .requests
+            .discard_dead_letter(id, &reason, now)
+            .await?
+            .ok_or(BookingError::DeadLetterNotFound)?;
+        if let Some(outcome) = &request.outcome {
+            let result = crate::processor::stored_result(&request, outcome);
+            self.ports
+                .notifier
+                .booking_results(&[(request.user_id.clone(), result)])
+                .await;
+        }
+        Ok(request)
     }
 
     /// Held and booked seats of a show, straight from the store.

@@ -184,12 +184,13 @@ async fn sqs_queue_reports_an_unreachable_queue() {
     assert!(err.is_err(), "{err:?}");
 }
 
-/// An operator's pause that cannot be recorded (the flag lives in Redis, which is down) is an
-/// error, answered 503 by the admin route: never `{"paused": true}` for a show that goes on
-/// being decided.
+/// The pause lives in the store, not in Redis: with Redis down it is still recorded (the worker
+/// reads it from the store), and with the store down the admin route answers 503, never
+/// `{"paused": true}` for a show that goes on being decided.
 #[tokio::test]
-async fn a_pause_that_cannot_be_recorded_is_answered_503() {
+async fn the_pause_is_kept_in_the_store_whatever_redis_does() {
     use axum::body::Body;
+    use booking_core::ports::CatalogStore;
     use tower::ServiceExt;
     let sqs = aws_sdk_sqs::Client::new(&sdk().await);
     let url = fifo_queue(&sqs).await;
@@ -201,8 +202,6 @@ async fn a_pause_that_cannot_be_recorded_is_answered_503() {
     );
     redis.stop();
     let queue = Arc::new(SqsQueue::new(sqs, url, counters));
-    let show = ShowId::new_random();
-    assert!(queue.pause(show).await.is_err(), "the flag was not written");
 
     let db = booking_testkit::postgres::TestDatabase::create().await;
     let show = booking_testkit::support::create_show(db.store(), 1, 4).await;
@@ -215,16 +214,22 @@ async fn a_pause_that_cannot_be_recorded_is_answered_503() {
     .queue(booking_app::QueueAdapter::External(queue))
     .authenticator(auth)
     .build();
-    let response = app
-        .router()
-        .oneshot(
-            axum::http::Request::post(format!("/api/v1/admin/shows/{}/pause", show.show_id))
-                .header("authorization", format!("Bearer {admin}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let call = |action: &str| {
+        axum::http::Request::post(format!("/api/v1/admin/shows/{}/{action}", show.show_id))
+            .header("authorization", format!("Bearer {admin}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let paused = app.router().oneshot(call("pause")).await.unwrap();
+    assert_eq!(
+        paused.status().as_u16(),
+        200,
+        "Redis is not needed to pause"
+    );
+    assert!(db.store().is_paused(show.show_id).await.unwrap());
+
+    db.store().pool().close().await;
+    let response = app.router().oneshot(call("resume")).await.unwrap();
     assert_eq!(response.status().as_u16(), 503);
     let body = axum::body::to_bytes(response.into_body(), 4096)
         .await

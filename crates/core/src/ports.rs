@@ -163,6 +163,37 @@ pub trait RequestStore: Send + Sync + 'static {
         shows_from: DateTime<Utc>,
         decided_since: DateTime<Utc>,
     ) -> Result<Vec<ShowQueueCounts>, StoreError>;
+    /// Sets an undecided request aside after `attempts` failed tries to decide it: it is QUEUED
+    /// again (so it still expires at its deadline), recorded with `reason`, and no longer
+    /// pending ([`RequestStore::pending_requests`] skips it) until it is redriven. `false` if it
+    /// was decided meanwhile (nothing to set aside).
+    async fn dead_letter_request(
+        &self,
+        request: RequestId,
+        reason: &str,
+        attempts: u32,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// The undecided requests set aside, of one show or of all, in arrival order.
+    async fn dead_letters(
+        &self,
+        show: Option<ShowId>,
+    ) -> Result<Vec<DeadLetteredRequest>, StoreError>;
+    /// Takes requests out of the dead letters to be decided again: returns those that were set
+    /// aside and are still undecided, in arrival order, each to one caller only (a second redrive
+    /// finds nothing).
+    async fn redrive_dead_letters(
+        &self,
+        requests: &[RequestId],
+    ) -> Result<Vec<BookingRequest>, StoreError>;
+    /// Ends a dead-lettered request FAILED with `reason` (no seats are taken); returns it as it
+    /// is now, or `None` if it is not a dead letter (any more).
+    async fn discard_dead_letter(
+        &self,
+        request: RequestId,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<BookingRequest>, StoreError>;
     /// Marks QUEUED requests past their deadline EXPIRED and returns them.
     async fn expire_overdue_requests(
         &self,
@@ -491,20 +522,33 @@ pub struct QueueTicket {
     pub estimated_wait_seconds: u64,
 }
 
+/// A request that could not be decided, set aside so that its show goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetteredRequest {
+    pub request: BookingRequest,
+    /// Why the last try failed.
+    pub reason: String,
+    /// How many tries failed.
+    pub attempts: u32,
+    pub dead_lettered_at: DateTime<Utc>,
+}
+
 /// One show's requests, counted from the store (see [`RequestStore::queue_counts`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShowQueueCounts {
     pub show_id: ShowId,
     pub starts_at: DateTime<Utc>,
     pub paused: bool,
-    /// QUEUED: accepted, not yet taken by a decider.
+    /// QUEUED: accepted, not yet taken by a decider (dead letters not counted).
     pub waiting: u64,
+    /// Undecided requests set aside as dead letters.
+    pub dead_letters: u64,
     /// PROCESSING: taken by a decider, not yet decided.
     pub in_flight: u64,
     pub succeeded: u64,
     pub failed: u64,
     pub expired: u64,
-    /// When the oldest QUEUED request was accepted.
+    /// When the oldest QUEUED request (not a dead letter) was accepted.
     pub oldest_waiting_since: Option<DateTime<Utc>>,
     /// Requests decided (SUCCESS or FAILED) since `decided_since`.
     pub recently_decided: u64,

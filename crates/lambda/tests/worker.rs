@@ -15,8 +15,10 @@ use async_trait::async_trait;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use booking_app::{App, BookingConfig, Stores};
 use booking_aws::{QueueMessage, SqsDeadLetters};
-use booking_core::ports::{Inserted, RequestStore, ShowQueueCounts, StoreError};
-use booking_core::{BookingRequest, NewBookingRequest, RequestId, RequestStatus, Show};
+use booking_core::ports::{
+    DeadLetteredRequest, Inserted, RequestStore, ShowQueueCounts, StoreError,
+};
+use booking_core::{BookingRequest, NewBookingRequest, RequestId, RequestStatus, Show, ShowId};
 use booking_lambda::worker::Worker;
 use booking_local::MemoryMirror;
 use booking_testkit::aws::Moto;
@@ -61,6 +63,37 @@ impl RequestStore for OutageAt {
         decided_since: DateTime<Utc>,
     ) -> Result<Vec<ShowQueueCounts>, StoreError> {
         self.inner.queue_counts(shows_from, decided_since).await
+    }
+    async fn dead_letter_request(
+        &self,
+        request: RequestId,
+        reason: &str,
+        attempts: u32,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .dead_letter_request(request, reason, attempts, at)
+            .await
+    }
+    async fn dead_letters(
+        &self,
+        show: Option<ShowId>,
+    ) -> Result<Vec<DeadLetteredRequest>, StoreError> {
+        self.inner.dead_letters(show).await
+    }
+    async fn redrive_dead_letters(
+        &self,
+        requests: &[RequestId],
+    ) -> Result<Vec<BookingRequest>, StoreError> {
+        self.inner.redrive_dead_letters(requests).await
+    }
+    async fn discard_dead_letter(
+        &self,
+        request: RequestId,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<BookingRequest>, StoreError> {
+        self.inner.discard_dead_letter(request, reason, at).await
     }
 }
 

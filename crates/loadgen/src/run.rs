@@ -473,7 +473,9 @@ async fn lane_stats(ctx: &Ctx) -> Option<serde_json::Value> {
         .cloned()
 }
 
-/// One line per second on stderr: what happened in that second, and the server lane's state.
+/// One line per second on stderr: what happened in that second, from this tool's own counts. (The
+/// server's queue statistics are read once, after the drain: counted from its store, they would
+/// cost the server under measurement a full count every second.)
 async fn progress(ctx: Arc<Ctx>, start: Instant) {
     let mut tick = tokio::time::interval_at(
         (start + Duration::from_secs(1)).into(),
@@ -490,19 +492,8 @@ async fn progress(ctx: Arc<Ctx>, start: Instant) {
         let now = Instant::now();
         let s = ctx.stats.snapshot();
         let dt = (now - last_at).as_secs_f64().max(1e-9);
-        let lane = lane_stats(&ctx)
-            .await
-            .map(|l| {
-                format!(
-                    " | lane waiting {} decided {} est {:.0}/s",
-                    l["waiting"].as_u64().unwrap_or(0),
-                    l["decided"].as_u64().unwrap_or(0),
-                    l["decisionsPerSecond"].as_f64().unwrap_or(0.0)
-                )
-            })
-            .unwrap_or_default();
         eprintln!(
-            "[{:6.1}s] sent {:6.0}/s accepted {:6.0}/s rejected {:5.0}/s decided {:6.0}/s | in-flight POSTs {:4} awaiting results {:6}{}{}",
+            "[{:6.1}s] sent {:6.0}/s accepted {:6.0}/s rejected {:5.0}/s decided {:6.0}/s | in-flight POSTs {:4} awaiting results {:6}{}",
             (now - start).as_secs_f64(),
             (s.sent - last.sent) as f64 / dt,
             (s.accepted - last.accepted) as f64 / dt,
@@ -515,7 +506,6 @@ async fn progress(ctx: Arc<Ctx>, start: Instant) {
             } else {
                 String::new()
             },
-            lane,
         );
         last = s;
         last_at = now;

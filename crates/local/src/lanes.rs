@@ -7,6 +7,11 @@
 //! to the [`BatchProcessor`] and measures its own rate for queue-time estimates. Lanes of different
 //! shows are independent tasks and never wait for each other.
 //!
+//! A batch that keeps failing is retried with backoff; after `max_attempts` failures that count
+//! (an unreachable store does not), its requests are decided one by one, and one that still
+//! cannot be decided is set aside as a dead letter, so its show goes on. An operator redrives or
+//! discards it (`/api/v1/admin/dead-letters`).
+//!
 //! On shutdown ([`RequestQueue::drain`]) the lanes stop taking requests, decide what they hold
 //! (a paused lane keeps its requests for the operator), and end; whatever the grace period does
 //! not cover stays QUEUED in the store and is recovered on the next start.
@@ -63,8 +68,10 @@ impl Lane {
 pub struct LaneOptions {
     /// Most requests decided in one batch (one transaction).
     pub max_batch: usize,
-    /// Longest pause between retries of a batch that failed for a transient reason.
+    /// Longest pause between retries of a batch that failed.
     pub max_backoff: Duration,
+    /// Failed tries (that count) before a request is set aside as a dead letter (`MAX_ATTEMPTS`).
+    pub max_attempts: u32,
 }
 
 impl Default for LaneOptions {
@@ -72,6 +79,7 @@ impl Default for LaneOptions {
         Self {
             max_batch: 512,
             max_backoff: Duration::from_secs(5),
+            max_attempts: 5,
         }
     }
 }
@@ -210,23 +218,26 @@ async fn run_lane(
         }
 
         let started = Instant::now();
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            match processor.process(lane.show, &batch).await {
-                Ok(_) => break,
-                Err(e) if e.is_retryable() => {
-                    tracing::warn!(show_id = %lane.show, error = %Chain(&e), ?backoff, "batch failed; will retry");
-                }
-                Err(e) => {
-                    // Nothing was committed and retrying the same input cannot succeed, but the
-                    // requests are durable as QUEUED/PROCESSING: keep retrying slowly so an
-                    // operator can repair the data without losing them.
-                    tracing::error!(show_id = %lane.show, error = %Chain(&e), "batch cannot be decided; retrying slowly");
-                    backoff = options.max_backoff;
+        if let Err(exhausted) = decide(&processor, lane.show, &batch, &options).await {
+            if let [request] = &batch[..] {
+                set_aside(&processor, request, &exhausted, &options).await;
+            } else {
+                // One of them (or more) cannot be decided, and the batch fails as a whole: decide
+                // each alone, in arrival order, so that only what is at fault is set aside.
+                tracing::warn!(show_id = %lane.show, size = batch.len(), reason = %exhausted.reason, "batch cannot be decided; deciding its requests one by one");
+                for request in &batch {
+                    if let Err(exhausted) = decide(
+                        &processor,
+                        lane.show,
+                        std::slice::from_ref(request),
+                        &options,
+                    )
+                    .await
+                    {
+                        set_aside(&processor, request, &exhausted, &options).await;
+                    }
                 }
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(options.max_backoff);
         }
 
         let elapsed = started.elapsed().as_secs_f64().max(1e-6);
@@ -238,6 +249,61 @@ async fn run_lane(
         state.in_flight = 0;
         drop(state);
         shared.progress.notify_waiters();
+    }
+}
+
+/// Why a batch was given up on: the last failure, after this many tries that count.
+struct Exhausted {
+    reason: String,
+    attempts: u32,
+}
+
+/// Decides `batch`, retrying failures with backoff, until it is decided or `max_attempts`
+/// failures that count ([`booking_app::processor::ProcessError::counts_as_attempt`]) have
+/// happened. A store that does
+/// not answer is waited for, however long: nothing can be decided or set aside meanwhile.
+async fn decide(
+    processor: &BatchProcessor,
+    show: ShowId,
+    batch: &[BookingRequest],
+    options: &LaneOptions,
+) -> Result<(), Exhausted> {
+    let mut backoff = Duration::from_millis(50);
+    let mut attempts = 0;
+    loop {
+        let e = match processor.process(show, batch).await {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        if e.counts_as_attempt() {
+            attempts += 1;
+        }
+        if attempts >= options.max_attempts {
+            return Err(Exhausted {
+                reason: Chain(&e).to_string(),
+                attempts,
+            });
+        }
+        tracing::warn!(show_id = %show, error = %Chain(&e), attempts, ?backoff, "batch failed; will retry");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(options.max_backoff);
+    }
+}
+
+/// Sets a request aside as a dead letter; keeps trying while the store cannot record it (the
+/// request is durable meanwhile, and blocking the lane is better than losing its place).
+async fn set_aside(
+    processor: &BatchProcessor,
+    request: &BookingRequest,
+    exhausted: &Exhausted,
+    options: &LaneOptions,
+) {
+    while let Err(e) = processor
+        .dead_letter(request, &exhausted.reason, exhausted.attempts)
+        .await
+    {
+        tracing::error!(request_id = %request.request_id, error = %Chain(&e), "dead letter not recorded; will retry");
+        tokio::time::sleep(options.max_backoff).await;
     }
 }
 

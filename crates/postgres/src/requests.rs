@@ -7,7 +7,9 @@
 use crate::codec::{self, EXPIRED_MESSAGE, RequestRow};
 use crate::{PgStore, intake};
 use async_trait::async_trait;
-use booking_core::ports::{Inserted, RequestStore, ShowQueueCounts, StoreError};
+use booking_core::ports::{
+    DeadLetteredRequest, Inserted, RequestStore, ShowQueueCounts, StoreError,
+};
 use booking_core::{BookingRequest, NewBookingRequest, RequestId, ShowId};
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
@@ -49,7 +51,9 @@ impl RequestStore for PgStore {
             "SELECT seq, request_id, user_id, show_id, seat_ids, status, idempotency_key, \
                     created_at, expires_at, processed_at, hold_id, hold_expires_at, \
                     result_message, unavailable, alternatives \
-             FROM booking_requests WHERE status IN ('QUEUED', 'PROCESSING') ORDER BY seq"
+             FROM booking_requests \
+             WHERE status IN ('QUEUED', 'PROCESSING') AND dead_lettered_at IS NULL \
+             ORDER BY seq"
         )
         .fetch_all(self.pool())
         .await
@@ -86,6 +90,130 @@ impl RequestStore for PgStore {
         ))
     }
 
+    #[tracing::instrument(skip_all, fields(request_id = %request, attempts))]
+    async fn dead_letter_request(
+        &self,
+        request: RequestId,
+        reason: &str,
+        attempts: u32,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query!(
+            "UPDATE booking_requests SET status = 'QUEUED', dead_lettered_at = $2, \
+                 dead_letter_reason = $3, attempts = $4 \
+             WHERE request_id = $1 AND status IN ('QUEUED', 'PROCESSING')",
+            request.as_uuid(),
+            at,
+            reason,
+            i32::try_from(attempts).unwrap_or(i32::MAX)
+        )
+        .execute(self.pool())
+        .await
+        .map_err(codec::store_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn dead_letters(
+        &self,
+        show: Option<ShowId>,
+    ) -> Result<Vec<DeadLetteredRequest>, StoreError> {
+        let rows = sqlx::query!(
+            r#"SELECT seq, request_id, user_id, show_id, seat_ids, status, idempotency_key,
+                      created_at, expires_at, processed_at, hold_id, hold_expires_at,
+                      result_message, unavailable, alternatives,
+                      dead_letter_reason AS "dead_letter_reason!", attempts AS "attempts!",
+                      dead_lettered_at AS "dead_lettered_at!"
+               FROM booking_requests
+               WHERE dead_lettered_at IS NOT NULL AND status IN ('QUEUED', 'PROCESSING')
+                 AND ($1::uuid IS NULL OR show_id = $1)
+               ORDER BY seq"#,
+            show.map(|s| s.as_uuid())
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(codec::store_error)?;
+        rows.into_iter()
+            .map(|r| {
+                let request = BookingRequest::try_from(RequestRow {
+                    seq: r.seq,
+                    request_id: r.request_id,
+                    user_id: r.user_id,
+                    show_id: r.show_id,
+                    seat_ids: r.seat_ids,
+                    status: r.status,
+                    idempotency_key: r.idempotency_key,
+                    created_at: r.created_at,
+                    expires_at: r.expires_at,
+                    processed_at: r.processed_at,
+                    hold_id: r.hold_id,
+                    hold_expires_at: r.hold_expires_at,
+                    result_message: r.result_message,
+                    unavailable: r.unavailable,
+                    alternatives: r.alternatives,
+                })?;
+                Ok(DeadLetteredRequest {
+                    request,
+                    reason: r.dead_letter_reason,
+                    attempts: u32::try_from(r.attempts)
+                        .map_err(|_| codec::corrupt(format_args!("attempts: {}", r.attempts)))?,
+                    dead_lettered_at: r.dead_lettered_at,
+                })
+            })
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(requests = requests.len()))]
+    async fn redrive_dead_letters(
+        &self,
+        requests: &[RequestId],
+    ) -> Result<Vec<BookingRequest>, StoreError> {
+        let ids: Vec<Uuid> = requests.iter().map(|r| r.as_uuid()).collect();
+        let rows = sqlx::query_as!(
+            RequestRow,
+            "UPDATE booking_requests \
+             SET dead_lettered_at = NULL, dead_letter_reason = NULL, attempts = NULL \
+             WHERE request_id = ANY($1) \
+               AND dead_lettered_at IS NOT NULL AND status IN ('QUEUED', 'PROCESSING') \
+             RETURNING seq, request_id, user_id, show_id, seat_ids, status, idempotency_key, \
+                       created_at, expires_at, processed_at, hold_id, hold_expires_at, \
+                       result_message, unavailable, alternatives",
+            &ids
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(codec::store_error)?;
+        let mut redriven: Vec<BookingRequest> = codec::decode_all(rows)?;
+        redriven.sort_by_key(|r| r.seq);
+        Ok(redriven)
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id = %request))]
+    async fn discard_dead_letter(
+        &self,
+        request: RequestId,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<BookingRequest>, StoreError> {
+        let row = sqlx::query_as!(
+            RequestRow,
+            "UPDATE booking_requests \
+             SET status = 'FAILED', processed_at = $3, result_message = $2 \
+             WHERE request_id = $1 \
+               AND dead_lettered_at IS NOT NULL AND status IN ('QUEUED', 'PROCESSING') \
+             RETURNING seq, request_id, user_id, show_id, seat_ids, status, idempotency_key, \
+                       created_at, expires_at, processed_at, hold_id, hold_expires_at, \
+                       result_message, unavailable, alternatives",
+            request.as_uuid(),
+            reason,
+            at
+        )
+        .fetch_optional(self.pool())
+        .await
+        .map_err(codec::store_error)?;
+        row.map(BookingRequest::try_from).transpose()
+    }
+
     #[tracing::instrument(skip_all)]
     async fn queue_counts(
         &self,
@@ -95,17 +223,24 @@ impl RequestStore for PgStore {
         let rows = sqlx::query!(
             r#"SELECT s.show_id, s.starts_at, s.paused,
                       COALESCE(c.queued, 0) AS "queued!", COALESCE(c.processing, 0) AS "processing!",
+                      COALESCE(c.dead, 0) AS "dead!",
                       COALESCE(c.succeeded, 0) AS "succeeded!", COALESCE(c.failed, 0) AS "failed!",
                       COALESCE(c.expired, 0) AS "expired!", c.oldest_queued_at AS "oldest_queued_at?",
                       COALESCE(r.recent, 0) AS "recent!", r.mean_ms AS "mean_ms?"
                FROM shows s
                LEFT JOIN (SELECT show_id,
-                                 count(*) FILTER (WHERE status = 'QUEUED') AS queued,
-                                 count(*) FILTER (WHERE status = 'PROCESSING') AS processing,
+                                 count(*) FILTER (WHERE status = 'QUEUED'
+                                                    AND dead_lettered_at IS NULL) AS queued,
+                                 count(*) FILTER (WHERE status = 'PROCESSING'
+                                                    AND dead_lettered_at IS NULL) AS processing,
+                                 count(*) FILTER (WHERE status IN ('QUEUED', 'PROCESSING')
+                                                    AND dead_lettered_at IS NOT NULL) AS dead,
                                  count(*) FILTER (WHERE status = 'SUCCESS') AS succeeded,
                                  count(*) FILTER (WHERE status = 'FAILED') AS failed,
                                  count(*) FILTER (WHERE status = 'EXPIRED') AS expired,
-                                 min(created_at) FILTER (WHERE status = 'QUEUED') AS oldest_queued_at
+                                 min(created_at) FILTER (WHERE status = 'QUEUED'
+                                                           AND dead_lettered_at IS NULL)
+                                     AS oldest_queued_at
                           FROM booking_requests GROUP BY show_id) c ON c.show_id = s.show_id
                LEFT JOIN (SELECT show_id, count(*) AS recent,
                                  avg(EXTRACT(EPOCH FROM processed_at - created_at) * 1000)::float8
@@ -113,7 +248,7 @@ impl RequestStore for PgStore {
                           FROM booking_requests
                           WHERE processed_at >= $2 AND status IN ('SUCCESS', 'FAILED')
                           GROUP BY show_id) r ON r.show_id = s.show_id
-               WHERE s.starts_at >= $1 OR c.queued > 0 OR c.processing > 0
+               WHERE s.starts_at >= $1 OR c.queued > 0 OR c.processing > 0 OR c.dead > 0
                ORDER BY s.starts_at, s.show_id"#,
             shows_from,
             decided_since
@@ -130,6 +265,7 @@ impl RequestStore for PgStore {
                 paused: row.paused,
                 waiting: count(row.queued),
                 in_flight: count(row.processing),
+                dead_letters: count(row.dead),
                 succeeded: count(row.succeeded),
                 failed: count(row.failed),
                 expired: count(row.expired),

@@ -7,8 +7,10 @@
 use crate::SqliteStore;
 use crate::codec::{self, EXPIRED_MESSAGE, request_columns};
 use async_trait::async_trait;
-use booking_core::ports::{Inserted, RequestStore, ShowQueueCounts, StoreError};
-use booking_core::{BookingRequest, NewBookingRequest, RequestId};
+use booking_core::ports::{
+    DeadLetteredRequest, Inserted, RequestStore, ShowQueueCounts, StoreError,
+};
+use booking_core::{BookingRequest, NewBookingRequest, RequestId, ShowId};
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 
@@ -41,7 +43,8 @@ impl RequestStore for SqliteStore {
         let rows = sqlx::query(concat!(
             "SELECT ",
             request_columns!(),
-            " FROM booking_requests WHERE status IN ('QUEUED', 'PROCESSING') ORDER BY seq"
+            " FROM booking_requests WHERE status IN ('QUEUED', 'PROCESSING') \
+             AND dead_lettered_at IS NULL ORDER BY seq"
         ))
         .fetch_all(self.readers())
         .await
@@ -73,6 +76,110 @@ impl RequestStore for SqliteStore {
         ))
     }
 
+    #[tracing::instrument(skip_all, fields(request_id = %request, attempts))]
+    async fn dead_letter_request(
+        &self,
+        request: RequestId,
+        reason: &str,
+        attempts: u32,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE booking_requests SET status = 'QUEUED', dead_lettered_at = ?2, \
+                 dead_letter_reason = ?3, attempts = ?4 \
+             WHERE request_id = ?1 AND status IN ('QUEUED', 'PROCESSING')",
+        )
+        .bind(request.to_string())
+        .bind(codec::millis(at))
+        .bind(reason)
+        .bind(i64::from(attempts))
+        .execute(self.writer())
+        .await
+        .map_err(codec::store_error)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn dead_letters(
+        &self,
+        show: Option<ShowId>,
+    ) -> Result<Vec<DeadLetteredRequest>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            request_columns!(),
+            ", dead_letter_reason, attempts, dead_lettered_at FROM booking_requests \
+             WHERE dead_lettered_at IS NOT NULL AND status IN ('QUEUED', 'PROCESSING') \
+               AND (?1 IS NULL OR show_id = ?1) \
+             ORDER BY seq"
+        ))
+        .bind(show.map(|s| s.to_string()))
+        .fetch_all(self.readers())
+        .await
+        .map_err(codec::store_error)?;
+        rows.iter()
+            .map(|row| {
+                let attempts: i64 = codec::get(row, "attempts")?;
+                Ok(DeadLetteredRequest {
+                    request: codec::decode_request(row)?,
+                    reason: codec::get(row, "dead_letter_reason")?,
+                    attempts: u32::try_from(attempts)
+                        .map_err(|_| codec::corrupt(format_args!("attempts: {attempts}")))?,
+                    dead_lettered_at: codec::get_time(row, "dead_lettered_at")?,
+                })
+            })
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(requests = requests.len()))]
+    async fn redrive_dead_letters(
+        &self,
+        requests: &[RequestId],
+    ) -> Result<Vec<BookingRequest>, StoreError> {
+        let ids: Vec<String> = requests.iter().map(ToString::to_string).collect();
+        let rows = sqlx::query(concat!(
+            "UPDATE booking_requests \
+             SET dead_lettered_at = NULL, dead_letter_reason = NULL, attempts = NULL \
+             WHERE request_id IN (SELECT value FROM json_each(?1)) \
+               AND dead_lettered_at IS NOT NULL AND status IN ('QUEUED', 'PROCESSING') \
+             RETURNING ",
+            request_columns!()
+        ))
+        .bind(codec::to_json(&ids)?)
+        .fetch_all(self.writer())
+        .await
+        .map_err(codec::store_error)?;
+        let mut redriven: Vec<BookingRequest> = rows
+            .iter()
+            .map(codec::decode_request)
+            .collect::<Result<_, _>>()?;
+        redriven.sort_by_key(|r| r.seq);
+        Ok(redriven)
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id = %request))]
+    async fn discard_dead_letter(
+        &self,
+        request: RequestId,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<BookingRequest>, StoreError> {
+        let row = sqlx::query(concat!(
+            "UPDATE booking_requests \
+             SET status = 'FAILED', processed_at = ?3, result_message = ?2 \
+             WHERE request_id = ?1 \
+               AND dead_lettered_at IS NOT NULL AND status IN ('QUEUED', 'PROCESSING') \
+             RETURNING ",
+            request_columns!()
+        ))
+        .bind(request.to_string())
+        .bind(reason)
+        .bind(codec::millis(at))
+        .fetch_optional(self.writer())
+        .await
+        .map_err(codec::store_error)?;
+        row.as_ref().map(codec::decode_request).transpose()
+    }
+
     #[tracing::instrument(skip_all)]
     async fn queue_counts(
         &self,
@@ -82,25 +189,29 @@ impl RequestStore for SqliteStore {
         let rows = sqlx::query(
             "SELECT s.show_id, s.starts_at, s.paused, \
                     COALESCE(c.queued, 0) AS queued, COALESCE(c.processing, 0) AS processing, \
+                    COALESCE(c.dead, 0) AS dead, \
                     COALESCE(c.succeeded, 0) AS succeeded, COALESCE(c.failed, 0) AS failed, \
                     COALESCE(c.expired, 0) AS expired, c.oldest_queued_at, \
                     COALESCE(r.recent, 0) AS recent, r.mean_ms \
              FROM shows s \
              LEFT JOIN (SELECT show_id, \
-                            SUM(status = 'QUEUED') AS queued, \
-                            SUM(status = 'PROCESSING') AS processing, \
+                            SUM(status = 'QUEUED' AND dead_lettered_at IS NULL) AS queued, \
+                            SUM(status = 'PROCESSING' AND dead_lettered_at IS NULL) \
+                                AS processing, \
+                            SUM(status IN ('QUEUED', 'PROCESSING') \
+                                AND dead_lettered_at IS NOT NULL) AS dead, \
                             SUM(status = 'SUCCESS') AS succeeded, \
                             SUM(status = 'FAILED') AS failed, \
                             SUM(status = 'EXPIRED') AS expired, \
-                            MIN(CASE WHEN status = 'QUEUED' THEN created_at END) \
-                                AS oldest_queued_at \
+                            MIN(CASE WHEN status = 'QUEUED' AND dead_lettered_at IS NULL \
+                                THEN created_at END) AS oldest_queued_at \
                         FROM booking_requests GROUP BY show_id) c ON c.show_id = s.show_id \
              LEFT JOIN (SELECT show_id, COUNT(*) AS recent, \
                                AVG(processed_at - created_at) AS mean_ms \
                         FROM booking_requests \
                         WHERE processed_at >= ?2 AND status IN ('SUCCESS', 'FAILED') \
                         GROUP BY show_id) r ON r.show_id = s.show_id \
-             WHERE s.starts_at >= ?1 OR c.queued > 0 OR c.processing > 0 \
+             WHERE s.starts_at >= ?1 OR c.queued > 0 OR c.processing > 0 OR c.dead > 0 \
              ORDER BY s.starts_at, s.show_id",
         )
         .bind(codec::millis(shows_from))
@@ -120,6 +231,7 @@ impl RequestStore for SqliteStore {
                     paused: codec::get::<i64>(row, "paused")? != 0,
                     waiting: count("queued")?,
                     in_flight: count("processing")?,
+                    dead_letters: count("dead")?,
                     succeeded: count("succeeded")?,
                     failed: count("failed")?,
                     expired: count("expired")?,

@@ -202,3 +202,126 @@ pub async fn pending_requests_in_arrival_order<S: ContractStore>(store: &S) {
     assert_eq!(pending[1].status, RequestStatus::Processing);
     assert_eq!(pending[0].status, RequestStatus::Queued);
 }
+
+/// A request set aside as a dead letter stays QUEUED but is no longer pending (recovery skips
+/// it) and is listed with its reason and attempts; a redrive hands it back once; a discard ends
+/// it FAILED with the reason; a decided request cannot be set aside.
+pub async fn dead_letters_are_set_aside_redriven_once_and_discarded<S: ContractStore>(store: &S) {
+    let show = create_show(store, 1, 6).await;
+    let other = create_show(store, 1, 6).await;
+    let t = now();
+    let first = request(store, &show, &fresh_user("dl-a"), &["A1"], t).await;
+    let stuck = request(store, &show, &fresh_user("dl-b"), &["A2"], t).await;
+    let doomed = request(store, &show, &fresh_user("dl-c"), &["A3"], t).await;
+    let elsewhere = request(store, &other, &fresh_user("dl-d"), &["A1"], t).await;
+    store.begin_processing(&[stuck.request_id]).await.unwrap();
+    for (r, why) in [(&stuck, "injected: cannot commit"), (&doomed, "bad row")] {
+        assert!(
+            store
+                .dead_letter_request(r.request_id, why, 5, t)
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        store
+            .dead_letter_request(elsewhere.request_id, "x", 2, t)
+            .await
+            .unwrap()
+    );
+
+    let pending = pending_of(store, &[show.show_id, other.show_id]).await;
+    assert_eq!(
+        pending.iter().map(|r| r.request_id).collect::<Vec<_>>(),
+        [first.request_id],
+        "dead letters are not pending"
+    );
+    let listed = store.dead_letters(Some(show.show_id)).await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|d| d.request.request_id)
+            .collect::<Vec<_>>(),
+        [stuck.request_id, doomed.request_id],
+        "in arrival order, of the show asked for"
+    );
+    assert_eq!(
+        listed[0].request.status,
+        RequestStatus::Queued,
+        "set aside as QUEUED"
+    );
+    assert_eq!(
+        (listed[0].reason.as_str(), listed[0].attempts),
+        ("injected: cannot commit", 5)
+    );
+    assert!(
+        store
+            .dead_letters(None)
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.request.request_id == elsewhere.request_id)
+    );
+
+    // A redrive hands a dead letter back once.
+    let redriven = store
+        .redrive_dead_letters(&[stuck.request_id, first.request_id])
+        .await
+        .unwrap();
+    assert_eq!(
+        redriven.iter().map(|r| r.request_id).collect::<Vec<_>>(),
+        [stuck.request_id],
+        "only what was a dead letter"
+    );
+    assert!(
+        store
+            .redrive_dead_letters(&[stuck.request_id])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let pending = pending_of(store, &[show.show_id]).await;
+    assert_eq!(
+        pending.iter().map(|r| r.request_id).collect::<Vec<_>>(),
+        [first.request_id, stuck.request_id]
+    );
+
+    // A discard ends it FAILED with the reason, once.
+    let discarded = store
+        .discard_dead_letter(doomed.request_id, "withdrawn by the box office", t)
+        .await
+        .unwrap()
+        .expect("it was a dead letter");
+    assert_eq!(discarded.status, RequestStatus::Failed);
+    assert_eq!(
+        discarded.outcome.as_ref().map(|o| o.message()).as_deref(),
+        Some("withdrawn by the box office")
+    );
+    assert_eq!(
+        store.get_request(doomed.request_id).await.unwrap(),
+        Some(discarded)
+    );
+    assert!(
+        store
+            .discard_dead_letter(doomed.request_id, "again", t)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .dead_letters(Some(show.show_id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A decided request is not set aside.
+    decide_and_commit(store, &show, &[&first], t).await;
+    assert!(
+        !store
+            .dead_letter_request(first.request_id, "late", 5, t)
+            .await
+            .unwrap()
+    );
+}

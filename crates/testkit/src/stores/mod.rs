@@ -65,8 +65,8 @@ pub use holds::{
     expired_claim_is_taken_without_sweeper, reads_honour_expiry_by_time, release_hold_rules,
 };
 pub use intake::{
-    concurrent_inserts_are_durable, idempotency_key_returns_existing, insert_and_get_round_trip,
-    pending_requests_in_arrival_order,
+    concurrent_inserts_are_durable, dead_letters_are_set_aside_redriven_once_and_discarded,
+    idempotency_key_returns_existing, insert_and_get_round_trip, pending_requests_in_arrival_order,
 };
 pub use keys::{
     a_failed_or_abandoned_use_is_claimed_again_under_its_id,
@@ -139,6 +139,7 @@ macro_rules! __with_cases {
             insert_and_get_round_trip,
             idempotency_key_returns_existing,
             concurrent_inserts_are_durable,
+            dead_letters_are_set_aside_redriven_once_and_discarded,
             pending_requests_in_arrival_order,
             begin_processing_skips_decided,
             commit_batch_records_every_outcome,
