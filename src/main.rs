@@ -35,7 +35,8 @@ environment: BIND (127.0.0.1:3000), DATA_DIR (./data), JWT_SECRET, HOLD_TTL_SECO
   REQUEST_TTL_SECONDS (120), ORDER_PAYMENT_TTL_SECONDS (600), PAYMENT_TIMEOUT_SECONDS (10),
   IDEMPOTENCY_TTL_SECONDS (86400),
   MAX_SEATS_PER_REQUEST (10), MAX_BODY_BYTES (16384),
-  MAX_BATCH (512), SWEEP_INTERVAL_MS (1000), SHUTDOWN_GRACE_SECONDS (10),
+  MAX_BATCH (512), MAX_ATTEMPTS (5), QUEUE_BASED_BOOKING (true),
+  SWEEP_INTERVAL_MS (1000), SHUTDOWN_GRACE_SECONDS (10),
   SQLITE_SYNCHRONOUS (full|normal), RUST_LOG (info,sqlx=warn),
   DATABASE_URL (PostgreSQL instead of the embedded store), REDIS_URL (Redis seat mirror)";
 
@@ -121,7 +122,7 @@ fn import(args: &[String]) -> Result<(), Failure> {
     let config = config::ServerConfig::from_env()?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let (stores, description) = serve::open_stores(&config).await?;
+        let (stores, description, _) = serve::open_stores(&config).await?;
         let app = App::builder(stores, config.booking.clone()).build();
         match app.catalog().import(&text).await {
             Ok(written) => {

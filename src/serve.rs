@@ -12,8 +12,11 @@
 //! did not get to stays QUEUED in the store and is decided first on the next start.
 
 use crate::config::{ServerConfig, redact};
+use booking_app::show_locks::InProcessShowLocks;
 use booking_app::{App, Authenticator, MockPaymentProvider, QueueAdapter, Stores};
-use booking_core::ports::{CatalogError, MirrorError, RequestQueue, SeatMirror, StoreError};
+use booking_core::ports::{
+    CatalogError, MirrorError, RequestQueue, SeatMirror, ShowLocks, StoreError,
+};
 use booking_core::{Clock, SystemClock};
 use booking_local::{LaneOptions, LocalLanes, MemoryMirror, WsHub};
 use booking_postgres::{PgOptions, PgStore};
@@ -43,8 +46,12 @@ pub enum ServeError {
     Serve(#[source] std::io::Error),
 }
 
-/// The store the configuration names, and how to describe it.
-pub async fn open_stores(config: &ServerConfig) -> Result<(Stores, String), ServeError> {
+/// The store the configuration names, how to describe it, and how its deciders are serialised
+/// per show when they decide requests as they arrive (by the database where several processes
+/// may share it, in process on the embedded store).
+pub async fn open_stores(
+    config: &ServerConfig,
+) -> Result<(Stores, String, Arc<dyn ShowLocks>), ServeError> {
     if let Some(url) = &config.database_url {
         let where_ = redact(url);
         let store = PgStore::connect(url, PgOptions::default())
@@ -55,9 +62,11 @@ pub async fn open_stores(config: &ServerConfig) -> Result<(Stores, String), Serv
             .migrate()
             .await
             .map_err(|e| ServeError::Store(where_.clone(), e))?;
+        let store = Arc::new(store);
         return Ok((
-            Stores::of(Arc::new(store)),
+            Stores::of(store.clone()),
             format!("PostgreSQL at {where_}"),
+            Arc::new(InProcessShowLocks::in_front_of(store)),
         ));
     }
     std::fs::create_dir_all(&config.data_dir)
@@ -75,6 +84,7 @@ pub async fn open_stores(config: &ServerConfig) -> Result<(Stores, String), Serv
     Ok((
         Stores::of(Arc::new(store)),
         format!("embedded SQLite at {}", path.display()),
+        Arc::new(InProcessShowLocks::new()),
     ))
 }
 
@@ -91,7 +101,7 @@ async fn open_mirror(config: &ServerConfig) -> Result<Arc<dyn SeatMirror>, Serve
 }
 
 pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
-    let (stores, description) = open_stores(&config).await?;
+    let (stores, description, show_locks) = open_stores(&config).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match booking_app::demo::seed_if_empty(stores.catalog.as_ref(), clock.now()).await {
         Ok(true) => tracing::info!("seeded the demo catalog"),
@@ -111,7 +121,12 @@ pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
     let ledger = config.data_dir.join("mock-payments.jsonl");
     let payments = MockPaymentProvider::open(&ledger)
         .map_err(|e| ServeError::Ledger(ledger.display().to_string(), e))?;
-    let app = App::builder(stores, config.booking.clone())
+    let mut builder = App::builder(stores, config.booking.clone());
+    if !config.booking.queue_based {
+        tracing::info!("QUEUE_BASED_BOOKING=false: hold requests are decided as they arrive");
+        builder = builder.show_locks(show_locks);
+    }
+    let app = builder
         .payments(Arc::new(payments))
         .clock(clock)
         .notifier(hub.clone())

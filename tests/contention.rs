@@ -22,7 +22,20 @@ use tokio::sync::{Notify, watch};
 /// 200 clients at once ask for the same 2 seats: exactly one wins, 199 lose with alternatives,
 /// and every one of them hears its result both over its WebSocket and by polling.
 async fn two_hundred_clients_one_pair_of_seats(backend: Backend) {
-    let server = TestApp::start(backend).await;
+    crowd_for_one_pair(backend, true).await
+}
+
+/// The same crowd with `QUEUE_BASED_BOOKING=false`: each request is decided as it arrives
+/// (201 for the one winner, 409 `SEATS_UNAVAILABLE` with alternatives for the rest), through the
+/// same engine, and the pushes and polls still agree.
+async fn two_hundred_clients_one_pair_of_seats_decided_at_once(backend: Backend) {
+    crowd_for_one_pair(backend, false).await
+}
+
+async fn crowd_for_one_pair(backend: Backend, queue_based: bool) {
+    let mut options = TestAppOptions::on(backend);
+    options.config.queue_based = queue_based;
+    let server = TestApp::start_with(options).await;
     let c = client();
     const N: usize = 200;
     let mut sockets = Vec::with_capacity(N);
@@ -45,8 +58,23 @@ async fn two_hundred_clients_one_pair_of_seats(backend: Backend) {
                 .await
                 .unwrap();
             let (status, body) = json_of(resp).await;
-            assert_eq!(status, 202, "{body}");
-            let request_id = body["requestId"].as_str().unwrap().to_owned();
+            let request_id = match (queue_based, status) {
+                (true, 202) | (false, 201) => body["requestId"].as_str(),
+                (false, 409) => {
+                    assert_eq!(body["error"]["code"], "SEATS_UNAVAILABLE", "{body}");
+                    assert_eq!(
+                        body["error"]["details"]["alternatives"]
+                            .as_array()
+                            .unwrap()
+                            .len(),
+                        2
+                    );
+                    body["error"]["details"]["requestId"].as_str()
+                }
+                _ => panic!("{status}: {body}"),
+            }
+            .unwrap()
+            .to_owned();
             let pushed = ws.next_of("BOOKING_RESULT").await;
             assert_eq!(pushed["requestId"], request_id.as_str());
             (user_token, request_id, pushed)
@@ -226,6 +254,7 @@ async fn queue_positions_count_the_requests_ahead(backend: Backend) {
 
 on_every_backend!(
     two_hundred_clients_one_pair_of_seats,
+    two_hundred_clients_one_pair_of_seats_decided_at_once,
     lanes_of_different_shows_do_not_wait_for_each_other,
     queue_positions_count_the_requests_ahead,
 );

@@ -30,7 +30,7 @@ use booking_core::Chain;
 use booking_core::engine::SeatChange;
 use booking_core::ports::{
     CatalogStore, HoldStore, IdempotencyStore, Notifier, OrderStore, PaymentProvider, QueueError,
-    QueueTicket, RequestQueue, RequestStore, SeatMirror, StoreError,
+    QueueTicket, RequestQueue, RequestStore, SeatMirror, ShowLocks, StoreError,
 };
 use booking_core::protocol::{BookingResult, ServerMessage};
 use booking_core::{BookingRequest, Clock, ShowId, SystemClock, UserId};
@@ -53,6 +53,9 @@ pub struct Ports {
     /// The seat map's hot read path and the target of every committed change; `None` reads the
     /// store every time.
     pub mirror: Option<Arc<dyn SeatMirror>>,
+    /// Serialises the deciders of a show (see [`ShowLocks`]); `None` where one lane per show in
+    /// one process already does.
+    pub show_locks: Option<Arc<dyn ShowLocks>>,
 }
 
 /// The state ports, which one store adapter usually serves together.
@@ -115,9 +118,18 @@ pub struct AppBuilder {
     payments: Option<Arc<dyn PaymentProvider>>,
     queue: QueueAdapter,
     auth: Option<Authenticator>,
+    show_locks: Option<Arc<dyn ShowLocks>>,
 }
 
 impl AppBuilder {
+    /// How deciders of one show are serialised (default: not at all, for one lane per show in one
+    /// process). Needed where requests are decided as they arrive (`QUEUE_BASED_BOOKING=false`)
+    /// or by several processes.
+    pub fn show_locks(mut self, locks: Arc<dyn ShowLocks>) -> Self {
+        self.show_locks = Some(locks);
+        self
+    }
+
     /// Who moves the money (default: the [`MockPaymentProvider`] and its test tokens).
     pub fn payments(mut self, provider: Arc<dyn PaymentProvider>) -> Self {
         self.payments = Some(provider);
@@ -168,6 +180,7 @@ impl AppBuilder {
             notifier: self.notifier.unwrap_or_else(|| Arc::new(PollingOnly)),
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             mirror: self.mirror,
+            show_locks: self.show_locks,
         };
         let processor = Arc::new(BatchProcessor::new(ports.clone(), self.config.hold_ttl));
         let (queue, decides_here): (Arc<dyn RequestQueue>, bool) = match self.queue {
@@ -176,7 +189,13 @@ impl AppBuilder {
             QueueAdapter::Detached => (Arc::new(DetachedQueue), false),
         };
         let orders = Arc::new(OrderService::new(ports.clone(), self.config.clone()));
-        let service = Arc::new(BookingService::new(ports.clone(), queue, self.config));
+        let direct = (!self.config.queue_based).then(|| processor.clone());
+        let service = Arc::new(BookingService::new(
+            ports.clone(),
+            queue,
+            direct,
+            self.config,
+        ));
         let catalog = Arc::new(CatalogAdmin::new(ports.clone(), service.clone()));
         App {
             ports,
@@ -233,6 +252,7 @@ impl App {
             payments: None,
             queue: QueueAdapter::Detached,
             auth: None,
+            show_locks: None,
         }
     }
 

@@ -66,6 +66,9 @@ pub struct BookingConfig {
     /// How many failed tries to decide a request before it is set aside as a dead letter
     /// (`MAX_ATTEMPTS`, default 5). An unreachable store does not count.
     pub max_attempts: u32,
+    /// Whether `POST /holds` queues requests for the deciders (`QUEUE_BASED_BOOKING=true`, the
+    /// default) or decides each at once, answering 201 or 409 (`false`: the rollback switch).
+    pub queue_based: bool,
 }
 
 impl Default for BookingConfig {
@@ -79,6 +82,7 @@ impl Default for BookingConfig {
             payment_timeout: Duration::seconds(10),
             idempotency_ttl: Duration::seconds(86_400),
             max_attempts: 5,
+            queue_based: true,
         }
     }
 }
@@ -111,6 +115,7 @@ impl BookingConfig {
                 env_or("MAX_ATTEMPTS", u64::from(d.max_attempts))?,
             )?
             .min(u64::from(u32::MAX)) as u32,
+            queue_based: env_or("QUEUE_BASED_BOOKING", d.queue_based)?,
         }
         .checked()
     }

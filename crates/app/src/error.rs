@@ -17,7 +17,9 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use booking_core::ports::{PaymentError, QueueError, StoreError};
-use booking_core::{Chain, HoldStatus, OrderId, OrderStatus, PriceError, SeatId, ShowId};
+use booking_core::{
+    Chain, HoldStatus, OrderId, OrderStatus, PriceError, RequestId, RequestStatus, SeatId, ShowId,
+};
 use serde_json::{Value, json};
 
 /// What a use case could not do, and why.
@@ -83,6 +85,17 @@ pub enum BookingError {
     /// A catalog write was refused before anything was written: every value at fault.
     #[error("The catalog write was refused: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     InvalidCatalog(Vec<CatalogIssue>),
+    /// Direct mode: the request was decided at once and its seats were not all free.
+    #[error("{message}")]
+    SeatsUnavailable {
+        request_id: RequestId,
+        unavailable: Vec<SeatId>,
+        alternatives: Vec<SeatId>,
+        message: String,
+    },
+    /// Direct mode: the request's deadline passed before it could be decided.
+    #[error("The request expired before it could be processed")]
+    RequestExpired { request_id: RequestId },
     /// No such request among the dead letters (never set aside, or redriven or discarded
     /// already).
     #[error("No such dead letter")]
@@ -138,6 +151,8 @@ impl BookingError {
             Self::InvalidCatalog(_) => "INVALID_CATALOG",
             Self::ShowOnSale(_) => "SHOW_ON_SALE",
             Self::DeadLetterNotFound => "DEAD_LETTER_NOT_FOUND",
+            Self::SeatsUnavailable { .. } => "SEATS_UNAVAILABLE",
+            Self::RequestExpired { .. } => "REQUEST_EXPIRED",
             Self::InvalidReason => "INVALID_REASON",
             Self::IdempotencyKeyInFlight => "IDEMPOTENCY_KEY_IN_FLIGHT",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
@@ -266,6 +281,8 @@ impl From<BookingError> for ApiError {
             | OrderNotCancellable(_)
             | PaymentInProgress
             | ShowOnSale(_)
+            | SeatsUnavailable { .. }
+            | RequestExpired { .. }
             | IdempotencyKeyInFlight => StatusCode::CONFLICT,
             InvalidCatalog(_) | InvalidReason => StatusCode::UNPROCESSABLE_ENTITY,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -298,6 +315,18 @@ impl From<BookingError> for ApiError {
             InvalidLimit { max } => Some(json!({ "max": max })),
             InvalidCatalog(issues) => Some(json!({ "issues": issues })),
             ShowOnSale(show) => Some(json!({ "showId": show })),
+            SeatsUnavailable {
+                request_id,
+                unavailable,
+                alternatives,
+                ..
+            } => Some(json!({
+                "requestId": request_id, "status": RequestStatus::Failed,
+                "unavailable": unavailable, "alternatives": alternatives
+            })),
+            RequestExpired { request_id } => Some(json!({
+                "requestId": request_id, "status": RequestStatus::Expired
+            })),
             TooManySeats { max, requested } => Some(json!({ "max": max, "requested": requested })),
             InvalidSeatId(raw) => Some(json!({ "seatId": raw })),
             SeatNotInLayout(seat) | SeatBlocked(seat) | DuplicateSeat(seat) => {

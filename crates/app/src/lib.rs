@@ -18,6 +18,7 @@ pub mod orders;
 pub mod payments;
 pub mod processor;
 pub mod service;
+pub mod show_locks;
 pub mod sweeper;
 
 pub use app::{App, AppBuilder, Ports, QueueAdapter, Stores};

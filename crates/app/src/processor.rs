@@ -87,6 +87,11 @@ impl BatchProcessor {
         show: ShowId,
         batch: &[BookingRequest],
     ) -> Result<BatchReport, ProcessError> {
+        // Held until the outcomes are committed and told: nobody else decides this show meanwhile.
+        let _decider = match &self.ports.show_locks {
+            Some(locks) => Some(locks.lock(show).await?),
+            None => None,
+        };
         let layout = self
             .ports
             .catalog

@@ -7,6 +7,7 @@
 use crate::app::Ports;
 use crate::config::BookingConfig;
 use crate::error::BookingError;
+use crate::processor::BatchProcessor;
 use booking_core::Chain;
 use booking_core::engine::SeatChange;
 use booking_core::ports::{
@@ -49,6 +50,9 @@ pub struct SeatMap {
 pub struct BookingService {
     ports: Ports,
     queue: Arc<dyn RequestQueue>,
+    /// Set when requests are decided as they arrive (`QUEUE_BASED_BOOKING=false`): the same
+    /// processor the deciders run, serialised per show by `Ports::show_locks`.
+    direct: Option<Arc<BatchProcessor>>,
     config: BookingConfig,
     /// Every hold request needs its show's layout: a read-through cache keeps validation off
     /// the database. A show changes rarely, and what is on sale never once it has taken a
@@ -102,10 +106,16 @@ pub struct Outcomes {
 pub const SHOW_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl BookingService {
-    pub fn new(ports: Ports, queue: Arc<dyn RequestQueue>, config: BookingConfig) -> Self {
+    pub fn new(
+        ports: Ports,
+        queue: Arc<dyn RequestQueue>,
+        direct: Option<Arc<BatchProcessor>>,
+        config: BookingConfig,
+    ) -> Self {
         Self {
             ports,
             queue,
+            direct,
             config,
             shows: RwLock::new(HashMap::new()),
         }
@@ -224,7 +234,11 @@ impl BookingService {
             created_at: now,
             expires_at: now + self.config.request_ttl,
         };
-        match self.ports.requests.insert_request(new).await? {
+        let inserted = self.ports.requests.insert_request(new).await?;
+        if let Some(processor) = &self.direct {
+            return self.decide_now(processor, inserted).await;
+        }
+        match inserted {
             Inserted::New(request) => {
                 let ticket = self.queue.enqueue(&request).await?;
                 tracing::debug!(request_id = %request.request_id, position = ticket.position, "accepted");
@@ -255,6 +269,51 @@ impl BookingService {
                 })
             }
         }
+    }
+
+    /// Direct mode: decides a durable request at once through the same processor (and engine)
+    /// the queue's deciders run, and answers with its outcome. If it cannot be decided now (a
+    /// store failing mid-way), it is queued instead, to be decided like any other: the client
+    /// hears 202, as in queue mode, and nothing is lost.
+    async fn decide_now(
+        &self,
+        processor: &BatchProcessor,
+        inserted: Inserted,
+    ) -> Result<Accepted, BookingError> {
+        let (request, created) = match inserted {
+            Inserted::New(request) => (request, true),
+            Inserted::Existing(request) => (request, false),
+        };
+        if request.status.is_terminal() {
+            return Ok(Accepted {
+                request,
+                ticket: None,
+                created,
+            });
+        }
+        if let Err(e) = processor
+            .process(request.show_id, std::slice::from_ref(&request))
+            .await
+        {
+            tracing::warn!(request_id = %request.request_id, error = %Chain(&e), "not decided at once; queued instead");
+            let ticket = self.queue.enqueue(&request).await?;
+            return Ok(Accepted {
+                request,
+                ticket: Some(ticket),
+                created,
+            });
+        }
+        let decided = self
+            .ports
+            .requests
+            .get_request(request.request_id)
+            .await?
+            .ok_or_else(|| BookingError::Inconsistent("a decided request is gone".into()))?;
+        Ok(Accepted {
+            request: decided,
+            ticket: None,
+            created,
+        })
     }
 
     /// A request, if it exists and belongs to `user` (someone else's reads as not found).

@@ -100,6 +100,7 @@ fn processor(
             notifier,
             clock: Arc::new(ManualClock::new(now)),
             mirror: None,
+            show_locks: None,
         },
         HOLD_TTL,
     )

@@ -595,6 +595,36 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
+/// Held while a show's requests are decided; dropping it lets the next decider in.
+pub struct ShowLockGuard {
+    _held: Box<dyn Send>,
+}
+
+impl ShowLockGuard {
+    /// A guard that releases the lock when `held` is dropped.
+    pub fn new(held: impl Send + 'static) -> Self {
+        Self {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl std::fmt::Debug for ShowLockGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ShowLockGuard")
+    }
+}
+
+/// Serialises the deciders of one show, across processes where they share a store: whoever
+/// holds a show's lock is the only one loading, deciding and committing its requests. The seat
+/// claims keep a seat from being sold twice without it; the lock keeps arrival order when hold
+/// requests are decided as they arrive (`QUEUE_BASED_BOOKING=false`), possibly in several
+/// processes, and while both modes run at once during a switch-over.
+#[async_trait]
+pub trait ShowLocks: Send + Sync + 'static {
+    async fn lock(&self, show: ShowId) -> Result<ShowLockGuard, StoreError>;
+}
+
 /// Where messages that cannot be decided go (the SQS dead-letter queue deployed).
 #[async_trait]
 pub trait DeadLetters: Send + Sync + 'static {

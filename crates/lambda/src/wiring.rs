@@ -6,6 +6,7 @@
 use crate::config::{self, ConfigError, optional, required};
 use booking_app::auth::Authenticator;
 use booking_app::config::BookingConfig;
+use booking_app::show_locks::InProcessShowLocks;
 use booking_app::{App, AppBuilder, Stores};
 use booking_aws::{DynamoRegistry, GatewayNotifier};
 use booking_core::ports::{ConnectionRegistry, MirrorError, Notifier, StoreError};
@@ -81,8 +82,14 @@ impl Shared {
     /// gateway's notifier when the WebSocket API is configured (otherwise results are polled).
     /// The caller adds what only it needs (the queue, the authenticator) and builds.
     pub fn app(&self) -> Result<AppBuilder, WiringError> {
+        // Every function decides under the show's database lock: the worker, and the api
+        // function in direct mode (QUEUE_BASED_BOOKING=false), may run at once during a
+        // switch-over, and several instances of each always do.
         let mut builder = App::builder(Stores::of(self.store.clone()), self.booking.clone())
-            .mirror(self.mirror.clone());
+            .mirror(self.mirror.clone())
+            .show_locks(Arc::new(InProcessShowLocks::in_front_of(
+                self.store.clone(),
+            )));
         match self.gateway_notifier()? {
             Some(notifier) => {
                 let notifier: Arc<dyn Notifier> = notifier;

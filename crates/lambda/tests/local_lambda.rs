@@ -116,7 +116,52 @@ async fn the_functions_work_end_to_end_under_the_lambda_runtime() {
     poison_messages_go_to_the_dead_letter_queue_and_the_batch_goes_on(&stack).await;
     a_batch_of_several_shows_is_decided_show_by_show_in_order(&stack).await;
     a_paused_show_keeps_its_messages_queued_in_order(&stack).await;
+    direct_mode_decides_in_the_api_function_beside_the_queue(&stack).await;
     every_sample_event_is_handled(&stack).await;
+}
+
+/// `QUEUE_BASED_BOOKING=false`: the api function decides a hold at once (201 with the hold, 409
+/// with alternatives for the seat taken), while the queue-mode api and the worker go on deciding
+/// the same show from SQS: a request queued for the seat the direct one took fails there.
+async fn direct_mode_decides_in_the_api_function_beside_the_queue(stack: &Stack) {
+    let post = |user: &str, seats: &[&str]| {
+        let request = stack
+            .http
+            .post(stack.direct_api_url("/api/v1/holds"))
+            .bearer_auth(token(user, false))
+            .json(&json!({ "showId": PREMIERE_STUDIO, "seatIds": seats }))
+            .send();
+        async move {
+            let response = request.await.expect("POST to the direct-mode api function");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, hold) = post("direct-winner", &["F5", "F6"]).await;
+    assert_eq!(status, 201, "{hold}");
+    assert_eq!(hold["status"], "HELD", "{hold}");
+    assert_eq!(hold["seatIds"], json!(["F5", "F6"]));
+
+    let (status, body) = post("direct-loser", &["F6"]).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "SEATS_UNAVAILABLE", "{body}");
+    assert!(
+        !body["error"]["details"]["alternatives"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // The queue-mode api beside it: the same seat, queued and decided by the worker, fails.
+    let queued = post_hold_for(stack, PREMIERE_STUDIO, "queued-late", &["F5"]).await;
+    let (batch, handles) = stack.receive_batch(&stack.resources.queue_url).await;
+    let failed = stack.deliver_to_worker(&batch, &handles).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let decided = stack.store.get_request(queued).await.unwrap().unwrap();
+    assert_eq!(decided.status, RequestStatus::Failed, "{decided:?}");
 }
 
 /// POST → FIFO message → worker (as Lambda hands it the batch) → SUCCESS in PostgreSQL → the

@@ -42,6 +42,7 @@ mod idempotency;
 mod intake;
 mod orders;
 mod requests;
+mod show_locks;
 
 pub use booking_sql::IntakeStats;
 

@@ -15,9 +15,12 @@
 use crate::postgres::TestDatabase;
 use crate::redis::PrivateRedis;
 use booking_app::auth::{Authenticator, DEV_JWT_SECRET};
+use booking_app::show_locks::InProcessShowLocks;
 use booking_app::sweeper::SweepReport;
 use booking_app::{App, BookingConfig, MockPaymentProvider, QueueAdapter, Stores};
-use booking_core::ports::{HoldStore, PaymentProvider, RequestQueue, RequestStore, SeatMirror};
+use booking_core::ports::{
+    HoldStore, PaymentProvider, RequestQueue, RequestStore, SeatMirror, ShowLocks,
+};
 use booking_core::{Clock, ManualClock};
 use booking_local::{LaneOptions, LocalLanes, MemoryMirror, WsHub};
 use booking_redis::RedisMirror;
@@ -104,6 +107,9 @@ impl TestApp {
 
     pub async fn start_with(options: TestAppOptions) -> Self {
         let clock = Arc::new(ManualClock::new(Utc::now()));
+        // Where several deciders could meet (direct mode), they are serialised the way the
+        // production wiring does: by the database on PostgreSQL, in process on the embedded store.
+        let show_locks: Arc<dyn ShowLocks>;
         let (stores, mirror, guard): (Stores, Arc<dyn SeatMirror>, Guard) = match options.backend {
             Backend::Embedded => {
                 let dir = tempfile::tempdir().expect("temp dir");
@@ -111,6 +117,7 @@ impl TestApp {
                     SqliteStore::open(&dir.path().join("seatbook.db"), SqliteOptions::default())
                         .await
                         .expect("open the embedded store");
+                show_locks = Arc::new(InProcessShowLocks::new());
                 (
                     Stores::of(Arc::new(store.clone())),
                     Arc::new(MemoryMirror::new()),
@@ -123,6 +130,9 @@ impl TestApp {
                 let mirror = RedisMirror::connect(&redis.url())
                     .await
                     .expect("connect to the private Redis");
+                show_locks = Arc::new(InProcessShowLocks::in_front_of(Arc::new(
+                    database.store().clone(),
+                )));
                 (
                     Stores::of(Arc::new(database.store().clone())),
                     Arc::new(mirror),
@@ -141,7 +151,12 @@ impl TestApp {
         let lane_options = options.lanes;
         let (lanes_tx, lanes_rx) = std::sync::mpsc::channel();
         let payments = Arc::new(MockPaymentProvider::new());
-        let app = App::builder(stores.clone(), options.config)
+        let direct = !options.config.queue_based;
+        let mut builder = App::builder(stores.clone(), options.config);
+        if direct {
+            builder = builder.show_locks(show_locks);
+        }
+        let app = builder
             .payments(options.payments.unwrap_or_else(|| payments.clone()))
             .clock(clock.clone())
             .notifier(hub.clone())

@@ -135,7 +135,13 @@ async fn discard_dead_letter(
         None
     } else {
         serde_json::from_slice::<DiscardBody>(&body)
-            .map_err(|e| ApiError::bad_request("INVALID_REQUEST", e.to_string()))?
+            .map_err(|e| {
+                if e.is_syntax() || e.is_eof() {
+                    ApiError::bad_request("MALFORMED_JSON", "Request body is not valid JSON")
+                } else {
+                    ApiError::bad_request("INVALID_REQUEST", e.to_string())
+                }
+            })?
             .reason
     };
     let request = state

@@ -6,7 +6,7 @@ use super::extract::{ApiJson, Segment};
 use super::idempotency::KeyUse;
 use super::requests::status_url;
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, BookingError};
 use crate::service::{Accepted, HoldRequestInput};
 use axum::Extension;
 use axum::extract::State;
@@ -14,7 +14,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use booking_core::{Hold, HoldId, HoldStatus, RequestId, RequestStatus, SeatId, Show, ShowId};
+use booking_core::{
+    BookingRequest, Hold, HoldId, HoldStatus, RequestId, RequestOutcome, RequestStatus, SeatId,
+    Show, ShowId,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -131,6 +134,9 @@ async fn create_hold(
             },
         )
         .await?;
+    if !state.service.config().queue_based && accepted.request.status.is_terminal() {
+        return decided(&state, &caller, &accepted.request).await;
+    }
     let view = AcceptedView::from(&accepted);
     let location = HeaderValue::from_str(&view.status_url).expect("status URLs are ASCII");
     Ok((
@@ -139,6 +145,46 @@ async fn create_hold(
         Json(view),
     )
         .into_response())
+}
+
+/// Direct mode's answer: the request was decided at once. 201 with the hold, or 409 with what
+/// was taken and the alternatives offered (as a queued request's result would say).
+async fn decided(
+    state: &AppState,
+    caller: &Caller,
+    request: &BookingRequest,
+) -> Result<Response, ApiError> {
+    match &request.outcome {
+        Some(RequestOutcome::Granted { hold_id, .. }) => {
+            let (hold, show) = state
+                .service
+                .hold(&caller.user_id, &hold_id.to_string())
+                .await?;
+            let location =
+                HeaderValue::from_str(&format!("/api/v1/holds/{hold_id}")).expect("ASCII");
+            Ok((
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json(HoldView::new(&hold, &show)),
+            )
+                .into_response())
+        }
+        Some(RequestOutcome::Rejected {
+            unavailable,
+            alternatives,
+            message,
+        }) => Err(BookingError::SeatsUnavailable {
+            request_id: request.request_id,
+            unavailable: unavailable.clone(),
+            alternatives: alternatives.clone(),
+            message: message.clone(),
+        }
+        .into()),
+        Some(RequestOutcome::Expired { .. }) | None => Err(BookingError::RequestExpired {
+            request_id: request.request_id,
+        }
+        .into()),
+    }
 }
 
 async fn get_hold(

@@ -149,6 +149,8 @@ pub struct Stack {
     pub resources: Resources,
     pub gateway: Gateway,
     pub runtime_port: u16,
+    /// The emulator of the api function in direct mode.
+    pub direct_api_port: u16,
     pub http: reqwest::Client,
     /// Milliseconds from each function's process start to its first handled invocation.
     pub startup_ms: HashMap<&'static str, f64>,
@@ -202,6 +204,7 @@ impl Stack {
             resources,
             gateway,
             runtime_port,
+            direct_api_port: 0,
             http: reqwest::Client::new(),
             startup_ms: HashMap::new(),
             _runtime: runtime,
@@ -210,7 +213,51 @@ impl Stack {
         for name in FUNCTIONS {
             stack.start_function(name).await;
         }
+        // A second api function in direct mode, on the same database and queue: the rollback
+        // switch, and both modes running at once as during a switch-over. It needs an emulator of
+        // its own (one emulator serves each binary once, by its name).
+        let direct_port = free_port();
+        let direct_runtime = Command::new(tools_bin().join("cargo-lambda"))
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "--invoke-address",
+                "127.0.0.1",
+                "--invoke-port",
+                &direct_port.to_string(),
+            ])
+            .current_dir(booking_testkit::aws::workspace_root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start a second cargo lambda watch");
+        stack._functions.push(Process(direct_runtime));
+        wait_for_port(direct_port, "cargo lambda watch", Duration::from_secs(60));
+        let child = Command::new(binary("api"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(stack.env("api"))
+            .env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{direct_port}/.rt/api"),
+            )
+            .env("QUEUE_BASED_BOOKING", "false")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the direct-mode api function");
+        stack._functions.push(Process(child));
+        stack.direct_api_port = direct_port;
         stack
+    }
+
+    /// A URL of the api function running in direct mode (`QUEUE_BASED_BOOKING=false`).
+    pub fn direct_api_url(&self, path: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}/lambda-url/api{path}",
+            self.direct_api_port
+        )
     }
 
     fn env(&self, name: &str) -> Vec<(String, String)> {

@@ -406,3 +406,34 @@ async fn a_layout_change_waits_for_a_first_request_in_flight() {
     );
     assert!(store.get_show(show.show_id).await.unwrap() == Some(show));
 }
+
+/// The show lock is the database's: a second process (its own pool) waits while the first holds
+/// it, gets it as soon as the first lets go, and other shows are never held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_show_lock_excludes_other_processes_until_released() {
+    use booking_core::ShowId;
+    use booking_core::ports::ShowLocks;
+    let db = TestDatabase::create().await;
+    let first = db.store().clone();
+    let second = booking_postgres::PgStore::connect(db.url(), PgOptions::default())
+        .await
+        .unwrap();
+    let (show, other) = (ShowId::new_random(), ShowId::new_random());
+    let held = first.lock(show).await.unwrap();
+    let _unrelated = second.lock(other).await.unwrap();
+    let waiting = {
+        let second = second.clone();
+        tokio::spawn(async move { second.lock(show).await.map(|_guard| ()) })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the second process waits for the lock"
+    );
+    drop(held);
+    tokio::time::timeout(std::time::Duration::from_secs(30), waiting)
+        .await
+        .expect("released when the guard is dropped")
+        .unwrap()
+        .unwrap();
+}
