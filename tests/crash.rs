@@ -49,7 +49,8 @@ async fn assert_no_seat_held_twice(
     assert_eq!(held_in_map, held, "seat map and live holds disagree");
 }
 
-/// Requests accepted while their show was paused are all decided after a kill -9 and restart.
+/// Requests accepted while their show was paused are all decided after a kill -9, a restart and
+/// the resume (the pause survives the crash).
 async fn queued_requests_survive_kill_and_restart(backend: Backend) {
     let mut server = Server::start_on(backend, &[]).await;
     let c = client();
@@ -74,6 +75,16 @@ async fn queued_requests_survive_kill_and_restart(backend: Backend) {
     }
 
     server.crash_and_restart();
+    // The pause outlived the crash (it is kept with the show): the operator lifts it.
+    let (_, still) = get(
+        &c,
+        &server,
+        &format!("/api/v1/booking-requests/{}", accepted[0].1),
+        Some(&accepted[0].0),
+    )
+    .await;
+    assert_eq!(still["status"], "QUEUED", "not decided while still paused");
+    resume_show(&c, &server, STUDIO, &admin_token("ops")).await;
 
     let mut decided = Vec::new();
     for (t, id) in &accepted {
