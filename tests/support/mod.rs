@@ -289,11 +289,7 @@ pub async fn post(
     token: Option<&str>,
     body: Value,
 ) -> (u16, Value) {
-    let mut req = c.post(server.url(path)).json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    json_of(req.send().await.expect("POST")).await
+    send_json(c.post(server.url(path)), token, body).await
 }
 
 pub async fn put(
@@ -303,11 +299,16 @@ pub async fn put(
     token: Option<&str>,
     body: Value,
 ) -> (u16, Value) {
-    let mut req = c.put(server.url(path)).json(&body);
+    send_json(c.put(server.url(path)), token, body).await
+}
+
+/// Sends `body` as JSON, with `token` if given; returns (status, body).
+async fn send_json(req: reqwest::RequestBuilder, token: Option<&str>, body: Value) -> (u16, Value) {
+    let mut req = req.json(&body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
-    json_of(req.send().await.expect("PUT")).await
+    json_of(req.send().await.expect("send")).await
 }
 
 /// Stops deciding a show's requests (admin API); they keep queueing.

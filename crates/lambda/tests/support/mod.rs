@@ -163,6 +163,29 @@ pub fn token(user: &str, admin: bool) -> String {
     Authenticator::hs256(DEV_JWT_SECRET.as_bytes()).mint(&user, admin, chrono::Duration::hours(1))
 }
 
+/// Starts cargo-lambda's emulator of the Lambda APIs on a free port, once it listens.
+fn start_emulator() -> (u16, Process) {
+    let port = free_port();
+    let emulator = Command::new(tools_bin().join("cargo-lambda"))
+        .args([
+            "lambda",
+            "watch",
+            "--only-lambda-apis",
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+            &port.to_string(),
+        ])
+        .current_dir(booking_testkit::aws::workspace_root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start cargo lambda watch");
+    let emulator = Process(emulator);
+    wait_for_port(port, "cargo lambda watch", Duration::from_secs(60));
+    (port, emulator)
+}
+
 impl Stack {
     pub async fn start() -> Self {
         let moto = Moto::start();
@@ -176,24 +199,7 @@ impl Stack {
         let resources = Resources::create(&sdk).await;
         let gateway = Gateway::start(store.clone()).await;
 
-        let runtime_port = free_port();
-        let runtime = Command::new(tools_bin().join("cargo-lambda"))
-            .args([
-                "lambda",
-                "watch",
-                "--only-lambda-apis",
-                "--invoke-address",
-                "127.0.0.1",
-                "--invoke-port",
-                &runtime_port.to_string(),
-            ])
-            .current_dir(booking_testkit::aws::workspace_root())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start cargo lambda watch");
-        let runtime = Process(runtime);
-        wait_for_port(runtime_port, "cargo lambda watch", Duration::from_secs(60));
+        let (runtime_port, runtime) = start_emulator();
 
         let mut stack = Self {
             moto,
@@ -216,24 +222,8 @@ impl Stack {
         // A second api function in direct mode, on the same database and queue: the rollback
         // switch, and both modes running at once as during a switch-over. It needs an emulator of
         // its own (one emulator serves each binary once, by its name).
-        let direct_port = free_port();
-        let direct_runtime = Command::new(tools_bin().join("cargo-lambda"))
-            .args([
-                "lambda",
-                "watch",
-                "--only-lambda-apis",
-                "--invoke-address",
-                "127.0.0.1",
-                "--invoke-port",
-                &direct_port.to_string(),
-            ])
-            .current_dir(booking_testkit::aws::workspace_root())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start a second cargo lambda watch");
-        stack._functions.push(Process(direct_runtime));
-        wait_for_port(direct_port, "cargo lambda watch", Duration::from_secs(60));
+        let (direct_port, direct_runtime) = start_emulator();
+        stack._functions.push(direct_runtime);
         let child = Command::new(binary("api"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
