@@ -11,7 +11,43 @@ mod support;
 use serde_json::Value;
 use support::*;
 
-on_every_backend!(a_pause_and_the_queue_statistics_survive_a_restart);
+on_every_backend!(
+    a_pause_and_the_queue_statistics_survive_a_restart,
+    a_pause_holds_in_direct_mode_too
+);
+
+/// With `QUEUE_BASED_BOOKING=false` a paused show decides nothing either: its requests are
+/// queued (202) and decided once it resumes.
+async fn a_pause_holds_in_direct_mode_too(backend: Backend) {
+    let mut options = TestAppOptions::on(backend);
+    options.config.queue_based = false;
+    let server = TestApp::start_with(options).await;
+    let c = client();
+    let admin = admin_token("operator");
+    let fan = token("direct-fan");
+    let (status, held) = hold(&c, &server, &fan, STUDIO, &["B1"]).await;
+    assert_eq!(status, 201, "decided at once: {held}");
+
+    pause_show(&c, &server, STUDIO, &admin).await;
+    let (status, queued) = hold(&c, &server, &fan, STUDIO, &["B2"]).await;
+    assert_eq!(status, 202, "{queued}");
+    assert_eq!(queued["status"], "QUEUED");
+    let id = queued["requestId"].as_str().unwrap();
+    server.drain().await;
+    let (_, r) = get(
+        &c,
+        &server,
+        &format!("/api/v1/booking-requests/{id}"),
+        Some(&fan),
+    )
+    .await;
+    assert_eq!(r["status"], "QUEUED", "not decided while paused: {r}");
+    resume_show(&c, &server, STUDIO, &admin).await;
+    assert_eq!(
+        wait_terminal(&c, &server, &fan, id).await["status"],
+        "SUCCESS"
+    );
+}
 
 async fn queue_of(c: &reqwest::Client, server: &Server, admin: &str, show: &str) -> Value {
     let (status, stats) = get(c, server, "/api/v1/admin/queues", Some(admin)).await;

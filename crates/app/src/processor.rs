@@ -88,10 +88,23 @@ impl BatchProcessor {
         batch: &[BookingRequest],
     ) -> Result<BatchReport, ProcessError> {
         // Held until the outcomes are committed and told: nobody else decides this show meanwhile.
-        let _decider = match &self.ports.show_locks {
+        // Released (awaited) before returning, whatever the outcome.
+        let decider = match &self.ports.show_locks {
             Some(locks) => Some(locks.lock(show).await?),
             None => None,
         };
+        let processed = self.process_locked(show, batch).await;
+        if let Some(decider) = decider {
+            decider.release().await;
+        }
+        processed
+    }
+
+    async fn process_locked(
+        &self,
+        show: ShowId,
+        batch: &[BookingRequest],
+    ) -> Result<BatchReport, ProcessError> {
         let layout = self
             .ports
             .catalog

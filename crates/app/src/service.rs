@@ -272,9 +272,9 @@ impl BookingService {
     }
 
     /// Direct mode: decides a durable request at once through the same processor (and engine)
-    /// the queue's deciders run, and answers with its outcome. If it cannot be decided now (a
-    /// store failing mid-way), it is queued instead, to be decided like any other: the client
-    /// hears 202, as in queue mode, and nothing is lost.
+    /// the queue's deciders run, and answers with its outcome. If its show is paused, or it
+    /// cannot be decided now (a store failing mid-way), it is queued instead, to be decided like
+    /// any other: the client hears 202, as in queue mode, and nothing is lost.
     async fn decide_now(
         &self,
         processor: &BatchProcessor,
@@ -288,6 +288,15 @@ impl BookingService {
             return Ok(Accepted {
                 request,
                 ticket: None,
+                created,
+            });
+        }
+        // A paused show decides nothing, in either mode: its requests wait in the queue.
+        if self.ports.catalog.is_paused(request.show_id).await? {
+            let ticket = self.queue.enqueue(&request).await?;
+            return Ok(Accepted {
+                request,
+                ticket: Some(ticket),
                 created,
             });
         }

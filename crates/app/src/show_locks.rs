@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use booking_core::ShowId;
-use booking_core::ports::{ShowLockGuard, ShowLocks, StoreError};
+use booking_core::ports::{HeldLock, ShowLockGuard, ShowLocks, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -42,12 +42,39 @@ impl ShowLocks for InProcessShowLocks {
             .entry(show)
             .or_default()
             .clone();
-        let local = mutex.lock_owned().await;
+        let local = Local(mutex.lock_owned().await);
         match &self.then {
-            // Dropped in field order: the shared lock first, then this process's.
-            Some(shared) => Ok(ShowLockGuard::new((shared.lock(show).await?, local))),
+            Some(shared) => Ok(ShowLockGuard::new(Layered {
+                shared: Some(shared.lock(show).await?),
+                local,
+            })),
             None => Ok(ShowLockGuard::new(local)),
         }
+    }
+}
+
+/// This process's lock of a show.
+struct Local(#[allow(dead_code, reason = "held for its drop")] tokio::sync::OwnedMutexGuard<()>);
+
+#[async_trait]
+impl HeldLock for Local {
+    async fn release(self: Box<Self>) {}
+}
+
+/// The shared lock, held under this process's. Released in that order: the shared one first
+/// (awaited), then this process's, so the next decider here finds the shared one free.
+struct Layered {
+    shared: Option<ShowLockGuard>,
+    local: Local,
+}
+
+#[async_trait]
+impl HeldLock for Layered {
+    async fn release(mut self: Box<Self>) {
+        if let Some(shared) = self.shared.take() {
+            shared.release().await;
+        }
+        drop(self.local);
     }
 }
 
@@ -67,7 +94,7 @@ mod tests {
         };
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished(), "the second holder of show a waits");
-        drop(held);
+        held.release().await;
         waiting.await.unwrap().unwrap();
     }
 }

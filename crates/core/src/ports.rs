@@ -595,17 +595,30 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
-/// Held while a show's requests are decided; dropping it lets the next decider in.
+/// A show lock as its adapter holds it.
+#[async_trait]
+pub trait HeldLock: Send {
+    /// Lets the lock go, and returns once it is gone.
+    async fn release(self: Box<Self>);
+}
+
+/// Held while a show's requests are decided. [`ShowLockGuard::release`] lets the next decider
+/// in and waits until it can; a guard merely dropped (a panic, a cancelled call) lets go too,
+/// but in the background, which a process that may be frozen right after (a Lambda function
+/// between invocations) must not rely on.
 pub struct ShowLockGuard {
-    _held: Box<dyn Send>,
+    held: Box<dyn HeldLock>,
 }
 
 impl ShowLockGuard {
-    /// A guard that releases the lock when `held` is dropped.
-    pub fn new(held: impl Send + 'static) -> Self {
+    pub fn new(held: impl HeldLock + 'static) -> Self {
         Self {
-            _held: Box::new(held),
+            held: Box::new(held),
         }
+    }
+
+    pub async fn release(self) {
+        self.held.release().await;
     }
 }
 

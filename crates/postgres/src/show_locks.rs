@@ -7,7 +7,7 @@
 use crate::{PgStore, codec};
 use async_trait::async_trait;
 use booking_core::ShowId;
-use booking_core::ports::{ShowLockGuard, ShowLocks, StoreError};
+use booking_core::ports::{HeldLock, ShowLockGuard, ShowLocks, StoreError};
 use sqlx::{Postgres, Transaction};
 
 /// The lock key of a show: its id folded into the 64 bits an advisory lock takes.
@@ -16,10 +16,21 @@ fn key(show: ShowId) -> i64 {
     ((id >> 64) as u64 ^ id as u64) as i64
 }
 
-/// The transaction holding a show's lock. Dropping it ends the transaction at once (not when
-/// the pooled connection is next used), so the next decider does not wait on an idle
-/// connection.
+/// The transaction holding a show's lock. Released by rolling it back (awaited); dropped
+/// unreleased, it is rolled back in the background at once (not when the pooled connection is
+/// next used), so the next decider does not wait on an idle connection.
 struct Held(Option<Transaction<'static, Postgres>>);
+
+#[async_trait]
+impl HeldLock for Held {
+    async fn release(mut self: Box<Self>) {
+        if let Some(tx) = self.0.take()
+            && let Err(e) = tx.rollback().await
+        {
+            tracing::warn!(error = %e, "releasing a show lock failed; the connection is dropped");
+        }
+    }
+}
 
 impl Drop for Held {
     fn drop(&mut self) {
@@ -38,6 +49,13 @@ impl ShowLocks for PgStore {
     #[tracing::instrument(skip_all, fields(show_id = %show))]
     async fn lock(&self, show: ShowId) -> Result<ShowLockGuard, StoreError> {
         let mut tx = self.pool().begin().await.map_err(codec::store_error)?;
+        // A backstop for a holder that is frozen or gone without closing its connection: the
+        // server ends a transaction left idle this long, and with it the lock. A decision holds
+        // it for milliseconds.
+        sqlx::query("SET LOCAL idle_in_transaction_session_timeout = '60s'")
+            .execute(&mut *tx)
+            .await
+            .map_err(codec::store_error)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(key(show))
             .execute(&mut *tx)
