@@ -82,6 +82,24 @@ async fn ask(c: &reqwest::Client, server: &TestApp, user: &str, seat: &str) -> (
     (t, body["requestId"].as_str().unwrap().to_owned())
 }
 
+/// Asks for `seat` as `user` while the show is paused, poisons the request, resumes and lets the
+/// lane set it aside; returns (token, request id).
+async fn poisoned(
+    c: &reqwest::Client,
+    server: &TestApp,
+    poison: &Poison,
+    admin: &str,
+    user: &str,
+    seat: &str,
+) -> (String, String) {
+    pause_show(c, server, MATINEE_EARLY, admin).await;
+    let asked = ask(c, server, user, seat).await;
+    poison.add(&asked.1);
+    resume_show(c, server, MATINEE_EARLY, admin).await;
+    server.drain().await;
+    asked
+}
+
 async fn status_of(c: &reqwest::Client, server: &TestApp, t: &str, id: &str) -> Value {
     get(
         c,
@@ -180,12 +198,9 @@ async fn an_undecidable_request_is_set_aside_and_redriven_once_the_fault_is_gone
     );
 
     // Two more set aside, each alone (no batch to split), then redriven together, in order.
-    let one = ask(&c, &server, "dl-one", "C1").await;
-    poison.add(&one.1);
-    server.drain().await;
-    let two = ask(&c, &server, "dl-two", "C1").await;
-    poison.add(&two.1);
-    server.drain().await;
+    // (Each is asked for while the show is paused, so it is poisoned before it is decided.)
+    let one = poisoned(&c, &server, &poison, &admin, "dl-one", "C1").await;
+    let two = poisoned(&c, &server, &poison, &admin, "dl-two", "C1").await;
     let listed: Vec<Value> = dead_letters(&c, &server, &admin)
         .await
         .iter()
@@ -221,9 +236,7 @@ async fn a_dead_letter_discarded_ends_failed_and_its_owner_is_told(backend: Back
     let c = client();
     let admin = admin_token("operator");
     let mut owner_socket = WsClient::connect(&server, &token("dl-owner")).await;
-    let (t, id) = ask(&c, &server, "dl-owner", "D4").await;
-    poison.add(&id);
-    server.drain().await;
+    let (t, id) = poisoned(&c, &server, &poison, &admin, "dl-owner", "D4").await;
     assert_eq!(dead_letters(&c, &server, &admin).await.len(), 1);
 
     let path = format!("/api/v1/admin/dead-letters/{id}/discard");

@@ -53,6 +53,8 @@ pub struct BookingService {
     /// Set when requests are decided as they arrive (`QUEUE_BASED_BOOKING=false`): the same
     /// processor the deciders run, serialised per show by `Ports::show_locks`.
     direct: Option<Arc<BatchProcessor>>,
+    /// Serialises pauses and resumes (store write, then lanes) in this process.
+    pause_writes: tokio::sync::Mutex<()>,
     config: BookingConfig,
     /// Every hold request needs its show's layout: a read-through cache keeps validation off
     /// the database. A show changes rarely, and what is on sale never once it has taken a
@@ -116,6 +118,7 @@ impl BookingService {
             ports,
             queue,
             direct,
+            pause_writes: tokio::sync::Mutex::new(()),
             config,
             shows: RwLock::new(HashMap::new()),
         }
@@ -431,6 +434,9 @@ impl BookingService {
     /// not be told a pause took.
     pub async fn set_paused(&self, raw_show: &str, paused: bool) -> Result<ShowId, BookingError> {
         let show = self.require_show(raw_show).await?.show_id;
+        // One pause or resume at a time in this process: two admins racing must not leave this
+        // process's lanes contradicting the store (the last write is the one both see).
+        let _one_at_a_time = self.pause_writes.lock().await;
         if !self.ports.catalog.set_paused(show, paused).await? {
             return Err(BookingError::ShowNotFound);
         }
