@@ -191,14 +191,7 @@ async fn lanes_of_different_shows_do_not_wait_for_each_other(backend: Backend) {
             "decided while its lane was held: {r}"
         );
     }
-    let (_, stats) = get(&c, &server, "/api/v1/admin/queues", Some(&admin)).await;
-    let early = stats["shows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["showId"] == MATINEE_EARLY)
-        .unwrap()
-        .clone();
+    let early = queue_of(&c, &server, &admin, MATINEE_EARLY).await;
     // Counted from the store: the batch held mid-commit is in flight (PROCESSING), the rest wait.
     assert_eq!(early["paused"].as_bool(), Some(false));
     assert_eq!(

@@ -157,14 +157,7 @@ async fn an_undecidable_request_is_set_aside_and_redriven_once_the_fault_is_gone
         letters[0]["reason"].as_str().unwrap().contains("injected"),
         "{letters:?}"
     );
-    let (_, queues) = get(&c, &server, "/api/v1/admin/queues", Some(&admin)).await;
-    let lane = queues["shows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["showId"] == MATINEE_EARLY)
-        .unwrap()
-        .clone();
+    let lane = queue_of(&c, &server, &admin, MATINEE_EARLY).await;
     assert_eq!(
         (lane["deadLetters"].as_u64(), lane["waiting"].as_u64()),
         (Some(1), Some(0))

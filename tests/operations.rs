@@ -8,7 +8,6 @@
 #[macro_use]
 mod support;
 
-use serde_json::Value;
 use support::*;
 
 on_every_backend!(
@@ -47,18 +46,6 @@ async fn a_pause_holds_in_direct_mode_too(backend: Backend) {
         wait_terminal(&c, &server, &fan, id).await["status"],
         "SUCCESS"
     );
-}
-
-async fn queue_of(c: &reqwest::Client, server: &Server, admin: &str, show: &str) -> Value {
-    let (status, stats) = get(c, server, "/api/v1/admin/queues", Some(admin)).await;
-    assert_eq!(status, 200, "{stats}");
-    stats["shows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["showId"] == show)
-        .unwrap_or_else(|| panic!("show {show} is listed: {stats}"))
-        .clone()
 }
 
 async fn a_pause_and_the_queue_statistics_survive_a_restart(backend: Backend) {

@@ -311,6 +311,19 @@ async fn send_json(req: reqwest::RequestBuilder, token: Option<&str>, body: Valu
     json_of(req.send().await.expect("send")).await
 }
 
+/// One show's entry in the admin queue statistics (`GET /api/v1/admin/queues`).
+pub async fn queue_of(c: &reqwest::Client, server: &impl Target, admin: &str, show: &str) -> Value {
+    let (status, stats) = get(c, server, "/api/v1/admin/queues", Some(admin)).await;
+    assert_eq!(status, 200, "{stats}");
+    stats["shows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["showId"] == show)
+        .unwrap_or_else(|| panic!("show {show} is listed: {stats}"))
+        .clone()
+}
+
 /// Stops deciding a show's requests (admin API); they keep queueing.
 pub async fn pause_show(c: &reqwest::Client, server: &impl Target, show: &str, admin: &str) {
     let (status, body) = post(

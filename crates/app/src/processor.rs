@@ -3,8 +3,12 @@
 //!
 //! Order of work, and why: claim the requests (PROCESSING; duplicates drop out here), load the
 //! show's seat state once, decide the whole batch in memory with the core engine, commit every
-//! result in one transaction, and only then notify. No transaction is ever held across a
-//! network call, and a client never hears of a result that might still roll back.
+//! result in one transaction, and only then notify. No transaction that writes is ever held
+//! across a network call, and a client never hears of a result that might still roll back. The
+//! one exception is deliberate: where deciders are serialised per show (`Ports::show_locks`), the
+//! lock is held through the pushes too, so that one show's SEATS_CHANGED reach subscribers in
+//! commit order; on PostgreSQL that lock is an idle transaction holding nothing but an advisory
+//! lock (no rows, no writes).
 
 use crate::app::Ports;
 use crate::service::update_mirror;

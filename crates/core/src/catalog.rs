@@ -186,6 +186,50 @@ pub fn changes_what_is_on_sale(stored: &Show, new: &Show) -> bool {
     stored.movie_id != new.movie_id || stored.layout != new.layout
 }
 
+/// What writing a catalog entry over what is stored amounts to: the rule of
+/// `CatalogStore::put_catalog`, written once for every store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryWrite {
+    /// Equal to what is stored: nothing to write.
+    Unchanged,
+    Create,
+    Replace,
+    /// Replaces what was on sale: allowed only if the show has taken no hold request yet.
+    ReplaceUnlessOnSale,
+}
+
+impl EntryWrite {
+    /// A movie (or anything without a sales rule): new, equal, or replaced.
+    pub fn of<T: PartialEq>(stored: Option<&T>, new: &T) -> Self {
+        match stored {
+            None => Self::Create,
+            Some(stored) if stored == new => Self::Unchanged,
+            Some(_) => Self::Replace,
+        }
+    }
+
+    /// A show: as [`EntryWrite::of`], and a replacement that [`changes_what_is_on_sale`] must
+    /// first find the show not on sale.
+    pub fn of_show(stored: Option<&Show>, new: &Show) -> Self {
+        match (Self::of(stored, new), stored) {
+            (Self::Replace, Some(stored)) if changes_what_is_on_sale(stored, new) => {
+                Self::ReplaceUnlessOnSale
+            }
+            (write, _) => write,
+        }
+    }
+
+    /// How the write is counted, once it is done.
+    pub fn upserted(self) -> crate::ports::Upserted {
+        use crate::ports::Upserted;
+        match self {
+            Self::Unchanged => Upserted::Unchanged,
+            Self::Create => Upserted::Created,
+            Self::Replace | Self::ReplaceUnlessOnSale => Upserted::Updated,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

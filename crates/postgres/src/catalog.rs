@@ -4,7 +4,7 @@
 use crate::PgStore;
 use crate::codec::{self, corrupt};
 use async_trait::async_trait;
-use booking_core::catalog::changes_what_is_on_sale;
+use booking_core::catalog::EntryWrite;
 use booking_core::ports::{CatalogError, CatalogStore, CatalogWrite, StoreError, Upserted};
 use booking_core::{Movie, MovieId, SeatLayout, Show, ShowId};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -200,11 +200,10 @@ async fn upsert_movie(conn: &mut PgConnection, movie: &Movie) -> Result<Upserted
     .map_err(codec::store_error)?
     .map(Movie::try_from)
     .transpose()?;
-    let upserted = match stored {
-        None => Upserted::Created,
-        Some(stored) if stored == *movie => return Ok(Upserted::Unchanged),
-        Some(_) => Upserted::Updated,
-    };
+    let write = EntryWrite::of(stored.as_ref(), movie);
+    if write == EntryWrite::Unchanged {
+        return Ok(Upserted::Unchanged);
+    }
     sqlx::query!(
         "INSERT INTO movies \
              (movie_id, title, description, duration_minutes, rating, genres, language) \
@@ -224,7 +223,7 @@ async fn upsert_movie(conn: &mut PgConnection, movie: &Movie) -> Result<Upserted
     .execute(&mut *conn)
     .await
     .map_err(codec::store_error)?;
-    Ok(upserted)
+    Ok(write.upserted())
 }
 
 async fn upsert_show(conn: &mut PgConnection, show: &Show) -> Result<Upserted, CatalogError> {
@@ -241,25 +240,23 @@ async fn upsert_show(conn: &mut PgConnection, show: &Show) -> Result<Upserted, C
     .await
     .map_err(codec::store_error)?
     .map(Show::from);
-    let upserted = match &stored {
-        None => Upserted::Created,
-        Some(stored) if stored == show => return Ok(Upserted::Unchanged),
-        Some(stored) => {
-            if changes_what_is_on_sale(stored, show) {
-                let on_sale = sqlx::query_scalar!(
-                    r#"SELECT EXISTS (SELECT 1 FROM booking_requests WHERE show_id = $1) AS "on_sale!""#,
-                    show.show_id.as_uuid()
-                )
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(codec::store_error)?;
-                if on_sale {
-                    return Err(CatalogError::OnSale(show.show_id));
-                }
+    let write = EntryWrite::of_show(stored.as_ref(), show);
+    match write {
+        EntryWrite::Unchanged => return Ok(Upserted::Unchanged),
+        EntryWrite::ReplaceUnlessOnSale => {
+            let on_sale = sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM booking_requests WHERE show_id = $1) AS "on_sale!""#,
+                show.show_id.as_uuid()
+            )
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(codec::store_error)?;
+            if on_sale {
+                return Err(CatalogError::OnSale(show.show_id));
             }
-            Upserted::Updated
         }
-    };
+        EntryWrite::Create | EntryWrite::Replace => {}
+    }
     let result = sqlx::query!(
         "INSERT INTO shows (show_id, movie_id, starts_at, auditorium, layout) \
          VALUES ($1, $2, $3, $4, $5) \
@@ -275,5 +272,5 @@ async fn upsert_show(conn: &mut PgConnection, show: &Show) -> Result<Upserted, C
     .execute(&mut *conn)
     .await;
     booking_sql::errors::show_written(result, show.show_id, show.movie_id, codec::store_error)?;
-    Ok(upserted)
+    Ok(write.upserted())
 }

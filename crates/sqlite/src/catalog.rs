@@ -4,7 +4,7 @@
 use crate::SqliteStore;
 use crate::codec;
 use async_trait::async_trait;
-use booking_core::catalog::changes_what_is_on_sale;
+use booking_core::catalog::EntryWrite;
 use booking_core::ports::{CatalogError, CatalogStore, CatalogWrite, StoreError, Upserted};
 use booking_core::{Movie, MovieId, SeatLayout, Show, ShowId};
 use chrono::NaiveDate;
@@ -176,11 +176,10 @@ async fn upsert_movie(conn: &mut SqliteConnection, movie: &Movie) -> Result<Upse
     .as_ref()
     .map(decode_movie)
     .transpose()?;
-    let upserted = match stored {
-        None => Upserted::Created,
-        Some(stored) if stored == *movie => return Ok(Upserted::Unchanged),
-        Some(_) => Upserted::Updated,
-    };
+    let write = EntryWrite::of(stored.as_ref(), movie);
+    if write == EntryWrite::Unchanged {
+        return Ok(Upserted::Unchanged);
+    }
     // An upsert, not INSERT OR REPLACE: replacing would delete the row first, which the
     // shows referencing it forbid.
     sqlx::query(
@@ -202,7 +201,7 @@ async fn upsert_movie(conn: &mut SqliteConnection, movie: &Movie) -> Result<Upse
     .execute(&mut *conn)
     .await
     .map_err(codec::store_error)?;
-    Ok(upserted)
+    Ok(write.upserted())
 }
 
 async fn upsert_show(conn: &mut SqliteConnection, show: &Show) -> Result<Upserted, CatalogError> {
@@ -216,25 +215,23 @@ async fn upsert_show(conn: &mut SqliteConnection, show: &Show) -> Result<Upserte
     .as_ref()
     .map(decode_show)
     .transpose()?;
-    let upserted = match &stored {
-        None => Upserted::Created,
-        Some(stored) if stored == show => return Ok(Upserted::Unchanged),
-        Some(stored) => {
-            if changes_what_is_on_sale(stored, show) {
-                let on_sale: bool = sqlx::query_scalar(
-                    "SELECT EXISTS (SELECT 1 FROM booking_requests WHERE show_id = ?1)",
-                )
-                .bind(show.show_id.to_string())
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(codec::store_error)?;
-                if on_sale {
-                    return Err(CatalogError::OnSale(show.show_id));
-                }
+    let write = EntryWrite::of_show(stored.as_ref(), show);
+    match write {
+        EntryWrite::Unchanged => return Ok(Upserted::Unchanged),
+        EntryWrite::ReplaceUnlessOnSale => {
+            let on_sale: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM booking_requests WHERE show_id = ?1)",
+            )
+            .bind(show.show_id.to_string())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(codec::store_error)?;
+            if on_sale {
+                return Err(CatalogError::OnSale(show.show_id));
             }
-            Upserted::Updated
         }
-    };
+        EntryWrite::Create | EntryWrite::Replace => {}
+    }
     let result = sqlx::query(
         "INSERT INTO shows (show_id, movie_id, starts_at, auditorium, layout) \
          VALUES (?1, ?2, ?3, ?4, ?5) \
@@ -250,5 +247,5 @@ async fn upsert_show(conn: &mut SqliteConnection, show: &Show) -> Result<Upserte
     .execute(&mut *conn)
     .await;
     booking_sql::errors::show_written(result, show.show_id, show.movie_id, codec::store_error)?;
-    Ok(upserted)
+    Ok(write.upserted())
 }

@@ -8,7 +8,6 @@ use super::AppState;
 use super::extract::{Admin, ApiQuery, Segment};
 use crate::error::ApiError;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use booking_core::ports::DeadLetteredRequest;
@@ -122,14 +121,7 @@ async fn discard_dead_letter(
     Segment(id): Segment,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
-            "Request body is too large",
-        ),
-        _ => ApiError::bad_request("INVALID_REQUEST", e.body_text()),
-    })?;
+    let body = body?;
     // The body is optional: none, or `{"reason": "..."}`.
     let reason = if body.iter().all(u8::is_ascii_whitespace) {
         None

@@ -153,7 +153,7 @@ async fn import_catalog(
                 format!("A catalog file over HTTP is at most {MAX_CATALOG_BYTES} bytes"),
             )
         } else {
-            ApiError::bad_request("INVALID_REQUEST", e.body_text())
+            ApiError::from(e)
         }
     })?;
     let text = std::str::from_utf8(&body)

@@ -8,7 +8,7 @@
 use super::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
@@ -38,6 +38,21 @@ impl From<JsonRejection> for ApiError {
                 "Request body is too large",
             ),
             other => ApiError::bad_request("INVALID_REQUEST", other.body_text()),
+        }
+    }
+}
+
+/// A raw body (`Bytes`) that could not be read: too large, or broken off.
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                "Request body is too large",
+            )
+        } else {
+            ApiError::bad_request("INVALID_REQUEST", r.body_text())
         }
     }
 }
