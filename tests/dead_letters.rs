@@ -9,57 +9,18 @@
 #[macro_use]
 mod support;
 
-use async_trait::async_trait;
 use booking_app::Stores;
-use booking_core::ports::{CommitError, HoldStore, StoreError};
-use booking_core::{BatchOutcome, RequestId, ShowId};
 use booking_local::LaneOptions;
-use booking_testkit::faults::{HoldsHook, HookedHolds};
-use chrono::{DateTime, Utc};
+use booking_testkit::faults::{HookedHolds, PoisonedRequests};
 use serde_json::{Value, json};
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use support::*;
 
-/// Refuses to commit any batch that decides one of the poisoned requests.
-#[derive(Clone, Default)]
-struct Poison(Arc<Mutex<HashSet<RequestId>>>);
-
-impl Poison {
-    fn add(&self, id: &str) {
-        self.0.lock().unwrap().insert(id.parse().unwrap());
-    }
-    fn cure(&self) {
-        self.0.lock().unwrap().clear();
-    }
-}
-
-#[async_trait]
-impl HoldsHook for Poison {
-    async fn before_commit(
-        &self,
-        _inner: &dyn HoldStore,
-        _show: ShowId,
-        batch: &BatchOutcome,
-        _decided_at: DateTime<Utc>,
-    ) -> Result<(), CommitError> {
-        let poisoned = self.0.lock().unwrap();
-        if batch
-            .decisions
-            .iter()
-            .any(|d| poisoned.contains(&d.request_id()))
-        {
-            return Err(StoreError::corrupt("injected: this request cannot be committed").into());
-        }
-        Ok(())
-    }
-}
-
 const MAX_ATTEMPTS: u32 = 3;
 
-async fn start(backend: Backend) -> (TestApp, Poison) {
-    let poison = Poison::default();
+async fn start(backend: Backend) -> (TestApp, PoisonedRequests) {
+    let poison = PoisonedRequests::default();
     let mut options = TestAppOptions::on(backend);
     options.lanes = LaneOptions {
         max_backoff: Duration::from_millis(20),
@@ -87,14 +48,14 @@ async fn ask(c: &reqwest::Client, server: &TestApp, user: &str, seat: &str) -> (
 async fn poisoned(
     c: &reqwest::Client,
     server: &TestApp,
-    poison: &Poison,
+    poison: &PoisonedRequests,
     admin: &str,
     user: &str,
     seat: &str,
 ) -> (String, String) {
     pause_show(c, server, MATINEE_EARLY, admin).await;
     let asked = ask(c, server, user, seat).await;
-    poison.add(&asked.1);
+    poison.add(asked.1.parse().unwrap());
     resume_show(c, server, MATINEE_EARLY, admin).await;
     server.drain().await;
     asked
@@ -137,7 +98,7 @@ async fn an_undecidable_request_is_set_aside_and_redriven_once_the_fault_is_gone
     let first = ask(&c, &server, "dl-first", "B1").await;
     let stuck = ask(&c, &server, "dl-stuck", "B2").await;
     let last = ask(&c, &server, "dl-last", "B3").await;
-    poison.add(&stuck.1);
+    poison.add(stuck.1.parse().unwrap());
     resume_show(&c, &server, MATINEE_EARLY, &admin).await;
     server.drain().await;
 

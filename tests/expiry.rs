@@ -123,8 +123,119 @@ async fn requests_waiting_past_their_deadline_expire(backend: Backend) {
     assert_eq!(seat_status(&c, &server, STUDIO).await["D1"], "AVAILABLE");
 }
 
+/// Holds `seats` of the studio for `token`'s user; returns (request id, hold id).
+async fn held(
+    c: &reqwest::Client,
+    server: &TestApp,
+    token: &str,
+    seats: &[&str],
+) -> (String, String) {
+    let (status, accepted) = hold(c, server, token, STUDIO, seats).await;
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["requestId"].as_str().unwrap().to_owned();
+    let result = wait_terminal(c, server, token, &id).await;
+    assert_eq!(result["status"], "SUCCESS", "{result}");
+    (id, result["holdId"].as_str().unwrap().to_owned())
+}
+
+/// The sweep removes history older than `REQUEST_RETENTION_DAYS` (default 30): a released hold
+/// and its request are gone after 30 days, a sale (its order, hold and request) is kept.
+async fn history_past_the_retention_is_removed_and_sales_are_kept(backend: Backend) {
+    let server = TestApp::start(backend).await;
+    let c = client();
+    let (alice, bob) = (token("alice"), token("bob"));
+    let (released_request, released_hold) = held(&c, &server, &alice, &["E1"]).await;
+    let (status, body) = post(
+        &c,
+        &server,
+        &format!("/api/v1/holds/{released_hold}/release"),
+        Some(&alice),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (sold_request, sold_hold) = held(&c, &server, &bob, &["E2"]).await;
+    let (status, order) = post(
+        &c,
+        &server,
+        "/api/v1/orders",
+        Some(&bob),
+        json!({ "holdId": sold_hold }),
+    )
+    .await;
+    assert_eq!(status, 201, "{order}");
+    let order_id = order["orderId"].as_str().unwrap();
+    let (status, paid) = post(
+        &c,
+        &server,
+        &format!("/api/v1/orders/{order_id}/confirm-payment"),
+        Some(&bob),
+        json!({ "paymentToken": "tok_visa" }),
+    )
+    .await;
+    assert_eq!(
+        (status, paid["status"].as_str()),
+        (200, Some("CONFIRMED")),
+        "{paid}"
+    );
+
+    let recent = server.sweep().await;
+    assert_eq!(recent.purged.requests, 0, "nothing is old yet: {recent:?}");
+    server.advance(Duration::days(29));
+    assert_eq!(server.sweep().await.purged.requests, 0, "29 days are kept");
+    server.advance(Duration::days(2));
+    let swept = server.sweep().await;
+    assert!(
+        swept.purged.holds >= 1 && swept.purged.requests >= 1,
+        "{swept:?}"
+    );
+
+    let request_path = |id: &str| format!("/api/v1/booking-requests/{id}");
+    let (status, _) = get(&c, &server, &request_path(&released_request), Some(&alice)).await;
+    assert_eq!(
+        status, 404,
+        "a released hold's request is gone after the retention"
+    );
+    let (status, _) = get(
+        &c,
+        &server,
+        &format!("/api/v1/holds/{released_hold}"),
+        Some(&alice),
+    )
+    .await;
+    assert_eq!(status, 404, "and so is the hold");
+    let (status, kept) = get(&c, &server, &request_path(&sold_request), Some(&bob)).await;
+    assert_eq!(
+        (status, kept["status"].as_str()),
+        (200, Some("SUCCESS")),
+        "{kept}"
+    );
+    let (status, kept) = get(
+        &c,
+        &server,
+        &format!("/api/v1/orders/{order_id}"),
+        Some(&bob),
+    )
+    .await;
+    assert_eq!(
+        (status, kept["status"].as_str()),
+        (200, Some("CONFIRMED")),
+        "{kept}"
+    );
+    assert_eq!(kept["ticketCode"], paid["ticketCode"]);
+    let (status, _) = get(
+        &c,
+        &server,
+        &format!("/api/v1/holds/{sold_hold}"),
+        Some(&bob),
+    )
+    .await;
+    assert_eq!(status, 200, "a sale's hold is kept");
+}
+
 on_every_backend!(
     expired_holds_free_their_seats_and_subscribers_hear_it,
     expiry_needs_no_sweeper,
     requests_waiting_past_their_deadline_expire,
+    history_past_the_retention_is_removed_and_sales_are_kept,
 );

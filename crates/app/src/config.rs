@@ -69,6 +69,10 @@ pub struct BookingConfig {
     /// Whether `POST /holds` queues requests for the deciders (`QUEUE_BASED_BOOKING=true`, the
     /// default) or decides each at once, answering 201 or 409 (`false`: the rollback switch).
     pub queue_based: bool,
+    /// How long decided requests, holds that ended without an order and dead letters that were
+    /// discarded or expired are kept before the sweep removes them (`REQUEST_RETENTION_DAYS`,
+    /// default 30). Holds that became orders, and their requests, are kept with the orders.
+    pub request_retention: Duration,
 }
 
 impl Default for BookingConfig {
@@ -83,6 +87,7 @@ impl Default for BookingConfig {
             idempotency_ttl: Duration::seconds(86_400),
             max_attempts: 5,
             queue_based: true,
+            request_retention: Duration::days(30),
         }
     }
 }
@@ -116,6 +121,16 @@ impl BookingConfig {
             )?
             .min(u64::from(u32::MAX)) as u32,
             queue_based: env_or("QUEUE_BASED_BOOKING", d.queue_based)?,
+            request_retention: Duration::days(
+                positive(
+                    "REQUEST_RETENTION_DAYS",
+                    env_or(
+                        "REQUEST_RETENTION_DAYS",
+                        d.request_retention.num_days() as u64,
+                    )?,
+                )?
+                .min(36_500) as i64,
+            ),
         }
         .checked()
     }

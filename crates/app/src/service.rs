@@ -499,7 +499,7 @@ impl BookingService {
     async fn redrive(&self, ids: &[RequestId]) -> Result<Vec<BookingRequest>, BookingError> {
         let redriven = self.ports.requests.redrive_dead_letters(ids).await?;
         for (i, request) in redriven.iter().enumerate() {
-            if let Err(e) = self.queue.enqueue(request).await {
+            if let Err(e) = self.queue.requeue(request).await {
                 // Not queued, and no longer a dead letter: set what is left aside again, so that
                 // the operator still sees it (and can redrive it once the queue is back).
                 let reason = format!("redrive could not be queued: {}", Chain(&e));

@@ -6,18 +6,28 @@
 //! their deadline, tell subscribers and owners about all of it promptly (`HOLD_EXPIRED`,
 //! `ORDER_UPDATED`, `SEATS_CHANGED`), and settle payments whose caller crashed or gave up
 //! (`OrderService::settle_abandoned_payments`): the step that makes "no money without a ticket
-//! or a refund" hold across crashes.
+//! or a refund" hold across crashes. Once an hour it also removes the booking history older than
+//! `REQUEST_RETENTION_DAYS`, in small batches, so that the tables the hot path reads stay the
+//! size of what is live rather than of everything that ever happened.
 
 use crate::app::Ports;
 use crate::orders::{OrderService, Settled};
 use booking_core::Chain;
 use booking_core::engine::SeatChange;
-use booking_core::ports::StoreError;
+use booking_core::ports::{Purged, StoreError};
 use booking_core::protocol::ServerMessage;
 use booking_core::{SeatStatus, ShowId};
+use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
+
+/// How often history past the retention is removed: it grows slowly, and each purge walks the
+/// old rows from the oldest, past those kept for their orders.
+const PURGE_INTERVAL: chrono::Duration = chrono::Duration::hours(1);
+
+/// Rows of each kind removed per transaction: small enough that no table is held for long.
+const PURGE_BATCH: u32 = 500;
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -28,16 +38,54 @@ pub struct SweepReport {
     pub payments_settled: Settled,
     /// Idempotency keys kept past `IDEMPOTENCY_TTL_SECONDS`, forgotten.
     pub keys_forgotten: u64,
+    /// History older than the retention, removed (on the sweeps that purge).
+    pub purged: Purged,
 }
 
 pub struct Sweeper {
     ports: Ports,
     orders: Arc<OrderService>,
+    retention: chrono::Duration,
+    /// When this sweeper last purged old history (never, on its first sweep).
+    last_purge: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl Sweeper {
-    pub fn new(ports: Ports, orders: Arc<OrderService>) -> Self {
-        Self { ports, orders }
+    pub fn new(ports: Ports, orders: Arc<OrderService>, retention: chrono::Duration) -> Self {
+        Self {
+            ports,
+            orders,
+            retention,
+            last_purge: Mutex::new(None),
+        }
+    }
+
+    /// Removes history that ended more than the retention ago, batch by batch, if the last purge
+    /// was [`PURGE_INTERVAL`] ago or more.
+    async fn purge_if_due(&self, now: DateTime<Utc>) -> Result<Purged, StoreError> {
+        {
+            let mut last = self.last_purge.lock().unwrap();
+            if last.is_some_and(|at| now - at < PURGE_INTERVAL) {
+                return Ok(Purged::default());
+            }
+            *last = Some(now);
+        }
+        let before = now - self.retention;
+        let mut total = Purged::default();
+        loop {
+            let batch = self
+                .ports
+                .requests
+                .purge_history(before, PURGE_BATCH)
+                .await?;
+            total.holds += batch.holds;
+            total.requests += batch.requests;
+            if !batch.is_full(PURGE_BATCH) {
+                return Ok(total);
+            }
+            // Between batches, let the hot path have the store (and this task's thread).
+            tokio::task::yield_now().await;
+        }
     }
 
     #[tracing::instrument(skip_all)]
@@ -120,12 +168,14 @@ impl Sweeper {
         let payments_settled = self.orders.settle_abandoned_payments().await?;
         let orders_expired = self.orders.expire_orders().await?;
         let keys_forgotten = self.ports.idempotency.purge_keys(now).await?;
+        let purged = self.purge_if_due(now).await?;
         Ok(SweepReport {
             holds_expired: holds.len(),
             requests_expired: requests.len(),
             orders_expired,
             payments_settled,
             keys_forgotten,
+            purged,
         })
     }
 

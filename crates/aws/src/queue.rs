@@ -46,27 +46,12 @@ impl SqsQueue {
         }
     }
 
-    /// The place of the request holding `ticket` among its show's undecided requests.
-    async fn ticket(&self, show: ShowId, ticket: u64) -> QueueTicket {
-        let decided = match self.counters.decided(show).await {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(show_id = %show, error = %Chain(&e), "queue counters unavailable");
-                0
-            }
-        };
-        let position = ticket.saturating_sub(decided).max(1);
-        QueueTicket {
-            position,
-            estimated_wait_seconds: position.div_ceil(ASSUMED_DECISIONS_PER_SECOND),
-        }
-    }
-}
-
-#[async_trait]
-impl RequestQueue for SqsQueue {
-    #[tracing::instrument(skip_all, fields(request_id = %request.request_id, show_id = %request.show_id))]
-    async fn enqueue(&self, request: &BookingRequest) -> Result<QueueTicket, QueueError> {
+    /// Sends the request's message under `deduplication_id`, then takes (or finds) its ticket.
+    async fn send(
+        &self,
+        request: &BookingRequest,
+        deduplication_id: String,
+    ) -> Result<QueueTicket, QueueError> {
         let body = serde_json::to_string(&QueueMessage {
             request_id: request.request_id,
             show_id: request.show_id,
@@ -77,7 +62,7 @@ impl RequestQueue for SqsQueue {
             .queue_url(&self.queue_url)
             .message_body(body)
             .message_group_id(request.show_id.to_string())
-            .message_deduplication_id(request.request_id.to_string())
+            .message_deduplication_id(deduplication_id)
             .send()
             .await
             .map_err(|e| {
@@ -100,6 +85,48 @@ impl RequestQueue for SqsQueue {
                 })
             }
         }
+    }
+
+    /// The place of the request holding `ticket` among its show's undecided requests.
+    async fn ticket(&self, show: ShowId, ticket: u64) -> QueueTicket {
+        let decided = match self.counters.decided(show).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(show_id = %show, error = %Chain(&e), "queue counters unavailable");
+                0
+            }
+        };
+        let position = ticket.saturating_sub(decided).max(1);
+        QueueTicket {
+            position,
+            estimated_wait_seconds: position.div_ceil(ASSUMED_DECISIONS_PER_SECOND),
+        }
+    }
+}
+
+#[async_trait]
+impl RequestQueue for SqsQueue {
+    #[tracing::instrument(skip_all, fields(request_id = %request.request_id, show_id = %request.show_id))]
+    async fn enqueue(&self, request: &BookingRequest) -> Result<QueueTicket, QueueError> {
+        // A retried enqueue sends the same message again: SQS drops the copy (within its
+        // five-minute deduplication window) by the request id.
+        self.send(request, request.request_id.to_string()).await
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id = %request.request_id, show_id = %request.show_id))]
+    async fn requeue(&self, request: &BookingRequest) -> Result<QueueTicket, QueueError> {
+        // The first message may have been sent less than five minutes ago: under the request id
+        // SQS would drop this one as its duplicate, so it gets an id of its own. Sending it twice
+        // is harmless: a request is decided once, and a later delivery re-sends the outcome.
+        self.send(
+            request,
+            format!(
+                "{}-redrive-{}",
+                request.request_id,
+                uuid::Uuid::new_v4().simple()
+            ),
+        )
+        .await
     }
 
     /// The request's place from the ticket it took; `None` if it never took one (its enqueue

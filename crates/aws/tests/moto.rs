@@ -173,6 +173,48 @@ async fn sqs_queue_groups_by_show_deduplicates_by_request_and_counts_positions()
 }
 
 #[tokio::test]
+async fn a_requeued_request_is_sent_again_inside_the_deduplication_window() {
+    let sqs = aws_sdk_sqs::Client::new(&sdk().await);
+    let url = fifo_queue(&sqs).await;
+    let queue = SqsQueue::new(sqs.clone(), url.clone(), Arc::new(MemoryMirror::new()));
+    let show = ShowId::new_random();
+    let (redriven, later) = (request(show), request(show));
+    queue.enqueue(&redriven).await.unwrap();
+    queue.enqueue(&later).await.unwrap();
+    // The first message was taken and the request set aside as a dead letter; a redrive a moment
+    // later must reach the queue, where a plain enqueue would be dropped as a duplicate.
+    queue.enqueue(&redriven).await.unwrap();
+    let place = queue.requeue(&redriven).await.unwrap().position;
+    assert_eq!(place, 1, "it keeps the ticket it took first");
+
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let received = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        for m in received.messages() {
+            let body: QueueMessage = serde_json::from_str(m.body().unwrap()).unwrap();
+            ids.push(body.request_id);
+            sqs.delete_message()
+                .queue_url(&url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(
+        ids,
+        [redriven.request_id, later.request_id, redriven.request_id],
+        "the enqueue retry dropped, the requeue sent"
+    );
+}
+
+#[tokio::test]
 async fn sqs_queue_reports_an_unreachable_queue() {
     let sqs = aws_sdk_sqs::Client::new(&sdk().await);
     let queue = SqsQueue::new(

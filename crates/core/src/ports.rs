@@ -194,6 +194,13 @@ pub trait RequestStore: Send + Sync + 'static {
         reason: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<BookingRequest>, StoreError>;
+    /// Removes booking history that ended before `before`, at most `limit` rows of each kind in
+    /// one short transaction: holds that ended without becoming an order (released or expired),
+    /// then decided requests (dead letters that were discarded or expired included) that no
+    /// remaining hold refers to. A hold that became an order is kept,
+    /// and with it its request: orders and payments are the record of a sale. The caller repeats
+    /// while a kind comes back full ([`Purged::is_full`]).
+    async fn purge_history(&self, before: DateTime<Utc>, limit: u32) -> Result<Purged, StoreError>;
     /// Marks QUEUED requests past their deadline EXPIRED and returns them.
     async fn expire_overdue_requests(
         &self,
@@ -533,6 +540,20 @@ pub struct DeadLetteredRequest {
     pub dead_lettered_at: DateTime<Utc>,
 }
 
+/// What one [`RequestStore::purge_history`] call removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    pub holds: u64,
+    pub requests: u64,
+}
+
+impl Purged {
+    /// Whether either kind reached `limit`, so that more may be left to remove.
+    pub fn is_full(&self, limit: u32) -> bool {
+        self.holds >= u64::from(limit) || self.requests >= u64::from(limit)
+    }
+}
+
 /// One show's requests, counted from the store (see [`RequestStore::queue_counts`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShowQueueCounts {
@@ -561,6 +582,12 @@ pub struct ShowQueueCounts {
 pub trait RequestQueue: Send + Sync + 'static {
     /// Enqueues a request that is already durable (QUEUED in the request store).
     async fn enqueue(&self, request: &BookingRequest) -> Result<QueueTicket, QueueError>;
+    /// Enqueues a request again that was taken off the queue undecided (a redriven dead
+    /// letter): unlike a retried [`RequestQueue::enqueue`], which a queue may deduplicate, this
+    /// puts it in the queue again even if it was sent a moment ago.
+    async fn requeue(&self, request: &BookingRequest) -> Result<QueueTicket, QueueError> {
+        self.enqueue(request).await
+    }
     /// The request's current place in its show's queue, if it is still waiting.
     async fn position(&self, request: &BookingRequest) -> Option<QueueTicket>;
     /// Stops deciding the show's requests in this process; they keep queueing, in order. The

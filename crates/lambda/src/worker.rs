@@ -5,17 +5,22 @@
 //! [`BatchProcessor`] (one load, one in-memory decision pass, one transaction, then pushes).
 //!
 //! Failures, the FIFO way:
-//! - **Retryable** (a store down, seat races that persisted, a paused show, a pause flag that
-//!   cannot be read): stop there, and
+//! - **Wait** (a store down, a paused show, a pause flag that cannot be read): stop there, and
 //!   report that message and every later one in `batchItemFailures`. Lambda deletes only what
 //!   came before; the rest comes back in order after the visibility timeout. Nothing after a
 //!   failure is processed, so no show is ever decided out of order.
-//! - **Fatal** (a body that is not ours, a request the store does not have, a show that does
-//!   not exist, invalid stored data): retrying cannot help and would block the show for good,
-//!   so the message is moved to the dead-letter queue at once, with the reason as a message
-//!   attribute, and the batch goes on. Its request, if stored and still QUEUED, is ended by the
-//!   expirer when its deadline passes (one already moved to PROCESSING is not yet: dead-letter
-//!   handling that ends it is the next piece of operations work).
+//! - **The request's own** (seat races that persisted, stored data that cannot be read, a write
+//!   the store refuses): the run is decided again one request at a time, so that only the
+//!   requests at fault fail. Such a request is retried the same way until its message has been
+//!   delivered `MAX_ATTEMPTS` times (even data that looks beyond repair may be repaired
+//!   meanwhile); then it is set aside in the store as a dead letter, exactly as the local lanes
+//!   do, its message is deleted and its show goes on. The admin API lists, redrives and discards
+//!   it the same way on every backend.
+//! - **Not ours** (a body that is not a queue message, a request the store does not have or of
+//!   another show): there is no request to set aside, so the message is moved to the SQS
+//!   dead-letter queue at once, with the reason as a message attribute, and the batch goes on.
+//!   SQS's own redrive policy (`MaxReceiveCount`, set above `MAX_ATTEMPTS`) is the backstop for
+//!   messages that never reach this code's verdict (a worker that crashes or times out on them).
 //!
 //! Redelivery is harmless: the processor's claim step skips requests that are decided already
 //! and re-sends their stored outcome.
@@ -47,7 +52,11 @@ pub struct Worker {
     catalog: Arc<dyn CatalogStore>,
     requests: Arc<dyn RequestStore>,
     counters: Arc<dyn QueueCounters>,
+    /// Where messages that name no request of ours go (SQS's dead-letter queue).
     dead_letters: Arc<dyn DeadLetters>,
+    /// Deliveries of a message whose decision failed before its request is set aside
+    /// (`MAX_ATTEMPTS`).
+    max_attempts: u32,
 }
 
 /// Why one message could not be decided.
@@ -71,6 +80,7 @@ impl Worker {
             shared.store.clone(),
             shared.mirror.clone(),
             Arc::new(dead_letters),
+            shared.booking.max_attempts,
         ))
     }
 
@@ -80,6 +90,7 @@ impl Worker {
         requests: Arc<dyn RequestStore>,
         counters: Arc<dyn QueueCounters>,
         dead_letters: Arc<dyn DeadLetters>,
+        max_attempts: u32,
     ) -> Self {
         Self {
             processor,
@@ -87,6 +98,7 @@ impl Worker {
             requests,
             counters,
             dead_letters,
+            max_attempts,
         }
     }
 
@@ -126,7 +138,7 @@ impl Worker {
         response
     }
 
-    /// Decides one show's consecutive messages; on a retryable failure says where to stop.
+    /// Decides one show's consecutive messages; on a failure to retry says where to stop.
     async fn decide_run(&self, run: &[SqsMessage]) -> Result<(), Stop> {
         let parsed: Vec<QueueMessage> = run
             .iter()
@@ -149,9 +161,11 @@ impl Worker {
                 });
             }
         }
-        // The requests, from the store (the truth). Missing ones are poison.
+        // The requests, from the store (the truth), up to the first that cannot be read now.
+        // Missing ones are poison.
         let mut requests: Vec<BookingRequest> = Vec::with_capacity(run.len());
         let mut loaded: Vec<(usize, &SqsMessage)> = Vec::with_capacity(run.len());
+        let mut stopped = None;
         for (offset, (message, queued)) in run.iter().zip(&parsed).enumerate() {
             match self.load(queued, show).await {
                 Ok(request) => {
@@ -161,46 +175,81 @@ impl Worker {
                 Err(Failure::Poison(reason)) => {
                     if let Err(e) = self.dead_letter(message, &reason).await {
                         // It cannot be set aside, so it stays in the queue, and with it every
-                        // later message; what came before it is decided first, or its messages
-                        // (deleted, since they are not reported) would never be.
-                        self.decide(show, &requests).await.map_err(|e| Stop {
-                            at: 0,
-                            reason: Chain(&e).to_string(),
-                        })?;
-                        return Err(Stop {
+                        // later message.
+                        stopped = Some(Stop {
                             at: offset,
                             reason: e,
                         });
+                        break;
                     }
                 }
                 Err(Failure::Retry(reason)) => {
-                    // Decide what came before this message, then stop here.
-                    self.decide(show, &requests).await.map_err(|e| Stop {
-                        at: 0,
-                        reason: Chain(&e).to_string(),
-                    })?;
-                    return Err(Stop { at: offset, reason });
+                    stopped = Some(Stop { at: offset, reason });
+                    break;
                 }
             }
         }
-        match self.decide(show, &requests).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_retryable() => Err(Stop {
-                at: 0,
-                reason: Chain(&e).to_string(),
-            }),
-            Err(e) => {
-                let reason = Chain(&e).to_string();
-                tracing::error!(show_id = %show, %reason, "batch cannot be decided; dead-lettering it");
-                // The messages already dead-lettered above are not sent again.
-                for (offset, message) in loaded {
-                    self.dead_letter(message, &reason).await.map_err(|e| Stop {
-                        at: offset,
-                        reason: e,
-                    })?;
-                }
-                Ok(())
+        // What came before the stop is decided first, or its messages (deleted, since they are
+        // not reported) would never be.
+        self.decide_loaded(show, &requests, &loaded).await?;
+        stopped.map_or(Ok(()), Err)
+    }
+
+    /// Decides the loaded requests of a run together; if that fails for a reason that is the
+    /// requests' own, decides them one at a time, so that only those at fault are retried or set
+    /// aside.
+    async fn decide_loaded(
+        &self,
+        show: ShowId,
+        requests: &[BookingRequest],
+        loaded: &[(usize, &SqsMessage)],
+    ) -> Result<(), Stop> {
+        let error = match self.decide(show, requests).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if !error.counts_as_attempt() || requests.len() == 1 {
+            return self.after_failure(&requests[0], loaded[0], error).await;
+        }
+        for (request, &(offset, message)) in requests.iter().zip(loaded) {
+            if let Err(e) = self.decide(show, std::slice::from_ref(request)).await {
+                self.after_failure(request, (offset, message), e).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// What follows a failed decision of `request`: it is tried again later (its message and
+    /// every later one stay queued), or, once its message has been delivered `MAX_ATTEMPTS`
+    /// times, it is set aside as a dead letter in the store
+    /// (listed, redriven and discarded through the admin API, as locally) and its show goes on.
+    /// An outage never sets anything aside: it fails every request alike.
+    async fn after_failure(
+        &self,
+        request: &BookingRequest,
+        (offset, message): (usize, &SqsMessage),
+        error: ProcessError,
+    ) -> Result<(), Stop> {
+        let reason = Chain(&error).to_string();
+        let attempts = deliveries(message);
+        if !error.counts_as_attempt() || attempts < self.max_attempts {
+            return Err(Stop { at: offset, reason });
+        }
+        match self.processor.dead_letter(request, &reason, attempts).await {
+            // Set aside, or decided meanwhile by another delivery: either way, done with it.
+            Ok(_) => Ok(()),
+            Err(e) if e.is_unavailable() => Err(Stop {
+                at: offset,
+                reason: format!("{reason}; dead letter not recorded: {}", Chain(&e)),
+            }),
+            // The store will not take it: the SQS dead-letter queue keeps the message instead.
+            Err(e) => self
+                .dead_letter(
+                    message,
+                    &format!("{reason}; not recorded as a dead letter: {}", Chain(&e)),
+                )
+                .await
+                .map_err(|reason| Stop { at: offset, reason }),
         }
     }
 
@@ -257,6 +306,17 @@ struct Stop {
     /// Offset in the run of the first message not done.
     at: usize,
     reason: String,
+}
+
+/// How many times SQS has delivered `message`, this delivery included. SQS counts every
+/// delivery, those that found the show paused or the store down too, so after a long pause or
+/// outage a request may be set aside on its first failure that counts.
+fn deliveries(message: &SqsMessage) -> u32 {
+    message
+        .attributes
+        .get(MessageSystemAttributeName::ApproximateReceiveCount.as_str())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(1)
 }
 
 /// A message body this worker understands, or why not.

@@ -8,7 +8,7 @@ use crate::codec::{self, EXPIRED_MESSAGE, RequestRow};
 use crate::{PgStore, intake};
 use async_trait::async_trait;
 use booking_core::ports::{
-    DeadLetteredRequest, Inserted, RequestStore, ShowQueueCounts, StoreError,
+    DeadLetteredRequest, Inserted, Purged, RequestStore, ShowQueueCounts, StoreError,
 };
 use booking_core::{BookingRequest, NewBookingRequest, RequestId, ShowId};
 use chrono::{DateTime, Utc};
@@ -274,6 +274,41 @@ impl RequestStore for PgStore {
                 recent_mean_time_to_decision_ms: row.mean_ms,
             })
             .collect())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn purge_history(&self, before: DateTime<Utc>, limit: u32) -> Result<Purged, StoreError> {
+        // Oldest first, a bounded batch per statement, skipping rows another transaction has
+        // locked: a purge never waits on (or makes wait) the hot path, which only touches live
+        // rows anyway. The partial indexes keep both searches off the live rows.
+        let mut tx = self.pool().begin().await.map_err(codec::store_error)?;
+        let holds = sqlx::query!(
+            "DELETE FROM holds WHERE hold_id IN ( \
+                 SELECT hold_id FROM holds \
+                  WHERE status IN ('RELEASED', 'EXPIRED') AND ended_at < $1 \
+                  ORDER BY ended_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            before,
+            i64::from(limit)
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(codec::store_error)?
+        .rows_affected();
+        let requests = sqlx::query!(
+            "DELETE FROM booking_requests WHERE request_id IN ( \
+                 SELECT r.request_id FROM booking_requests r \
+                  WHERE r.processed_at < $1 AND r.status IN ('SUCCESS', 'FAILED', 'EXPIRED') \
+                    AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.request_id = r.request_id) \
+                  ORDER BY r.processed_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            before,
+            i64::from(limit)
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(codec::store_error)?
+        .rows_affected();
+        tx.commit().await.map_err(codec::store_error)?;
+        Ok(Purged { holds, requests })
     }
 
     #[tracing::instrument(skip_all, fields(now = %now))]

@@ -20,6 +20,7 @@ use booking_core::{
     ShowSnapshot, UserId,
 };
 use chrono::{DateTime, Utc};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 /// What a test does at the hooked moments; both default to "nothing, carry on".
@@ -39,6 +40,43 @@ pub trait HoldsHook: Send + Sync + 'static {
         _batch: &BatchOutcome,
         _decided_at: DateTime<Utc>,
     ) -> Result<(), CommitError> {
+        Ok(())
+    }
+}
+
+/// A [`HoldsHook`] that refuses to commit any batch deciding one of its requests, as a store
+/// refusing bad data would: a failure that counts towards `MAX_ATTEMPTS` (unlike an outage),
+/// until the requests are cured.
+#[derive(Clone, Default)]
+pub struct PoisonedRequests(Arc<Mutex<HashSet<RequestId>>>);
+
+impl PoisonedRequests {
+    pub fn add(&self, request: RequestId) {
+        self.0.lock().unwrap().insert(request);
+    }
+
+    pub fn cure(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}
+
+#[async_trait]
+impl HoldsHook for PoisonedRequests {
+    async fn before_commit(
+        &self,
+        _inner: &dyn HoldStore,
+        _show: ShowId,
+        batch: &BatchOutcome,
+        _decided_at: DateTime<Utc>,
+    ) -> Result<(), CommitError> {
+        let poisoned = self.0.lock().unwrap();
+        if batch
+            .decisions
+            .iter()
+            .any(|d| poisoned.contains(&d.request_id()))
+        {
+            return Err(StoreError::corrupt("injected: this request cannot be committed").into());
+        }
         Ok(())
     }
 }

@@ -82,7 +82,10 @@ pub use refunds::{
     cancel_paid_order_refunds_before_freeing_seats, cancel_unpaid_order,
     unsettled_payments_lists_old_pending_calls,
 };
-pub use sweeps::{expire_holds_sweeps_overdue, expire_overdue_requests_sweeps_queued};
+pub use sweeps::{
+    expire_holds_sweeps_overdue, expire_overdue_requests_sweeps_queued,
+    purge_history_removes_old_history_and_keeps_sales,
+};
 
 use booking_core::ports::{CatalogStore, HoldStore, IdempotencyStore, OrderStore, RequestStore};
 use chrono::{DateTime, Utc};
@@ -153,6 +156,7 @@ macro_rules! __with_cases {
             release_hold_rules,
             expire_holds_sweeps_overdue,
             expire_overdue_requests_sweeps_queued,
+            purge_history_removes_old_history_and_keeps_sales,
             create_order_converts_a_live_hold,
             create_order_refuses_a_hold_that_is_not_live,
             order_keeps_its_seats_after_its_hold_expires,

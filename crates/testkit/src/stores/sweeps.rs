@@ -8,7 +8,8 @@
 
 use super::{ContractStore, EXPIRED_MESSAGE};
 use crate::support::*;
-use booking_core::{Hold, HoldStatus, RequestOutcome, RequestStatus};
+use booking_core::ports::{OrderError, Purged};
+use booking_core::{BookingRequest, Hold, HoldStatus, RequestOutcome, RequestStatus};
 use chrono::Duration;
 
 /// `expire_holds` marks HELD holds past their expiry EXPIRED once, returns them, and leaves
@@ -152,4 +153,140 @@ pub async fn expire_overdue_requests_sweeps_queued<S: ContractStore>(store: &S) 
             .any(|r| r.request_id == overdue.request_id),
         "a request expires once"
     );
+}
+
+/// `purge_history` removes, in batches of at most `limit`, the holds that ended without an order
+/// before the cutoff and the decided requests no remaining hold refers to (FAILED, discarded
+/// dead letters, and SUCCESS once their hold is gone), and keeps sales (a hold that
+/// became an order, its request and the order) and anything newer than the cutoff.
+pub async fn purge_history_removes_old_history_and_keeps_sales<S: ContractStore>(store: &S) {
+    // Older than anything another case writes, so that this global purge removes only these
+    // rows. The requests' deadlines lie in the future, so that no other case's global sweep can
+    // expire them before they are decided here (an EXPIRED request is purged by the same rule as
+    // a FAILED one, the discarded dead letter below).
+    let e = now() - Duration::days(3100);
+    let cutoff = now() - Duration::days(3000);
+    let show = create_show(store, 1, 10).await;
+    let ask = |user: &str, labels: &[&str]| {
+        let mut new = new_request(&show, &fresh_user(user), labels, e);
+        new.expires_at = now() + Duration::days(1);
+        insert(store, new)
+    };
+
+    // Another case's global sweep may expire a hold of these old instants at any moment (they
+    // all lie in its past), so the steps that need a live hold tolerate that (the release: an
+    // EXPIRED hold is purged by the same rule) or try again (the sale).
+    let released = ask("released", &["A1"]).await;
+    let released_hold = grant(store, &show, &released, e).await;
+    let _ = store
+        .release_hold(released_hold, &released.user_id, e + Duration::minutes(1))
+        .await;
+    let ended = store.get_hold(released_hold).await.unwrap().unwrap().status;
+    assert!(
+        matches!(ended, HoldStatus::Released | HoldStatus::Expired),
+        "{ended:?}"
+    );
+    // Two requests for one seat: one granted (its hold left to expire), one FAILED.
+    let won = ask("won", &["A2"]).await;
+    let lost = ask("lost", &["A2"]).await;
+    decide_and_commit(store, &show, &[&won, &lost], e).await;
+    let won_hold = match store.get_request(won.request_id).await.unwrap() {
+        Some(BookingRequest {
+            outcome: Some(RequestOutcome::Granted { hold_id, .. }),
+            ..
+        }) => hold_id,
+        other => panic!("won was granted: {other:?}"),
+    };
+    store
+        .expire_holds(e + HOLD_TTL + Duration::minutes(1))
+        .await
+        .unwrap();
+    let dead = ask("dead", &["A4"]).await;
+    assert!(
+        store
+            .dead_letter_request(dead.request_id, "poison", 5, e)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .discard_dead_letter(dead.request_id, "given up", e)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let mut sold = None;
+    for seat in ["A5", "A6", "A7"] {
+        let bought = ask("buyer", &[seat]).await;
+        let hold = grant(store, &show, &bought, e).await;
+        let order = new_order(&show, hold, &bought.user_id, &[seat], e, e + ORDER_TTL);
+        match store.create_order(&order).await {
+            Ok(order) => {
+                sold = Some(order);
+                break;
+            }
+            Err(OrderError::HoldNotActive(HoldStatus::Expired)) => continue,
+            Err(other) => panic!("create_order: {other:?}"),
+        }
+    }
+    let sold = sold.expect("a sale at the third try at the latest");
+    let t = now();
+    let recent_user = fresh_user("recent");
+    let recent = request(store, &show, &recent_user, &["A8"], t).await;
+    let recent_hold = grant(store, &show, &recent, t).await;
+    store
+        .release_hold(recent_hold, &recent_user, t)
+        .await
+        .expect("release");
+
+    const LIMIT: u32 = 2;
+    let mut total = Purged::default();
+    for call in 1.. {
+        let purged = store.purge_history(cutoff, LIMIT).await.unwrap();
+        assert!(
+            purged.holds <= u64::from(LIMIT) && purged.requests <= u64::from(LIMIT),
+            "bounded batches: {purged:?}"
+        );
+        total.holds += purged.holds;
+        total.requests += purged.requests;
+        if !purged.is_full(LIMIT) {
+            break;
+        }
+        assert!(call < 20, "the purge does not end");
+    }
+    assert!(total.holds >= 2 && total.requests >= 4, "{total:?}");
+
+    for gone in [&released, &won, &lost, &dead] {
+        assert_eq!(store.get_request(gone.request_id).await.unwrap(), None);
+    }
+    for gone in [released_hold, won_hold] {
+        assert_eq!(store.get_hold(gone).await.unwrap(), None);
+    }
+    let sold_hold = store
+        .get_hold(sold.hold_id)
+        .await
+        .unwrap()
+        .expect("a sale's hold is kept");
+    assert_eq!(sold_hold.status, HoldStatus::Converted);
+    assert!(
+        store
+            .get_request(sold_hold.request_id)
+            .await
+            .unwrap()
+            .is_some(),
+        "a sale's request is kept"
+    );
+    assert!(store.get_order(sold.order_id).await.unwrap().is_some());
+    assert!(
+        store
+            .get_request(recent.request_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(store.get_hold(recent_hold).await.unwrap().is_some());
+
+    // The seats of purged history are free: a new request for them is granted.
+    let again = request(store, &show, &fresh_user("again"), &["A1", "A2"], t).await;
+    grant(store, &show, &again, t).await;
 }
