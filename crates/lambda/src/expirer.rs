@@ -2,7 +2,8 @@
 //!
 //! Correctness never waits for it (an expired hold frees its seats by time in every read and
 //! decision); it writes EXPIRED down, ends requests that waited past their deadline, keeps the
-//! mirror tidy and tells owners and subscribers, exactly as the local server's sweeper does.
+//! mirror tidy and tells owners and subscribers, exactly as the local server's sweeper does; a
+//! warm instance also removes history past `REQUEST_RETENTION_DAYS` once an hour.
 
 use crate::wiring::{Shared, WiringError};
 use booking_app::sweeper::{SweepReport, Sweeper};
@@ -18,6 +19,9 @@ pub async fn serve() -> Result<(), lambda_runtime::Error> {
             Ok::<serde_json::Value, lambda_runtime::Error>(serde_json::json!({
                 "holdsExpired": report.holds_expired,
                 "requestsExpired": report.requests_expired,
+                "ordersExpired": report.orders_expired,
+                "holdsPurged": report.purged.holds,
+                "requestsPurged": report.purged.requests,
             }))
         },
     ))
@@ -44,6 +48,9 @@ impl Expirer {
         tracing::info!(
             holds_expired = report.holds_expired,
             requests_expired = report.requests_expired,
+            orders_expired = report.orders_expired,
+            holds_purged = report.purged.holds,
+            requests_purged = report.purged.requests,
             "swept"
         );
         Ok(report)
