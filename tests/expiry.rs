@@ -123,28 +123,20 @@ async fn requests_waiting_past_their_deadline_expire(backend: Backend) {
     assert_eq!(seat_status(&c, &server, STUDIO).await["D1"], "AVAILABLE");
 }
 
-/// Holds `seats` of the studio for `token`'s user; returns (request id, hold id).
-async fn held(
-    c: &reqwest::Client,
-    server: &TestApp,
-    token: &str,
-    seats: &[&str],
-) -> (String, String) {
-    let (status, accepted) = hold(c, server, token, STUDIO, seats).await;
-    assert_eq!(status, 202, "{accepted}");
-    let id = accepted["requestId"].as_str().unwrap().to_owned();
-    let result = wait_terminal(c, server, token, &id).await;
-    assert_eq!(result["status"], "SUCCESS", "{result}");
-    (id, result["holdId"].as_str().unwrap().to_owned())
-}
-
 /// The sweep removes history older than `REQUEST_RETENTION_DAYS` (default 30): a released hold
 /// and its request are gone after 30 days, a sale (its order, hold and request) is kept.
 async fn history_past_the_retention_is_removed_and_sales_are_kept(backend: Backend) {
     let server = TestApp::start(backend).await;
     let c = client();
     let (alice, bob) = (token("alice"), token("bob"));
-    let (released_request, released_hold) = held(&c, &server, &alice, &["E1"]).await;
+    let hold_path = |id: &str| format!("/api/v1/holds/{id}");
+    let released_hold = held(&c, &server, &alice, STUDIO, &["E1"]).await;
+    let released_request = get(&c, &server, &hold_path(&released_hold), Some(&alice))
+        .await
+        .1["requestId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (status, body) = post(
         &c,
         &server,
@@ -154,25 +146,14 @@ async fn history_past_the_retention_is_removed_and_sales_are_kept(backend: Backe
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let (sold_request, sold_hold) = held(&c, &server, &bob, &["E2"]).await;
-    let (status, order) = post(
-        &c,
-        &server,
-        "/api/v1/orders",
-        Some(&bob),
-        json!({ "holdId": sold_hold }),
-    )
-    .await;
-    assert_eq!(status, 201, "{order}");
+    let sold_hold = held(&c, &server, &bob, STUDIO, &["E2"]).await;
+    let sold_request = get(&c, &server, &hold_path(&sold_hold), Some(&bob)).await.1["requestId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let order = order(&c, &server, &bob, &sold_hold).await;
     let order_id = order["orderId"].as_str().unwrap();
-    let (status, paid) = post(
-        &c,
-        &server,
-        &format!("/api/v1/orders/{order_id}/confirm-payment"),
-        Some(&bob),
-        json!({ "paymentToken": "tok_visa" }),
-    )
-    .await;
+    let (status, paid) = pay(&c, &server, &bob, order_id, "tok_visa").await;
     assert_eq!(
         (status, paid["status"].as_str()),
         (200, Some("CONFIRMED")),
@@ -196,13 +177,7 @@ async fn history_past_the_retention_is_removed_and_sales_are_kept(backend: Backe
         status, 404,
         "a released hold's request is gone after the retention"
     );
-    let (status, _) = get(
-        &c,
-        &server,
-        &format!("/api/v1/holds/{released_hold}"),
-        Some(&alice),
-    )
-    .await;
+    let (status, _) = get(&c, &server, &hold_path(&released_hold), Some(&alice)).await;
     assert_eq!(status, 404, "and so is the hold");
     let (status, kept) = get(&c, &server, &request_path(&sold_request), Some(&bob)).await;
     assert_eq!(
@@ -223,13 +198,7 @@ async fn history_past_the_retention_is_removed_and_sales_are_kept(backend: Backe
         "{kept}"
     );
     assert_eq!(kept["ticketCode"], paid["ticketCode"]);
-    let (status, _) = get(
-        &c,
-        &server,
-        &format!("/api/v1/holds/{sold_hold}"),
-        Some(&bob),
-    )
-    .await;
+    let (status, _) = get(&c, &server, &hold_path(&sold_hold), Some(&bob)).await;
     assert_eq!(status, 200, "a sale's hold is kept");
 }
 

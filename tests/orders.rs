@@ -18,52 +18,6 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use support::*;
 
-/// Holds `seats` of `show` for `token`'s user and returns the hold id.
-async fn held(
-    c: &reqwest::Client,
-    server: &TestApp,
-    token: &str,
-    show: &str,
-    seats: &[&str],
-) -> String {
-    let (status, accepted) = hold(c, server, token, show, seats).await;
-    assert_eq!(status, 202, "{accepted}");
-    server.drain().await;
-    let result = wait_terminal(c, server, token, accepted["requestId"].as_str().unwrap()).await;
-    assert_eq!(result["status"], "SUCCESS", "{result}");
-    result["holdId"].as_str().unwrap().to_owned()
-}
-
-async fn order(c: &reqwest::Client, server: &TestApp, token: &str, hold_id: &str) -> Value {
-    let (status, order) = post(
-        c,
-        server,
-        "/api/v1/orders",
-        Some(token),
-        json!({ "holdId": hold_id }),
-    )
-    .await;
-    assert_eq!(status, 201, "{order}");
-    order
-}
-
-async fn pay(
-    c: &reqwest::Client,
-    server: &TestApp,
-    token: &str,
-    order_id: &str,
-    card: &str,
-) -> (u16, Value) {
-    post(
-        c,
-        server,
-        &format!("/api/v1/orders/{order_id}/confirm-payment"),
-        Some(token),
-        json!({ "paymentToken": card }),
-    )
-    .await
-}
-
 async fn cancel(
     c: &reqwest::Client,
     server: &TestApp,

@@ -190,7 +190,6 @@ impl AppBuilder {
         };
         let orders = Arc::new(OrderService::new(ports.clone(), self.config.clone()));
         let direct = (!self.config.queue_based).then(|| processor.clone());
-        let retention = self.config.request_retention;
         let service = Arc::new(BookingService::new(
             ports.clone(),
             queue,
@@ -205,7 +204,6 @@ impl AppBuilder {
             catalog,
             processor,
             decides_here,
-            retention,
             auth: Arc::new(
                 self.auth
                     .unwrap_or_else(|| Authenticator::hs256(random_key().as_bytes())),
@@ -230,8 +228,6 @@ pub struct App {
     processor: Arc<BatchProcessor>,
     /// Whether the queue decides in this process (and so has something to recover and drain).
     decides_here: bool,
-    /// How long booking history is kept (`REQUEST_RETENTION_DAYS`), for the sweep.
-    retention: chrono::Duration,
     auth: Arc<Authenticator>,
     sweeper: Mutex<Option<SweeperTask>>,
 }
@@ -297,7 +293,11 @@ impl App {
 
     /// The expiry sweep over this app's adapters.
     pub fn sweeper(&self) -> Sweeper {
-        Sweeper::new(self.ports.clone(), self.orders.clone(), self.retention)
+        Sweeper::new(
+            self.ports.clone(),
+            self.orders.clone(),
+            self.service.config().request_retention,
+        )
     }
 
     /// Puts every request that was waiting when the process last stopped back in its queue, in

@@ -24,6 +24,7 @@ use booking_core::ports::{
 use booking_core::{BookingRequest, NewBookingRequest, RequestId, RequestStatus, Show, ShowId};
 use booking_lambda::worker::Worker;
 use booking_local::MemoryMirror;
+use booking_postgres::PgStore;
 use booking_testkit::aws::Moto;
 use booking_testkit::faults::{HookedHolds, PoisonedRequests};
 use booking_testkit::postgres::TestDatabase;
@@ -129,6 +130,17 @@ fn event(messages: &[(String, RequestId, &Show)], deliveries: u32) -> SqsEvent {
     serde_json::from_value(json!({ "Records": records })).expect("an SQS event")
 }
 
+/// Three requests of three users for A1, A2 and A3 of `show`, as messages m0, m1 and m2.
+async fn three_queued<'a>(store: &PgStore, show: &'a Show) -> Vec<(String, RequestId, &'a Show)> {
+    let t = now();
+    let mut queued = Vec::new();
+    for (i, seat) in ["A1", "A2", "A3"].iter().enumerate() {
+        let r = request(store, show, &fresh_user(&format!("u{i}")), &[seat], t).await;
+        queued.push((format!("m{i}"), r.request_id, show));
+    }
+    queued
+}
+
 fn failed(response: &SqsBatchResponse) -> Vec<String> {
     response
         .batch_item_failures
@@ -176,12 +188,7 @@ async fn a_store_outage_mid_batch_decides_what_came_before_and_reports_the_rest(
     let db = TestDatabase::create().await;
     let store = db.store();
     let show = create_show(store, 1, 10).await;
-    let t = now();
-    let mut queued = Vec::new();
-    for (i, seat) in ["A1", "A2", "A3"].iter().enumerate() {
-        let r = request(store, &show, &fresh_user(&format!("u{i}")), &[seat], t).await;
-        queued.push((format!("m{i}"), r.request_id, &show));
-    }
+    let queued = three_queued(store, &show).await;
     let requests = Arc::new(OutageAt {
         inner: Arc::new(store.clone()),
         unreadable: queued[1].1,
@@ -235,12 +242,7 @@ async fn a_request_that_keeps_failing_is_set_aside_in_the_store_after_max_attemp
     let db = TestDatabase::create().await;
     let store = db.store();
     let show = create_show(store, 1, 10).await;
-    let t = now();
-    let mut queued = Vec::new();
-    for (i, seat) in ["A1", "A2", "A3"].iter().enumerate() {
-        let r = request(store, &show, &fresh_user(&format!("u{i}")), &[seat], t).await;
-        queued.push((format!("m{i}"), r.request_id, &show));
-    }
+    let queued = three_queued(store, &show).await;
     let poison = PoisonedRequests::default();
     poison.add(queued[1].1);
     let hook = poison.clone();
