@@ -16,6 +16,7 @@
 //! notifier (pushes already queued go out before each socket gets its close frame).
 
 use crate::auth::Authenticator;
+use crate::cancellation::Cancellations;
 use crate::catalog::CatalogAdmin;
 use crate::config::BookingConfig;
 use crate::http::{self, AppState};
@@ -196,7 +197,12 @@ impl AppBuilder {
             direct,
             self.config,
         ));
-        let catalog = Arc::new(CatalogAdmin::new(ports.clone(), service.clone()));
+        let cancellations = Arc::new(Cancellations::new(ports.clone(), orders.clone()));
+        let catalog = Arc::new(CatalogAdmin::new(
+            ports.clone(),
+            service.clone(),
+            cancellations,
+        ));
         App {
             ports,
             service,

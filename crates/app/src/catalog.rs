@@ -23,8 +23,9 @@
 //! day of the import, at HH:MM UTC), which keeps a demo or test catalog in the future.
 
 use crate::app::Ports;
+use crate::cancellation::{Cancellations, WindUp};
 use crate::error::BookingError;
-use crate::service::BookingService;
+use crate::service::{BookingService, operator_reason};
 use booking_core::catalog::{FieldError, check_auditorium, check_layout, check_movie};
 use booking_core::layout::LayoutSpec;
 use booking_core::ports::{CatalogError, CatalogWrite};
@@ -346,6 +347,7 @@ fn build_show(
         starts_at: starts_at.trunc_subsecs(0),
         auditorium,
         layout: Arc::new(layout),
+        cancelled: None,
     })
 }
 
@@ -363,11 +365,36 @@ pub struct DayWithShows {
 pub struct CatalogAdmin {
     ports: Ports,
     booking: Arc<BookingService>,
+    cancellations: Arc<Cancellations>,
 }
 
 impl CatalogAdmin {
-    pub fn new(ports: Ports, booking: Arc<BookingService>) -> Self {
-        Self { ports, booking }
+    pub fn new(
+        ports: Ports,
+        booking: Arc<BookingService>,
+        cancellations: Arc<Cancellations>,
+    ) -> Self {
+        Self {
+            ports,
+            booking,
+            cancellations,
+        }
+    }
+
+    /// Cancels a show for `reason` (shown to its buyers) and winds it up: requests failed, holds
+    /// released, orders cancelled and refunded (see `crate::cancellation`). Cancelling a
+    /// cancelled show again keeps its first reason and finishes its wind-up.
+    pub async fn cancel_show(
+        &self,
+        raw_show: &str,
+        reason: Option<&str>,
+    ) -> Result<(Show, WindUp), BookingError> {
+        let show_id: ShowId = raw_show.parse().map_err(|_| BookingError::ShowNotFound)?;
+        let reason = operator_reason(reason)?.unwrap_or_default();
+        let cancelled = self.cancellations.cancel(show_id, &reason).await;
+        // Whatever the wind-up did, the mark may have been written: read the show again.
+        self.booking.forget_show(show_id);
+        cancelled
     }
 
     /// Writes a checked catalog file in one transaction. Shows this process has cached are read
@@ -440,13 +467,16 @@ impl CatalogAdmin {
             .await
     }
 
-    /// The days on which a movie has shows still to start, in order.
+    /// The days on which a movie has shows still to start (and not cancelled), in order.
     pub async fn availability(&self, raw_movie: &str) -> Result<Vec<DayWithShows>, BookingError> {
         let movie = self.booking.movie(raw_movie).await?;
         let now = self.ports.clock.now();
         let shows = self.ports.catalog.list_shows(movie.movie_id, None).await?;
         let mut days: Vec<DayWithShows> = Vec::new();
-        for show in shows.iter().filter(|s| s.starts_at > now) {
+        for show in shows
+            .iter()
+            .filter(|s| s.starts_at > now && !s.is_cancelled())
+        {
             match days.last_mut() {
                 Some(day) if day.date == show.date() => day.shows += 1,
                 _ => days.push(DayWithShows {
@@ -490,6 +520,7 @@ fn catalog_error(e: CatalogError, shows: &[Show], paths: Paths) -> BookingError 
             ])
         }
         CatalogError::OnSale(show) => BookingError::ShowOnSale(show),
+        CatalogError::Cancelled(show) => BookingError::ShowCancelled(show),
         CatalogError::Store(e) => BookingError::Store(e),
     }
 }

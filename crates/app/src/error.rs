@@ -105,6 +105,9 @@ pub enum BookingError {
     /// The show has taken hold requests: its seats, prices and movie are fixed.
     #[error("Show {0} is on sale: its seats, prices and movie can no longer change")]
     ShowOnSale(ShowId),
+    /// The show was cancelled: it takes no hold request, order, payment or catalog change.
+    #[error("Show {0} was cancelled")]
+    ShowCancelled(ShowId),
     /// A store failed (unavailable: worth retrying; corrupt: it is not).
     #[error("booking store failed")]
     Store(#[from] StoreError),
@@ -150,6 +153,7 @@ impl BookingError {
             Self::InvalidDate => "INVALID_DATE",
             Self::InvalidCatalog(_) => "INVALID_CATALOG",
             Self::ShowOnSale(_) => "SHOW_ON_SALE",
+            Self::ShowCancelled(_) => "SHOW_CANCELLED",
             Self::DeadLetterNotFound => "DEAD_LETTER_NOT_FOUND",
             Self::SeatsUnavailable { .. } => "SEATS_UNAVAILABLE",
             Self::RequestExpired { .. } => "REQUEST_EXPIRED",
@@ -281,6 +285,7 @@ impl From<BookingError> for ApiError {
             | OrderNotCancellable(_)
             | PaymentInProgress
             | ShowOnSale(_)
+            | ShowCancelled(_)
             | SeatsUnavailable { .. }
             | RequestExpired { .. }
             | IdempotencyKeyInFlight => StatusCode::CONFLICT,
@@ -314,7 +319,7 @@ impl From<BookingError> for ApiError {
             })),
             InvalidLimit { max } => Some(json!({ "max": max })),
             InvalidCatalog(issues) => Some(json!({ "issues": issues })),
-            ShowOnSale(show) => Some(json!({ "showId": show })),
+            ShowOnSale(show) | ShowCancelled(show) => Some(json!({ "showId": show })),
             SeatsUnavailable {
                 request_id,
                 unavailable,

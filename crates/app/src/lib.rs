@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod cancellation;
 pub mod catalog;
 pub mod config;
 pub mod demo;

@@ -22,9 +22,9 @@ use booking_core::ports::{
 };
 use booking_core::protocol::ServerMessage;
 use booking_core::{
-    Chain, HoldId, HoldStatus, NewOrder, Order, OrderId, OrderStatus, Payment, PaymentId,
-    PaymentKind, PaymentStatus, PaymentToken, SeatStatus, ShowId, UserId, new_ticket_code,
-    price_of,
+    CANCELLED_BY_BUYER, Chain, HoldId, HoldStatus, NewOrder, Order, OrderId, OrderStatus, Payment,
+    PaymentId, PaymentKind, PaymentStatus, PaymentToken, SeatStatus, ShowId, UserId,
+    new_ticket_code, price_of,
 };
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -111,6 +111,9 @@ impl OrderService {
             .ok_or_else(|| {
                 BookingError::Inconsistent(format!("hold {hold_id} names a show that is gone"))
             })?;
+        if show.is_cancelled() {
+            return Err(BookingError::ShowCancelled(show.show_id));
+        }
         let (amount_cents, currency) =
             price_of(&show.layout, &hold.seat_ids).map_err(BookingError::SeatsNotPriced)?;
         let order = self
@@ -207,6 +210,14 @@ impl OrderService {
         let token: PaymentToken = raw_token
             .parse()
             .map_err(|_| BookingError::InvalidPaymentToken)?;
+        // No new charge for a cancelled show (its orders are being cancelled). A charge that
+        // slips past this check while the show is cancelled is refunded by the show's wind-up.
+        if let Some(order) = self.ports.orders.get_order(id).await?
+            && &order.user_id == user
+            && self.show_is_cancelled(order.show_id).await?
+        {
+            return Err(BookingError::ShowCancelled(order.show_id));
+        }
         let now = self.now();
         let payment_id = derived(key_use, CHARGE_ID_MASK)
             .map_or_else(PaymentId::new_random, PaymentId::from_uuid);
@@ -283,7 +294,7 @@ impl OrderService {
         let started = self
             .ports
             .orders
-            .cancel_order(id, user, refund_id, self.now())
+            .cancel_order(id, user, refund_id, CANCELLED_BY_BUYER, self.now())
             .await;
         let start = match started {
             Ok(start) => start,
@@ -296,6 +307,30 @@ impl OrderService {
             }
             Err(e) => return Err(order_error(e, Operation::Cancel)),
         };
+        self.finish_cancel(start).await
+    }
+
+    /// Cancels an order whatever its buyer wants, for `reason` (its show was cancelled): an
+    /// unpaid one at once, a paid one once it is refunded. Refused, like a buyer's cancel, while
+    /// a charge is in flight ([`BookingError::PaymentInProgress`]) and once the order is over.
+    /// Repeating it is safe: a paid order's refund is recorded once and only sent again.
+    pub async fn cancel_because(&self, order: &Order, reason: &str) -> Result<Order, BookingError> {
+        let start = self
+            .ports
+            .orders
+            .cancel_order(
+                order.order_id,
+                &order.user_id,
+                PaymentId::new_random(),
+                reason,
+                self.now(),
+            )
+            .await
+            .map_err(|e| order_error(e, Operation::Cancel))?;
+        self.finish_cancel(start).await
+    }
+
+    async fn finish_cancel(&self, start: CancelStart) -> Result<Order, BookingError> {
         match start {
             CancelStart::Cancelled(order) => {
                 self.announce(&order).await;
@@ -303,6 +338,15 @@ impl OrderService {
             }
             CancelStart::Refund { refund, .. } => self.refund(&refund).await,
         }
+    }
+
+    async fn show_is_cancelled(&self, show: ShowId) -> Result<bool, StoreError> {
+        Ok(self
+            .ports
+            .catalog
+            .get_show(show)
+            .await?
+            .is_some_and(|s| s.is_cancelled()))
     }
 
     /// Marks orders whose payment window ran out EXPIRED and tells their owners and the shows'

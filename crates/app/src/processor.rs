@@ -109,13 +109,15 @@ impl BatchProcessor {
         show: ShowId,
         batch: &[BookingRequest],
     ) -> Result<BatchReport, ProcessError> {
-        let layout = self
+        // Read fresh under the show's lock: a show cancelled a moment ago grants nothing more.
+        let stored = self
             .ports
             .catalog
             .get_show(show)
             .await?
-            .ok_or(ProcessError::UnknownShow(show))?
-            .layout;
+            .ok_or(ProcessError::UnknownShow(show))?;
+        let cancelled = stored.cancellation_message();
+        let layout = stored.layout;
         let ids: Vec<_> = batch.iter().map(|r| r.request_id).collect();
         let mut report = BatchReport::default();
         // Requests still ours to decide as of the previous attempt: after a lost race, those a
@@ -154,17 +156,22 @@ impl BatchProcessor {
                 return Ok(report);
             }
             let now = self.ports.clock.now();
-            let snapshot = self.ports.holds.load_show_state(show, now).await?;
-            let snapshot_seats: HashMap<HoldId, Vec<SeatId>> = match &self.ports.mirror {
-                Some(_) => snapshot
-                    .holds
-                    .iter()
-                    .map(|h| (h.hold_id, h.seat_ids.clone()))
-                    .collect(),
-                None => HashMap::new(),
+            let (outcome, snapshot_seats) = match &cancelled {
+                Some(message) => (BatchOutcome::refuse_all(&pending, message), HashMap::new()),
+                None => {
+                    let snapshot = self.ports.holds.load_show_state(show, now).await?;
+                    let snapshot_seats: HashMap<HoldId, Vec<SeatId>> = match &self.ports.mirror {
+                        Some(_) => snapshot
+                            .holds
+                            .iter()
+                            .map(|h| (h.hold_id, h.seat_ids.clone()))
+                            .collect(),
+                        None => HashMap::new(),
+                    };
+                    let mut engine = DecisionEngine::new(layout.clone(), snapshot, self.hold_ttl);
+                    (engine.decide_batch(pending, now), snapshot_seats)
+                }
             };
-            let mut engine = DecisionEngine::new(layout.clone(), snapshot, self.hold_ttl);
-            let outcome = engine.decide_batch(pending, now);
             match self.ports.holds.commit_batch(show, &outcome, now).await {
                 Ok(written) => {
                     // Mirror before notifying, so a client that reloads the seat map the moment

@@ -226,6 +226,9 @@ impl BookingService {
             })
             .transpose()?;
         let show = self.require_show(&input.show_id).await?;
+        if show.is_cancelled() {
+            return Err(BookingError::ShowCancelled(show.show_id));
+        }
         let seat_ids = self.validate_seats(&show.layout, &input.seat_ids)?;
         let now = self.ports.clock.now();
         let new = NewBookingRequest {
@@ -543,13 +546,7 @@ impl BookingService {
         reason: Option<&str>,
     ) -> Result<BookingRequest, BookingError> {
         let id: RequestId = raw.parse().map_err(|_| BookingError::DeadLetterNotFound)?;
-        let reason = match reason.map(str::trim) {
-            None | Some("") => DISCARDED_MESSAGE.to_owned(),
-            Some(r) if r.chars().count() > 500 || r.chars().any(char::is_control) => {
-                return Err(BookingError::InvalidReason);
-            }
-            Some(r) => r.to_owned(),
-        };
+        let reason = operator_reason(reason)?.unwrap_or_else(|| DISCARDED_MESSAGE.to_owned());
         let now = self.ports.clock.now();
         let request = self
             .ports
@@ -668,6 +665,22 @@ pub async fn update_mirror(
         if let Err(e) = mirror.invalidate(show).await {
             tracing::warn!(show_id = %show, error = %Chain(&e), "seat mirror invalidation failed; it heals when its completeness mark runs out");
         }
+    }
+}
+
+/// Most characters of a reason an operator gives (for discarding a request, cancelling a show).
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// A reason an operator gave, trimmed; `None` if none was given. Refused
+/// ([`BookingError::InvalidReason`]) if it is too long or has control characters: it is shown
+/// to buyers as it is.
+pub(crate) fn operator_reason(raw: Option<&str>) -> Result<Option<String>, BookingError> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(r) if r.chars().count() > MAX_REASON_CHARS || r.chars().any(char::is_control) => {
+            Err(BookingError::InvalidReason)
+        }
+        Some(r) => Ok(Some(r.to_owned())),
     }
 }
 

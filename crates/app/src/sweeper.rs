@@ -6,11 +6,14 @@
 //! their deadline, tell subscribers and owners about all of it promptly (`HOLD_EXPIRED`,
 //! `ORDER_UPDATED`, `SEATS_CHANGED`), and settle payments whose caller crashed or gave up
 //! (`OrderService::settle_abandoned_payments`): the step that makes "no money without a ticket
-//! or a refund" hold across crashes. Once an hour it also removes the booking history older than
-//! `REQUEST_RETENTION_DAYS`, in small batches, so that the tables the hot path reads stay the
+//! or a refund" hold across crashes. Every [`WIND_UP_INTERVAL`] it finishes the wind-up of recently
+//! cancelled shows (`crate::cancellation`), which is what makes a cancellation complete even when
+//! the call that made it was cut short. Once an hour it also removes the booking history older
+//! than `REQUEST_RETENTION_DAYS`, in small batches, so that the tables the hot path reads stay the
 //! size of what is live rather than of everything that ever happened.
 
 use crate::app::Ports;
+use crate::cancellation::{Cancellations, WindUp};
 use crate::orders::{OrderService, Settled};
 use booking_core::Chain;
 use booking_core::engine::SeatChange;
@@ -29,6 +32,10 @@ const PURGE_INTERVAL: chrono::Duration = chrono::Duration::hours(1);
 /// Rows of each kind removed per transaction: small enough that no table is held for long.
 const PURGE_BATCH: u32 = 500;
 
+/// How often the wind-up of recently cancelled shows is repeated: what slipped past a
+/// cancellation (a race, a charge in flight, a crash) is ended within this long.
+pub const WIND_UP_INTERVAL: chrono::Duration = chrono::Duration::seconds(30);
+
 /// What one sweep did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SweepReport {
@@ -40,35 +47,48 @@ pub struct SweepReport {
     pub keys_forgotten: u64,
     /// History older than the retention, removed (on the sweeps that purge).
     pub purged: Purged,
+    /// What was still open of cancelled shows, ended (on the sweeps that wind up).
+    pub wound_up: WindUp,
 }
 
 pub struct Sweeper {
     ports: Ports,
     orders: Arc<OrderService>,
+    cancellations: Cancellations,
     retention: chrono::Duration,
     /// When this sweeper last purged old history (never, on its first sweep).
     last_purge: Mutex<Option<DateTime<Utc>>>,
+    /// When it last wound up cancelled shows (never, on its first sweep).
+    last_wind_up: Mutex<Option<DateTime<Utc>>>,
+}
+
+/// Whether a periodic task last run at `last` is due at `now` (and if so, marks it run).
+fn due(last: &Mutex<Option<DateTime<Utc>>>, now: DateTime<Utc>, every: chrono::Duration) -> bool {
+    let mut last = last.lock().unwrap();
+    if last.is_some_and(|at| now - at < every) {
+        return false;
+    }
+    *last = Some(now);
+    true
 }
 
 impl Sweeper {
     pub fn new(ports: Ports, orders: Arc<OrderService>, retention: chrono::Duration) -> Self {
         Self {
+            cancellations: Cancellations::new(ports.clone(), orders.clone()),
             ports,
             orders,
             retention,
             last_purge: Mutex::new(None),
+            last_wind_up: Mutex::new(None),
         }
     }
 
     /// Removes history that ended more than the retention ago, batch by batch, if the last purge
     /// was [`PURGE_INTERVAL`] ago or more.
     async fn purge_if_due(&self, now: DateTime<Utc>) -> Result<Purged, StoreError> {
-        {
-            let mut last = self.last_purge.lock().unwrap();
-            if last.is_some_and(|at| now - at < PURGE_INTERVAL) {
-                return Ok(Purged::default());
-            }
-            *last = Some(now);
+        if !due(&self.last_purge, now, PURGE_INTERVAL) {
+            return Ok(Purged::default());
         }
         let before = now - self.retention;
         let mut total = Purged::default();
@@ -168,6 +188,11 @@ impl Sweeper {
         let payments_settled = self.orders.settle_abandoned_payments().await?;
         let orders_expired = self.orders.expire_orders().await?;
         let keys_forgotten = self.ports.idempotency.purge_keys(now).await?;
+        let wound_up = if due(&self.last_wind_up, now, WIND_UP_INTERVAL) {
+            self.cancellations.wind_up_recent(now).await?
+        } else {
+            WindUp::default()
+        };
         let purged = self.purge_if_due(now).await?;
         Ok(SweepReport {
             holds_expired: holds.len(),
@@ -176,6 +201,7 @@ impl Sweeper {
             payments_settled,
             keys_forgotten,
             purged,
+            wound_up,
         })
     }
 

@@ -9,6 +9,7 @@
 
 use crate::layout::{LayoutSpec, SeatLayout};
 use crate::model::{Movie, Show};
+use crate::ports::CatalogError;
 
 /// Most seats one show may have: the largest cinema hall several times over, small enough that
 /// a seat map and the engine's per-seat state stay cheap.
@@ -209,14 +210,23 @@ impl EntryWrite {
     }
 
     /// A show: as [`EntryWrite::of`], and a replacement that [`changes_what_is_on_sale`] must
-    /// first find the show not on sale.
-    pub fn of_show(stored: Option<&Show>, new: &Show) -> Self {
-        match (Self::of(stored, new), stored) {
-            (Self::Replace, Some(stored)) if changes_what_is_on_sale(stored, new) => {
-                Self::ReplaceUnlessOnSale
-            }
-            (write, _) => write,
-        }
+    /// first find the show not on sale. A cancelled show is fixed for good: writing it again as it
+    /// is (a re-import) changes nothing, anything else is refused ([`CatalogError::Cancelled`]).
+    /// A write never sets or clears a cancellation (`new.cancelled` is not compared).
+    pub fn of_show(stored: Option<&Show>, new: &Show) -> Result<Self, CatalogError> {
+        let Some(stored) = stored else {
+            return Ok(Self::Create);
+        };
+        let same = stored.movie_id == new.movie_id
+            && stored.starts_at == new.starts_at
+            && stored.auditorium == new.auditorium
+            && stored.layout == new.layout;
+        Ok(match (same, stored.is_cancelled()) {
+            (true, _) => Self::Unchanged,
+            (false, true) => return Err(CatalogError::Cancelled(stored.show_id)),
+            (false, false) if changes_what_is_on_sale(stored, new) => Self::ReplaceUnlessOnSale,
+            (false, false) => Self::Replace,
+        })
     }
 
     /// How the write is counted, once it is done.

@@ -122,11 +122,42 @@ pub struct Show {
     pub auditorium: String,
     /// Shared: the engine, the seat map and the validator all read the same layout.
     pub layout: Arc<SeatLayout>,
+    /// Set once an operator cancels the show; never unset. A cancelled show takes no request,
+    /// order or payment, and what it had is wound up (see `booking_app::cancellation`).
+    pub cancelled: Option<ShowCancellation>,
+}
+
+/// When and why a show was cancelled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShowCancellation {
+    pub at: DateTime<Utc>,
+    /// What its ticket holders are told.
+    pub reason: String,
 }
 
 impl Show {
     pub fn date(&self) -> NaiveDate {
         self.starts_at.date_naive()
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.is_some()
+    }
+
+    /// The message every request, order and refund of this show ends with once it is cancelled.
+    pub fn cancellation_message(&self) -> Option<String> {
+        self.cancelled
+            .as_ref()
+            .map(|c| cancellation_message(&c.reason))
+    }
+}
+
+/// What a request or order of a cancelled show ends with: one text for every store and push.
+pub fn cancellation_message(reason: &str) -> String {
+    if reason.is_empty() {
+        "The show was cancelled".to_owned()
+    } else {
+        format!("The show was cancelled: {reason}")
     }
 }
 

@@ -80,6 +80,18 @@ pub trait CatalogStore: Send + Sync + 'static {
     async fn is_paused(&self, show: ShowId) -> Result<bool, StoreError>;
     /// Every paused show.
     async fn paused_shows(&self) -> Result<Vec<ShowId>, StoreError>;
+    /// Marks a show cancelled at `at` with `reason` and returns it as stored now; a show
+    /// cancelled before keeps its first cancellation (the call changes nothing). `None` if there
+    /// is no such show. Only the mark: winding up what the show had is the caller's.
+    async fn cancel_show(
+        &self,
+        show: ShowId,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Show>, StoreError>;
+    /// Shows cancelled at or after `since`, oldest cancellation first: those whose wind-up the
+    /// sweeper repeats until nothing of them is left open.
+    async fn cancelled_shows(&self, since: DateTime<Utc>) -> Result<Vec<ShowId>, StoreError>;
     /// Adds or replaces one movie.
     async fn put_movie(&self, movie: &Movie) -> Result<CatalogWrite, CatalogError> {
         self.put_catalog(std::slice::from_ref(movie), &[]).await
@@ -99,6 +111,9 @@ pub enum CatalogError {
     /// The show has taken hold requests: its layout, prices, blocked seats and movie are fixed.
     #[error("show {0} is on sale: its seats, prices and movie can no longer change")]
     OnSale(ShowId),
+    /// The show was cancelled: nothing of it changes any more.
+    #[error("show {0} is cancelled")]
+    Cancelled(ShowId),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -201,6 +216,15 @@ pub trait RequestStore: Send + Sync + 'static {
     /// and with it its request: orders and payments are the record of a sale. The caller repeats
     /// while a kind comes back full ([`Purged::is_full`]).
     async fn purge_history(&self, before: DateTime<Utc>, limit: u32) -> Result<Purged, StoreError>;
+    /// Ends every undecided request of a show FAILED with `message` (no seats taken), dead
+    /// letters included, in one transaction, and returns them as they are now: what cancelling a
+    /// show does to its queue. A decider holding one of them meanwhile finds it decided.
+    async fn fail_undecided(
+        &self,
+        show: ShowId,
+        message: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<BookingRequest>, StoreError>;
     /// Marks QUEUED requests past their deadline EXPIRED and returns them.
     async fn expire_overdue_requests(
         &self,
@@ -390,15 +414,19 @@ pub trait OrderStore: Send + Sync + 'static {
         refund: PaymentId,
         now: DateTime<Utc>,
     ) -> Result<ChargeFinish, OrderError>;
-    /// Cancels an order of `user`'s (see [`CancelStart`]); refused while a charge is in flight and
-    /// for orders that are over.
+    /// Cancels an order of `user`'s (see [`CancelStart`]) for `reason` (kept on the order);
+    /// refused while a charge is in flight and for orders that are over.
     async fn cancel_order(
         &self,
         order: OrderId,
         user: &UserId,
         refund: PaymentId,
+        reason: &str,
         now: DateTime<Utc>,
     ) -> Result<CancelStart, OrderError>;
+    /// A show's orders that are not over (PAYMENT_PENDING or CONFIRMED, whatever their payment
+    /// window says), oldest first: what cancelling the show must cancel or refund.
+    async fn open_orders_of_show(&self, show: ShowId) -> Result<Vec<Order>, StoreError>;
     /// Records that a PENDING refund went through: the payment SUCCEEDED, and the order, if it is
     /// still CONFIRMED (a cancel's refund), becomes CANCELLED and frees its seats. Returns the
     /// order as it is now; recording it again changes nothing.

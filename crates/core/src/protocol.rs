@@ -61,6 +61,11 @@ pub enum ServerMessage {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         ticket_code: Option<String>,
     },
+    /// A show the recipient had a request, a hold or an order for was cancelled: their requests
+    /// ended FAILED, their holds were released, their orders cancelled (paid ones refunded), each
+    /// also told in its own message.
+    #[serde(rename = "SHOW_CANCELLED", rename_all = "camelCase")]
+    ShowCancelled { show_id: ShowId, reason: String },
     /// Acknowledges a `subscribe`: from now on this connection gets the show's SEATS_CHANGED.
     #[serde(rename = "SUBSCRIBED", rename_all = "camelCase")]
     Subscribed { show_id: ShowId },

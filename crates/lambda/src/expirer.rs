@@ -2,8 +2,9 @@
 //!
 //! Correctness never waits for it (an expired hold frees its seats by time in every read and
 //! decision); it writes EXPIRED down, ends requests that waited past their deadline, keeps the
-//! mirror tidy and tells owners and subscribers, exactly as the local server's sweeper does; a
-//! warm instance also removes history past `REQUEST_RETENTION_DAYS` once an hour.
+//! mirror tidy and tells owners and subscribers, exactly as the local server's sweeper does,
+//! finishes the wind-up of recently cancelled shows; a warm instance also removes history past
+//! `REQUEST_RETENTION_DAYS` once an hour.
 
 use crate::wiring::{Shared, WiringError};
 use booking_app::sweeper::{SweepReport, Sweeper};
@@ -22,6 +23,7 @@ pub async fn serve() -> Result<(), lambda_runtime::Error> {
                 "ordersExpired": report.orders_expired,
                 "holdsPurged": report.purged.holds,
                 "requestsPurged": report.purged.requests,
+                "woundUp": report.wound_up,
             }))
         },
     ))
@@ -51,6 +53,7 @@ impl Expirer {
             orders_expired = report.orders_expired,
             holds_purged = report.purged.holds,
             requests_purged = report.purged.requests,
+            wound_up = ?report.wound_up,
             "swept"
         );
         Ok(report)

@@ -62,6 +62,14 @@ impl RequestStore for OutageAt {
     ) -> Result<Vec<BookingRequest>, StoreError> {
         self.inner.expire_overdue_requests(now).await
     }
+    async fn fail_undecided(
+        &self,
+        show: ShowId,
+        message: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<BookingRequest>, StoreError> {
+        self.inner.fail_undecided(show, message, at).await
+    }
     async fn purge_history(&self, before: DateTime<Utc>, limit: u32) -> Result<Purged, StoreError> {
         self.inner.purge_history(before, limit).await
     }

@@ -6,7 +6,7 @@ use crate::codec::{self, corrupt};
 use async_trait::async_trait;
 use booking_core::catalog::EntryWrite;
 use booking_core::ports::{CatalogError, CatalogStore, CatalogWrite, StoreError, Upserted};
-use booking_core::{Movie, MovieId, SeatLayout, Show, ShowId};
+use booking_core::{Movie, MovieId, SeatLayout, Show, ShowCancellation, ShowId};
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
 use sqlx::types::Json;
@@ -46,6 +46,8 @@ struct ShowRow {
     starts_at: DateTime<Utc>,
     auditorium: String,
     layout: Json<SeatLayout>,
+    cancelled_at: Option<DateTime<Utc>>,
+    cancel_reason: Option<String>,
 }
 
 impl From<ShowRow> for Show {
@@ -56,6 +58,10 @@ impl From<ShowRow> for Show {
             starts_at: row.starts_at,
             auditorium: row.auditorium,
             layout: Arc::new(row.layout.0),
+            cancelled: row.cancelled_at.map(|at| ShowCancellation {
+                at,
+                reason: row.cancel_reason.unwrap_or_default(),
+            }),
         }
     }
 }
@@ -101,7 +107,8 @@ impl CatalogStore for PgStore {
         let until = from.map(|start| start + chrono::Duration::days(1));
         let rows = sqlx::query_as!(
             ShowRow,
-            r#"SELECT show_id, movie_id, starts_at, auditorium, layout AS "layout: Json<SeatLayout>"
+            r#"SELECT show_id, movie_id, starts_at, auditorium, layout AS "layout: Json<SeatLayout>",
+                      cancelled_at, cancel_reason
                FROM shows
                WHERE movie_id = $1
                  AND ($2::timestamptz IS NULL OR starts_at >= $2)
@@ -121,7 +128,8 @@ impl CatalogStore for PgStore {
     async fn get_show(&self, show: ShowId) -> Result<Option<Show>, StoreError> {
         let row = sqlx::query_as!(
             ShowRow,
-            r#"SELECT show_id, movie_id, starts_at, auditorium, layout AS "layout: Json<SeatLayout>"
+            r#"SELECT show_id, movie_id, starts_at, auditorium, layout AS "layout: Json<SeatLayout>",
+                      cancelled_at, cancel_reason
                FROM shows WHERE show_id = $1"#,
             show.as_uuid()
         )
@@ -162,6 +170,44 @@ impl CatalogStore for PgStore {
             .fetch_all(self.pool())
             .await
             .map_err(codec::store_error)?;
+        Ok(ids.into_iter().map(ShowId::from_uuid).collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(show_id = %show))]
+    async fn cancel_show(
+        &self,
+        show: ShowId,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Show>, StoreError> {
+        // One statement: the first cancellation wins, a later one changes nothing. The row lock
+        // it takes waits for a catalog write of the show in progress.
+        let row = sqlx::query_as!(
+            ShowRow,
+            r#"UPDATE shows SET cancelled_at = COALESCE(cancelled_at, $2),
+                   cancel_reason = CASE WHEN cancelled_at IS NULL THEN $3 ELSE cancel_reason END
+               WHERE show_id = $1
+               RETURNING show_id, movie_id, starts_at, auditorium,
+                         layout AS "layout: Json<SeatLayout>", cancelled_at, cancel_reason"#,
+            show.as_uuid(),
+            at,
+            reason
+        )
+        .fetch_optional(self.pool())
+        .await
+        .map_err(codec::store_error)?;
+        Ok(row.map(Show::from))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn cancelled_shows(&self, since: DateTime<Utc>) -> Result<Vec<ShowId>, StoreError> {
+        let ids = sqlx::query_scalar!(
+            "SELECT show_id FROM shows WHERE cancelled_at >= $1 ORDER BY cancelled_at, show_id",
+            since
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(codec::store_error)?;
         Ok(ids.into_iter().map(ShowId::from_uuid).collect())
     }
 
@@ -232,7 +278,8 @@ async fn upsert_show(conn: &mut PgConnection, show: &Show) -> Result<Upserted, C
     // other, and the check below, a statement after the lock, sees a request committed meanwhile.
     let stored = sqlx::query_as!(
         ShowRow,
-        r#"SELECT show_id, movie_id, starts_at, auditorium, layout AS "layout: Json<SeatLayout>"
+        r#"SELECT show_id, movie_id, starts_at, auditorium, layout AS "layout: Json<SeatLayout>",
+                      cancelled_at, cancel_reason
            FROM shows WHERE show_id = $1 FOR UPDATE"#,
         show.show_id.as_uuid()
     )
@@ -240,7 +287,7 @@ async fn upsert_show(conn: &mut PgConnection, show: &Show) -> Result<Upserted, C
     .await
     .map_err(codec::store_error)?
     .map(Show::from);
-    let write = EntryWrite::of_show(stored.as_ref(), show);
+    let write = EntryWrite::of_show(stored.as_ref(), show)?;
     match write {
         EntryWrite::Unchanged => return Ok(Upserted::Unchanged),
         EntryWrite::ReplaceUnlessOnSale => {

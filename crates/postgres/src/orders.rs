@@ -41,15 +41,15 @@ use booking_core::ports::{
 };
 use booking_core::{
     Hold, HoldId, HoldStatus, NewOrder, Order, OrderId, OrderStatus, Payment, PaymentId,
-    PaymentKind, PaymentStatus, PaymentToken, UserId, sold_until,
+    PaymentKind, PaymentStatus, PaymentToken, ShowId, UserId, refunded_reason, sold_until,
 };
 use booking_sql::claim_kind;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, Transaction};
 use statements::{
     NewPayment, extend_claims, free_claims, insert_payment, load_payment, lock_claims,
-    lock_order_of_payment, lock_owned_order, payments_where, refund_for, set_order_status,
-    settle_payment, touch_payment,
+    lock_order_of_payment, lock_owned_order, payments_where, refund_for, set_order_reason,
+    set_order_status, settle_payment, touch_payment,
 };
 
 type Tx = Transaction<'static, Postgres>;
@@ -345,6 +345,7 @@ async fn cancel_order_in(
     order: OrderId,
     user: &UserId,
     refund: PaymentId,
+    reason: &str,
     now: DateTime<Utc>,
 ) -> Result<CancelStart, OrderError> {
     let mut order = lock_owned_order(conn, order, user).await?;
@@ -365,7 +366,7 @@ async fn cancel_order_in(
                 conn,
                 &mut order,
                 OrderStatus::Cancelled,
-                Some("cancelled by the buyer"),
+                Some(reason),
                 now,
                 now,
             )
@@ -383,6 +384,8 @@ async fn cancel_order_in(
             .pop()
             .ok_or_else(|| StoreError::corrupt("a CONFIRMED order without its charge"))?;
             let refund = refund_for(conn, &order, charge.payment_id, refund, now).await?;
+            // Why it is being cancelled, kept while the ticket stays valid until the refund.
+            set_order_reason(conn, &mut order, reason).await?;
             Ok(CancelStart::Refund { order, refund })
         }
         other => Err(OrderError::NotPending(other)),
@@ -426,11 +429,12 @@ async fn finish_refund_in(
         .map_err(codec::store_error)?;
         if order.status == OrderStatus::Confirmed && unrefunded == 0 {
             free_claims(conn, order.hold_id, claim_kind::SOLD).await?;
+            let reason = refunded_reason(order.reason.as_deref());
             set_order_status(
                 conn,
                 &mut order,
                 OrderStatus::Cancelled,
-                Some("cancelled by the buyer; refunded"),
+                Some(&reason),
                 now,
                 now,
             )
@@ -560,11 +564,29 @@ impl OrderStore for PgStore {
         order: OrderId,
         user: &UserId,
         refund: PaymentId,
+        reason: &str,
         now: DateTime<Utc>,
     ) -> Result<CancelStart, OrderError> {
         let mut tx = self.begin_order_tx().await?;
-        let done = cancel_order_in(&mut tx, order, user, refund, now).await;
+        let done = cancel_order_in(&mut tx, order, user, refund, reason, now).await;
         finish(tx, done).await
+    }
+
+    #[tracing::instrument(skip_all, fields(show_id = %show))]
+    async fn open_orders_of_show(&self, show: ShowId) -> Result<Vec<Order>, StoreError> {
+        let rows = sqlx::query_as!(
+            OrderRow,
+            "SELECT order_id, hold_id, user_id, show_id, seat_ids, status, amount_cents, \
+                    currency, created_at, expires_at, seats_until, updated_at, ticket_code, reason \
+             FROM orders \
+             WHERE show_id = $1 AND status IN ('PAYMENT_PENDING', 'CONFIRMED') \
+             ORDER BY created_at, order_id",
+            show.as_uuid()
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(codec::store_error)?;
+        codec::decode_all(rows)
     }
 
     #[tracing::instrument(skip_all, fields(payment_id = %payment))]

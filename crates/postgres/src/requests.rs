@@ -214,6 +214,42 @@ impl RequestStore for PgStore {
         row.map(BookingRequest::try_from).transpose()
     }
 
+    #[tracing::instrument(skip_all, fields(show_id = %show))]
+    async fn fail_undecided(
+        &self,
+        show: ShowId,
+        message: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<BookingRequest>, StoreError> {
+        // The rows are locked in request-id order first, the order a batch commit locks them
+        // in, so that this and a decider committing the same requests wait for each other
+        // instead of deadlocking.
+        let rows = sqlx::query_as!(
+            RequestRow,
+            "WITH doomed AS ( \
+                 SELECT request_id FROM booking_requests \
+                 WHERE show_id = $1 AND status IN ('QUEUED', 'PROCESSING') \
+                 ORDER BY request_id FOR UPDATE) \
+             UPDATE booking_requests r \
+             SET status = 'FAILED', processed_at = $3, result_message = $2 \
+             FROM doomed WHERE r.request_id = doomed.request_id \
+               AND r.status IN ('QUEUED', 'PROCESSING') \
+             RETURNING r.seq, r.request_id, r.user_id, r.show_id, r.seat_ids, r.status, \
+                       r.idempotency_key, r.created_at, r.expires_at, r.processed_at, \
+                       r.hold_id, r.hold_expires_at, r.result_message, r.unavailable, \
+                       r.alternatives",
+            show.as_uuid(),
+            message,
+            at
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(codec::store_error)?;
+        let mut failed: Vec<BookingRequest> = codec::decode_all(rows)?;
+        failed.sort_by_key(|r| r.seq);
+        Ok(failed)
+    }
+
     #[tracing::instrument(skip_all)]
     async fn queue_counts(
         &self,

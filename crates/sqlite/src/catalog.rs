@@ -6,8 +6,8 @@ use crate::codec;
 use async_trait::async_trait;
 use booking_core::catalog::EntryWrite;
 use booking_core::ports::{CatalogError, CatalogStore, CatalogWrite, StoreError, Upserted};
-use booking_core::{Movie, MovieId, SeatLayout, Show, ShowId};
-use chrono::NaiveDate;
+use booking_core::{Movie, MovieId, SeatLayout, Show, ShowCancellation, ShowId};
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
 use std::sync::Arc;
@@ -36,7 +36,21 @@ fn decode_show(row: &SqliteRow) -> Result<Show, StoreError> {
         starts_at: codec::get_time(row, "starts_at")?,
         auditorium: codec::get(row, "auditorium")?,
         layout: Arc::new(layout),
+        cancelled: match codec::get_opt_time(row, "cancelled_at")? {
+            Some(at) => Some(ShowCancellation {
+                at,
+                reason: codec::get::<Option<String>>(row, "cancel_reason")?.unwrap_or_default(),
+            }),
+            None => None,
+        },
     })
+}
+
+/// The columns [`decode_show`] reads.
+macro_rules! show_columns {
+    () => {
+        "show_id, movie_id, starts_at, auditorium, layout, cancelled_at, cancel_reason"
+    };
 }
 
 #[async_trait]
@@ -81,11 +95,13 @@ impl CatalogStore for SqliteStore {
             }
             None => (i64::MIN, i64::MAX),
         };
-        let rows = sqlx::query(
-            "SELECT show_id, movie_id, starts_at, auditorium, layout FROM shows \
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            show_columns!(),
+            " FROM shows \
              WHERE movie_id = ?1 AND starts_at >= ?2 AND starts_at < ?3 \
-             ORDER BY starts_at, show_id",
-        )
+             ORDER BY starts_at, show_id"
+        ))
         .bind(movie.to_string())
         .bind(from)
         .bind(until)
@@ -97,10 +113,11 @@ impl CatalogStore for SqliteStore {
 
     #[tracing::instrument(skip_all, fields(show_id = %show))]
     async fn get_show(&self, show: ShowId) -> Result<Option<Show>, StoreError> {
-        let row = sqlx::query(
-            "SELECT show_id, movie_id, starts_at, auditorium, layout FROM shows \
-             WHERE show_id = ?1",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            show_columns!(),
+            " FROM shows WHERE show_id = ?1"
+        ))
         .bind(show.to_string())
         .fetch_optional(self.readers())
         .await
@@ -136,6 +153,41 @@ impl CatalogStore for SqliteStore {
                 .fetch_all(self.readers())
                 .await
                 .map_err(codec::store_error)?;
+        ids.iter().map(|id| codec::parse(id, "show_id")).collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(show_id = %show))]
+    async fn cancel_show(
+        &self,
+        show: ShowId,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Show>, StoreError> {
+        // One statement: the first cancellation wins, a later one changes nothing.
+        let row = sqlx::query(concat!(
+            "UPDATE shows SET cancelled_at = COALESCE(cancelled_at, ?2), \
+                 cancel_reason = CASE WHEN cancelled_at IS NULL THEN ?3 ELSE cancel_reason END \
+             WHERE show_id = ?1 RETURNING ",
+            show_columns!()
+        ))
+        .bind(show.to_string())
+        .bind(codec::millis(at))
+        .bind(reason)
+        .fetch_optional(self.writer())
+        .await
+        .map_err(codec::store_error)?;
+        row.as_ref().map(decode_show).transpose()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn cancelled_shows(&self, since: DateTime<Utc>) -> Result<Vec<ShowId>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT show_id FROM shows WHERE cancelled_at >= ?1 ORDER BY cancelled_at, show_id",
+        )
+        .bind(codec::millis(since))
+        .fetch_all(self.readers())
+        .await
+        .map_err(codec::store_error)?;
         ids.iter().map(|id| codec::parse(id, "show_id")).collect()
     }
 
@@ -205,9 +257,11 @@ async fn upsert_movie(conn: &mut SqliteConnection, movie: &Movie) -> Result<Upse
 }
 
 async fn upsert_show(conn: &mut SqliteConnection, show: &Show) -> Result<Upserted, CatalogError> {
-    let stored = sqlx::query(
-        "SELECT show_id, movie_id, starts_at, auditorium, layout FROM shows WHERE show_id = ?1",
-    )
+    let stored = sqlx::query(concat!(
+        "SELECT ",
+        show_columns!(),
+        " FROM shows WHERE show_id = ?1"
+    ))
     .bind(show.show_id.to_string())
     .fetch_optional(&mut *conn)
     .await
@@ -215,7 +269,7 @@ async fn upsert_show(conn: &mut SqliteConnection, show: &Show) -> Result<Upserte
     .as_ref()
     .map(decode_show)
     .transpose()?;
-    let write = EntryWrite::of_show(stored.as_ref(), show);
+    let write = EntryWrite::of_show(stored.as_ref(), show)?;
     match write {
         EntryWrite::Unchanged => return Ok(Upserted::Unchanged),
         EntryWrite::ReplaceUnlessOnSale => {

@@ -15,7 +15,7 @@ use booking_core::ports::{
 };
 use booking_core::{
     HoldId, HoldStatus, NewOrder, Order, OrderId, OrderStatus, Payment, PaymentId, PaymentKind,
-    PaymentStatus, PaymentToken, SeatStatus, ShowId, UserId, sold_until,
+    PaymentStatus, PaymentToken, SeatStatus, ShowId, UserId, refunded_reason, sold_until,
 };
 use booking_sql::claim_kind;
 use chrono::{DateTime, Utc};
@@ -268,6 +268,23 @@ async fn set_order_status(
     }
     order.seats_until = seats_until;
     order.updated_at = now;
+    Ok(())
+}
+
+/// Records why an order is being cancelled while it keeps its status (a confirmed order waiting
+/// for its refund).
+async fn set_order_reason(
+    conn: &mut SqliteConnection,
+    order: &mut Order,
+    reason: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE orders SET reason = ?2 WHERE order_id = ?1")
+        .bind(order.order_id.to_string())
+        .bind(reason)
+        .execute(&mut *conn)
+        .await
+        .map_err(codec::store_error)?;
+    order.reason = Some(reason.to_owned());
     Ok(())
 }
 
@@ -527,6 +544,23 @@ impl OrderStore for SqliteStore {
         .collect()
     }
 
+    #[tracing::instrument(skip_all, fields(show_id = %show))]
+    async fn open_orders_of_show(&self, show: ShowId) -> Result<Vec<Order>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            order_columns!(),
+            " FROM orders WHERE show_id = ?1 AND status IN ('PAYMENT_PENDING', 'CONFIRMED') \
+             ORDER BY created_at, order_id"
+        ))
+        .bind(show.to_string())
+        .fetch_all(self.readers())
+        .await
+        .map_err(codec::store_error)?
+        .iter()
+        .map(decode_order)
+        .collect()
+    }
+
     async fn payments_of(&self, order: OrderId) -> Result<Vec<Payment>, StoreError> {
         sqlx::query(concat!(
             "SELECT ",
@@ -720,6 +754,7 @@ impl OrderStore for SqliteStore {
         order: OrderId,
         user: &UserId,
         refund: PaymentId,
+        reason: &str,
         now: DateTime<Utc>,
     ) -> Result<CancelStart, OrderError> {
         let mut tx = self.begin_write().await?;
@@ -741,7 +776,7 @@ impl OrderStore for SqliteStore {
                     &mut tx,
                     &mut order,
                     OrderStatus::Cancelled,
-                    Some("cancelled by the buyer"),
+                    Some(reason),
                     now,
                     now,
                 )
@@ -759,6 +794,8 @@ impl OrderStore for SqliteStore {
                 .pop()
                 .ok_or_else(|| StoreError::corrupt("a CONFIRMED order without its charge"))?;
                 let refund = refund_for(&mut tx, &order, charge.payment_id, refund, now).await?;
+                // Why it is being cancelled, kept while the ticket stays valid until the refund.
+                set_order_reason(&mut tx, &mut order, reason).await?;
                 CancelStart::Refund { order, refund }
             }
             other => return Err(OrderError::NotPending(other)),
@@ -798,11 +835,12 @@ impl OrderStore for SqliteStore {
                 && unrefunded_charges(&mut tx, order.order_id).await? == 0
             {
                 free_claims(&mut tx, order.hold_id, claim_kind::SOLD).await?;
+                let reason = refunded_reason(order.reason.as_deref());
                 set_order_status(
                     &mut tx,
                     &mut order,
                     OrderStatus::Cancelled,
-                    Some("cancelled by the buyer; refunded"),
+                    Some(&reason),
                     now,
                     now,
                 )

@@ -180,6 +180,34 @@ impl RequestStore for SqliteStore {
         row.as_ref().map(codec::decode_request).transpose()
     }
 
+    #[tracing::instrument(skip_all, fields(show_id = %show))]
+    async fn fail_undecided(
+        &self,
+        show: ShowId,
+        message: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<BookingRequest>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "UPDATE booking_requests \
+             SET status = 'FAILED', processed_at = ?3, result_message = ?2 \
+             WHERE show_id = ?1 AND status IN ('QUEUED', 'PROCESSING') \
+             RETURNING ",
+            request_columns!()
+        ))
+        .bind(show.to_string())
+        .bind(message)
+        .bind(codec::millis(at))
+        .fetch_all(self.writer())
+        .await
+        .map_err(codec::store_error)?;
+        let mut failed = rows
+            .iter()
+            .map(codec::decode_request)
+            .collect::<Result<Vec<_>, _>>()?;
+        failed.sort_by_key(|r| r.seq);
+        Ok(failed)
+    }
+
     #[tracing::instrument(skip_all)]
     async fn queue_counts(
         &self,

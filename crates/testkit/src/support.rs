@@ -70,6 +70,7 @@ pub async fn create_show<S: CatalogStore>(store: &S, rows: u16, per_row: u16) ->
         starts_at: now() + Duration::days(1),
         auditorium: "Hall 1".to_owned(),
         layout: Arc::new(SeatLayout::rectangular(rows, per_row, 1_200)),
+        cancelled: None,
     };
     store.put_show(&show).await.expect("put_show");
     show

@@ -111,8 +111,28 @@ async fn redrive_show(
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct DiscardBody {
+struct ReasonBody {
     reason: Option<String>,
+}
+
+/// The reason of an operator's action, from a body that is optional: none, or
+/// `{"reason": "..."}`.
+pub(super) fn optional_reason(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Option<String>, ApiError> {
+    let body = body?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    Ok(serde_json::from_slice::<ReasonBody>(&body)
+        .map_err(|e| {
+            if e.is_syntax() || e.is_eof() {
+                ApiError::bad_request("MALFORMED_JSON", "Request body is not valid JSON")
+            } else {
+                ApiError::bad_request("INVALID_REQUEST", e.to_string())
+            }
+        })?
+        .reason)
 }
 
 async fn discard_dead_letter(
@@ -121,21 +141,7 @@ async fn discard_dead_letter(
     Segment(id): Segment,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let body = body?;
-    // The body is optional: none, or `{"reason": "..."}`.
-    let reason = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        serde_json::from_slice::<DiscardBody>(&body)
-            .map_err(|e| {
-                if e.is_syntax() || e.is_eof() {
-                    ApiError::bad_request("MALFORMED_JSON", "Request body is not valid JSON")
-                } else {
-                    ApiError::bad_request("INVALID_REQUEST", e.to_string())
-                }
-            })?
-            .reason
-    };
+    let reason = optional_reason(body)?;
     let request = state
         .service
         .discard_dead_letter(&id, reason.as_deref())

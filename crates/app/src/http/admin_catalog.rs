@@ -34,6 +34,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/admin/movies/{movie_id}", put(put_movie))
         .route("/api/v1/admin/shows", post(create_show))
         .route("/api/v1/admin/shows/{show_id}", put(put_show))
+        .route("/api/v1/admin/shows/{show_id}/cancel", post(cancel_show))
         .route(
             CATALOG_IMPORT_PATH,
             post(import_catalog).layer(DefaultBodyLimit::max(MAX_CATALOG_BYTES)),
@@ -123,6 +124,23 @@ async fn put_show(
         format!("/api/v1/shows/{id}/seatmap"),
         ShowView::from(&show),
     ))
+}
+
+/// Cancels a show (body optional: `{"reason": "..."}`, shown to its buyers) and answers the show
+/// as it is now and what its wind-up ended. Repeatable: a second call keeps the first reason and
+/// finishes what is left.
+async fn cancel_show(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Segment(raw): Segment,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let reason = super::admin::optional_reason(body)?;
+    let (show, wound_up) = state.catalog.cancel_show(&raw, reason.as_deref()).await?;
+    Ok(Json(serde_json::json!({
+        "show": ShowView::from(&show),
+        "woundUp": wound_up,
+    })))
 }
 
 /// A whole catalog file, written all or nothing; answers what it created, changed and found

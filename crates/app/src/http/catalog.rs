@@ -31,6 +31,12 @@ pub(super) struct ShowView {
     auditorium: String,
     total_seats: usize,
     categories: Vec<Category>,
+    /// `SCHEDULED`, or `CANCELLED` (for good: it sells nothing any more).
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancelled_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancellation_reason: Option<String>,
 }
 
 impl From<&Show> for ShowView {
@@ -42,6 +48,13 @@ impl From<&Show> for ShowView {
             auditorium: s.auditorium.clone(),
             total_seats: s.layout.len(),
             categories: s.layout.categories().to_vec(),
+            status: if s.is_cancelled() {
+                "CANCELLED"
+            } else {
+                "SCHEDULED"
+            },
+            cancelled_at: s.cancelled.as_ref().map(|c| c.at),
+            cancellation_reason: s.cancelled.as_ref().map(|c| c.reason.clone()),
         }
     }
 }

@@ -97,9 +97,10 @@ pub enum Decision {
     },
     /// Not decided before its deadline.
     Expired { request_id: RequestId },
-    /// A request that should never have been accepted (unknown or blocked seat, duplicates, no
-    /// seats). Validation at intake prevents these; the engine refuses them anyway because a
-    /// queue message can come from anywhere.
+    /// A request that cannot be granted whatever the seats: one that should never have been
+    /// accepted (unknown or blocked seat, duplicates, no seats; validation at intake prevents
+    /// these, the engine refuses them anyway because a queue message can come from anywhere), or
+    /// one of a show that no longer sells (cancelled, [`BatchOutcome::refuse_all`]).
     Invalid {
         request_id: RequestId,
         reason: String,
@@ -163,6 +164,24 @@ pub struct SeatChange {
 pub struct BatchOutcome {
     pub decisions: Vec<Decision>,
     pub seat_changes: Vec<SeatChange>,
+}
+
+impl BatchOutcome {
+    /// Every request refused with `reason`, no seat touched: the batch of a show that no longer
+    /// sells (cancelled). Committed like any batch, so a request decided elsewhere meanwhile
+    /// keeps its outcome.
+    pub fn refuse_all(requests: &[PendingRequest], reason: &str) -> Self {
+        Self {
+            decisions: requests
+                .iter()
+                .map(|r| Decision::Invalid {
+                    request_id: r.request_id,
+                    reason: reason.to_owned(),
+                })
+                .collect(),
+            seat_changes: Vec::new(),
+        }
+    }
 }
 
 /// The message a rejected request carries.

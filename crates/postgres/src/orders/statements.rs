@@ -230,6 +230,25 @@ pub(super) async fn set_order_status(
     Ok(())
 }
 
+/// Records why an order is being cancelled while it keeps its status (a confirmed order waiting
+/// for its refund).
+pub(super) async fn set_order_reason(
+    conn: &mut PgConnection,
+    order: &mut Order,
+    reason: &str,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "UPDATE orders SET reason = $2 WHERE order_id = $1",
+        order.order_id.as_uuid(),
+        reason
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(codec::store_error)?;
+    order.reason = Some(reason.to_owned());
+    Ok(())
+}
+
 /// Frees the order's seats: deletes the claims of `kind` that still name its hold (one a worker
 /// took over after it ran out names the new hold, and is left alone).
 pub(super) async fn free_claims(

@@ -71,6 +71,7 @@ pub async fn catalog_listing_and_date_filter<S: ContractStore>(store: &S) {
         starts_at,
         auditorium: "Hall 2".into(),
         layout: layout.clone(),
+        cancelled: None,
     };
     let before_midnight = show(at(13, 23, 59, 59, 999));
     let mut morning = show(at(14, 10, 0, 0, 0));
@@ -166,6 +167,7 @@ pub async fn catalog_write_is_all_or_nothing<S: ContractStore>(store: &S) {
         starts_at: Utc.with_ymd_and_hms(2031, 5, 1, hours, 0, 0).unwrap(),
         auditorium: "Hall 4".into(),
         layout: Arc::new(SeatLayout::rectangular(2, 5, 900)),
+        cancelled: None,
     };
     let shows = vec![show_of(&first, 18), show_of(&second, 20)];
     let movies = vec![first.clone(), second.clone()];

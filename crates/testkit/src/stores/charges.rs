@@ -318,7 +318,13 @@ pub async fn declined_charge_fails_the_order_and_frees_its_seats<S: ContractStor
     );
     assert_eq!(
         store
-            .cancel_order(order.order_id, &buyer, PaymentId::new_random(), t3)
+            .cancel_order(
+                order.order_id,
+                &buyer,
+                PaymentId::new_random(),
+                booking_core::CANCELLED_BY_BUYER,
+                t3
+            )
             .await,
         Err(OrderError::NotPending(OrderStatus::Failed))
     );

@@ -22,8 +22,9 @@
 //! `batches` (claiming requests and committing fresh decisions), `conflicts` (batches decided
 //! against stale state), `holds` (expiry by time, release rules), `sweeps` (the global expiry
 //! sweeps), `orders` (converting a hold, the order's seat claims, listing, `expire_orders`),
-//! `charges` (starting and settling charges), `refunds` (cancels, refunds, unsettled payments)
-//! `keys` (idempotency keys) and `catalog` (movies, shows, ping), and all re-exported here. Every runner expands
+//! `charges` (starting and settling charges), `refunds` (cancels, refunds, unsettled payments),
+//! `cancellations` (a cancelled show's mark, queue and open orders), `keys` (idempotency keys)
+//! and `catalog` (movies, shows, ping), and all re-exported here. Every runner expands
 //! the one list of case names in `__with_cases!` below, so a new case goes in its topic's file,
 //! in that `pub use`, and in that list.
 //!
@@ -34,6 +35,7 @@
 //! past, each on a time range no other case touches (500, 400, 320, 300 and 200 days back).
 
 mod batches;
+mod cancellations;
 mod catalog;
 mod charges;
 mod conflicts;
@@ -47,6 +49,10 @@ mod sweeps;
 pub use batches::{
     begin_processing_skips_decided, commit_batch_records_every_outcome,
     grant_releases_previous_hold, one_batch_builds_on_its_own_grants_and_releases,
+};
+pub use cancellations::{
+    a_show_is_cancelled_once_and_for_good, fail_undecided_ends_a_shows_queue,
+    open_orders_are_listed_and_cancelled_with_their_reason,
 };
 pub use catalog::{
     a_show_on_sale_keeps_what_is_on_sale, catalog_listing_and_date_filter,
@@ -181,6 +187,9 @@ macro_rules! __with_cases {
             a_failed_or_abandoned_use_is_claimed_again_under_its_id,
             keys_are_kept_for_their_time_only,
             ping_answers,
+            a_show_is_cancelled_once_and_for_good,
+            fail_undecided_ends_a_shows_queue,
+            open_orders_are_listed_and_cancelled_with_their_reason,
         }
     };
 }

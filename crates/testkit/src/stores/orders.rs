@@ -494,6 +494,7 @@ pub async fn expire_orders_sweeps_overdue<S: ContractStore>(store: &S) {
             cancelled.order_id,
             &quitter,
             PaymentId::new_random(),
+            booking_core::CANCELLED_BY_BUYER,
             e + minute,
         )
         .await

@@ -10,8 +10,8 @@ use super::ContractStore;
 use crate::support::*;
 use booking_core::ports::{CancelStart, ChargeResult, OrderError};
 use booking_core::{
-    OrderStatus, Payment, PaymentId, PaymentKind, PaymentStatus, SeatStatus, new_ticket_code,
-    sold_until,
+    Order, OrderStatus, Payment, PaymentId, PaymentKind, PaymentStatus, SeatStatus,
+    new_ticket_code, sold_until,
 };
 use chrono::Duration;
 
@@ -31,6 +31,7 @@ pub async fn cancel_unpaid_order<S: ContractStore>(store: &S) {
                 order.order_id,
                 &fresh_user("stranger"),
                 PaymentId::new_random(),
+                booking_core::CANCELLED_BY_BUYER,
                 t1
             )
             .await,
@@ -38,7 +39,13 @@ pub async fn cancel_unpaid_order<S: ContractStore>(store: &S) {
     );
     assert_eq!(taken(store, &show, t1).await, held(&["A1"]));
     let start = store
-        .cancel_order(order.order_id, &buyer, PaymentId::new_random(), t1)
+        .cancel_order(
+            order.order_id,
+            &buyer,
+            PaymentId::new_random(),
+            booking_core::CANCELLED_BY_BUYER,
+            t1,
+        )
         .await
         .expect("cancel_order");
     let CancelStart::Cancelled(cancelled) = start else {
@@ -57,7 +64,13 @@ pub async fn cancel_unpaid_order<S: ContractStore>(store: &S) {
     let t2 = t1 + Duration::seconds(1);
     assert_eq!(
         store
-            .cancel_order(order.order_id, &buyer, PaymentId::new_random(), t2)
+            .cancel_order(
+                order.order_id,
+                &buyer,
+                PaymentId::new_random(),
+                booking_core::CANCELLED_BY_BUYER,
+                t2
+            )
             .await,
         Err(OrderError::NotPending(OrderStatus::Cancelled))
     );
@@ -73,7 +86,13 @@ pub async fn cancel_unpaid_order<S: ContractStore>(store: &S) {
     let before = store.get_order(paying.order_id).await.unwrap();
     assert_eq!(
         store
-            .cancel_order(paying.order_id, &payer, PaymentId::new_random(), t2)
+            .cancel_order(
+                paying.order_id,
+                &payer,
+                PaymentId::new_random(),
+                booking_core::CANCELLED_BY_BUYER,
+                t2
+            )
             .await,
         Err(OrderError::PaymentInProgress)
     );
@@ -99,7 +118,13 @@ pub async fn cancel_unpaid_order<S: ContractStore>(store: &S) {
         .expect("finish_charge");
     let t3 = t2 + Duration::seconds(1);
     let start = store
-        .cancel_order(paying.order_id, &payer, PaymentId::new_random(), t3)
+        .cancel_order(
+            paying.order_id,
+            &payer,
+            PaymentId::new_random(),
+            booking_core::CANCELLED_BY_BUYER,
+            t3,
+        )
         .await
         .expect("cancel_order");
     assert!(
@@ -124,7 +149,13 @@ pub async fn cancel_paid_order_refunds_before_freeing_seats<S: ContractStore>(st
     let t1 = t + Duration::seconds(5);
     let refund_id = PaymentId::new_random();
     let start = store
-        .cancel_order(order.order_id, &buyer, refund_id, t1)
+        .cancel_order(
+            order.order_id,
+            &buyer,
+            refund_id,
+            booking_core::CANCELLED_BY_BUYER,
+            t1,
+        )
         .await
         .expect("cancel_order");
     let CancelStart::Refund {
@@ -134,7 +165,14 @@ pub async fn cancel_paid_order_refunds_before_freeing_seats<S: ContractStore>(st
     else {
         panic!("a paid order is refunded first: {start:?}");
     };
-    assert_eq!(still, confirmed, "the order stays CONFIRMED until refunded");
+    let cancelling = Order {
+        reason: Some(booking_core::CANCELLED_BY_BUYER.to_owned()),
+        ..confirmed.clone()
+    };
+    assert_eq!(
+        still, cancelling,
+        "the order stays CONFIRMED until refunded, and says why it is being cancelled"
+    );
     assert_eq!(refund.payment_id, refund_id);
     assert_eq!(refund.order_id, order.order_id);
     assert_eq!(refund.kind, PaymentKind::Refund);
@@ -146,7 +184,7 @@ pub async fn cancel_paid_order_refunds_before_freeing_seats<S: ContractStore>(st
     );
     assert_eq!(
         store.get_order(order.order_id).await.unwrap(),
-        Some(confirmed.clone())
+        Some(cancelling.clone())
     );
     assert_eq!(taken(store, &show, t1).await, booked(&["A1", "A2"]));
     assert_eq!(
@@ -162,13 +200,19 @@ pub async fn cancel_paid_order_refunds_before_freeing_seats<S: ContractStore>(st
 
     let t2 = t1 + Duration::seconds(1);
     let second = store
-        .cancel_order(order.order_id, &buyer, PaymentId::new_random(), t2)
+        .cancel_order(
+            order.order_id,
+            &buyer,
+            PaymentId::new_random(),
+            booking_core::CANCELLED_BY_BUYER,
+            t2,
+        )
         .await
         .expect("cancel_order again");
     assert_eq!(
         second,
         CancelStart::Refund {
-            order: confirmed.clone(),
+            order: cancelling.clone(),
             refund: refund.clone()
         },
         "the refund already pending, not a second one"
@@ -179,6 +223,7 @@ pub async fn cancel_paid_order_refunds_before_freeing_seats<S: ContractStore>(st
                 order.order_id,
                 &fresh_user("stranger"),
                 PaymentId::new_random(),
+                booking_core::CANCELLED_BY_BUYER,
                 t2
             )
             .await,
@@ -228,7 +273,13 @@ pub async fn cancel_paid_order_refunds_before_freeing_seats<S: ContractStore>(st
     let t4 = t3 + Duration::seconds(1);
     assert_eq!(
         store
-            .cancel_order(order.order_id, &buyer, PaymentId::new_random(), t4)
+            .cancel_order(
+                order.order_id,
+                &buyer,
+                PaymentId::new_random(),
+                booking_core::CANCELLED_BY_BUYER,
+                t4
+            )
             .await,
         Err(OrderError::NotPending(OrderStatus::Cancelled))
     );
@@ -260,6 +311,7 @@ pub async fn unsettled_payments_lists_old_pending_calls<S: ContractStore>(store:
             refunded.order_id,
             &refunder,
             PaymentId::new_random(),
+            booking_core::CANCELLED_BY_BUYER,
             e + minute * 3,
         )
         .await
