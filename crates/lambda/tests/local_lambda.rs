@@ -117,7 +117,169 @@ async fn the_functions_work_end_to_end_under_the_lambda_runtime() {
     a_batch_of_several_shows_is_decided_show_by_show_in_order(&stack).await;
     a_paused_show_keeps_its_messages_queued_in_order(&stack).await;
     direct_mode_decides_in_the_api_function_beside_the_queue(&stack).await;
+    an_operator_runs_a_show_through_the_api_function(&stack).await;
     every_sample_event_is_handled(&stack).await;
+}
+
+/// The operator's side through the deployed functions: a movie and a show made over the admin
+/// API, its queue listed, two requests set aside as dead letters (as the worker does after
+/// `MAX_ATTEMPTS` failed deliveries) then one redriven through SQS and decided by the worker and
+/// the other discarded, the show cancelled (its hold released, new requests refused), and the
+/// expirer reporting nothing left to wind up.
+async fn an_operator_runs_a_show_through_the_api_function(stack: &Stack) {
+    let admin = token("ops", true);
+    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let mut request = stack
+            .http
+            .request(method, stack.api_url(&path))
+            .bearer_auth(&admin);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.expect("through the function URL");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let post = reqwest::Method::POST;
+    let (status, movie) = call(
+        post.clone(),
+        "/api/v1/admin/movies".into(),
+        Some(json!({
+            "title": "Operator's Cut", "durationMinutes": 95, "language": "en",
+            "genres": ["Drama"], "rating": "PG"
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{movie}");
+    let (status, show) = call(
+        post.clone(),
+        "/api/v1/admin/shows".into(),
+        Some(json!({
+            "movieId": movie["movieId"],
+            "startsAt": (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339(),
+            "auditorium": "Screen 9",
+            "layout": {
+                "categories": [{ "code": "STD", "name": "Standard", "priceCents": 800, "currency": "EUR" }],
+                "rows": [{ "row": "A", "seats": 6, "category": "STD" }],
+                "blocked": ["A6"]
+            }
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{show}");
+    let show_id: ShowId = show["showId"].as_str().unwrap().parse().unwrap();
+    let (status, queues) = call(reqwest::Method::GET, "/api/v1/admin/queues".into(), None).await;
+    assert_eq!(status, 200, "{queues}");
+    assert!(
+        queues["shows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q["showId"] == show["showId"] && q["waiting"] == 0),
+        "a new show is listed before its first request: {queues}"
+    );
+
+    let first = post_hold_for(stack, show_id, "quinn", &["A1"]).await;
+    let second = post_hold_for(stack, show_id, "rosa", &["A2"]).await;
+    let (_, handles) = stack.receive_batch(&stack.resources.queue_url).await;
+    assert_eq!(handles.len(), 2);
+    for request in [first, second] {
+        assert!(
+            stack
+                .store
+                .dead_letter_request(request, "undecidable", 5, now())
+                .await
+                .unwrap()
+        );
+    }
+    for handle in handles.values() {
+        stack
+            .sqs()
+            .delete_message()
+            .queue_url(&stack.resources.queue_url)
+            .receipt_handle(handle)
+            .send()
+            .await
+            .unwrap();
+    }
+    let (status, letters) = call(
+        reqwest::Method::GET,
+        format!("/api/v1/admin/dead-letters?showId={show_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{letters}");
+    let listed: Vec<_> = letters["deadLetters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a list: {letters}"))
+        .iter()
+        .map(|d| (d["requestId"].clone(), d["attempts"].clone()))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            (json!(first.to_string()), json!(5)),
+            (json!(second.to_string()), json!(5))
+        ]
+    );
+    let (status, redriven) = call(
+        post.clone(),
+        format!("/api/v1/admin/dead-letters/{first}/redrive"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{redriven}");
+    // Sent again although its first message is still inside SQS's deduplication window.
+    let (batch, handles) = stack.receive_batch(&stack.resources.queue_url).await;
+    assert_eq!(handles.len(), 1, "{batch}");
+    assert!(stack.deliver_to_worker(&batch, &handles).await.is_empty());
+    let decided = stack.store.get_request(first).await.unwrap().unwrap();
+    assert_eq!(decided.status, RequestStatus::Success);
+    let (status, discarded) = call(
+        post.clone(),
+        format!("/api/v1/admin/dead-letters/{second}/discard"),
+        Some(json!({ "reason": "duplicate order" })),
+    )
+    .await;
+    assert_eq!(
+        (status, discarded["status"].as_str()),
+        (200, Some("FAILED")),
+        "{discarded}"
+    );
+
+    let (status, cancelled) = call(
+        post.clone(),
+        format!("/api/v1/admin/shows/{show_id}/cancel"),
+        Some(json!({ "reason": "Screen 9 flooded" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["show"]["status"], "CANCELLED");
+    assert_eq!(cancelled["woundUp"]["holdsReleased"], 1, "{cancelled}");
+    let refused = stack
+        .http
+        .post(stack.api_url("/api/v1/holds"))
+        .bearer_auth(token("quinn", false))
+        .json(&json!({ "showId": show_id, "seatIds": ["A3"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 409);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "SHOW_CANCELLED", "{body}");
+    let swept = stack
+        .invoke("expirer", &load_event("expirer/schedule.json"))
+        .await;
+    assert_eq!(
+        swept["woundUp"],
+        json!({
+            "requestsFailed": 0, "holdsReleased": 0, "ordersCancelled": 0,
+            "ordersRefunded": 0, "ordersUnfinished": 0
+        }),
+        "{swept}"
+    );
 }
 
 /// `QUEUE_BASED_BOOKING=false`: the api function decides a hold at once (201 with the hold, 409
