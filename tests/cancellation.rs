@@ -261,6 +261,31 @@ async fn a_cancelled_show_ends_everything_it_had_and_refunds_every_payment(backe
         (409, Some("SHOW_CANCELLED")),
         "{refused}"
     );
+    // An order that is over answers as it always does.
+    let (status, refused) = pay(
+        &c,
+        &server,
+        &bob,
+        bob_order["orderId"].as_str().unwrap(),
+        "tok_visa",
+    )
+    .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (409, Some("ORDER_NOT_PENDING")),
+        "{refused}"
+    );
+    let (_, map) = get(
+        &c,
+        &server,
+        &format!("/api/v1/shows/{STUDIO}/seatmap"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (map["status"].as_str(), map["cancellationReason"].as_str()),
+        (Some("CANCELLED"), Some(REASON))
+    );
     // Nor any change to it.
     let (status, refused) = put(
         &c,

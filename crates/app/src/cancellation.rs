@@ -28,7 +28,7 @@ use crate::service::update_mirror;
 use booking_core::engine::SeatChange;
 use booking_core::ports::{ReleaseError, StoreError};
 use booking_core::protocol::ServerMessage;
-use booking_core::{Chain, OrderStatus, SeatStatus, Show, ShowId, UserId};
+use booking_core::{Chain, OrderStatus, SeatStatus, Show, UserId};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -73,24 +73,6 @@ pub struct Cancellations {
 impl Cancellations {
     pub fn new(ports: Ports, orders: Arc<OrderService>) -> Self {
         Self { ports, orders }
-    }
-
-    /// Marks the show cancelled (or finds it cancelled before: its first reason stands) and
-    /// winds it up. A wind-up cut short (a store failing) is finished by the sweeper, or by
-    /// cancelling again.
-    #[tracing::instrument(skip_all, fields(show_id = %show))]
-    pub async fn cancel(&self, show: ShowId, reason: &str) -> Result<(Show, WindUp), BookingError> {
-        let now = self.ports.clock.now();
-        let show = self
-            .ports
-            .catalog
-            .cancel_show(show, reason, now)
-            .await?
-            .ok_or(BookingError::ShowNotFound)?;
-        tracing::warn!(reason, "show cancelled; winding it up");
-        let wound_up = self.wind_up(&show).await?;
-        tracing::info!(?wound_up, "show wound up");
-        Ok((show, wound_up))
     }
 
     /// Ends what a cancelled show still has open (see the module docs); nothing for a show that

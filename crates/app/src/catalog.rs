@@ -391,10 +391,19 @@ impl CatalogAdmin {
     ) -> Result<(Show, WindUp), BookingError> {
         let show_id: ShowId = raw_show.parse().map_err(|_| BookingError::ShowNotFound)?;
         let reason = operator_reason(reason)?.unwrap_or_default();
-        let cancelled = self.cancellations.cancel(show_id, &reason).await;
-        // Whatever the wind-up did, the mark may have been written: read the show again.
+        let show = self
+            .ports
+            .catalog
+            .cancel_show(show_id, &reason, self.ports.clock.now())
+            .await?
+            .ok_or(BookingError::ShowNotFound)?;
+        // This process's intake refuses the show from now on; others within SHOW_CACHE_TTL, and
+        // what they accept meanwhile its deciders refuse.
         self.booking.forget_show(show_id);
-        cancelled
+        tracing::warn!(show_id = %show_id, reason, "show cancelled; winding it up");
+        let wound_up = self.cancellations.wind_up(&show).await?;
+        tracing::info!(show_id = %show_id, ?wound_up, "show wound up");
+        Ok((show, wound_up))
     }
 
     /// Writes a checked catalog file in one transaction. Shows this process has cached are read
@@ -455,7 +464,9 @@ impl CatalogAdmin {
         )
         .map_err(invalid)?;
         let written = self.write_one(vec![], vec![show.clone()]).await?;
-        Ok((show, written.shows_created > 0))
+        // As stored: an unchanged write of a cancelled show answers it cancelled.
+        let stored = self.ports.catalog.get_show(show_id).await?.unwrap_or(show);
+        Ok((stored, written.shows_created > 0))
     }
 
     async fn write_one(

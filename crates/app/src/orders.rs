@@ -210,15 +210,17 @@ impl OrderService {
         let token: PaymentToken = raw_token
             .parse()
             .map_err(|_| BookingError::InvalidPaymentToken)?;
-        // No new charge for a cancelled show (its orders are being cancelled). A charge that
-        // slips past this check while the show is cancelled is refunded by the show's wind-up.
+        let now = self.now();
+        // No new charge for an order of a cancelled show (it is being cancelled); an order that
+        // is over answers as it would anyway. A charge that slips past this check while the show
+        // is being cancelled is refunded by the show's wind-up.
         if let Some(order) = self.ports.orders.get_order(id).await?
             && &order.user_id == user
+            && order.status_at(now) == OrderStatus::PaymentPending
             && self.show_is_cancelled(order.show_id).await?
         {
             return Err(BookingError::ShowCancelled(order.show_id));
         }
-        let now = self.now();
         let payment_id = derived(key_use, CHARGE_ID_MASK)
             .map_or_else(PaymentId::new_random, PaymentId::from_uuid);
         let started = self

@@ -78,7 +78,6 @@ impl PaymentStatus {
     }
 }
 
-/// How long a sold seat's claim lasts: for ever, in any store's range of instants.
 /// Why an order its buyer cancelled ended CANCELLED.
 pub const CANCELLED_BY_BUYER: &str = "cancelled by the buyer";
 
@@ -87,6 +86,7 @@ pub fn refunded_reason(cancel_reason: Option<&str>) -> String {
     format!("{}; refunded", cancel_reason.unwrap_or(CANCELLED_BY_BUYER))
 }
 
+/// How long a sold seat's claim lasts: for ever, in any store's range of instants.
 pub fn sold_until() -> DateTime<Utc> {
     // 9999-12-31T23:59:59Z: within every store's range (SQLite milliseconds, PostgreSQL
     // TIMESTAMPTZ) and every mirror's (Redis expiry times are milliseconds).

@@ -272,19 +272,20 @@ async fn set_order_status(
 }
 
 /// Records why an order is being cancelled while it keeps its status (a confirmed order waiting
-/// for its refund).
+/// for its refund), unless it already says why: the first cancel's reason stands (the show's
+/// cancellation, or its buyer's), as its refund does.
 async fn set_order_reason(
     conn: &mut SqliteConnection,
     order: &mut Order,
     reason: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE orders SET reason = ?2 WHERE order_id = ?1")
+    sqlx::query("UPDATE orders SET reason = COALESCE(reason, ?2) WHERE order_id = ?1")
         .bind(order.order_id.to_string())
         .bind(reason)
         .execute(&mut *conn)
         .await
         .map_err(codec::store_error)?;
-    order.reason = Some(reason.to_owned());
+    order.reason.get_or_insert_with(|| reason.to_owned());
     Ok(())
 }
 

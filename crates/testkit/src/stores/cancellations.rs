@@ -294,6 +294,27 @@ pub async fn open_orders_are_listed_and_cancelled_with_their_reason<S: ContractS
     };
     assert_eq!(order.status, OrderStatus::Confirmed);
     assert_eq!(order.reason.as_deref(), Some(reason.as_str()));
+    // Its buyer cancelling too (the refund still pending) changes neither refund nor reason.
+    let CancelStart::Refund {
+        order: again,
+        refund: same,
+    } = store
+        .cancel_order(
+            paid.order_id,
+            &paid.user_id,
+            PaymentId::new_random(),
+            CANCELLED_BY_BUYER,
+            t3,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("still waiting for its refund");
+    };
+    assert_eq!(
+        (again.reason.as_deref(), &same),
+        (Some(reason.as_str()), &refund)
+    );
     assert_eq!(
         store
             .get_order(paid.order_id)
