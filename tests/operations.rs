@@ -12,8 +12,53 @@ use support::*;
 
 on_every_backend!(
     a_pause_and_the_queue_statistics_survive_a_restart,
-    a_pause_holds_in_direct_mode_too
+    a_pause_holds_in_direct_mode_too,
+    direct_mode_decides_requests_waiting_from_before_first
 );
+
+/// With `QUEUE_BASED_BOOKING=false`, a request that was already waiting for the show (accepted in
+/// queue mode before a switch-over, its message still on its way to a worker) is decided before
+/// one that arrives later for the same seat: the later one is refused, not the earlier.
+async fn direct_mode_decides_requests_waiting_from_before_first(backend: Backend) {
+    let mut options = TestAppOptions::on(backend);
+    options.config.queue_based = false;
+    let server = TestApp::start_with(options).await;
+    let c = client();
+    let now = booking_core::Clock::now(server.clock.as_ref());
+    let early: booking_core::UserId = "early-fan".parse().unwrap();
+    let waiting = match server
+        .requests()
+        .insert_request(booking_core::NewBookingRequest {
+            request_id: booking_core::RequestId::new_random(),
+            user_id: early.clone(),
+            show_id: STUDIO.parse().unwrap(),
+            seat_ids: vec!["B3".parse().unwrap()],
+            idempotency_key: None,
+            created_at: now,
+            expires_at: now + chrono::Duration::minutes(2),
+        })
+        .await
+        .unwrap()
+    {
+        booking_core::ports::Inserted::New(request) => request,
+        other => panic!("a new request: {other:?}"),
+    };
+
+    let (status, refused) = hold(&c, &server, &token("late-fan"), STUDIO, &["B3"]).await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (409, Some("SEATS_UNAVAILABLE")),
+        "the seat went to the request that was waiting: {refused}"
+    );
+    let decided = server
+        .requests()
+        .get_request(waiting.request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(decided.status, booking_core::RequestStatus::Success);
+    assert_eq!(seat_status(&c, &server, STUDIO).await["B3"], "HELD");
+}
 
 /// With `QUEUE_BASED_BOOKING=false` a paused show decides nothing either: its requests are
 /// queued (202) and decided once it resumes.

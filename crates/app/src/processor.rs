@@ -74,6 +74,24 @@ pub struct BatchProcessor {
     hold_ttl: Duration,
 }
 
+/// What a direct-mode arrival came to ([`BatchProcessor::process_arrival`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arrival {
+    /// Decided, with the show's requests that waited from before it.
+    Decided(BatchReport),
+    /// Too many of the show's requests wait from before it: nothing was decided.
+    Backlogged,
+}
+
+/// Whether a batch re-sends the stored outcome of requests someone else decided: yes for
+/// deliveries from a queue (a duplicate's owner may have missed the first push), no for a
+/// direct-mode arrival (whoever decided them told their owners).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    Duplicates,
+    Nothing,
+}
+
 /// How many times a batch is re-decided after losing a seat race before giving up for now.
 const MAX_CONFLICT_RETRIES: usize = 5;
 
@@ -97,7 +115,45 @@ impl BatchProcessor {
             Some(locks) => Some(locks.lock(show).await?),
             None => None,
         };
-        let processed = self.process_locked(show, batch).await;
+        let processed = self.process_locked(show, batch, Resend::Duplicates).await;
+        if let Some(decider) = decider {
+            decider.release().await;
+        }
+        processed
+    }
+
+    /// Decides a request the moment it arrives (direct mode): under the show's lock, together
+    /// with the show's requests still waiting from before it (read under the lock, so nobody
+    /// else is deciding them), in arrival order, so that it never overtakes them. Behind more
+    /// than `backlog_limit` of them it is not decided here ([`Arrival::Backlogged`]): it belongs
+    /// in the queue behind them. A request of the batch decided meanwhile by someone else (its
+    /// own arrival, a lane) was told by them, and is not told again.
+    #[tracing::instrument(skip_all, fields(show_id = %request.show_id, request_id = %request.request_id))]
+    pub async fn process_arrival(
+        &self,
+        request: &BookingRequest,
+        backlog_limit: u32,
+    ) -> Result<Arrival, ProcessError> {
+        let show = request.show_id;
+        let decider = match &self.ports.show_locks {
+            Some(locks) => Some(locks.lock(show).await?),
+            None => None,
+        };
+        let processed = async {
+            let mut batch = self
+                .ports
+                .requests
+                .undecided_before(show, request.seq, backlog_limit.saturating_add(1))
+                .await?;
+            if batch.len() > backlog_limit as usize {
+                return Ok(Arrival::Backlogged);
+            }
+            batch.push(request.clone());
+            self.process_locked(show, &batch, Resend::Nothing)
+                .await
+                .map(Arrival::Decided)
+        }
+        .await;
         if let Some(decider) = decider {
             decider.release().await;
         }
@@ -108,6 +164,7 @@ impl BatchProcessor {
         &self,
         show: ShowId,
         batch: &[BookingRequest],
+        resend: Resend,
     ) -> Result<BatchReport, ProcessError> {
         // Read fresh under the show's lock: a show cancelled a moment ago grants nothing more.
         let stored = self
@@ -145,12 +202,12 @@ impl BatchProcessor {
             if attempt == 0 {
                 report.duplicates = batch.len() - pending.len();
             }
-            self.resend_stored(
-                batch.iter().filter(|r| {
+            if resend == Resend::Duplicates {
+                self.resend_stored(batch.iter().filter(|r| {
                     claimed.contains(&r.request_id) && !undecided.contains(&r.request_id)
-                }),
-            )
-            .await?;
+                }))
+                .await?;
+            }
             claimed.clone_from(&undecided);
             if pending.is_empty() {
                 return Ok(report);
@@ -201,7 +258,7 @@ impl BatchProcessor {
                         .filter(|(_, r)| r.status == RequestStatus::Success)
                         .count();
                     self.ports.notifier.booking_results(&results).await;
-                    if written.len() < outcome.decisions.len() {
+                    if written.len() < outcome.decisions.len() && resend == Resend::Duplicates {
                         tracing::info!(
                             skipped = outcome.decisions.len() - written.len(),
                             "requests decided concurrently elsewhere; re-sending their outcomes"

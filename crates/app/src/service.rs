@@ -7,7 +7,7 @@
 use crate::app::Ports;
 use crate::config::BookingConfig;
 use crate::error::BookingError;
-use crate::processor::BatchProcessor;
+use crate::processor::{Arrival, BatchProcessor};
 use booking_core::Chain;
 use booking_core::engine::SeatChange;
 use booking_core::ports::{
@@ -64,6 +64,11 @@ pub struct BookingService {
     /// the stored layout by the engine.
     shows: RwLock<HashMap<ShowId, (Show, Instant)>>,
 }
+
+/// Most requests of a show waiting from before that a request decided as it arrives decides first
+/// (in direct mode), in one batch with it (the lanes' largest batch, with it); behind more, it
+/// queues up behind them instead.
+const DIRECT_BACKLOG: u32 = 511;
 
 /// What a discarded dead letter's owner is told when the operator gave no reason.
 const DISCARDED_MESSAGE: &str = "The request could not be processed and was withdrawn";
@@ -283,7 +288,7 @@ impl BookingService {
     /// any other: the client hears 202, as in queue mode, and nothing is lost.
     async fn decide_now(
         &self,
-        processor: &BatchProcessor,
+        processor: &Arc<BatchProcessor>,
         inserted: Inserted,
     ) -> Result<Accepted, BookingError> {
         let (request, created) = match inserted {
@@ -299,24 +304,27 @@ impl BookingService {
         }
         // A paused show decides nothing, in either mode: its requests wait in the queue.
         if self.ports.catalog.is_paused(request.show_id).await? {
-            let ticket = self.queue.enqueue(&request).await?;
-            return Ok(Accepted {
-                request,
-                ticket: Some(ticket),
-                created,
-            });
+            return self.queue_instead(request, created).await;
         }
-        if let Err(e) = processor
-            .process(request.show_id, std::slice::from_ref(&request))
-            .await
-        {
-            tracing::warn!(request_id = %request.request_id, error = %Chain(&e), "not decided at once; queued instead");
-            let ticket = self.queue.enqueue(&request).await?;
-            return Ok(Accepted {
-                request,
-                ticket: Some(ticket),
-                created,
-            });
+        // Arrival order holds across modes: requests of the show still waiting from before (a
+        // pause just lifted, a switch-over from queue mode, a decision that failed, concurrent
+        // arrivals) are decided first, in the same batch; behind a long backlog this one queues up
+        // instead. Decided in a task of its own, so that a client going away mid-way (which drops
+        // this call) cannot leave the batch taken but undecided.
+        let deciding = {
+            let (processor, request) = (processor.clone(), request.clone());
+            tokio::spawn(async move { processor.process_arrival(&request, DIRECT_BACKLOG).await })
+        };
+        let decided = deciding.await.map_err(|e| {
+            BookingError::Inconsistent(format!("the decision of a hold request panicked: {e}"))
+        })?;
+        match decided {
+            Ok(Arrival::Decided(_)) => {}
+            Ok(Arrival::Backlogged) => return self.queue_instead(request, created).await,
+            Err(e) => {
+                tracing::warn!(request_id = %request.request_id, error = %Chain(&e), "not decided at once; queued instead");
+                return self.queue_instead(request, created).await;
+            }
         }
         let decided = self
             .ports
@@ -327,6 +335,20 @@ impl BookingService {
         Ok(Accepted {
             request: decided,
             ticket: None,
+            created,
+        })
+    }
+
+    /// Direct mode's fallback: the request waits in the queue like any other (202).
+    async fn queue_instead(
+        &self,
+        request: BookingRequest,
+        created: bool,
+    ) -> Result<Accepted, BookingError> {
+        let ticket = self.queue.enqueue(&request).await?;
+        Ok(Accepted {
+            request,
+            ticket: Some(ticket),
             created,
         })
     }

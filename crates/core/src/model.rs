@@ -191,6 +191,13 @@ pub struct BookingRequest {
     pub outcome: Option<RequestOutcome>,
 }
 
+/// How long past its deadline a request may stay PROCESSING before the sweep ends it EXPIRED:
+/// long enough that no decider still at work on it is overtaken (a decision takes milliseconds;
+/// its commit would find the request decided and decide again anyway), short enough that a
+/// request whose decider was cut off (a crash, a timeout, a cancelled call) does not stay
+/// undecided for ever.
+pub const PROCESSING_GRACE: chrono::Duration = chrono::Duration::minutes(5);
+
 /// The message of a request that was not decided before its deadline; one text for every adapter.
 pub const REQUEST_EXPIRED_MESSAGE: &str = "Request expired before it could be processed";
 

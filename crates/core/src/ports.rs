@@ -225,7 +225,17 @@ pub trait RequestStore: Send + Sync + 'static {
         message: &str,
         at: DateTime<Utc>,
     ) -> Result<Vec<BookingRequest>, StoreError>;
-    /// Marks QUEUED requests past their deadline EXPIRED and returns them.
+    /// The show's undecided requests (QUEUED or PROCESSING, not dead letters) that arrived before
+    /// `seq`, in arrival order, at most `limit`: what a request decided as it arrives must be
+    /// decided after.
+    async fn undecided_before(
+        &self,
+        show: ShowId,
+        seq: i64,
+        limit: u32,
+    ) -> Result<Vec<BookingRequest>, StoreError>;
+    /// Marks QUEUED requests past their deadline, and PROCESSING ones past it by
+    /// [`crate::model::PROCESSING_GRACE`] (their decider was cut off), EXPIRED and returns them.
     async fn expire_overdue_requests(
         &self,
         now: DateTime<Utc>,

@@ -62,6 +62,14 @@ impl RequestStore for OutageAt {
     ) -> Result<Vec<BookingRequest>, StoreError> {
         self.inner.expire_overdue_requests(now).await
     }
+    async fn undecided_before(
+        &self,
+        show: ShowId,
+        seq: i64,
+        limit: u32,
+    ) -> Result<Vec<BookingRequest>, StoreError> {
+        self.inner.undecided_before(show, seq, limit).await
+    }
     async fn fail_undecided(
         &self,
         show: ShowId,

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use booking_core::ports::{
     DeadLetteredRequest, Inserted, Purged, RequestStore, ShowQueueCounts, StoreError,
 };
-use booking_core::{BookingRequest, NewBookingRequest, RequestId, ShowId};
+use booking_core::{BookingRequest, NewBookingRequest, PROCESSING_GRACE, RequestId, ShowId};
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 use uuid::Uuid;
@@ -214,6 +214,32 @@ impl RequestStore for PgStore {
         row.map(BookingRequest::try_from).transpose()
     }
 
+    #[tracing::instrument(skip_all, fields(show_id = %show, seq))]
+    async fn undecided_before(
+        &self,
+        show: ShowId,
+        seq: i64,
+        limit: u32,
+    ) -> Result<Vec<BookingRequest>, StoreError> {
+        let rows = sqlx::query_as!(
+            RequestRow,
+            "SELECT seq, request_id, user_id, show_id, seat_ids, status, idempotency_key, \
+                    created_at, expires_at, processed_at, hold_id, hold_expires_at, \
+                    result_message, unavailable, alternatives \
+             FROM booking_requests \
+             WHERE show_id = $1 AND status IN ('QUEUED', 'PROCESSING') \
+               AND dead_lettered_at IS NULL AND seq < $2 \
+             ORDER BY seq LIMIT $3",
+            show.as_uuid(),
+            seq,
+            i64::from(limit)
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(codec::store_error)?;
+        codec::decode_all(rows)
+    }
+
     #[tracing::instrument(skip_all, fields(show_id = %show))]
     async fn fail_undecided(
         &self,
@@ -356,12 +382,14 @@ impl RequestStore for PgStore {
             RequestRow,
             "UPDATE booking_requests \
              SET status = 'EXPIRED', processed_at = $1, result_message = $2 \
-             WHERE status = 'QUEUED' AND expires_at <= $1 \
+             WHERE (status = 'QUEUED' AND expires_at <= $1) \
+                OR (status = 'PROCESSING' AND expires_at <= $3) \
              RETURNING seq, request_id, user_id, show_id, seat_ids, status, idempotency_key, \
                        created_at, expires_at, processed_at, hold_id, hold_expires_at, \
                        result_message, unavailable, alternatives",
             now,
-            EXPIRED_MESSAGE
+            EXPIRED_MESSAGE,
+            now - PROCESSING_GRACE
         )
         .fetch_all(self.pool())
         .await

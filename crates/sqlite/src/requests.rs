@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use booking_core::ports::{
     DeadLetteredRequest, Inserted, Purged, RequestStore, ShowQueueCounts, StoreError,
 };
-use booking_core::{BookingRequest, NewBookingRequest, RequestId, ShowId};
+use booking_core::{BookingRequest, NewBookingRequest, PROCESSING_GRACE, RequestId, ShowId};
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 
@@ -180,6 +180,32 @@ impl RequestStore for SqliteStore {
         row.as_ref().map(codec::decode_request).transpose()
     }
 
+    #[tracing::instrument(skip_all, fields(show_id = %show, seq))]
+    async fn undecided_before(
+        &self,
+        show: ShowId,
+        seq: i64,
+        limit: u32,
+    ) -> Result<Vec<BookingRequest>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            request_columns!(),
+            " FROM booking_requests \
+             WHERE show_id = ?1 AND status IN ('QUEUED', 'PROCESSING') \
+               AND dead_lettered_at IS NULL AND seq < ?2 \
+             ORDER BY seq LIMIT ?3"
+        ))
+        .bind(show.to_string())
+        .bind(seq)
+        .bind(i64::from(limit))
+        .fetch_all(self.readers())
+        .await
+        .map_err(codec::store_error)?
+        .iter()
+        .map(codec::decode_request)
+        .collect()
+    }
+
     #[tracing::instrument(skip_all, fields(show_id = %show))]
     async fn fail_undecided(
         &self,
@@ -318,12 +344,14 @@ impl RequestStore for SqliteStore {
         let rows = sqlx::query(concat!(
             "UPDATE booking_requests \
              SET status = 'EXPIRED', processed_at = ?1, result_message = ?2 \
-             WHERE status = 'QUEUED' AND expires_at <= ?1 \
+             WHERE (status = 'QUEUED' AND expires_at <= ?1) \
+                OR (status = 'PROCESSING' AND expires_at <= ?3) \
              RETURNING ",
             request_columns!()
         ))
         .bind(codec::millis(now))
         .bind(EXPIRED_MESSAGE)
+        .bind(codec::millis(now - PROCESSING_GRACE))
         .fetch_all(self.writer())
         .await
         .map_err(codec::store_error)?;

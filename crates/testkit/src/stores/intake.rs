@@ -325,3 +325,51 @@ pub async fn dead_letters_are_set_aside_redriven_once_and_discarded<S: ContractS
             .unwrap()
     );
 }
+
+/// `undecided_before` lists the show's requests still undecided that arrived before the given
+/// one, in arrival order and up to the limit: QUEUED and PROCESSING ones, not decided ones, not
+/// dead letters, not later ones, not other shows'.
+pub async fn undecided_before_lists_the_older_waiting_requests<S: ContractStore>(store: &S) {
+    let show = create_show(store, 1, 8).await;
+    let other = create_show(store, 1, 8).await;
+    let t = now();
+    let decided = request(store, &show, &fresh_user("decided"), &["A1"], t).await;
+    grant(store, &show, &decided, t).await;
+    let queued = request(store, &show, &fresh_user("queued"), &["A2"], t).await;
+    let set_aside = request(store, &show, &fresh_user("set-aside"), &["A3"], t).await;
+    let taken = request(store, &show, &fresh_user("taken"), &["A4"], t).await;
+    request(store, &other, &fresh_user("elsewhere"), &["A1"], t).await;
+    let me = request(store, &show, &fresh_user("me"), &["A5"], t).await;
+    request(store, &show, &fresh_user("later"), &["A6"], t).await;
+    store.begin_processing(&[taken.request_id]).await.unwrap();
+    assert!(
+        store
+            .dead_letter_request(set_aside.request_id, "poison", 5, t)
+            .await
+            .unwrap()
+    );
+    let ids = |rs: Vec<booking_core::BookingRequest>| -> Vec<_> {
+        rs.into_iter().map(|r| r.request_id).collect()
+    };
+    assert_eq!(
+        ids(store
+            .undecided_before(show.show_id, me.seq, 10)
+            .await
+            .unwrap()),
+        vec![queued.request_id, taken.request_id]
+    );
+    assert_eq!(
+        ids(store
+            .undecided_before(show.show_id, me.seq, 1)
+            .await
+            .unwrap()),
+        vec![queued.request_id]
+    );
+    assert_eq!(
+        ids(store
+            .undecided_before(show.show_id, queued.seq, 10)
+            .await
+            .unwrap()),
+        vec![]
+    );
+}

@@ -73,6 +73,7 @@ pub use holds::{
 pub use intake::{
     concurrent_inserts_are_durable, dead_letters_are_set_aside_redriven_once_and_discarded,
     idempotency_key_returns_existing, insert_and_get_round_trip, pending_requests_in_arrival_order,
+    undecided_before_lists_the_older_waiting_requests,
 };
 pub use keys::{
     a_failed_or_abandoned_use_is_claimed_again_under_its_id,
@@ -150,6 +151,7 @@ macro_rules! __with_cases {
             concurrent_inserts_are_durable,
             dead_letters_are_set_aside_redriven_once_and_discarded,
             pending_requests_in_arrival_order,
+            undecided_before_lists_the_older_waiting_requests,
             begin_processing_skips_decided,
             commit_batch_records_every_outcome,
             grant_releases_previous_hold,

@@ -83,7 +83,8 @@ pub async fn expire_holds_sweeps_overdue<S: ContractStore>(store: &S) {
 }
 
 /// `expire_overdue_requests` ends QUEUED requests past their deadline as EXPIRED, once, and
-/// leaves requests still in time and requests being processed alone.
+/// leaves requests still in time alone, and requests being processed until they are past their
+/// deadline by `PROCESSING_GRACE`.
 pub async fn expire_overdue_requests_sweeps_queued<S: ContractStore>(store: &S) {
     // Far in the past (and apart from the hold sweep above), so this global sweep cannot touch
     // another case's requests.
@@ -153,6 +154,26 @@ pub async fn expire_overdue_requests_sweeps_queued<S: ContractStore>(store: &S) 
             .any(|r| r.request_id == overdue.request_id),
         "a request expires once"
     );
+    // A request taken by a decider that was cut off ends EXPIRED too, once it is past its
+    // deadline by PROCESSING_GRACE, not before.
+    let late = e + Duration::minutes(1) + booking_core::PROCESSING_GRACE;
+    let swept: Vec<_> = store
+        .expire_overdue_requests(late - Duration::seconds(1))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.show_id == show.show_id)
+        .collect();
+    assert_eq!(swept, vec![], "still within its grace");
+    let swept: Vec<_> = store
+        .expire_overdue_requests(late)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.show_id == show.show_id)
+        .map(|r| (r.request_id, r.status))
+        .collect();
+    assert_eq!(swept, vec![(working.request_id, RequestStatus::Expired)]);
 }
 
 /// `purge_history` removes, in batches of at most `limit`, the holds that ended without an order
