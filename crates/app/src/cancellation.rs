@@ -127,15 +127,10 @@ impl Cancellations {
             .requests
             .fail_undecided(show.show_id, message, now)
             .await?;
-        let results: Vec<_> = failed
-            .iter()
-            .filter_map(|r| {
-                r.outcome
-                    .as_ref()
-                    .map(|o| (r.user_id.clone(), crate::processor::stored_result(r, o)))
-            })
-            .collect();
-        self.ports.notifier.booking_results(&results).await;
+        self.ports
+            .notifier
+            .booking_results(&crate::processor::stored_results(&failed))
+            .await;
         told.extend(failed.iter().map(|r| r.user_id.clone()));
 
         let live = self.ports.holds.load_show_state(show.show_id, now).await?;

@@ -383,6 +383,19 @@ fn booking_result(decision: &Decision, requested: &[SeatId]) -> BookingResult {
     result_of(decision.request_id(), requested, &decision.outcome())
 }
 
+/// The push messages for requests decided earlier, each to its owner (those still undecided have
+/// none).
+pub fn stored_results(requests: &[BookingRequest]) -> Vec<(UserId, BookingResult)> {
+    requests
+        .iter()
+        .filter_map(|r| {
+            r.outcome
+                .as_ref()
+                .map(|o| (r.user_id.clone(), stored_result(r, o)))
+        })
+        .collect()
+}
+
 /// The push message for a request decided earlier.
 pub fn stored_result(request: &BookingRequest, outcome: &RequestOutcome) -> BookingResult {
     result_of(request.request_id, &request.seat_ids, outcome)

@@ -158,15 +158,10 @@ impl Sweeper {
         }
 
         let requests = self.ports.requests.expire_overdue_requests(now).await?;
-        let results: Vec<_> = requests
-            .iter()
-            .filter_map(|r| {
-                r.outcome
-                    .as_ref()
-                    .map(|o| (r.user_id.clone(), crate::processor::stored_result(r, o)))
-            })
-            .collect();
-        self.ports.notifier.booking_results(&results).await;
+        self.ports
+            .notifier
+            .booking_results(&crate::processor::stored_results(&requests))
+            .await;
         let owners: Vec<_> = holds
             .iter()
             .map(|h| {
