@@ -5,7 +5,7 @@
 //! instead. The business rules shared with the Lambda functions are read by `BookingConfig`.
 
 use booking_app::BookingConfig;
-use booking_app::auth::DEV_JWT_SECRET;
+use booking_app::auth::{DEV_JWT_SECRET, TokenRules, check_secret};
 use booking_app::config::{ConfigError, env_or};
 use booking_sqlite::Synchronous;
 use std::net::SocketAddr;
@@ -25,15 +25,20 @@ pub struct ServerConfig {
     pub database_url: Option<String>,
     /// `REDIS_URL`: Redis as the seat mirror instead of process memory.
     pub redis_url: Option<String>,
-    /// `JWT_SECRET`, or the development secret when unset.
+    /// `JWT_SECRET`, or the development secret when unset (on loopback only).
     pub jwt_secret: String,
     pub dev_secret: bool,
+    /// `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_MAX_LIFETIME_SECONDS`.
+    pub token_rules: TokenRules,
     /// `MAX_BATCH`: most requests a lane decides in one batch.
     pub max_batch: usize,
     /// `SWEEP_INTERVAL_MS`: how often expired holds and requests are written down.
     pub sweep_interval: Duration,
     /// `SHUTDOWN_GRACE_SECONDS`: how long a stop may take to finish what was accepted.
     pub shutdown_grace: Duration,
+    /// `LOCAL_MANAGEMENT_API`: serve API Gateway's `/@connections` for the local sockets
+    /// (loopback callers only), to run the Lambda functions against this server.
+    pub local_management_api: bool,
     pub booking: BookingConfig,
 }
 
@@ -49,17 +54,22 @@ impl ServerConfig {
             "normal" => Synchronous::Normal,
             other => return Err(invalid("SQLITE_SYNCHRONOUS", other, "use full or normal")),
         };
+        let bind: SocketAddr = env_or("BIND", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
+        // Anyone who can reach a non-loopback address could mint tokens with a public secret.
+        check_secret(&jwt_secret, !bind.ip().is_loopback())?;
         Ok(Self {
-            bind: env_or("BIND", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
+            bind,
             data_dir: env_or("DATA_DIR", PathBuf::from("data"))?,
             synchronous,
             database_url: non_empty("DATABASE_URL"),
             redis_url: non_empty("REDIS_URL"),
             jwt_secret,
             dev_secret,
+            token_rules: TokenRules::from_env()?,
             max_batch,
             sweep_interval: Duration::from_millis(sweep_ms),
             shutdown_grace: Duration::from_secs(env_or("SHUTDOWN_GRACE_SECONDS", 10u64)?),
+            local_management_api: env_or("LOCAL_MANAGEMENT_API", false)?,
             booking: BookingConfig::from_env()?,
         })
     }

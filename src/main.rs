@@ -31,7 +31,9 @@ usage:
   seatbook import FILE             load a catalog file (halls, movies, shows; JSON, see
                                    docs/OPERATIONS.md) into the configured store, all or nothing
 
-environment: BIND (127.0.0.1:3000), DATA_DIR (./data), JWT_SECRET, HOLD_TTL_SECONDS (300),
+environment: BIND (127.0.0.1:3000), DATA_DIR (./data), JWT_SECRET (at least 32 bytes; unset:
+  a development secret, loopback only), JWT_ISSUER, JWT_AUDIENCE,
+  JWT_MAX_LIFETIME_SECONDS (86400), HOLD_TTL_SECONDS (300),
   REQUEST_TTL_SECONDS (120), ORDER_PAYMENT_TTL_SECONDS (600), PAYMENT_TIMEOUT_SECONDS (10),
   IDEMPOTENCY_TTL_SECONDS (86400),
   MAX_SEATS_PER_REQUEST (10), MAX_BODY_BYTES (16384),
@@ -88,9 +90,20 @@ fn token(args: &[String]) -> Result<(), Failure> {
         }
     }
     let (secret, _) = config::jwt_secret();
+    // The server's own rules: its issuer and audience, and no longer than it accepts.
+    let rules = booking_app::auth::TokenRules::from_env()?;
+    let ttl = chrono::Duration::seconds(ttl);
+    if ttl > rules.max_lifetime {
+        return Err(format!(
+            "--ttl-seconds {} is longer than the server accepts (JWT_MAX_LIFETIME_SECONDS={})",
+            ttl.num_seconds(),
+            rules.max_lifetime.num_seconds()
+        )
+        .into());
+    }
     println!(
         "{}",
-        Authenticator::hs256(secret.as_bytes()).mint(&user, admin, chrono::Duration::seconds(ttl))
+        Authenticator::hs256_with(secret.as_bytes(), rules).mint(&user, admin, ttl)
     );
     Ok(())
 }

@@ -134,7 +134,10 @@ pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
         .queue(QueueAdapter::in_process(move |processor| {
             Arc::new(LocalLanes::new(processor, lanes)) as Arc<dyn RequestQueue>
         }))
-        .authenticator(Authenticator::hs256(config.jwt_secret.as_bytes()))
+        .authenticator(Authenticator::hs256_with(
+            config.jwt_secret.as_bytes(),
+            config.token_rules.clone(),
+        ))
         .build();
     // Everything accepted before the last stop is decided first, in its original order.
     let recovered = app
@@ -148,11 +151,17 @@ pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
         );
     }
     app.spawn_sweeper(config.sweep_interval);
-    let router = app.router().merge(booking_local::websocket::routes(
-        hub,
+    let mut router = app.router().merge(booking_local::websocket::routes(
+        hub.clone(),
         app.service().clone(),
         app.authenticator().clone(),
     ));
+    if config.local_management_api {
+        router = router.merge(booking_local::websocket::management_routes(
+            hub,
+            config.booking.max_body_bytes,
+        ));
+    }
 
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
@@ -166,6 +175,9 @@ pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
         println!("JWT_SECRET: not set, using the development default (never use it in production)");
     } else {
         println!("JWT_SECRET: from the environment");
+    }
+    if config.local_management_api {
+        println!("LOCAL_MANAGEMENT_API: /@connections is served to loopback callers");
     }
     println!("get a token: cargo run --release -- token alice   (add --admin for the admin role)");
 

@@ -102,6 +102,8 @@ impl Server {
             .env("DATA_DIR", data_dir)
             .env_remove("JWT_SECRET")
             .env("RUST_LOG", "warn")
+            // Out of the way of tests about something else (tests/hardening.rs proves it).
+            .env("MAX_OPEN_REQUESTS_PER_USER", "100")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in &env {

@@ -1,9 +1,17 @@
 //! Bearer-token authentication: HS256 JWTs with `sub` = user id and `role: "admin"` for admins.
 //!
 //! The algorithm is pinned (a token that names another algorithm, including `none`, is refused),
-//! `exp` is required and enforced, and `sub` must be a valid [`UserId`]. The same claims can come
-//! from API Gateway's JWT authorizer on AWS; this module only verifies tokens itself.
+//! `exp` is required and enforced, `nbf` is honoured, a token issued in the future or living
+//! longer than [`TokenRules::max_lifetime`] is refused (a leaked long-lived token is a standing
+//! key), `iss` and `aud` are checked when configured, and `sub` must be a valid [`UserId`]. The
+//! same claims can come from API Gateway's JWT authorizer on AWS; this module only verifies
+//! tokens itself.
+//!
+//! The shared secret is checked where it is configured ([`check_secret`]): at least
+//! [`MIN_SECRET_BYTES`], and the public development secret only on a loopback address, since
+//! anyone who knows it can mint an admin token.
 
+use crate::config::{ConfigError, env_or};
 use crate::error::ApiError;
 use booking_core::UserId;
 use chrono::{Duration, Utc};
@@ -11,8 +19,14 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, deco
 use serde::{Deserialize, Serialize};
 
 /// The development secret used when `JWT_SECRET` is unset. Printed as such at start-up; never
-/// acceptable in production.
+/// acceptable in production, and refused on any address but loopback.
 pub const DEV_JWT_SECRET: &str = "seatbook-local-development-secret-do-not-use-in-production";
+
+/// The shortest HS256 secret accepted: 256 bits, the size of the hash (RFC 7518, 3.2).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// How much clock difference between the issuer and this service is forgiven, in seconds.
+const LEEWAY_SECONDS: i64 = 5;
 
 /// The claims this service reads and writes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -22,7 +36,83 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// Written when configured; checked by the validation, which reads them itself (an `aud`
+    /// may be a list).
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+/// What a token must satisfy beyond its signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRules {
+    /// `JWT_ISSUER`: the `iss` every token must name, if set.
+    pub issuer: Option<String>,
+    /// `JWT_AUDIENCE`: the `aud` every token must name, if set.
+    pub audience: Option<String>,
+    /// `JWT_MAX_LIFETIME_SECONDS` (default a day): the longest a token may be valid, from its
+    /// `iat` and from now.
+    pub max_lifetime: Duration,
+}
+
+impl Default for TokenRules {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: None,
+            max_lifetime: Duration::days(1),
+        }
+    }
+}
+
+impl TokenRules {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let text = |name: &'static str| -> Result<Option<String>, ConfigError> {
+            Ok(Some(env_or(name, String::new())?).filter(|v| !v.is_empty()))
+        };
+        let seconds: i64 = env_or("JWT_MAX_LIFETIME_SECONDS", 86_400)?;
+        if !(60..=31_536_000).contains(&seconds) {
+            return Err(ConfigError {
+                name: "JWT_MAX_LIFETIME_SECONDS",
+                value: seconds.to_string(),
+                reason: "must be between 60 (a minute) and 31536000 (a year)".to_owned(),
+            });
+        }
+        Ok(Self {
+            issuer: text("JWT_ISSUER")?,
+            audience: text("JWT_AUDIENCE")?,
+            max_lifetime: Duration::seconds(seconds),
+        })
+    }
+}
+
+/// Refuses a secret anyone could guess or read: shorter than [`MIN_SECRET_BYTES`], or the
+/// development secret unless the server listens on loopback only (`public` is false).
+pub fn check_secret(secret: &str, public: bool) -> Result<(), ConfigError> {
+    if secret == DEV_JWT_SECRET {
+        if public {
+            return Err(ConfigError {
+                name: "JWT_SECRET",
+                value: "(unset: the development secret)".to_owned(),
+                reason: "the development secret is public, so anyone could mint an admin token; \
+                         set JWT_SECRET to bind to a non-loopback address"
+                    .to_owned(),
+            });
+        }
+        return Ok(());
+    }
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(ConfigError {
+            name: "JWT_SECRET",
+            value: format!("({} bytes)", secret.len()),
+            reason: format!("must be at least {MIN_SECRET_BYTES} bytes (256 bits)"),
+        });
+    }
+    Ok(())
 }
 
 /// Who is calling.
@@ -52,6 +142,7 @@ pub struct Authenticator {
     decoding: DecodingKey,
     encoding: EncodingKey,
     validation: Validation,
+    rules: TokenRules,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -61,14 +152,35 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
+    /// HS256 with the default rules (no issuer or audience, tokens of at most a day).
     pub fn hs256(secret: &[u8]) -> Self {
+        Self::hs256_with(secret, TokenRules::default())
+    }
+
+    pub fn hs256_with(secret: &[u8], rules: TokenRules) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 5;
+        let mut required = vec!["exp", "sub"];
+        if let Some(issuer) = &rules.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        match &rules.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            // An identity provider's tokens may carry an audience; without one configured there
+            // is nothing to compare it with.
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECONDS as u64;
         Self {
             decoding: DecodingKey::from_secret(secret),
             encoding: EncodingKey::from_secret(secret),
             validation,
+            rules,
         }
     }
 
@@ -78,13 +190,35 @@ impl Authenticator {
             use jsonwebtoken::errors::ErrorKind;
             let why = match e.kind() {
                 ErrorKind::ExpiredSignature => "token has expired",
+                ErrorKind::ImmatureSignature => "token is not valid yet (nbf)",
                 ErrorKind::InvalidSignature => "token signature is invalid",
                 ErrorKind::InvalidAlgorithm => "token algorithm is not accepted",
+                ErrorKind::InvalidIssuer => "token issuer is not accepted",
+                ErrorKind::InvalidAudience => "token audience is not accepted",
                 ErrorKind::MissingRequiredClaim(_) => "token lacks a required claim",
                 _ => "token is malformed",
             };
             ApiError::unauthorized(why)
         })?;
+        let now = Utc::now().timestamp();
+        let longest = self.rules.max_lifetime.num_seconds() + LEEWAY_SECONDS;
+        if let Some(iat) = data.claims.iat {
+            if iat > now + LEEWAY_SECONDS {
+                return Err(ApiError::unauthorized(
+                    "token is issued in the future (iat)",
+                ));
+            }
+            if data.claims.exp - iat > longest {
+                return Err(ApiError::unauthorized(
+                    "token lives longer than this service accepts",
+                ));
+            }
+        }
+        if data.claims.exp - now > longest {
+            return Err(ApiError::unauthorized(
+                "token lives longer than this service accepts",
+            ));
+        }
         let user_id = data
             .claims
             .sub
@@ -114,7 +248,10 @@ impl Authenticator {
             sub: user.to_string(),
             exp: (now + ttl).timestamp(),
             iat: Some(now.timestamp()),
+            nbf: None,
             role: admin.then(|| "admin".to_owned()),
+            iss: self.rules.issuer.clone(),
+            aud: self.rules.audience.clone(),
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing cannot fail")
@@ -198,7 +335,10 @@ mod tests {
             sub: "alice".into(),
             exp: Utc::now().timestamp() + 60,
             iat: None,
+            nbf: None,
             role: None,
+            iss: None,
+            aud: None,
         };
         let hs384 = encode(
             &Header::new(Algorithm::HS384),
@@ -209,5 +349,155 @@ mod tests {
         assert!(auth.verify(&hs384).is_err());
         assert!(auth.verify_header(None).is_err());
         assert!(auth.verify_header(Some("Basic abc")).is_err());
+    }
+
+    /// Signs `claims` (as JSON) with `secret`, HS256.
+    fn signed(secret: &[u8], claims: serde_json::Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn time_claims_are_honoured() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let auth = Authenticator::hs256(secret);
+        let now = Utc::now().timestamp();
+        let ok = signed(
+            secret,
+            serde_json::json!({"sub": "alice", "exp": now + 600, "iat": now}),
+        );
+        assert!(auth.verify(&ok).is_ok());
+        let early = signed(
+            secret,
+            serde_json::json!({"sub": "alice", "exp": now + 7200, "nbf": now + 3600}),
+        );
+        assert_eq!(
+            auth.verify(&early).unwrap_err().message,
+            "token is not valid yet (nbf)"
+        );
+        let from_the_future = signed(
+            secret,
+            serde_json::json!({"sub": "alice", "exp": now + 7200, "iat": now + 3600}),
+        );
+        assert_eq!(
+            auth.verify(&from_the_future).unwrap_err().message,
+            "token is issued in the future (iat)"
+        );
+        let ten_years = signed(
+            secret,
+            serde_json::json!({"sub": "alice", "exp": now + 10 * 365 * 86_400, "iat": now}),
+        );
+        assert!(auth.verify(&ten_years).is_err(), "longer than a day");
+        let no_iat = signed(
+            secret,
+            serde_json::json!({"sub": "alice", "exp": now + 2 * 86_400}),
+        );
+        assert!(
+            auth.verify(&no_iat).is_err(),
+            "valid for longer than a day from now"
+        );
+        let old_iat = signed(
+            secret,
+            serde_json::json!({"sub": "alice", "exp": now + 600, "iat": now - 2 * 86_400}),
+        );
+        assert!(
+            auth.verify(&old_iat).is_err(),
+            "issued for longer than a day"
+        );
+        let week = Authenticator::hs256_with(
+            secret,
+            TokenRules {
+                max_lifetime: Duration::days(7),
+                ..TokenRules::default()
+            },
+        );
+        let six_days = signed(
+            secret,
+            serde_json::json!({"sub": "alice", "exp": now + 6 * 86_400, "iat": now}),
+        );
+        assert!(week.verify(&six_days).is_ok());
+    }
+
+    #[test]
+    fn issuer_and_audience_are_checked_when_configured() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let rules = TokenRules {
+            issuer: Some("https://id.example".into()),
+            audience: Some("seatbook".into()),
+            ..TokenRules::default()
+        };
+        let strict = Authenticator::hs256_with(secret, rules);
+        let alice: UserId = "alice".parse().unwrap();
+        assert!(
+            strict
+                .verify(&strict.mint(&alice, false, Duration::minutes(5)))
+                .is_ok(),
+            "its own tokens name both"
+        );
+        let now = Utc::now().timestamp();
+        let claims = |iss: &str, aud: serde_json::Value| serde_json::json!({"sub": "alice", "exp": now + 60, "iss": iss, "aud": aud});
+        assert!(
+            strict
+                .verify(&signed(
+                    secret,
+                    claims("https://id.example", "seatbook".into())
+                ))
+                .is_ok()
+        );
+        assert!(
+            strict
+                .verify(&signed(
+                    secret,
+                    claims(
+                        "https://id.example",
+                        serde_json::json!(["other", "seatbook"])
+                    )
+                ))
+                .is_ok(),
+            "one of several audiences"
+        );
+        assert_eq!(
+            strict
+                .verify(&signed(
+                    secret,
+                    claims("https://evil.example", "seatbook".into())
+                ))
+                .unwrap_err()
+                .message,
+            "token issuer is not accepted"
+        );
+        assert_eq!(
+            strict
+                .verify(&signed(
+                    secret,
+                    claims("https://id.example", "other".into())
+                ))
+                .unwrap_err()
+                .message,
+            "token audience is not accepted"
+        );
+        let bare = signed(secret, serde_json::json!({"sub": "alice", "exp": now + 60}));
+        assert!(strict.verify(&bare).is_err(), "iss and aud are required");
+        let lax = Authenticator::hs256(secret);
+        assert!(
+            lax.verify(&signed(secret, claims("anyone", "anything".into())))
+                .is_ok(),
+            "not configured, not checked"
+        );
+    }
+
+    #[test]
+    fn weak_secrets_are_refused() {
+        assert!(check_secret(DEV_JWT_SECRET, false).is_ok(), "on loopback");
+        let public = check_secret(DEV_JWT_SECRET, true).unwrap_err();
+        assert_eq!(public.name, "JWT_SECRET");
+        let short = check_secret("x", false).unwrap_err();
+        assert!(short.reason.contains("32 bytes"), "{short:?}");
+        assert!(check_secret(&"k".repeat(31), true).is_err());
+        assert!(check_secret(&"k".repeat(32), true).is_ok());
     }
 }

@@ -73,6 +73,11 @@ pub struct BookingConfig {
     /// discarded or expired are kept before the sweep removes them (`REQUEST_RETENTION_DAYS`,
     /// default 30). Holds that became orders, and their requests, are kept with the orders.
     pub request_retention: Duration,
+    /// Most undecided requests one user may have for one show at a time
+    /// (`MAX_OPEN_REQUESTS_PER_USER`, default 3, at most 100): a fan who changes their mind is
+    /// never blocked, a script that queues thousands of requests to push everyone else back is
+    /// (429 `TOO_MANY_OPEN_REQUESTS`).
+    pub max_open_requests_per_user: u32,
 }
 
 impl Default for BookingConfig {
@@ -88,6 +93,7 @@ impl Default for BookingConfig {
             max_attempts: 5,
             queue_based: true,
             request_retention: Duration::days(30),
+            max_open_requests_per_user: 3,
         }
     }
 }
@@ -131,6 +137,14 @@ impl BookingConfig {
                 )?
                 .min(36_500) as i64,
             ),
+            max_open_requests_per_user: positive(
+                "MAX_OPEN_REQUESTS_PER_USER",
+                env_or(
+                    "MAX_OPEN_REQUESTS_PER_USER",
+                    u64::from(d.max_open_requests_per_user),
+                )?,
+            )?
+            .min(100) as u32,
         }
         .checked()
     }

@@ -105,6 +105,9 @@ pub enum BookingError {
     /// The show has taken hold requests: its seats, prices and movie are fixed.
     #[error("Show {0} is on sale: its seats, prices and movie can no longer change")]
     ShowOnSale(ShowId),
+    /// The user already has this many undecided requests for the show.
+    #[error("You already have {max} requests waiting for this show; wait for their results")]
+    TooManyOpenRequests { max: u32 },
     /// The show was cancelled: it takes no hold request, order, payment or catalog change.
     #[error("Show {0} was cancelled")]
     ShowCancelled(ShowId),
@@ -154,6 +157,7 @@ impl BookingError {
             Self::InvalidCatalog(_) => "INVALID_CATALOG",
             Self::ShowOnSale(_) => "SHOW_ON_SALE",
             Self::ShowCancelled(_) => "SHOW_CANCELLED",
+            Self::TooManyOpenRequests { .. } => "TOO_MANY_OPEN_REQUESTS",
             Self::DeadLetterNotFound => "DEAD_LETTER_NOT_FOUND",
             Self::SeatsUnavailable { .. } => "SEATS_UNAVAILABLE",
             Self::RequestExpired { .. } => "REQUEST_EXPIRED",
@@ -206,6 +210,9 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: Option<Value>,
+    /// Sent as `Retry-After` (seconds): when trying again makes sense. (Small, so the error
+    /// stays cheap to return.)
+    pub retry_after: Option<u16>,
 }
 
 impl ApiError {
@@ -215,6 +222,7 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
     }
 
@@ -257,12 +265,21 @@ pub struct NotReplayable;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let not_replayable = matches!(self.code, "PAYMENT_IN_PROGRESS" | "UNSUPPORTED_MEDIA_TYPE");
+        let not_replayable = matches!(
+            self.code,
+            "PAYMENT_IN_PROGRESS" | "UNSUPPORTED_MEDIA_TYPE" | "TOO_MANY_OPEN_REQUESTS"
+        );
         let mut error = json!({ "code": self.code, "message": self.message });
         if let Some(details) = self.details {
             error["details"] = details;
         }
         let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
         if not_replayable {
             response.extensions_mut().insert(NotReplayable);
         }
@@ -295,6 +312,7 @@ impl From<BookingError> for ApiError {
             PaymentUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             InvalidPaymentToken | SeatsNotPriced(_) => StatusCode::UNPROCESSABLE_ENTITY,
             InvalidCursor | InvalidLimit { .. } => StatusCode::BAD_REQUEST,
+            TooManyOpenRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             NoSeats
             | TooManySeats { .. }
             | InvalidSeatId(_)
@@ -320,6 +338,7 @@ impl From<BookingError> for ApiError {
             InvalidLimit { max } => Some(json!({ "max": max })),
             InvalidCatalog(issues) => Some(json!({ "issues": issues })),
             ShowOnSale(show) | ShowCancelled(show) => Some(json!({ "showId": show })),
+            TooManyOpenRequests { max } => Some(json!({ "max": max })),
             SeatsUnavailable {
                 request_id,
                 unavailable,
@@ -339,11 +358,14 @@ impl From<BookingError> for ApiError {
             }
             _ => None,
         };
+        // Open requests are usually decided within a second or two.
+        let retry_after = matches!(e, TooManyOpenRequests { .. }).then_some(2);
         Self {
             status,
             code: e.code(),
             message: e.public_message(),
             details,
+            retry_after,
         }
     }
 }

@@ -235,6 +235,19 @@ impl BookingService {
             return Err(BookingError::ShowCancelled(show.show_id));
         }
         let seat_ids = self.validate_seats(&show.layout, &input.seat_ids)?;
+        // One user cannot queue up requests to push everyone else back. (Counted before the
+        // insert, so concurrent requests of one user may pass it together; the cap is a bound
+        // on queue spam, not an invariant.)
+        let max = self.config.max_open_requests_per_user;
+        if self
+            .ports
+            .requests
+            .open_requests_of(user, show.show_id)
+            .await?
+            >= u64::from(max)
+        {
+            return Err(BookingError::TooManyOpenRequests { max });
+        }
         let now = self.ports.clock.now();
         let new = NewBookingRequest {
             request_id: RequestId::new_random(),

@@ -225,6 +225,9 @@ pub trait RequestStore: Send + Sync + 'static {
         message: &str,
         at: DateTime<Utc>,
     ) -> Result<Vec<BookingRequest>, StoreError>;
+    /// How many undecided requests (QUEUED or PROCESSING, not dead letters) `user` has for `show`:
+    /// what the cap on open requests per user counts.
+    async fn open_requests_of(&self, user: &UserId, show: ShowId) -> Result<u64, StoreError>;
     /// The show's undecided requests (QUEUED or PROCESSING, not dead letters) that arrived before
     /// `seq`, in arrival order, at most `limit`: what a request decided as it arrives must be
     /// decided after.

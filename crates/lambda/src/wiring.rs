@@ -102,10 +102,15 @@ impl Shared {
         Ok(builder)
     }
 
-    /// The HS256 key of bearer tokens, as an authenticator.
+    /// The HS256 key of bearer tokens, as an authenticator with the token rules of the
+    /// environment (`JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_MAX_LIFETIME_SECONDS`). A key shorter
+    /// than 32 bytes is refused. (The development secret is not refused here: the functions run
+    /// under cargo-lambda with it; deployed, the template generates the key in Secrets Manager.)
     pub async fn authenticator(&self) -> Result<Authenticator, WiringError> {
         let secret = config::jwt_secret(&self.sdk).await?;
-        Ok(Authenticator::hs256(secret.as_bytes()))
+        booking_app::auth::check_secret(&secret, false).map_err(ConfigError::from)?;
+        let rules = booking_app::auth::TokenRules::from_env().map_err(ConfigError::from)?;
+        Ok(Authenticator::hs256_with(secret.as_bytes(), rules))
     }
 
     /// The connection registry, if `CONNECTIONS_TABLE` is set.

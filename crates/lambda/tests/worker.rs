@@ -21,7 +21,9 @@ use booking_aws::{QueueMessage, SqsDeadLetters};
 use booking_core::ports::{
     DeadLetteredRequest, Inserted, Purged, RequestStore, ShowQueueCounts, StoreError,
 };
-use booking_core::{BookingRequest, NewBookingRequest, RequestId, RequestStatus, Show, ShowId};
+use booking_core::{
+    BookingRequest, NewBookingRequest, RequestId, RequestStatus, Show, ShowId, UserId,
+};
 use booking_lambda::worker::Worker;
 use booking_local::MemoryMirror;
 use booking_postgres::PgStore;
@@ -61,6 +63,9 @@ impl RequestStore for OutageAt {
         now: DateTime<Utc>,
     ) -> Result<Vec<BookingRequest>, StoreError> {
         self.inner.expire_overdue_requests(now).await
+    }
+    async fn open_requests_of(&self, user: &UserId, show: ShowId) -> Result<u64, StoreError> {
+        self.inner.open_requests_of(user, show).await
     }
     async fn undecided_before(
         &self,

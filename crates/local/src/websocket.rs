@@ -7,8 +7,9 @@
 //! - `GET /ws?token=<JWT>`: the client side, the same messages as API Gateway's routes
 //!   (`subscribe`, `unsubscribe`, `ping`); the upgrade answer names the connection in
 //!   [`CONNECTION_ID_HEADER`], as API Gateway names it to its backend;
-//! - `POST` / `DELETE /@connections/{id}`: the management API, for loopback callers only, so the
-//!   AWS notifier adapter can be run against real WebSocket clients on one machine.
+//! - `POST` / `DELETE /@connections/{id}`: the management API ([`management_routes`]), served
+//!   only when asked for and to loopback callers only, so the AWS notifier adapter can be run
+//!   against real WebSocket clients on one machine.
 
 use crate::hub::{self, SubscribeError, WsHub};
 use axum::extract::ws::{
@@ -45,15 +46,34 @@ struct SocketState {
     auth: Arc<Authenticator>,
 }
 
-/// `/ws` and `/@connections/{id}`, to merge into the app's router.
+/// What the management API reaches.
+#[derive(Clone)]
+struct ManagementState {
+    hub: Arc<WsHub>,
+    max_body_bytes: usize,
+}
+
+/// `/ws`, to merge into the app's router.
 pub fn routes(hub: Arc<WsHub>, service: Arc<BookingService>, auth: Arc<Authenticator>) -> Router {
     Router::new()
         .route("/ws", get(websocket))
+        .with_state(SocketState { hub, service, auth })
+}
+
+/// `/@connections/{id}`, API Gateway's management API for the hub's sockets: anyone who can call
+/// it can push any message to any client or close it, so the local server serves it only when
+/// asked to (`LOCAL_MANAGEMENT_API=true`, for running the Lambda functions against it), and then
+/// to loopback callers only.
+pub fn management_routes(hub: Arc<WsHub>, max_body_bytes: usize) -> Router {
+    Router::new()
         .route(
             "/@connections/{connection_id}",
             post(post_to_connection).delete(delete_connection),
         )
-        .with_state(SocketState { hub, service, auth })
+        .with_state(ManagementState {
+            hub,
+            max_body_bytes,
+        })
 }
 
 #[derive(Deserialize)]
@@ -116,14 +136,14 @@ fn gone(id: &str) -> Response {
 /// The management API's `POST /@connections/{id}`: the body goes to that connection as one text
 /// message. Lets the AWS notifier adapter run against real WebSocket clients locally.
 async fn post_to_connection(
-    State(state): State<SocketState>,
+    State(state): State<ManagementState>,
     Path(id): Path<String>,
     request: Request,
 ) -> Response {
     if let Err(refused) = local_only(&request) {
         return refused.into_response();
     }
-    let limit = state.service.config().max_body_bytes;
+    let limit = state.max_body_bytes;
     let body = match axum::body::to_bytes(request.into_body(), limit).await {
         Ok(b) => b,
         Err(_) => {
@@ -147,7 +167,7 @@ async fn post_to_connection(
 
 /// The management API's `DELETE /@connections/{id}`: closes the connection.
 async fn delete_connection(
-    State(state): State<SocketState>,
+    State(state): State<ManagementState>,
     Path(id): Path<String>,
     request: Request,
 ) -> Response {

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use booking_core::ports::{
     DeadLetteredRequest, Inserted, Purged, RequestStore, ShowQueueCounts, StoreError,
 };
-use booking_core::{BookingRequest, NewBookingRequest, PROCESSING_GRACE, RequestId, ShowId};
+use booking_core::{
+    BookingRequest, NewBookingRequest, PROCESSING_GRACE, RequestId, ShowId, UserId,
+};
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 use uuid::Uuid;
@@ -212,6 +214,21 @@ impl RequestStore for PgStore {
         .await
         .map_err(codec::store_error)?;
         row.map(BookingRequest::try_from).transpose()
+    }
+
+    #[tracing::instrument(skip_all, fields(show_id = %show))]
+    async fn open_requests_of(&self, user: &UserId, show: ShowId) -> Result<u64, StoreError> {
+        let count = sqlx::query_scalar!(
+            r#"SELECT COUNT(*) AS "count!" FROM booking_requests
+               WHERE user_id = $1 AND show_id = $2 AND status IN ('QUEUED', 'PROCESSING')
+                 AND dead_lettered_at IS NULL"#,
+            user.as_str(),
+            show.as_uuid()
+        )
+        .fetch_one(self.pool())
+        .await
+        .map_err(codec::store_error)?;
+        Ok(count.max(0) as u64)
     }
 
     #[tracing::instrument(skip_all, fields(show_id = %show, seq))]

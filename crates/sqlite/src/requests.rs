@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use booking_core::ports::{
     DeadLetteredRequest, Inserted, Purged, RequestStore, ShowQueueCounts, StoreError,
 };
-use booking_core::{BookingRequest, NewBookingRequest, PROCESSING_GRACE, RequestId, ShowId};
+use booking_core::{
+    BookingRequest, NewBookingRequest, PROCESSING_GRACE, RequestId, ShowId, UserId,
+};
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 
@@ -178,6 +180,21 @@ impl RequestStore for SqliteStore {
         .await
         .map_err(codec::store_error)?;
         row.as_ref().map(codec::decode_request).transpose()
+    }
+
+    #[tracing::instrument(skip_all, fields(show_id = %show))]
+    async fn open_requests_of(&self, user: &UserId, show: ShowId) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM booking_requests \
+             WHERE user_id = ?1 AND show_id = ?2 AND status IN ('QUEUED', 'PROCESSING') \
+               AND dead_lettered_at IS NULL",
+        )
+        .bind(user.as_str())
+        .bind(show.to_string())
+        .fetch_one(self.readers())
+        .await
+        .map_err(codec::store_error)?;
+        Ok(count.max(0) as u64)
     }
 
     #[tracing::instrument(skip_all, fields(show_id = %show, seq))]

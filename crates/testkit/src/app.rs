@@ -58,7 +58,11 @@ impl TestAppOptions {
     pub fn on(backend: Backend) -> Self {
         Self {
             backend,
-            config: BookingConfig::default(),
+            config: BookingConfig {
+                // Out of the way of tests about something else (tests/hardening.rs proves it).
+                max_open_requests_per_user: 100,
+                ..BookingConfig::default()
+            },
             lanes: LaneOptions::default(),
             wrap_stores: None,
             payments: None,

@@ -122,7 +122,11 @@ impl Gateway {
             hub.clone(),
             app.service().clone(),
             app.authenticator().clone(),
-        );
+        )
+        .merge(booking_local::websocket::management_routes(
+            hub.clone(),
+            app.service().config().max_body_bytes,
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {
@@ -416,12 +420,43 @@ impl Stack {
     }
 }
 
-/// A sample event of `events/`.
+/// A sample event of `events/`, its tokens minted afresh: the samples' own are signed with the
+/// development secret and expire in 2100, longer than any token the functions accept
+/// (`JWT_MAX_LIFETIME_SECONDS`), so they stand for "a token of this user" (and role).
 pub fn load_event(relative: &str) -> Value {
     let path = booking_testkit::aws::workspace_root()
         .join("events")
         .join(relative);
-    let text =
+    let mut text =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    for sample in sample_tokens(&text) {
+        #[derive(serde::Deserialize)]
+        struct Named {
+            sub: String,
+            role: Option<String>,
+        }
+        let named: Named = jsonwebtoken::dangerous::insecure_decode_claims(&sample)
+            .unwrap_or_else(|e| panic!("a sample token in {}: {e}", path.display()));
+        let fresh = token(&named.sub, named.role.as_deref() == Some("admin"));
+        text = text.replace(&sample, &fresh);
+    }
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// The JWTs in `text`: every `eyJ…` run of base64url characters with two dots.
+fn sample_tokens(text: &str) -> Vec<String> {
+    let is_token_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let mut tokens = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("eyJ") {
+        let candidate: String = rest[start..]
+            .chars()
+            .take_while(|&c| is_token_char(c))
+            .collect();
+        rest = &rest[start + candidate.len().max(3)..];
+        if candidate.matches('.').count() == 2 && !tokens.contains(&candidate) {
+            tokens.push(candidate);
+        }
+    }
+    tokens
 }

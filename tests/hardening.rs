@@ -1,0 +1,224 @@
+//! Hardening of the real binary: it refuses to start with a secret anyone could know or guess
+//! (the public development secret on a non-loopback address, a short secret); configured with an
+//! issuer and an audience, it accepts the tokens `seatbook token` mints under the same
+//! configuration and refuses tokens that lack them, name another issuer or audience, or live too
+//! long; the `/@connections` management emulator (push any message to any socket) is not served
+//! unless asked for; and one user cannot queue more than `MAX_OPEN_REQUESTS_PER_USER` undecided
+//! requests for a show.
+
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
+#[macro_use]
+mod support;
+
+use booking_app::auth::{Authenticator, TokenRules};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+const SECRET: &str = "a-test-secret-of-more-than-thirty-two-bytes";
+const ISSUER: &str = "https://id.seatbook.test";
+const AUDIENCE: &str = "seatbook-api";
+
+/// Runs `seatbook serve` with `env` and expects it to refuse to start: returns its stderr. A
+/// server that starts instead is killed and fails the test.
+fn refused_start(env: &[(&str, &str)]) -> String {
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_seatbook"));
+    cmd.env("DATA_DIR", data.path())
+        .env_remove("JWT_SECRET")
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn seatbook");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(!status.success(), "it must not start: {status}");
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+            return stderr;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("seatbook started with {env:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_server_refuses_a_secret_anyone_could_know() {
+    let public = refused_start(&[("BIND", "0.0.0.0:0")]);
+    assert!(
+        public.contains("JWT_SECRET") && public.contains("development secret"),
+        "{public}"
+    );
+    let short = refused_start(&[("BIND", "127.0.0.1:0"), ("JWT_SECRET", "hunter2")]);
+    assert!(
+        short.contains("JWT_SECRET") && short.contains("32 bytes"),
+        "{short}"
+    );
+    let lifetime = refused_start(&[("BIND", "127.0.0.1:0"), ("JWT_MAX_LIFETIME_SECONDS", "5")]);
+    assert!(lifetime.contains("JWT_MAX_LIFETIME_SECONDS"), "{lifetime}");
+}
+
+/// `seatbook token` under the server's environment.
+fn minted(env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_seatbook"));
+    cmd.arg("token").args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run seatbook token")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuer_audience_and_lifetime_are_enforced() {
+    let env = [
+        ("JWT_SECRET", SECRET),
+        ("JWT_ISSUER", ISSUER),
+        ("JWT_AUDIENCE", AUDIENCE),
+        ("JWT_MAX_LIFETIME_SECONDS", "3600"),
+    ];
+    let server = Server::start(&env);
+    let c = client();
+    let status_with = |token: String| {
+        let c = c.clone();
+        let url = server.url("/api/v1/me/orders");
+        async move {
+            c.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+
+    let out = minted(&env, &["alice"]);
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(
+        status_with(token).await,
+        200,
+        "the server's own tokens pass"
+    );
+    let too_long = minted(&env, &["alice", "--ttl-seconds", "7200"]);
+    assert!(!too_long.status.success());
+    assert!(
+        String::from_utf8_lossy(&too_long.stderr).contains("JWT_MAX_LIFETIME_SECONDS"),
+        "{too_long:?}"
+    );
+
+    let alice = "alice".parse().unwrap();
+    let bare =
+        Authenticator::hs256(SECRET.as_bytes()).mint(&alice, true, chrono::Duration::minutes(5));
+    assert_eq!(status_with(bare).await, 401, "no issuer, no audience");
+    let rules = |issuer: &str, audience: &str| TokenRules {
+        issuer: Some(issuer.to_owned()),
+        audience: Some(audience.to_owned()),
+        max_lifetime: chrono::Duration::days(30),
+    };
+    let mint = |rules: TokenRules, ttl: chrono::Duration| {
+        Authenticator::hs256_with(SECRET.as_bytes(), rules).mint(&alice, false, ttl)
+    };
+    assert_eq!(
+        status_with(mint(
+            rules("https://evil.test", AUDIENCE),
+            chrono::Duration::minutes(5)
+        ))
+        .await,
+        401,
+        "another issuer"
+    );
+    assert_eq!(
+        status_with(mint(
+            rules(ISSUER, "another-api"),
+            chrono::Duration::minutes(5)
+        ))
+        .await,
+        401,
+        "another audience"
+    );
+    assert_eq!(
+        status_with(mint(rules(ISSUER, AUDIENCE), chrono::Duration::days(10))).await,
+        401,
+        "longer than the server's hour"
+    );
+    assert_eq!(
+        status_with(mint(rules(ISSUER, AUDIENCE), chrono::Duration::minutes(30))).await,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_management_api_is_served_only_when_asked_for() {
+    let c = client();
+    let push = |server: &Server| {
+        c.post(server.url("/@connections/0123456789abcdef"))
+            .body(r#"{"type":"BOOKING_RESULT"}"#)
+            .send()
+    };
+    let default = Server::start(&[]);
+    let answer = push(&default).await.unwrap();
+    assert_eq!(answer.status(), 404, "not served by default");
+    let asked = Server::start(&[("LOCAL_MANAGEMENT_API", "true")]);
+    let answer = push(&asked).await.unwrap();
+    assert_eq!(
+        answer.status(),
+        410,
+        "served: an unknown connection is gone, as API Gateway says"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_cannot_queue_more_than_a_few_requests_for_a_show() {
+    let server = Server::start(&[("MAX_OPEN_REQUESTS_PER_USER", "2")]);
+    let c = client();
+    let admin = admin_token("operator");
+    let (script, fan) = (token("script"), token("fan"));
+    pause_show(&c, &server, GRAND_HALL, &admin).await;
+    let mut waiting = Vec::new();
+    for seat in ["A1", "A2"] {
+        let (status, body) = hold(&c, &server, &script, GRAND_HALL, &[seat]).await;
+        assert_eq!(status, 202, "{body}");
+        waiting.push(body["requestId"].as_str().unwrap().to_owned());
+    }
+    let refused = c
+        .post(server.url("/api/v1/holds"))
+        .bearer_auth(&script)
+        .json(&serde_json::json!({ "showId": GRAND_HALL, "seatIds": ["A3"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(
+        refused
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap()),
+        Some("2")
+    );
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "TOO_MANY_OPEN_REQUESTS", "{body}");
+    assert_eq!(body["error"]["details"]["max"], 2);
+    // Per user and show: another show, and another user, are not affected.
+    let (status, body) = hold(&c, &server, &script, STUDIO, &["A3"]).await;
+    assert!(status == 202, "{status} {body}");
+    let (status, body) = hold(&c, &server, &fan, GRAND_HALL, &["A3"]).await;
+    assert_eq!(status, 202, "{body}");
+    // Once its requests are decided, the user may ask again.
+    resume_show(&c, &server, GRAND_HALL, &admin).await;
+    for id in &waiting {
+        wait_terminal(&c, &server, &script, id).await;
+    }
+    let (status, body) = hold(&c, &server, &script, GRAND_HALL, &["A4"]).await;
+    assert_eq!(status, 202, "{body}");
+}
