@@ -222,3 +222,30 @@ async fn one_user_cannot_queue_more_than_a_few_requests_for_a_show() {
     let (status, body) = hold(&c, &server, &script, GRAND_HALL, &["A4"]).await;
     assert_eq!(status, 202, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_neither_sniffed_nor_cached() {
+    let server = Server::start(&[]);
+    let c = client();
+    for request in [
+        c.get(server.url("/api/v1/movies")),
+        c.get(server.url("/health")),
+        c.get(server.url("/api/v1/no-such-route")),
+        c.post(server.url("/api/v1/holds")).body("{}"),
+    ] {
+        let answer = request.send().await.unwrap();
+        let header = |name: &str| {
+            answer
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            (header("x-content-type-options"), header("cache-control")),
+            (Some("nosniff".to_owned()), Some("no-store".to_owned())),
+            "{} {}",
+            answer.status(),
+            answer.url()
+        );
+    }
+}

@@ -27,8 +27,9 @@ use crate::orders::OrderService;
 use crate::service::BookingService;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use std::sync::Arc;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 /// Everything a handler can reach.
 #[derive(Clone)]
@@ -57,6 +58,16 @@ pub fn router(state: AppState) -> Router {
             idempotency::idempotent,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
+        // Every answer is JSON about this moment, for this caller: never sniffed as something
+        // else, never stored by a cache between here and the client.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .with_state(state)
 }
 
