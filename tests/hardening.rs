@@ -249,3 +249,32 @@ async fn answers_are_neither_sniffed_nor_cached() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_is_closed_when_its_token_expires() {
+    let server = Server::start(&[]);
+    let short = Authenticator::hs256(booking_app::auth::DEV_JWT_SECRET.as_bytes()).mint(
+        &"brief".parse().unwrap(),
+        false,
+        chrono::Duration::seconds(2),
+    );
+    let opened = Instant::now();
+    let mut ws = WsClient::connect(&server, &short).await;
+    ws.subscribe(GRAND_HALL).await;
+    let (_, code) = ws.until_closed().await;
+    assert_eq!(
+        code,
+        Some(booking_local::websocket::TOKEN_EXPIRED_CLOSE_CODE),
+        "closed as expired"
+    );
+    assert!(
+        opened.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        opened.elapsed()
+    );
+    // A socket with a longer-lived token stays open meanwhile.
+    let mut lasting = WsClient::connect(&server, &token("lasting")).await;
+    lasting.subscribe(GRAND_HALL).await;
+    lasting.send(serde_json::json!({ "action": "ping" })).await;
+    assert_eq!(lasting.next_of("pong").await["type"], "pong");
+}

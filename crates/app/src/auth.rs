@@ -186,6 +186,12 @@ impl Authenticator {
 
     /// Checks a token and returns the caller it names.
     pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
+        self.verify_until(token).map(|(caller, _)| caller)
+    }
+
+    /// Checks a token and returns the caller it names and until when the token is valid (its
+    /// `exp`): what a long-lived connection opened with it must not outlive.
+    pub fn verify_until(&self, token: &str) -> Result<(Caller, chrono::DateTime<Utc>), ApiError> {
         let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             let why = match e.kind() {
@@ -224,10 +230,15 @@ impl Authenticator {
             .sub
             .parse::<UserId>()
             .map_err(|_| ApiError::unauthorized("token subject is not a valid user id"))?;
-        Ok(Caller {
-            user_id,
-            is_admin: data.claims.role.as_deref() == Some("admin"),
-        })
+        let expires_at = chrono::DateTime::from_timestamp(data.claims.exp, 0)
+            .ok_or_else(|| ApiError::unauthorized("token expiry is out of range"))?;
+        Ok((
+            Caller {
+                user_id,
+                is_admin: data.claims.role.as_deref() == Some("admin"),
+            },
+            expires_at,
+        ))
     }
 
     /// Reads `Authorization: Bearer <token>`.

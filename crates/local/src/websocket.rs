@@ -13,7 +13,7 @@
 
 use crate::hub::{self, SubscribeError, WsHub};
 use axum::extract::ws::{
-    Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+    CloseFrame, Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
 };
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -34,6 +34,10 @@ use std::sync::Arc;
 
 /// The response header of a WebSocket upgrade that names the connection.
 pub const CONNECTION_ID_HEADER: &str = "x-connection-id";
+
+/// The close code of a socket whose token expired (an application code, 4000–4999): reconnect
+/// with a fresh token.
+pub const TOKEN_EXPIRED_CLOSE_CODE: u16 = 4001;
 
 /// Largest client message; the protocol's messages are a few dozen bytes.
 const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
@@ -89,7 +93,7 @@ async fn websocket(
     let token = params
         .token
         .ok_or_else(|| ApiError::unauthorized("pass the token as ?token="))?;
-    let caller = state.auth.verify(&token)?;
+    let (caller, token_expires_at) = state.auth.verify_until(&token)?;
     let upgrade =
         upgrade.map_err(|r| ApiError::bad_request("WEBSOCKET_UPGRADE_REQUIRED", r.body_text()))?;
     let id = WsHub::new_connection_id();
@@ -98,7 +102,9 @@ async fn websocket(
     let mut response = upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| serve_socket(socket, hub, service, caller.user_id, id));
+        .on_upgrade(move |socket| {
+            serve_socket(socket, hub, service, caller.user_id, token_expires_at, id)
+        });
     // The id the management API (`/@connections/{id}`) knows this connection by, as API Gateway
     // gives it to the backend; locally the client may want it too (tests do).
     response
@@ -186,8 +192,16 @@ async fn serve_socket(
     hub: Arc<WsHub>,
     service: Arc<BookingService>,
     user: UserId,
+    token_expires_at: chrono::DateTime<chrono::Utc>,
     id: hub::ConnectionId,
 ) {
+    // A socket lives no longer than the token that opened it: a revoked or stolen token's
+    // sockets end when it does, and the client reconnects with a fresh one.
+    let token_left = (token_expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    let token_expiry = tokio::time::sleep(token_left);
+    tokio::pin!(token_expiry);
     // Registered before the first read: once the client has had any reply, pushes reach it.
     let mut outbox = hub.connect(id.clone(), user);
     let (mut sink, mut stream) = socket.split();
@@ -199,7 +213,23 @@ async fn serve_socket(
         }
         let _ = sink.close().await;
     });
-    while let Some(Ok(message)) = stream.next().await {
+    loop {
+        let message = tokio::select! {
+            next = stream.next() => match next {
+                Some(Ok(message)) => message,
+                _ => break,
+            },
+            () = &mut token_expiry => {
+                hub.send_to(
+                    &id,
+                    Message::Close(Some(CloseFrame {
+                        code: TOKEN_EXPIRED_CLOSE_CODE,
+                        reason: "token expired".into(),
+                    })),
+                );
+                break;
+            }
+        };
         let reply = match message {
             Message::Text(text) => client_message(&hub, &service, &id, text.as_str()).await,
             Message::Binary(_) => Some(ws_error("UNSUPPORTED_MESSAGE", "send JSON text messages")),
