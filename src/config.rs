@@ -7,6 +7,7 @@
 use booking_app::BookingConfig;
 use booking_app::auth::{DEV_JWT_SECRET, TokenRules, check_secret};
 use booking_app::config::{ConfigError, env_or};
+use booking_local::hub::SocketLimits;
 use booking_sqlite::Synchronous;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ pub struct ServerConfig {
     pub sweep_interval: Duration,
     /// `SHUTDOWN_GRACE_SECONDS`: how long a stop may take to finish what was accepted.
     pub shutdown_grace: Duration,
+    /// `MAX_SOCKETS_PER_USER`, `MAX_SOCKETS`: the WebSocket connections the server holds.
+    pub socket_limits: SocketLimits,
     /// `LOCAL_MANAGEMENT_API`: serve API Gateway's `/@connections` for the local sockets
     /// (loopback callers only), to run the Lambda functions against this server.
     pub local_management_api: bool,
@@ -70,6 +73,10 @@ impl ServerConfig {
             sweep_interval: Duration::from_millis(sweep_ms),
             shutdown_grace: Duration::from_secs(env_or("SHUTDOWN_GRACE_SECONDS", 10u64)?),
             local_management_api: env_or("LOCAL_MANAGEMENT_API", false)?,
+            socket_limits: SocketLimits {
+                per_user: env_or("MAX_SOCKETS_PER_USER", SocketLimits::default().per_user)?.max(1),
+                total: env_or("MAX_SOCKETS", SocketLimits::default().total)?.max(1),
+            },
             booking: BookingConfig::from_env()?,
         })
     }

@@ -108,7 +108,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
         Ok(false) => {}
         Err(e) => return Err(ServeError::Seed(description, e)),
     }
-    let hub = Arc::new(WsHub::new());
+    let hub = Arc::new(WsHub::with_limits(config.socket_limits));
     let lanes = LaneOptions {
         max_batch: config.max_batch,
         max_attempts: config.booking.max_attempts,

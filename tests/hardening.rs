@@ -278,3 +278,51 @@ async fn a_socket_is_closed_when_its_token_expires() {
     lasting.send(serde_json::json!({ "action": "ping" })).await;
     assert_eq!(lasting.next_of("pong").await["type"], "pong");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_are_capped_per_user_and_in_all() {
+    let server = Server::start(&[("MAX_SOCKETS_PER_USER", "2"), ("MAX_SOCKETS", "3")]);
+    let c = client();
+    let upgrade = |who: &str| {
+        // A real handshake's headers, so that only the caps can refuse it.
+        c.get(server.url(&format!("/ws?token={}", token(who))))
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+    };
+    let first = WsClient::connect(&server, &token("greedy")).await;
+    let _second = WsClient::connect(&server, &token("greedy")).await;
+    let refused = upgrade("greedy").await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "TOO_MANY_CONNECTIONS", "{body}");
+    assert_eq!(body["error"]["details"]["max"], 2);
+    let _other = WsClient::connect(&server, &token("other")).await;
+    let full = upgrade("newcomer").await.unwrap();
+    assert_eq!(full.status(), 503);
+    assert_eq!(
+        full.headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap()),
+        Some("5")
+    );
+    let body: serde_json::Value = full.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "CONNECTIONS_FULL", "{body}");
+    // A socket that closes frees its slot.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = upgrade("greedy").await.unwrap();
+        if answer.status() == 101 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slot was not freed: {}",
+            answer.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

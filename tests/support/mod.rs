@@ -104,6 +104,7 @@ impl Server {
             .env("RUST_LOG", "warn")
             // Out of the way of tests about something else (tests/hardening.rs proves it).
             .env("MAX_OPEN_REQUESTS_PER_USER", "100")
+            .env("MAX_SOCKETS_PER_USER", "1000")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in &env {

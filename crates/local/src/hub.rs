@@ -16,8 +16,8 @@ use booking_core::ports::Notifier;
 use booking_core::protocol::{BookingResult, SeatState, ServerMessage};
 use booking_core::{ShowId, UserId};
 use std::collections::{HashMap, HashSet};
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 
@@ -49,9 +49,67 @@ pub enum SubscribeError {
     TooManySubscriptions,
 }
 
+/// How many sockets the hub holds at most: per user, and in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketLimits {
+    /// `MAX_SOCKETS_PER_USER` (default 5): a fan has a phone and a laptop; a script opening
+    /// thousands is refused.
+    pub per_user: usize,
+    /// `MAX_SOCKETS` (default 10,000): what the server's memory is sized for.
+    pub total: usize,
+}
+
+impl Default for SocketLimits {
+    fn default() -> Self {
+        Self {
+            per_user: 5,
+            total: 10_000,
+        }
+    }
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdmitError {
+    /// The user holds [`SocketLimits::per_user`] sockets already.
+    TooManyForUser { max: usize },
+    /// The hub holds [`SocketLimits::total`] sockets.
+    Full,
+}
+
+/// A connection slot taken before the WebSocket handshake completes: the connection is
+/// registered (and counted) from here on. Served, it becomes the socket's outbox
+/// ([`Admission::into_outbox`]); dropped unserved (the upgrade failed), it frees the slot.
+pub struct Admission {
+    hub: Arc<WsHub>,
+    id: ConnectionId,
+    outbox: Option<mpsc::Receiver<Message>>,
+}
+
+impl Admission {
+    pub fn id(&self) -> &ConnectionId {
+        &self.id
+    }
+
+    /// The receiving end of the connection's outbox; from now on the socket's own handler
+    /// disconnects it when it ends.
+    pub fn into_outbox(mut self) -> mpsc::Receiver<Message> {
+        self.outbox.take().expect("an admission is served once")
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if self.outbox.is_some() {
+            self.hub.disconnect(&self.id);
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct WsHub {
     registry: RwLock<Registry>,
+    limits: SocketLimits,
     /// Set by `close`: every connection, even one made from now on, is told to go away.
     closing: AtomicBool,
     /// Woken whenever a connection goes, so `close` can wait for the last one.
@@ -71,15 +129,62 @@ impl WsHub {
         Self::default()
     }
 
+    pub fn with_limits(limits: SocketLimits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    /// Takes a slot for a new connection of `user` under a fresh id, within the limits: the
+    /// check and the registration are one step, so concurrent handshakes cannot overshoot.
+    pub fn admit(self: &Arc<Self>, user: UserId) -> Result<Admission, AdmitError> {
+        let id = Self::new_connection_id();
+        let outbox = self.connect_within_limits(id.clone(), user)?;
+        Ok(Admission {
+            hub: self.clone(),
+            id,
+            outbox: Some(outbox),
+        })
+    }
+
+    /// [`WsHub::connect`], refused at the limits (checked under the write lock that registers).
+    fn connect_within_limits(
+        &self,
+        id: ConnectionId,
+        user: UserId,
+    ) -> Result<mpsc::Receiver<Message>, AdmitError> {
+        let r = self.registry.write().expect("hub poisoned");
+        if r.by_user.get(&user).map_or(0, HashSet::len) >= self.limits.per_user {
+            return Err(AdmitError::TooManyForUser {
+                max: self.limits.per_user,
+            });
+        }
+        if r.connections.len() >= self.limits.total {
+            return Err(AdmitError::Full);
+        }
+        Ok(self.register(r, id, user))
+    }
+
     /// A fresh connection id (handed to the client before the connection is registered).
     pub fn new_connection_id() -> ConnectionId {
         uuid::Uuid::new_v4().simple().to_string()
     }
 
-    /// Registers a connection under `id` and returns the receiving end of its outbox.
+    /// Registers a connection under `id` and returns the receiving end of its outbox, whatever
+    /// the limits (see [`WsHub::admit`]).
     pub fn connect(&self, id: ConnectionId, user: UserId) -> mpsc::Receiver<Message> {
+        let r = self.registry.write().expect("hub poisoned");
+        self.register(r, id, user)
+    }
+
+    fn register(
+        &self,
+        mut r: std::sync::RwLockWriteGuard<'_, Registry>,
+        id: ConnectionId,
+        user: UserId,
+    ) -> mpsc::Receiver<Message> {
         let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
-        let mut r = self.registry.write().expect("hub poisoned");
         r.by_user
             .entry(user.clone())
             .or_default()

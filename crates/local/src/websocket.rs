@@ -11,7 +11,7 @@
 //!   only when asked for and to loopback callers only, so the AWS notifier adapter can be run
 //!   against real WebSocket clients on one machine.
 
-use crate::hub::{self, SubscribeError, WsHub};
+use crate::hub::{self, AdmitError, SubscribeError, WsHub};
 use axum::extract::ws::{
     CloseFrame, Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
 };
@@ -24,7 +24,6 @@ use booking_app::auth::Authenticator;
 use booking_app::error::{ApiError, BookingError};
 use booking_app::http::ApiQuery;
 use booking_app::service::BookingService;
-use booking_core::UserId;
 use booking_core::protocol::{ClientMessage, ServerMessage};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -96,15 +95,31 @@ async fn websocket(
     let (caller, token_expires_at) = state.auth.verify_until(&token)?;
     let upgrade =
         upgrade.map_err(|r| ApiError::bad_request("WEBSOCKET_UPGRADE_REQUIRED", r.body_text()))?;
-    let id = WsHub::new_connection_id();
-    let header_value = HeaderValue::from_str(&id).expect("connection ids are hex");
+    // The slot is taken before the handshake answers, so a refusal is a plain HTTP answer; if
+    // the handshake then fails, the admission is dropped and frees it.
+    let admission = state.hub.admit(caller.user_id).map_err(|e| match e {
+        AdmitError::TooManyForUser { max } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_CONNECTIONS",
+            format!("At most {max} WebSocket connections per user; close one first"),
+        )
+        .with_details(json!({ "max": max })),
+        AdmitError::Full => {
+            let mut full = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "CONNECTIONS_FULL",
+                "The server holds as many WebSocket connections as it can; poll, or retry later",
+            );
+            full.retry_after = Some(5);
+            full
+        }
+    })?;
+    let header_value = HeaderValue::from_str(admission.id()).expect("connection ids are hex");
     let SocketState { hub, service, .. } = state;
     let mut response = upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| {
-            serve_socket(socket, hub, service, caller.user_id, token_expires_at, id)
-        });
+        .on_upgrade(move |socket| serve_socket(socket, hub, service, admission, token_expires_at));
     // The id the management API (`/@connections/{id}`) knows this connection by, as API Gateway
     // gives it to the backend; locally the client may want it too (tests do).
     response
@@ -191,10 +206,10 @@ async fn serve_socket(
     socket: WebSocket,
     hub: Arc<WsHub>,
     service: Arc<BookingService>,
-    user: UserId,
+    admission: hub::Admission,
     token_expires_at: chrono::DateTime<chrono::Utc>,
-    id: hub::ConnectionId,
 ) {
+    let id = admission.id().clone();
     // A socket lives no longer than the token that opened it: a revoked or stolen token's
     // sockets end when it does, and the client reconnects with a fresh one.
     let token_left = (token_expires_at - chrono::Utc::now())
@@ -202,8 +217,9 @@ async fn serve_socket(
         .unwrap_or_default();
     let token_expiry = tokio::time::sleep(token_left);
     tokio::pin!(token_expiry);
-    // Registered before the first read: once the client has had any reply, pushes reach it.
-    let mut outbox = hub.connect(id.clone(), user);
+    // Registered (admitted) before the first read: once the client has had any reply, pushes
+    // reach it.
+    let mut outbox = admission.into_outbox();
     let (mut sink, mut stream) = socket.split();
     let writer = tokio::spawn(async move {
         while let Some(message) = outbox.recv().await {

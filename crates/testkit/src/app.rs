@@ -151,7 +151,11 @@ impl TestApp {
             Some(wrap) => wrap(stores),
             None => stores,
         };
-        let hub = Arc::new(WsHub::new());
+        // Out of the way of tests about something else (tests/hardening.rs proves the limits).
+        let hub = Arc::new(WsHub::with_limits(booking_local::hub::SocketLimits {
+            per_user: 1_000,
+            total: 100_000,
+        }));
         let lane_options = options.lanes;
         let (lanes_tx, lanes_rx) = std::sync::mpsc::channel();
         let payments = Arc::new(MockPaymentProvider::new());
