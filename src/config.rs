@@ -60,6 +60,14 @@ impl ServerConfig {
         let bind: SocketAddr = env_or("BIND", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
         // Anyone who can reach a non-loopback address could mint tokens with a public secret.
         check_secret(&jwt_secret, !bind.ip().is_loopback())?;
+        let local_management_api: bool = env_or("LOCAL_MANAGEMENT_API", false)?;
+        if local_management_api && !bind.ip().is_loopback() {
+            return Err(invalid(
+                "LOCAL_MANAGEMENT_API",
+                "true",
+                "the management API lets any caller push to any socket: only with a loopback BIND",
+            ));
+        }
         Ok(Self {
             bind,
             data_dir: env_or("DATA_DIR", PathBuf::from("data"))?,
@@ -72,7 +80,7 @@ impl ServerConfig {
             max_batch,
             sweep_interval: Duration::from_millis(sweep_ms),
             shutdown_grace: Duration::from_secs(env_or("SHUTDOWN_GRACE_SECONDS", 10u64)?),
-            local_management_api: env_or("LOCAL_MANAGEMENT_API", false)?,
+            local_management_api,
             socket_limits: SocketLimits {
                 per_user: env_or("MAX_SOCKETS_PER_USER", SocketLimits::default().per_user)?.max(1),
                 total: env_or("MAX_SOCKETS", SocketLimits::default().total)?.max(1),

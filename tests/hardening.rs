@@ -66,6 +66,12 @@ fn the_server_refuses_a_secret_anyone_could_know() {
     );
     let lifetime = refused_start(&[("BIND", "127.0.0.1:0"), ("JWT_MAX_LIFETIME_SECONDS", "5")]);
     assert!(lifetime.contains("JWT_MAX_LIFETIME_SECONDS"), "{lifetime}");
+    let exposed = refused_start(&[
+        ("BIND", "0.0.0.0:0"),
+        ("JWT_SECRET", SECRET),
+        ("LOCAL_MANAGEMENT_API", "true"),
+    ]);
+    assert!(exposed.contains("LOCAL_MANAGEMENT_API"), "{exposed}");
 }
 
 /// `seatbook token` under the server's environment.
@@ -325,4 +331,41 @@ async fn sockets_are_capped_per_user_and_in_all() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A retry of a request already made (the same key: its first answer was lost, or its enqueue
+/// failed) is not a new request: the cap lets it through to find the earlier one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_is_not_counted_against_the_open_request_cap() {
+    let mut options = TestAppOptions::on(Backend::Embedded);
+    options.config.max_open_requests_per_user = 1;
+    let server = TestApp::start_with(options).await;
+    let c = client();
+    pause_show(&c, &server, GRAND_HALL, &admin_token("operator")).await;
+    let service = server.app.service();
+    let user: booking_core::UserId = "retrier".parse().unwrap();
+    let input = |key: &str, seat: &str| booking_app::service::HoldRequestInput {
+        show_id: GRAND_HALL.to_owned(),
+        seat_ids: vec![seat.to_owned()],
+        idempotency_key: Some(key.to_owned()),
+    };
+    let first = service
+        .submit_hold(&user, input("k-1", "A1"))
+        .await
+        .unwrap();
+    assert!(first.created);
+    let again = service
+        .submit_hold(&user, input("k-1", "A1"))
+        .await
+        .unwrap();
+    assert!(!again.created, "the earlier request, found again");
+    assert_eq!(again.request.request_id, first.request.request_id);
+    let refused = service.submit_hold(&user, input("k-2", "A2")).await;
+    assert!(
+        matches!(
+            refused,
+            Err(booking_app::error::BookingError::TooManyOpenRequests { max: 1 })
+        ),
+        "{refused:?}"
+    );
 }

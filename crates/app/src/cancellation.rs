@@ -207,7 +207,12 @@ impl Cancellations {
                     tracing::info!(order_id = %order.order_id, error = %Chain(&e), "order of a cancelled show not over yet; the sweep goes on with it");
                     wound_up.orders_unfinished += 1;
                 }
-                Err(e) => return Err(e),
+                // Whatever else stops one order stops only it: the others go on, and the sweep
+                // tries this one again.
+                Err(e) => {
+                    tracing::warn!(order_id = %order.order_id, error = %Chain(&e), "could not cancel an order of a cancelled show; will retry");
+                    wound_up.orders_unfinished += 1;
+                }
             }
         }
         Ok(())

@@ -237,7 +237,8 @@ impl BookingService {
         let seat_ids = self.validate_seats(&show.layout, &input.seat_ids)?;
         // One user cannot queue up requests to push everyone else back. (Counted before the
         // insert, so concurrent requests of one user may pass it together; the cap is a bound
-        // on queue spam, not an invariant.)
+        // on queue spam, not an invariant.) A retry of a request already made (same key) is
+        // not a new one: it goes on to find it, and to queue it again if its enqueue failed.
         let max = self.config.max_open_requests_per_user;
         if self
             .ports
@@ -246,7 +247,13 @@ impl BookingService {
             .await?
             >= u64::from(max)
         {
-            return Err(BookingError::TooManyOpenRequests { max });
+            let retry = match &idempotency_key {
+                Some(key) => self.ports.requests.request_with_key(user, key).await?,
+                None => None,
+            };
+            if retry.is_none() {
+                return Err(BookingError::TooManyOpenRequests { max });
+            }
         }
         let now = self.ports.clock.now();
         let new = NewBookingRequest {
@@ -328,14 +335,15 @@ impl BookingService {
             let (processor, request) = (processor.clone(), request.clone());
             tokio::spawn(async move { processor.process_arrival(&request, DIRECT_BACKLOG).await })
         };
-        let decided = deciding.await.map_err(|e| {
-            BookingError::Inconsistent(format!("the decision of a hold request panicked: {e}"))
-        })?;
-        match decided {
-            Ok(Arrival::Decided(_)) => {}
-            Ok(Arrival::Backlogged) => return self.queue_instead(request, created).await,
-            Err(e) => {
+        match deciding.await {
+            Ok(Ok(Arrival::Decided(_))) => {}
+            Ok(Ok(Arrival::Backlogged)) => return self.queue_instead(request, created).await,
+            Ok(Err(e)) => {
                 tracing::warn!(request_id = %request.request_id, error = %Chain(&e), "not decided at once; queued instead");
+                return self.queue_instead(request, created).await;
+            }
+            Err(panicked) => {
+                tracing::error!(request_id = %request.request_id, error = %panicked, "the decision panicked; queued instead");
                 return self.queue_instead(request, created).await;
             }
         }

@@ -60,6 +60,7 @@ pub struct Sweeper {
     last_purge: Mutex<Option<DateTime<Utc>>>,
     /// When it last wound up cancelled shows (never, on its first sweep).
     last_wind_up: Mutex<Option<DateTime<Utc>>>,
+    wind_up_interval: chrono::Duration,
 }
 
 /// Whether a periodic task last run at `last` is due at `now` (and if so, marks it run).
@@ -81,7 +82,16 @@ impl Sweeper {
             retention,
             last_purge: Mutex::new(None),
             last_wind_up: Mutex::new(None),
+            wind_up_interval: WIND_UP_INTERVAL,
         }
+    }
+
+    /// Winds up cancelled shows at most every `interval` instead of [`WIND_UP_INTERVAL`]: a
+    /// sweeper that is itself run rarely (the expirer function, once a minute) does it on every
+    /// sweep.
+    pub fn with_wind_up_interval(mut self, interval: chrono::Duration) -> Self {
+        self.wind_up_interval = interval;
+        self
     }
 
     /// Removes history that ended more than the retention ago, batch by batch, if the last purge
@@ -183,7 +193,7 @@ impl Sweeper {
         let payments_settled = self.orders.settle_abandoned_payments().await?;
         let orders_expired = self.orders.expire_orders().await?;
         let keys_forgotten = self.ports.idempotency.purge_keys(now).await?;
-        let wound_up = if due(&self.last_wind_up, now, WIND_UP_INTERVAL) {
+        let wound_up = if due(&self.last_wind_up, now, self.wind_up_interval) {
             self.cancellations.wind_up_recent(now).await?
         } else {
             WindUp::default()

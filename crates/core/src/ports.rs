@@ -225,6 +225,13 @@ pub trait RequestStore: Send + Sync + 'static {
         message: &str,
         at: DateTime<Utc>,
     ) -> Result<Vec<BookingRequest>, StoreError>;
+    /// The request `user` made with idempotency key `key`, if any: a retry's own earlier request
+    /// (which the cap on open requests must not count against it).
+    async fn request_with_key(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<BookingRequest>, StoreError>;
     /// How many undecided requests (QUEUED or PROCESSING, not dead letters) `user` has for `show`:
     /// what the cap on open requests per user counts.
     async fn open_requests_of(&self, user: &UserId, show: ShowId) -> Result<u64, StoreError>;

@@ -37,7 +37,13 @@ pub struct Expirer {
 impl Expirer {
     pub async fn from_env() -> Result<Self, WiringError> {
         let shared = Shared::from_env().await?;
-        Ok(Self::new(shared.app()?.build().sweeper()))
+        // Invoked once a minute: every sweep finishes what cancelled shows still have open.
+        let sweeper = shared
+            .app()?
+            .build()
+            .sweeper()
+            .with_wind_up_interval(chrono::Duration::zero());
+        Ok(Self::new(sweeper))
     }
 
     pub fn new(sweeper: Sweeper) -> Self {

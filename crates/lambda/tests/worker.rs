@@ -64,6 +64,13 @@ impl RequestStore for OutageAt {
     ) -> Result<Vec<BookingRequest>, StoreError> {
         self.inner.expire_overdue_requests(now).await
     }
+    async fn request_with_key(
+        &self,
+        user: &UserId,
+        key: &booking_core::IdempotencyKey,
+    ) -> Result<Option<BookingRequest>, StoreError> {
+        self.inner.request_with_key(user, key).await
+    }
     async fn open_requests_of(&self, user: &UserId, show: ShowId) -> Result<u64, StoreError> {
         self.inner.open_requests_of(user, show).await
     }

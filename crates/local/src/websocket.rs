@@ -210,6 +210,12 @@ async fn serve_socket(
     token_expires_at: chrono::DateTime<chrono::Utc>,
 ) {
     let id = admission.id().clone();
+    // However this ends (a panic in a handler included), the connection leaves the hub and its
+    // slot is free again.
+    let registered = Registered {
+        hub: hub.clone(),
+        id: id.clone(),
+    };
     // A socket lives no longer than the token that opened it: a revoked or stolen token's
     // sockets end when it does, and the client reconnects with a fresh one.
     let token_left = (token_expires_at - chrono::Utc::now())
@@ -256,8 +262,20 @@ async fn serve_socket(
             hub.send_to(&id, hub::encode(&reply));
         }
     }
-    hub.disconnect(&id);
+    drop(registered);
     let _ = writer.await;
+}
+
+/// Disconnects a served connection from the hub when dropped.
+struct Registered {
+    hub: Arc<WsHub>,
+    id: hub::ConnectionId,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.hub.disconnect(&self.id);
+    }
 }
 
 /// A use case's error as the socket tells it: the same code and message as over HTTP.

@@ -11,7 +11,7 @@ use booking_core::ports::{
     DeadLetteredRequest, Inserted, Purged, RequestStore, ShowQueueCounts, StoreError,
 };
 use booking_core::{
-    BookingRequest, NewBookingRequest, PROCESSING_GRACE, RequestId, ShowId, UserId,
+    BookingRequest, IdempotencyKey, NewBookingRequest, PROCESSING_GRACE, RequestId, ShowId, UserId,
 };
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
@@ -209,6 +209,27 @@ impl RequestStore for PgStore {
             request.as_uuid(),
             reason,
             at
+        )
+        .fetch_optional(self.pool())
+        .await
+        .map_err(codec::store_error)?;
+        row.map(BookingRequest::try_from).transpose()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn request_with_key(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<BookingRequest>, StoreError> {
+        let row = sqlx::query_as!(
+            RequestRow,
+            "SELECT seq, request_id, user_id, show_id, seat_ids, status, idempotency_key, \
+                    created_at, expires_at, processed_at, hold_id, hold_expires_at, \
+                    result_message, unavailable, alternatives \
+             FROM booking_requests WHERE user_id = $1 AND idempotency_key = $2",
+            user.as_str(),
+            key.as_str()
         )
         .fetch_optional(self.pool())
         .await

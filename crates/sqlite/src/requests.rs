@@ -11,7 +11,7 @@ use booking_core::ports::{
     DeadLetteredRequest, Inserted, Purged, RequestStore, ShowQueueCounts, StoreError,
 };
 use booking_core::{
-    BookingRequest, NewBookingRequest, PROCESSING_GRACE, RequestId, ShowId, UserId,
+    BookingRequest, IdempotencyKey, NewBookingRequest, PROCESSING_GRACE, RequestId, ShowId, UserId,
 };
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
@@ -180,6 +180,27 @@ impl RequestStore for SqliteStore {
         .await
         .map_err(codec::store_error)?;
         row.as_ref().map(codec::decode_request).transpose()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn request_with_key(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<BookingRequest>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            request_columns!(),
+            " FROM booking_requests WHERE user_id = ?1 AND idempotency_key = ?2"
+        ))
+        .bind(user.as_str())
+        .bind(key.as_str())
+        .fetch_optional(self.readers())
+        .await
+        .map_err(codec::store_error)?
+        .as_ref()
+        .map(codec::decode_request)
+        .transpose()
     }
 
     #[tracing::instrument(skip_all, fields(show_id = %show))]

@@ -84,6 +84,26 @@ pub async fn idempotency_key_returns_existing<S: ContractStore>(store: &S) {
     other.idempotency_key = Some(key.clone());
     let other = insert(store, other).await;
     assert_ne!(other.seq, first.seq);
+    assert_eq!(
+        store.request_with_key(&user, &key).await.unwrap(),
+        Some(first.clone()),
+        "found by its user and key"
+    );
+    assert_eq!(
+        store
+            .request_with_key(&other.user_id, &key)
+            .await
+            .unwrap()
+            .map(|r| r.request_id),
+        Some(other.request_id)
+    );
+    assert_eq!(
+        store
+            .request_with_key(&fresh_user("nobody"), &key)
+            .await
+            .unwrap(),
+        None
+    );
 
     let mut other_key = new_request(&show, &user, &["A6"], t);
     other_key.idempotency_key = Some("checkout-43".parse().unwrap());
