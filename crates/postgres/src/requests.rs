@@ -416,15 +416,24 @@ impl RequestStore for PgStore {
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<BookingRequest>, StoreError> {
+        // Rows another transaction holds (a decider committing them, a cancellation failing
+        // them) are skipped, not waited for: whatever that transaction decides stands, and one
+        // still overdue afterwards is expired by the next sweep. Never waiting, this cannot
+        // deadlock with them.
         let rows = sqlx::query_as!(
             RequestRow,
-            "UPDATE booking_requests \
+            "WITH overdue AS ( \
+                 SELECT request_id FROM booking_requests \
+                 WHERE (status = 'QUEUED' AND expires_at <= $1) \
+                    OR (status = 'PROCESSING' AND expires_at <= $3) \
+                 FOR UPDATE SKIP LOCKED) \
+             UPDATE booking_requests r \
              SET status = 'EXPIRED', processed_at = $1, result_message = $2 \
-             WHERE (status = 'QUEUED' AND expires_at <= $1) \
-                OR (status = 'PROCESSING' AND expires_at <= $3) \
-             RETURNING seq, request_id, user_id, show_id, seat_ids, status, idempotency_key, \
-                       created_at, expires_at, processed_at, hold_id, hold_expires_at, \
-                       result_message, unavailable, alternatives",
+             FROM overdue WHERE r.request_id = overdue.request_id \
+             RETURNING r.seq, r.request_id, r.user_id, r.show_id, r.seat_ids, r.status, \
+                       r.idempotency_key, r.created_at, r.expires_at, r.processed_at, \
+                       r.hold_id, r.hold_expires_at, r.result_message, r.unavailable, \
+                       r.alternatives",
             now,
             EXPIRED_MESSAGE,
             now - PROCESSING_GRACE
