@@ -59,6 +59,27 @@ pub struct Ports {
     pub show_locks: Option<Arc<dyn ShowLocks>>,
 }
 
+impl Ports {
+    /// Runs `work` as the show's only decider where deciders are serialised
+    /// ([`Ports::show_locks`]; elsewhere as it is), and lets the lock go, awaited, whatever
+    /// `work` comes to.
+    pub async fn as_sole_decider<T, E: From<StoreError>>(
+        &self,
+        show: ShowId,
+        work: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let decider = match &self.show_locks {
+            Some(locks) => Some(locks.lock(show).await?),
+            None => None,
+        };
+        let done = work.await;
+        if let Some(decider) = decider {
+            decider.release().await;
+        }
+        done
+    }
+}
+
 /// The state ports, which one store adapter usually serves together.
 #[derive(Clone)]
 pub struct Stores {

@@ -24,11 +24,10 @@
 use crate::app::Ports;
 use crate::error::BookingError;
 use crate::orders::OrderService;
-use crate::service::update_mirror;
-use booking_core::engine::SeatChange;
+use crate::service::announce_released;
 use booking_core::ports::{ReleaseError, StoreError};
 use booking_core::protocol::ServerMessage;
-use booking_core::{Chain, OrderStatus, SeatStatus, Show, UserId};
+use booking_core::{Chain, OrderStatus, Show, UserId};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -82,15 +81,13 @@ impl Cancellations {
             return Ok(WindUp::default());
         };
         let mut told: BTreeSet<UserId> = BTreeSet::new();
-        let decider = match &self.ports.show_locks {
-            Some(locks) => Some(locks.lock(show.show_id).await?),
-            None => None,
-        };
-        let seats = self.end_requests_and_holds(show, &message, &mut told).await;
-        if let Some(decider) = decider {
-            decider.release().await;
-        }
-        let mut wound_up = seats?;
+        let mut wound_up = self
+            .ports
+            .as_sole_decider(
+                show.show_id,
+                self.end_requests_and_holds(show, &message, &mut told),
+            )
+            .await?;
         self.end_orders(show, &message, &mut wound_up, &mut told)
             .await?;
         let reason = show
@@ -148,27 +145,7 @@ impl Cancellations {
                 Err(ReleaseError::Store(e)) => return Err(e.into()),
             }
         }
-        if let Some(mirror) = &self.ports.mirror {
-            let freed: Vec<_> = released
-                .iter()
-                .flat_map(|h| h.seat_ids.iter().map(|&s| (s, h.hold_id)))
-                .collect();
-            update_mirror(mirror.as_ref(), show.show_id, &[], &freed).await;
-        }
-        let changes: Vec<SeatChange> = released
-            .iter()
-            .flat_map(|h| &h.seat_ids)
-            .map(|&seat_id| SeatChange {
-                seat_id,
-                status: SeatStatus::Available,
-            })
-            .collect();
-        if !changes.is_empty() {
-            self.ports
-                .notifier
-                .seats_changed(show.show_id, &changes)
-                .await;
-        }
+        announce_released(&self.ports, show.show_id, &released).await;
         told.extend(released.iter().map(|h| h.user_id.clone()));
         Ok(WindUp {
             requests_failed: failed.len(),

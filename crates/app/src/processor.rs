@@ -110,16 +110,9 @@ impl BatchProcessor {
         batch: &[BookingRequest],
     ) -> Result<BatchReport, ProcessError> {
         // Held until the outcomes are committed and told: nobody else decides this show meanwhile.
-        // Released (awaited) before returning, whatever the outcome.
-        let decider = match &self.ports.show_locks {
-            Some(locks) => Some(locks.lock(show).await?),
-            None => None,
-        };
-        let processed = self.process_locked(show, batch, Resend::Duplicates).await;
-        if let Some(decider) = decider {
-            decider.release().await;
-        }
-        processed
+        self.ports
+            .as_sole_decider(show, self.process_locked(show, batch, Resend::Duplicates))
+            .await
     }
 
     /// Decides a request the moment it arrives (direct mode): under the show's lock, together
@@ -135,11 +128,7 @@ impl BatchProcessor {
         backlog_limit: u32,
     ) -> Result<Arrival, ProcessError> {
         let show = request.show_id;
-        let decider = match &self.ports.show_locks {
-            Some(locks) => Some(locks.lock(show).await?),
-            None => None,
-        };
-        let processed = async {
+        let arrival = async {
             let mut batch = self
                 .ports
                 .requests
@@ -152,12 +141,8 @@ impl BatchProcessor {
             self.process_locked(show, &batch, Resend::Nothing)
                 .await
                 .map(Arrival::Decided)
-        }
-        .await;
-        if let Some(decider) = decider {
-            decider.release().await;
-        }
-        processed
+        };
+        self.ports.as_sole_decider(show, arrival).await
     }
 
     async fn process_locked(

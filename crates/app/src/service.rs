@@ -434,22 +434,7 @@ impl BookingService {
                 ReleaseError::NotHeld(status) => BookingError::HoldNotActive(status),
                 ReleaseError::Store(e) => BookingError::Store(e),
             })?;
-        if let Some(mirror) = &self.ports.mirror {
-            let freed: Vec<_> = hold.seat_ids.iter().map(|&s| (s, hold.hold_id)).collect();
-            update_mirror(mirror.as_ref(), hold.show_id, &[], &freed).await;
-        }
-        let changes: Vec<SeatChange> = hold
-            .seat_ids
-            .iter()
-            .map(|&seat_id| SeatChange {
-                seat_id,
-                status: SeatStatus::Available,
-            })
-            .collect();
-        self.ports
-            .notifier
-            .seats_changed(hold.show_id, &changes)
-            .await;
+        announce_released(&self.ports, hold.show_id, std::slice::from_ref(&hold)).await;
         let show = self.show_of(&hold).await?;
         Ok((hold, show))
     }
@@ -692,6 +677,29 @@ impl BookingService {
                 hold.hold_id, hold.show_id
             ))
         })
+    }
+}
+
+/// Tells the mirror and the show's subscribers that `holds` of `show` were released: their
+/// seats are free.
+pub(crate) async fn announce_released(ports: &Ports, show: ShowId, holds: &[Hold]) {
+    if let Some(mirror) = &ports.mirror {
+        let freed: Vec<_> = holds
+            .iter()
+            .flat_map(|h| h.seat_ids.iter().map(|&s| (s, h.hold_id)))
+            .collect();
+        update_mirror(mirror.as_ref(), show, &[], &freed).await;
+    }
+    let changes: Vec<SeatChange> = holds
+        .iter()
+        .flat_map(|h| &h.seat_ids)
+        .map(|&seat_id| SeatChange {
+            seat_id,
+            status: SeatStatus::Available,
+        })
+        .collect();
+    if !changes.is_empty() {
+        ports.notifier.seats_changed(show, &changes).await;
     }
 }
 

@@ -78,8 +78,8 @@ pub enum AdmitError {
 }
 
 /// A connection slot taken before the WebSocket handshake completes: the connection is
-/// registered (and counted) from here on. Served, it becomes the socket's outbox
-/// ([`Admission::into_outbox`]); dropped unserved (the upgrade failed), it frees the slot.
+/// registered (and counted) from here on, and leaves the hub when its admission is dropped,
+/// however that happens: the upgrade failed, the socket closed, its handler panicked.
 pub struct Admission {
     hub: Arc<WsHub>,
     id: ConnectionId,
@@ -91,18 +91,17 @@ impl Admission {
         &self.id
     }
 
-    /// The receiving end of the connection's outbox; from now on the socket's own handler
-    /// disconnects it when it ends.
-    pub fn into_outbox(mut self) -> mpsc::Receiver<Message> {
-        self.outbox.take().expect("an admission is served once")
+    /// The receiving end of the connection's outbox (once).
+    pub fn take_outbox(&mut self) -> mpsc::Receiver<Message> {
+        self.outbox
+            .take()
+            .expect("an admission's outbox is taken once")
     }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        if self.outbox.is_some() {
-            self.hub.disconnect(&self.id);
-        }
+        self.hub.disconnect(&self.id);
     }
 }
 

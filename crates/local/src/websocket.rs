@@ -206,16 +206,10 @@ async fn serve_socket(
     socket: WebSocket,
     hub: Arc<WsHub>,
     service: Arc<BookingService>,
-    admission: hub::Admission,
+    mut admission: hub::Admission,
     token_expires_at: chrono::DateTime<chrono::Utc>,
 ) {
     let id = admission.id().clone();
-    // However this ends (a panic in a handler included), the connection leaves the hub and its
-    // slot is free again.
-    let registered = Registered {
-        hub: hub.clone(),
-        id: id.clone(),
-    };
     // A socket lives no longer than the token that opened it: a revoked or stolen token's
     // sockets end when it does, and the client reconnects with a fresh one.
     let token_left = (token_expires_at - chrono::Utc::now())
@@ -225,7 +219,7 @@ async fn serve_socket(
     tokio::pin!(token_expiry);
     // Registered (admitted) before the first read: once the client has had any reply, pushes
     // reach it.
-    let mut outbox = admission.into_outbox();
+    let mut outbox = admission.take_outbox();
     let (mut sink, mut stream) = socket.split();
     let writer = tokio::spawn(async move {
         while let Some(message) = outbox.recv().await {
@@ -262,20 +256,9 @@ async fn serve_socket(
             hub.send_to(&id, hub::encode(&reply));
         }
     }
-    drop(registered);
+    // Leaving the hub ends the outbox, and with it the writer, once it has sent what is queued.
+    drop(admission);
     let _ = writer.await;
-}
-
-/// Disconnects a served connection from the hub when dropped.
-struct Registered {
-    hub: Arc<WsHub>,
-    id: hub::ConnectionId,
-}
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        self.hub.disconnect(&self.id);
-    }
 }
 
 /// A use case's error as the socket tells it: the same code and message as over HTTP.
