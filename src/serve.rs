@@ -12,10 +12,11 @@
 //! did not get to stays QUEUED in the store and is decided first on the next start.
 
 use crate::config::{ServerConfig, redact};
+use booking_app::limits::MemoryRateLimiter;
 use booking_app::show_locks::InProcessShowLocks;
 use booking_app::{App, Authenticator, MockPaymentProvider, QueueAdapter, Stores};
 use booking_core::ports::{
-    CatalogError, MirrorError, RequestQueue, SeatMirror, ShowLocks, StoreError,
+    CatalogError, MirrorError, RateLimiter, RequestQueue, SeatMirror, ShowLocks, StoreError,
 };
 use booking_core::{Clock, SystemClock};
 use booking_local::{LaneOptions, LocalLanes, MemoryMirror, WsHub};
@@ -88,15 +89,23 @@ pub async fn open_stores(
     ))
 }
 
-/// The seat map's hot read path: Redis when configured, process memory otherwise.
-async fn open_mirror(config: &ServerConfig) -> Result<Arc<dyn SeatMirror>, ServeError> {
+/// The seat map's hot read path and the rate-limit buckets: Redis when configured, process
+/// memory otherwise.
+async fn open_mirror(
+    config: &ServerConfig,
+) -> Result<(Arc<dyn SeatMirror>, Arc<dyn RateLimiter>), ServeError> {
     Ok(match &config.redis_url {
-        Some(url) => Arc::new(
-            RedisMirror::connect(url)
+        Some(url) => {
+            let redis = RedisMirror::connect(url)
                 .await
-                .map_err(|e| ServeError::Redis(redact(url), e))?,
+                .map_err(|e| ServeError::Redis(redact(url), e))?;
+            let limiter = Arc::new(redis.rate_limiter());
+            (Arc::new(redis), limiter)
+        }
+        None => (
+            Arc::new(MemoryMirror::new()),
+            Arc::new(MemoryRateLimiter::new()),
         ),
-        None => Arc::new(MemoryMirror::new()),
     })
 }
 
@@ -126,11 +135,13 @@ pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
         tracing::info!("QUEUE_BASED_BOOKING=false: hold requests are decided as they arrive");
         builder = builder.show_locks(show_locks);
     }
+    let (mirror, rate_limiter) = open_mirror(&config).await?;
     let app = builder
         .payments(Arc::new(payments))
         .clock(clock)
         .notifier(hub.clone())
-        .mirror(open_mirror(&config).await?)
+        .mirror(mirror)
+        .rate_limiter(rate_limiter)
         .queue(QueueAdapter::in_process(move |processor| {
             Arc::new(LocalLanes::new(processor, lanes)) as Arc<dyn RequestQueue>
         }))

@@ -3,8 +3,9 @@
 //! issuer and an audience, it accepts the tokens `seatbook token` mints under the same
 //! configuration and refuses tokens that lack them, name another issuer or audience, or live too
 //! long; the `/@connections` management emulator (push any message to any socket) is not served
-//! unless asked for; and one user cannot queue more than `MAX_OPEN_REQUESTS_PER_USER` undecided
-//! requests for a show.
+//! unless asked for; one user cannot queue more than `MAX_OPEN_REQUESTS_PER_USER` undecided
+//! requests for a show; and a user over their rate (holds, orders, payments) or an address over
+//! its rate (the catalog) is answered 429 `RATE_LIMITED` with `Retry-After`, on both backends.
 
 // Every test target of a package gets all its dependencies; each uses only some of them.
 #![allow(unused_crate_dependencies)]
@@ -369,3 +370,110 @@ async fn a_retry_is_not_counted_against_the_open_request_cap() {
         "{refused:?}"
     );
 }
+
+fn retry_after(answer: &reqwest::Response) -> Option<u64> {
+    answer
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A script firing holds is stopped after its burst; a fan beside it is not; a refused request
+/// left no trace, so its `Idempotency-Key` works once the bucket has a token again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_firing_holds_is_rate_limited_and_others_are_not() {
+    let server = Server::start(&[("RATE_LIMIT_HOLDS", "60/min,burst=3")]);
+    let c = client();
+    let (script, fan) = (token("script"), token("fan"));
+    let send = |who: &str, seat: &str, key: &str| {
+        c.post(server.url("/api/v1/holds"))
+            .bearer_auth(who)
+            .header("idempotency-key", key)
+            .json(&serde_json::json!({ "showId": GRAND_HALL, "seatIds": [seat] }))
+            .send()
+    };
+    for (n, seat) in ["A1", "A2", "A3"].into_iter().enumerate() {
+        let answer = send(&script, seat, &format!("k{n}")).await.unwrap();
+        assert_eq!(answer.status(), 202, "within the burst");
+    }
+    let refused = send(&script, "A4", "k-limited").await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let wait = retry_after(&refused).expect("Retry-After");
+    assert!((1..=1).contains(&wait), "one token a second: {wait}");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "RATE_LIMITED", "{body}");
+    let answer = send(&fan, "B1", "fan-1").await.unwrap();
+    assert_eq!(answer.status(), 202, "another user has their own bucket");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let answer = send(&script, "A4", "k-limited").await.unwrap();
+    assert_eq!(
+        answer.status(),
+        202,
+        "the refusal was not kept as the key's answer"
+    );
+}
+
+/// Reads anyone may make are limited per address; `/health` (the load balancer's) is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_reading_too_fast_is_rate_limited() {
+    let server = Server::start(&[("RATE_LIMIT_PER_IP", "60/min,burst=5")]);
+    let c = client();
+    for _ in 0..5 {
+        let answer = c.get(server.url("/api/v1/movies")).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    let refused = c
+        .get(server.url(&format!("/api/v1/shows/{GRAND_HALL}/seatmap")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429, "one bucket for every catalog read");
+    assert!(retry_after(&refused).is_some());
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "RATE_LIMITED");
+    for _ in 0..20 {
+        let answer = c.get(server.url("/health")).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "health checks are not limited");
+    }
+}
+
+/// Orders and payments have their own buckets, enforced alike on the embedded store (process
+/// memory) and on PostgreSQL + Redis (buckets in Redis).
+async fn orders_and_payments_are_rate_limited_on(backend: Backend) {
+    let mut options = TestAppOptions::on(backend);
+    options.config.rate_limits.orders = Some("1/h,burst=2".parse().unwrap());
+    options.config.rate_limits.payments = Some("1/h,burst=1".parse().unwrap());
+    let server = TestApp::start_with(options).await;
+    let c = client();
+    let buyer = token("buyer");
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let (status, body) = post(
+            &c,
+            &server,
+            "/api/v1/orders",
+            Some(&buyer),
+            serde_json::json!({ "holdId": booking_core::HoldId::new_random() }),
+        )
+        .await;
+        statuses.push((status, body["error"]["code"].as_str().unwrap().to_owned()));
+    }
+    assert_eq!(
+        statuses,
+        [
+            (404, "HOLD_NOT_FOUND".to_owned()),
+            (404, "HOLD_NOT_FOUND".to_owned()),
+            (429, "RATE_LIMITED".to_owned())
+        ]
+    );
+    let cancel = format!(
+        "/api/v1/orders/{}/cancel",
+        booking_core::OrderId::new_random()
+    );
+    let (first, _) = post(&c, &server, &cancel, Some(&buyer), serde_json::json!({})).await;
+    let (second, body) = post(&c, &server, &cancel, Some(&buyer), serde_json::json!({})).await;
+    assert_eq!((first, second), (404, 429), "{body}");
+}
+
+on_every_backend!(orders_and_payments_are_rate_limited_on);

@@ -105,6 +105,10 @@ impl Server {
             // Out of the way of tests about something else (tests/hardening.rs proves it).
             .env("MAX_OPEN_REQUESTS_PER_USER", "100")
             .env("MAX_SOCKETS_PER_USER", "1000")
+            .env("RATE_LIMIT_HOLDS", "off")
+            .env("RATE_LIMIT_ORDERS", "off")
+            .env("RATE_LIMIT_PAYMENTS", "off")
+            .env("RATE_LIMIT_PER_IP", "off")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in &env {

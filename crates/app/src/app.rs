@@ -20,6 +20,7 @@ use crate::cancellation::Cancellations;
 use crate::catalog::CatalogAdmin;
 use crate::config::BookingConfig;
 use crate::http::{self, AppState};
+use crate::limits::{Limits, MemoryRateLimiter};
 use crate::orders::OrderService;
 use crate::payments::MockPaymentProvider;
 use crate::processor::BatchProcessor;
@@ -31,7 +32,7 @@ use booking_core::Chain;
 use booking_core::engine::SeatChange;
 use booking_core::ports::{
     CatalogStore, HoldStore, IdempotencyStore, Notifier, OrderStore, PaymentProvider, QueueError,
-    QueueTicket, RequestQueue, RequestStore, SeatMirror, ShowLocks, StoreError,
+    QueueTicket, RateLimiter, RequestQueue, RequestStore, SeatMirror, ShowLocks, StoreError,
 };
 use booking_core::protocol::{BookingResult, ServerMessage};
 use booking_core::{BookingRequest, Clock, ShowId, SystemClock, UserId};
@@ -141,9 +142,17 @@ pub struct AppBuilder {
     queue: QueueAdapter,
     auth: Option<Authenticator>,
     show_locks: Option<Arc<dyn ShowLocks>>,
+    rate_limiter: Option<Arc<dyn RateLimiter>>,
 }
 
 impl AppBuilder {
+    /// Where rate-limit buckets are kept (default: this process's memory). Shared ones (Redis)
+    /// make every process of a deployment enforce one limit per caller.
+    pub fn rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
+        self.rate_limiter = Some(limiter);
+        self
+    }
+
     /// How deciders of one show are serialised (default: not at all, for one lane per show in one
     /// process). Needed where requests are decided as they arrive (`QUEUE_BASED_BOOKING=false`)
     /// or by several processes.
@@ -210,6 +219,11 @@ impl AppBuilder {
             QueueAdapter::InProcess(build) => (build(processor.clone()), true),
             QueueAdapter::Detached => (Arc::new(DetachedQueue), false),
         };
+        let limits = Arc::new(Limits::new(
+            self.config.rate_limits,
+            self.rate_limiter
+                .unwrap_or_else(|| Arc::new(MemoryRateLimiter::new())),
+        ));
         let orders = Arc::new(OrderService::new(ports.clone(), self.config.clone()));
         let direct = (!self.config.queue_based).then(|| processor.clone());
         let service = Arc::new(BookingService::new(
@@ -236,6 +250,7 @@ impl AppBuilder {
                     .unwrap_or_else(|| Authenticator::hs256(random_key().as_bytes())),
             ),
             sweeper: Mutex::new(None),
+            limits,
         }
     }
 }
@@ -257,6 +272,7 @@ pub struct App {
     decides_here: bool,
     auth: Arc<Authenticator>,
     sweeper: Mutex<Option<SweeperTask>>,
+    limits: Arc<Limits>,
 }
 
 /// What [`App::shutdown`] left behind.
@@ -280,6 +296,7 @@ impl App {
             queue: QueueAdapter::Detached,
             auth: None,
             show_locks: None,
+            rate_limiter: None,
         }
     }
 
@@ -290,6 +307,7 @@ impl App {
             orders: self.orders.clone(),
             catalog: self.catalog.clone(),
             auth: self.auth.clone(),
+            limits: self.limits.clone(),
         })
     }
 

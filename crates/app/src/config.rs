@@ -3,6 +3,7 @@
 //! Parsing is strict: a set-but-invalid variable stops start-up with a message naming it, rather
 //! than silently falling back to a default in production.
 
+use crate::limits::RateLimits;
 use chrono::Duration;
 use std::str::FromStr;
 
@@ -78,6 +79,9 @@ pub struct BookingConfig {
     /// never blocked, a script that queues thousands of requests to push everyone else back is
     /// (429 `TOO_MANY_OPEN_REQUESTS`).
     pub max_open_requests_per_user: u32,
+    /// How fast one user may write and one address may read (`RATE_LIMIT_*`; see
+    /// [`RateLimits`]).
+    pub rate_limits: RateLimits,
 }
 
 impl Default for BookingConfig {
@@ -94,6 +98,7 @@ impl Default for BookingConfig {
             queue_based: true,
             request_retention: Duration::days(30),
             max_open_requests_per_user: 3,
+            rate_limits: RateLimits::default(),
         }
     }
 }
@@ -145,6 +150,7 @@ impl BookingConfig {
                 )?,
             )?
             .min(100) as u32,
+            rate_limits: RateLimits::from_env()?,
         }
         .checked()
     }

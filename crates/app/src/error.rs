@@ -257,7 +257,7 @@ impl ApiError {
 }
 
 /// Marks an answer that an `Idempotency-Key` must not keep for replay: it says "not now" (a
-/// payment of the order is in progress) or "not understood as sent" (a wrong content type, which
+/// payment of the order is in progress, too many open requests or too fast) or "not understood as sent" (a wrong content type, which
 /// is not part of a request's fingerprint), so a retry with the same key may rightly be answered
 /// differently. 5xx answers are never kept either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,7 +267,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let not_replayable = matches!(
             self.code,
-            "PAYMENT_IN_PROGRESS" | "UNSUPPORTED_MEDIA_TYPE" | "TOO_MANY_OPEN_REQUESTS"
+            "PAYMENT_IN_PROGRESS"
+                | "UNSUPPORTED_MEDIA_TYPE"
+                | "TOO_MANY_OPEN_REQUESTS"
+                | "RATE_LIMITED"
         );
         let mut error = json!({ "code": self.code, "message": self.message });
         if let Some(details) = self.details {

@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod orders;
 pub mod payments;
 pub mod processor;

@@ -20,6 +20,7 @@ pub mod model;
 pub mod order;
 pub mod ports;
 pub mod protocol;
+pub mod rate;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{

@@ -12,6 +12,7 @@ use crate::ids::{
 use crate::model::{BookingRequest, Hold, HoldStatus, Movie, NewBookingRequest, SeatStatus, Show};
 use crate::order::{NewOrder, Order, OrderStatus, Payment};
 use crate::protocol::{BookingResult, ServerMessage};
+use crate::rate::{RateRule, RateVerdict};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -808,6 +809,16 @@ pub trait QueueCounters: Send + Sync + 'static {
     async fn add_decided(&self, show: ShowId, count: u64) -> Result<(), MirrorError>;
     /// How many requests were decided for the show so far.
     async fn decided(&self, show: ShowId) -> Result<u64, MirrorError>;
+}
+
+/// Token buckets by key (`holds:<user>`, `ip:<address>`): how fast one caller may go. Shared by
+/// every process that serves the API where it can be (Redis), so that a caller spread over many
+/// Lambda instances meets one limit, not one per instance.
+#[async_trait]
+pub trait RateLimiter: Send + Sync + 'static {
+    /// Takes one request from `key`'s bucket under `rule` (see [`crate::rate::gcra`]): allowed,
+    /// or limited with when to retry. A limited request takes nothing.
+    async fn acquire(&self, key: &str, rule: &RateRule) -> Result<RateVerdict, MirrorError>;
 }
 
 /// The WebSocket connections a gateway holds for us (API Gateway keeps the sockets; we keep who

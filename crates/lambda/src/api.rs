@@ -15,6 +15,7 @@ use axum::response::Response;
 use booking_app::QueueAdapter;
 use booking_app::auth::Caller;
 use booking_app::http::AuthorizedCaller;
+use booking_app::limits::ClientAddress;
 use booking_aws::SqsQueue;
 use booking_core::ports::{QueueCounters, RequestQueue};
 use lambda_http::RequestExt;
@@ -46,11 +47,29 @@ pub async fn app_from_env() -> Result<Router, WiringError> {
         (AuthMode::Authorizer, Err(_)) => {}
         (AuthMode::Bearer, Err(e)) => return Err(e),
     }
-    let app = builder.build().router();
+    let app = builder
+        .build()
+        .router()
+        .layer(axum::middleware::from_fn(client_address_from_context));
     Ok(match mode {
         AuthMode::Bearer => app,
         AuthMode::Authorizer => app.layer(axum::middleware::from_fn(caller_from_authorizer)),
     })
+}
+
+/// Moves the caller's address, as API Gateway saw it, into the request as a [`ClientAddress`]
+/// (for the per-address rate limit). The gateway's `sourceIp` is the peer of its own connection,
+/// so a client cannot choose it by sending `X-Forwarded-For`.
+pub async fn client_address_from_context(mut request: Request, next: Next) -> Response {
+    let source = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip.clone(),
+        Some(RequestContext::ApiGatewayV1(context)) => context.identity.source_ip.clone(),
+        _ => None,
+    };
+    if let Some(address) = source.and_then(|ip| ip.parse().ok()) {
+        request.extensions_mut().insert(ClientAddress(address));
+    }
+    next.run(request).await
 }
 
 /// Moves the JWT authorizer's verified claims into the request as an [`AuthorizedCaller`].

@@ -87,6 +87,7 @@ impl Shared {
         // switch-over, and several instances of each always do.
         let mut builder = App::builder(Stores::of(self.store.clone()), self.booking.clone())
             .mirror(self.mirror.clone())
+            .rate_limiter(Arc::new(self.mirror.rate_limiter()))
             .show_locks(Arc::new(InProcessShowLocks::in_front_of(
                 self.store.clone(),
             )));

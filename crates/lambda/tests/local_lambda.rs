@@ -12,7 +12,7 @@ mod support;
 
 use booking_app::demo::{PREMIERE_GRAND_HALL, PREMIERE_STUDIO};
 use booking_core::ports::{CatalogStore, ConnectionRegistry, HoldStore, RequestStore};
-use booking_core::{RequestId, RequestOutcome, RequestStatus, ShowId};
+use booking_core::{OrderId, RequestId, RequestOutcome, RequestStatus, ShowId};
 use booking_local::websocket::CONNECTION_ID_HEADER;
 use booking_testkit::support::{fresh_user, grant, now, request};
 use futures_util::{SinkExt, StreamExt};
@@ -119,6 +119,56 @@ async fn the_functions_work_end_to_end_under_the_lambda_runtime() {
     direct_mode_decides_in_the_api_function_beside_the_queue(&stack).await;
     an_operator_runs_a_show_through_the_api_function(&stack).await;
     every_sample_event_is_handled(&stack).await;
+    rate_limits_hold_deployed(&stack).await;
+}
+
+/// The api function limits per user (buckets in the stack's Redis) and per address (the
+/// gateway's `sourceIp`, not anything the client sends).
+async fn rate_limits_hold_deployed(stack: &Stack) {
+    let c = reqwest::Client::new();
+    let cancel = stack.api_url(&format!("/api/v1/orders/{}/cancel", OrderId::new_random()));
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let answer = c
+            .post(&cancel)
+            .bearer_auth(token("limited-payer", false))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(answer.status().as_u16());
+    }
+    assert_eq!(statuses, [404, 404, 429], "payments: a burst of two");
+
+    let from = |ip: &str| {
+        let mut event = load_event("api/list-movies.json");
+        event["requestContext"]["http"]["sourceIp"] = json!(ip);
+        event
+    };
+    let crowded = from("198.51.100.7");
+    let mut served = 0;
+    let mut refused = None;
+    for _ in 0..60 {
+        let answer = stack.invoke("api", &crowded).await;
+        match answer["statusCode"].as_u64() {
+            Some(200) => served += 1,
+            Some(429) => {
+                refused = Some(answer);
+                break;
+            }
+            other => panic!("unexpected {other:?}: {answer}"),
+        }
+    }
+    let refused = refused.expect("the address was limited");
+    assert!((50..=52).contains(&served), "a burst of 50: {served}");
+    assert!(
+        refused["headers"]["retry-after"].is_string(),
+        "Retry-After: {refused}"
+    );
+    let other = stack.invoke("api", &from("198.51.100.8")).await;
+    assert_eq!(
+        other["statusCode"], 200,
+        "another address has its own bucket"
+    );
 }
 
 /// The operator's side through the deployed functions: a movie and a show made over the admin

@@ -1,4 +1,4 @@
-//! Redis adapters: the seat-lock mirror and the per-show queue counters.
+//! Redis adapters: the seat-lock mirror, the per-show queue counters and the rate-limit buckets.
 //!
 //! Redis never decides who gets a seat; PostgreSQL's claims do. What Redis adds is speed: the
 //! seat map of a hot show is one round trip (`MGET` of its seat keys) instead of a database
@@ -15,10 +15,15 @@
 //!   show; it lives `COMPLETE_TTL` so that even a missed update heals on the next rebuild;
 //! - `queue:{show}:tickets`, `queue:{show}:decided`: arrival and decision counters;
 //! - `queue:{show}:ticket:<requestId>`: the ticket a request took, kept while the request may
-//!   still wait, so a retried enqueue gets its own ticket back instead of counting twice.
+//!   still wait, so a retried enqueue gets its own ticket back instead of counting twice;
+//! - `rate:<kind>:<who>`: a rate-limit bucket (not per show, so no hash tag; see [`rate`]).
 
 // Unit tests are built with every dev-dependency of the package; each uses only some.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
+
+mod rate;
+
+pub use rate::RedisRateLimiter;
 
 use async_trait::async_trait;
 use booking_core::ports::{MirrorError, QueueCounters, SeatLock, SeatMirror};
@@ -167,6 +172,11 @@ impl RedisMirror {
             rebuild: Script::new(REBUILD),
             take_ticket: Script::new(TAKE_TICKET),
         })
+    }
+
+    /// Rate-limit buckets on the same connection.
+    pub fn rate_limiter(&self) -> RedisRateLimiter {
+        RedisRateLimiter::new(self.conn.clone())
     }
 
     /// Whether Redis answers.

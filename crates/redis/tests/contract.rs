@@ -53,6 +53,31 @@ cases!(
 use booking_testkit::redis::PrivateRedis;
 
 #[tokio::test]
+async fn the_rate_limiter_meets_the_contract() {
+    booking_testkit::rate::run_all(std::sync::Arc::new(connect().await.rate_limiter())).await;
+}
+
+/// Instances of a deployment share one bucket per caller: two connections, one limit.
+#[tokio::test]
+async fn two_processes_share_one_bucket() {
+    use booking_core::ports::RateLimiter;
+    let (a, b) = (
+        connect().await.rate_limiter(),
+        connect().await.rate_limiter(),
+    );
+    let rule = booking_core::rate::RateRule::new(1, std::time::Duration::from_secs(3600), 4);
+    let key = format!("shared:{}", uuid::Uuid::new_v4());
+    let mut allowed = 0;
+    for n in 0..10 {
+        let limiter = if n % 2 == 0 { &a } else { &b };
+        allowed += usize::from(
+            limiter.acquire(&key, &rule).await.unwrap() == booking_core::rate::RateVerdict::Allowed,
+        );
+    }
+    assert_eq!(allowed, 4);
+}
+
+#[tokio::test]
 async fn a_flush_makes_the_mirror_cold() {
     let server = PrivateRedis::start();
     let m = RedisMirror::connect(&server.url()).await.unwrap();

@@ -15,11 +15,12 @@
 use crate::postgres::TestDatabase;
 use crate::redis::PrivateRedis;
 use booking_app::auth::{Authenticator, DEV_JWT_SECRET};
+use booking_app::limits::{MemoryRateLimiter, RateLimits};
 use booking_app::show_locks::InProcessShowLocks;
 use booking_app::sweeper::SweepReport;
 use booking_app::{App, BookingConfig, MockPaymentProvider, QueueAdapter, Stores};
 use booking_core::ports::{
-    HoldStore, PaymentProvider, RequestQueue, RequestStore, SeatMirror, ShowLocks,
+    HoldStore, PaymentProvider, RateLimiter, RequestQueue, RequestStore, SeatMirror, ShowLocks,
 };
 use booking_core::{Clock, ManualClock};
 use booking_local::{LaneOptions, LocalLanes, MemoryMirror, WsHub};
@@ -61,6 +62,7 @@ impl TestAppOptions {
             config: BookingConfig {
                 // Out of the way of tests about something else (tests/hardening.rs proves it).
                 max_open_requests_per_user: 100,
+                rate_limits: RateLimits::OFF,
                 ..BookingConfig::default()
             },
             lanes: LaneOptions::default(),
@@ -114,6 +116,7 @@ impl TestApp {
         // Where several deciders could meet (direct mode), they are serialised the way the
         // production wiring does: by the database on PostgreSQL, in process on the embedded store.
         let show_locks: Arc<dyn ShowLocks>;
+        let rate_limiter: Arc<dyn RateLimiter>;
         let (stores, mirror, guard): (Stores, Arc<dyn SeatMirror>, Guard) = match options.backend {
             Backend::Embedded => {
                 let dir = tempfile::tempdir().expect("temp dir");
@@ -122,6 +125,7 @@ impl TestApp {
                         .await
                         .expect("open the embedded store");
                 show_locks = Arc::new(InProcessShowLocks::new());
+                rate_limiter = Arc::new(MemoryRateLimiter::new());
                 (
                     Stores::of(Arc::new(store.clone())),
                     Arc::new(MemoryMirror::new()),
@@ -134,6 +138,7 @@ impl TestApp {
                 let mirror = RedisMirror::connect(&redis.url())
                     .await
                     .expect("connect to the private Redis");
+                rate_limiter = Arc::new(mirror.rate_limiter());
                 show_locks = Arc::new(InProcessShowLocks::in_front_of(Arc::new(
                     database.store().clone(),
                 )));
@@ -169,6 +174,7 @@ impl TestApp {
             .clock(clock.clone())
             .notifier(hub.clone())
             .mirror(mirror)
+            .rate_limiter(rate_limiter)
             .queue(QueueAdapter::in_process(move |processor| {
                 let lanes = LocalLanes::new(processor, lane_options);
                 let _ = lanes_tx.send(lanes.clone());

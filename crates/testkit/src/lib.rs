@@ -12,6 +12,8 @@
 //!   for any [`ContractStore`];
 //! - [`mirror`]: the contract of the seat-lock mirror and the queue counters, run against Redis
 //!   and process memory;
+//! - [`rate`]: the contract of rate limiters (a burst, then refusals that cost nothing; one
+//!   bucket shared by concurrent callers), run against Redis and process memory;
 //! - [`support`]: the building blocks of the cases (fresh ids, shows, requests, grants, seat
 //!   reads), public so that an adapter's own tests can use them too;
 //! - [`workload`]: the deterministic hot-show workload the benchmarks and the concurrency test
@@ -39,6 +41,7 @@ pub mod aws;
 pub mod faults;
 pub mod mirror;
 pub mod postgres;
+pub mod rate;
 pub mod redis;
 pub mod stores;
 pub mod support;

@@ -8,10 +8,15 @@
 use super::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::limits::{ClientAddress, LimitKind};
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Path};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
 
 /// `axum::Json` whose rejections speak our error format.
 #[derive(FromRequest)]
@@ -113,4 +118,63 @@ impl FromRequestParts<AppState> for Admin {
         }
         Ok(Admin(caller))
     }
+}
+
+/// Which bucket a [`Limited`] route counts against.
+pub trait LimitedRoute {
+    const KIND: LimitKind;
+}
+
+/// `POST /holds`.
+pub struct HoldWrites;
+impl LimitedRoute for HoldWrites {
+    const KIND: LimitKind = LimitKind::Holds;
+}
+
+/// `POST /orders`.
+pub struct OrderWrites;
+impl LimitedRoute for OrderWrites {
+    const KIND: LimitKind = LimitKind::Orders;
+}
+
+/// The routes that move money: confirming and cancelling an order.
+pub struct PaymentWrites;
+impl LimitedRoute for PaymentWrites {
+    const KIND: LimitKind = LimitKind::Payments;
+}
+
+/// An authenticated caller within their rate limit for `R`'s routes (429 `RATE_LIMITED`
+/// otherwise). Checked before the body is read, so a script over its limit costs a token check,
+/// not a parse.
+pub struct Limited<R>(pub Caller, pub PhantomData<R>);
+
+impl<R: LimitedRoute> FromRequestParts<AppState> for Limited<R> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        state.limits.check(R::KIND, caller.user_id.as_str()).await?;
+        Ok(Limited(caller, PhantomData))
+    }
+}
+
+/// Middleware for the routes anyone may call: each client address within its rate limit.
+pub async fn limit_by_address(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let address = request
+        .extensions()
+        .get::<ClientAddress>()
+        .map(|a| a.0)
+        .or_else(|| {
+            request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+        });
+    if let Some(address) = address {
+        state.limits.check_address(address).await?;
+    }
+    Ok(next.run(request).await)
 }

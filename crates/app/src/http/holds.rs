@@ -2,7 +2,7 @@
 //! reading a hold, releasing it. The caller must own what they read or release.
 
 use super::AppState;
-use super::extract::{ApiJson, Segment};
+use super::extract::{ApiJson, HoldWrites, Limited, Segment};
 use super::idempotency::KeyUse;
 use super::requests::status_url;
 use crate::auth::Caller;
@@ -117,7 +117,7 @@ struct HoldBody {
 
 async fn create_hold(
     State(state): State<AppState>,
-    caller: Caller,
+    Limited(caller, _): Limited<HoldWrites>,
     key_use: Option<Extension<KeyUse>>,
     ApiJson(body): ApiJson<HoldBody>,
 ) -> Result<Response, ApiError> {

@@ -18,11 +18,12 @@ pub mod idempotency;
 mod orders;
 mod requests;
 
-pub use extract::{Admin, ApiJson, ApiQuery, AuthorizedCaller, Segment};
+pub use extract::{Admin, ApiJson, ApiQuery, AuthorizedCaller, Limited, Segment};
 
 use crate::auth::Authenticator;
 use crate::catalog::CatalogAdmin;
 use crate::error::ApiError;
+use crate::limits::Limits;
 use crate::orders::OrderService;
 use crate::service::BookingService;
 use axum::Router;
@@ -38,6 +39,7 @@ pub struct AppState {
     pub orders: Arc<OrderService>,
     pub catalog: Arc<CatalogAdmin>,
     pub auth: Arc<Authenticator>,
+    pub limits: Arc<Limits>,
 }
 
 /// Builds the router.
@@ -45,7 +47,12 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.service.config().max_body_bytes;
     Router::new()
         .merge(health::routes())
-        .merge(catalog::routes())
+        .merge(
+            catalog::routes().route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                extract::limit_by_address,
+            )),
+        )
         .merge(holds::routes())
         .merge(orders::routes())
         .merge(requests::routes())

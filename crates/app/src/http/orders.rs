@@ -3,7 +3,7 @@
 //! sees or touches an order; anyone else's reads as not found.
 
 use super::AppState;
-use super::extract::{ApiJson, ApiQuery, Segment};
+use super::extract::{ApiJson, ApiQuery, Limited, OrderWrites, PaymentWrites, Segment};
 use super::idempotency::KeyUse;
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -122,7 +122,7 @@ fn use_of(key_use: &Option<Extension<KeyUse>>) -> Option<&str> {
 
 async fn create_order(
     State(state): State<AppState>,
-    caller: Caller,
+    Limited(caller, _): Limited<OrderWrites>,
     key_use: Option<Extension<KeyUse>>,
     ApiJson(body): ApiJson<CreateOrderBody>,
 ) -> Result<Response, ApiError> {
@@ -156,7 +156,7 @@ struct ConfirmBody {
 
 async fn confirm_payment(
     State(state): State<AppState>,
-    caller: Caller,
+    Limited(caller, _): Limited<PaymentWrites>,
     Segment(id): Segment,
     key_use: Option<Extension<KeyUse>>,
     ApiJson(body): ApiJson<ConfirmBody>,
@@ -170,7 +170,7 @@ async fn confirm_payment(
 
 async fn cancel_order(
     State(state): State<AppState>,
-    caller: Caller,
+    Limited(caller, _): Limited<PaymentWrites>,
     Segment(id): Segment,
     key_use: Option<Extension<KeyUse>>,
 ) -> Result<Json<OrderView>, ApiError> {

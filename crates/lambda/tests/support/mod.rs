@@ -280,6 +280,12 @@ impl Stack {
             ("WEBSOCKET_ENDPOINT", self.gateway.url.clone()),
             ("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true".to_owned()),
             ("RUST_LOG", "warn".to_owned()),
+            // Out of the way of the other cases (each user writes a few times at most, and the
+            // catalog is read from one address); `rate_limits_hold_deployed` proves them.
+            ("RATE_LIMIT_HOLDS", "off".to_owned()),
+            ("RATE_LIMIT_ORDERS", "off".to_owned()),
+            ("RATE_LIMIT_PAYMENTS", "2/h,burst=2".to_owned()),
+            ("RATE_LIMIT_PER_IP", "600/min,burst=50".to_owned()),
         ];
         env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }
