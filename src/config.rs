@@ -37,7 +37,8 @@ pub struct ServerConfig {
     pub sweep_interval: Duration,
     /// `SHUTDOWN_GRACE_SECONDS`: how long a stop may take to finish what was accepted.
     pub shutdown_grace: Duration,
-    /// `MAX_SOCKETS_PER_USER`, `MAX_SOCKETS`: the WebSocket connections the server holds.
+    /// `MAX_SOCKETS_PER_USER`, `MAX_SOCKETS`: the WebSocket connections the server holds;
+    /// `WS_PING_INTERVAL_SECONDS`: how often each is pinged.
     pub socket_limits: SocketLimits,
     /// `LOCAL_MANAGEMENT_API`: serve API Gateway's `/@connections` for the local sockets
     /// (loopback callers only), to run the Lambda functions against this server.
@@ -84,6 +85,13 @@ impl ServerConfig {
             socket_limits: SocketLimits {
                 per_user: env_or("MAX_SOCKETS_PER_USER", SocketLimits::default().per_user)?.max(1),
                 total: env_or("MAX_SOCKETS", SocketLimits::default().total)?.max(1),
+                ping_interval: Duration::from_secs(
+                    env_or(
+                        "WS_PING_INTERVAL_SECONDS",
+                        SocketLimits::default().ping_interval.as_secs(),
+                    )?
+                    .max(1),
+                ),
             },
             booking: BookingConfig::from_env()?,
         })

@@ -49,7 +49,7 @@ pub enum SubscribeError {
     TooManySubscriptions,
 }
 
-/// How many sockets the hub holds at most: per user, and in all.
+/// How many sockets the hub holds at most (per user, and in all), and how it finds dead ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SocketLimits {
     /// `MAX_SOCKETS_PER_USER` (default 5): a fan has a phone and a laptop; a script opening
@@ -57,6 +57,10 @@ pub struct SocketLimits {
     pub per_user: usize,
     /// `MAX_SOCKETS` (default 10,000): what the server's memory is sized for.
     pub total: usize,
+    /// `WS_PING_INTERVAL_SECONDS` (default 30): how often the server pings each socket. A peer
+    /// heard nothing from for two intervals (no pong, no message) is gone (a phone that lost
+    /// its network never says goodbye) and its socket is dropped, freeing its slot.
+    pub ping_interval: std::time::Duration,
 }
 
 impl Default for SocketLimits {
@@ -64,6 +68,7 @@ impl Default for SocketLimits {
         Self {
             per_user: 5,
             total: 10_000,
+            ping_interval: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -133,6 +138,10 @@ impl WsHub {
             limits,
             ..Self::default()
         }
+    }
+
+    pub fn limits(&self) -> &SocketLimits {
+        &self.limits
     }
 
     /// Takes a slot for a new connection of `user` under a fresh id, within the limits: the

@@ -160,6 +160,7 @@ impl TestApp {
         let hub = Arc::new(WsHub::with_limits(booking_local::hub::SocketLimits {
             per_user: 1_000,
             total: 100_000,
+            ..booking_local::hub::SocketLimits::default()
         }));
         let lane_options = options.lanes;
         let (lanes_tx, lanes_rx) = std::sync::mpsc::channel();

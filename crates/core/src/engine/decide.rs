@@ -2,8 +2,9 @@
 //!
 //! This is the engine's reason to exist, kept apart from the state it works on (`seats.rs`) and
 //! from the search for alternatives (`alternatives.rs`) so that the rules read in one place:
-//! validate the request, all of its seats or none, a user's new hold replaces their old one, and
-//! a batch reports each changed seat once.
+//! validate the request, all of its seats or none, a user's new hold replaces their old one
+//! (without resetting the clock of the seats it keeps), and a batch reports each changed seat
+//! once.
 
 use super::seats::{BLOCKED, FREE, NONE, slot_status};
 use super::{BatchOutcome, Decision, DecisionEngine, PendingRequest, SeatChange};
@@ -85,6 +86,16 @@ impl DecisionEngine {
             };
         }
 
+        // The basket's clock does not restart: a new hold that keeps any seat of the user's live
+        // hold ends when that hold would have. Otherwise re-asking for one's own seats every few
+        // minutes would keep them from everyone else forever; this way a user holds a seat at
+        // most one hold TTL without a break, however they re-ask.
+        let mut hold_expires_at = now + self.hold_ttl;
+        if let Some(p) = previous
+            && indices.iter().any(|&i| self.slots[i as usize] == own)
+        {
+            hold_expires_at = hold_expires_at.min(self.holds[p as usize].expires_at);
+        }
         let released = previous.map(|p| {
             let id = self.holds[p as usize].hold_id;
             self.free_hold(p, true);
@@ -98,7 +109,6 @@ impl DecisionEngine {
             None => self.intern(&user_id),
         };
         let hold_id = HoldId::for_request(request_id);
-        let hold_expires_at = now + self.hold_ttl;
         self.insert_hold(hold_id, user, &indices, hold_expires_at);
         self.indices = indices;
         Decision::Granted {

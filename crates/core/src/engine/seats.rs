@@ -36,7 +36,7 @@ pub(super) struct HoldSlot {
     /// First seat of the hold; the rest are linked through `DecisionEngine::next_seat`.
     pub(super) first_seat: u32,
     pub(super) seat_count: u32,
-    expires_at: DateTime<Utc>,
+    pub(super) expires_at: DateTime<Utc>,
     live: bool,
 }
 

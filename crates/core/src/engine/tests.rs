@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::layout::{LayoutSpec, SeatLayout};
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
 
 fn t0() -> DateTime<Utc> {
@@ -288,4 +288,44 @@ fn req_at(u: &str, s: &[&str], now: DateTime<Utc>) -> PendingRequest {
         expires_at: now + Duration::minutes(2),
         ..req(u, s)
     }
+}
+
+/// Re-asking for one's own held seats does not restart their clock: a seat is held at most one
+/// hold TTL without a break. Seats new to the basket share the basket's end; a request that keeps
+/// none of the held seats starts a new clock.
+#[test]
+fn re_asking_for_held_seats_does_not_extend_them() {
+    let mut e = engine(1, 6);
+    // Requests whose deadline is after `at`.
+    let req = |u: &str, s: &[&str], at: DateTime<Utc>| PendingRequest {
+        expires_at: at + Duration::minutes(1),
+        ..req(u, s)
+    };
+    let first = e.decide(req("a", &["A1"], t0()), t0());
+    let Decision::Granted {
+        expires_at: first_end,
+        ..
+    } = first
+    else {
+        panic!("{first:?}")
+    };
+    for minutes in [1, 2, 4] {
+        let again = {
+            let at = t0() + Duration::minutes(minutes);
+            e.decide(req("a", &["A1", "A2"], at), at)
+        };
+        let Decision::Granted { expires_at, .. } = again else {
+            panic!("{again:?}")
+        };
+        assert_eq!(expires_at, first_end, "renewed at +{minutes} min");
+    }
+    // At the basket's end the seats are free for anyone (here: someone else takes A1).
+    let other = e.decide(req("b", &["A1"], first_end), first_end);
+    assert!(matches!(other, Decision::Granted { .. }), "{other:?}");
+    // Seats of a fresh basket get a fresh clock.
+    let fresh = e.decide(req("a", &["A5"], first_end), first_end);
+    let Decision::Granted { expires_at, .. } = fresh else {
+        panic!("{fresh:?}")
+    };
+    assert_eq!(expires_at, first_end + Duration::minutes(5));
 }

@@ -8,7 +8,7 @@
 use crate::drivers::{drive, expected_kind, kind};
 use crate::model::Expected;
 use crate::strategies::scenario;
-use crate::world::{build, ttl};
+use crate::world::build;
 use booking_core::{Decision, HoldId, SeatId, SeatStatus};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -29,12 +29,12 @@ proptest! {
             match (s.decision, s.expected) {
                 (
                     Decision::Granted { user_id, hold_id, seat_ids, expires_at, released, .. },
-                    Expected::Granted { released: want_released },
+                    Expected::Granted { released: want_released, expires_at: want_expiry },
                 ) => {
                     prop_assert_eq!(user_id, &s.request.user_id);
                     prop_assert_eq!(seat_ids, &s.request.seat_ids);
                     prop_assert_eq!(*hold_id, HoldId::for_request(s.request.request_id));
-                    prop_assert_eq!(*expires_at, s.now + ttl());
+                    prop_assert_eq!(expires_at, want_expiry, "a kept seat keeps its clock");
                     prop_assert_eq!(released, want_released);
                 }
                 (Decision::Rejected { unavailable, .. }, Expected::Rejected { taken }) => {

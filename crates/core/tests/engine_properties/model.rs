@@ -12,8 +12,13 @@ use std::collections::{BTreeMap, BTreeSet};
 /// What the model says should happen to a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expected {
-    Granted { released: Option<HoldId> },
-    Rejected { taken: Vec<SeatId> },
+    Granted {
+        released: Option<HoldId>,
+        expires_at: DateTime<Utc>,
+    },
+    Rejected {
+        taken: Vec<SeatId>,
+    },
     Expired,
     Invalid,
 }
@@ -101,14 +106,25 @@ impl Model {
             return Expected::Rejected { taken };
         }
         let previous = self.live_hold(&req.user_id, now);
+        // A new hold keeping a seat of the live one ends when the live one would have.
+        let kept_until = req
+            .seat_ids
+            .iter()
+            .filter_map(|s| self.held.get(s))
+            .find(|(h, _, _)| Some(*h) == previous)
+            .map(|(_, _, until)| *until);
+        let expires_at = kept_until.map_or(now + ttl(), |until| until.min(now + ttl()));
         if let Some(p) = previous {
             self.held.retain(|_, (h, _, _)| *h != p);
         }
         let hold = HoldId::for_request(req.request_id);
         for &seat in &req.seat_ids {
             self.held
-                .insert(seat, (hold, req.user_id.clone(), now + ttl()));
+                .insert(seat, (hold, req.user_id.clone(), expires_at));
         }
-        Expected::Granted { released: previous }
+        Expected::Granted {
+            released: previous,
+            expires_at,
+        }
     }
 }

@@ -22,7 +22,7 @@ use crate::drivers::{Statuses, Step, expected_kind, kind, statuses};
 use crate::ledger::Ledger;
 use crate::model::{Expected, Model};
 use crate::strategies::{Scenario, scenario};
-use crate::world::{World, build, ttl, user, users};
+use crate::world::{World, build, user, users};
 use booking_core::{
     Decision, DecisionEngine, HoldId, Order, OrderId, OrderStatus, PendingRequest, RequestId,
     SeatId, SeatLayout, SeatStatus, ShowId, ShowSnapshot, SnapshotHold, price_of, sold_until,
@@ -601,11 +601,11 @@ proptest! {
             match (s.decision, s.expected) {
                 (
                     Decision::Granted { hold_id, seat_ids, expires_at, released, .. },
-                    Expected::Granted { released: want_released },
+                    Expected::Granted { released: want_released, expires_at: want_expiry },
                 ) => {
                     prop_assert_eq!(seat_ids, &s.request.seat_ids);
                     prop_assert_eq!(*hold_id, HoldId::for_request(s.request.request_id));
-                    prop_assert_eq!(*expires_at, s.now + ttl());
+                    prop_assert_eq!(expires_at, want_expiry);
                     prop_assert_eq!(released, want_released);
                 }
                 (Decision::Rejected { unavailable, .. }, Expected::Rejected { taken }) => {
