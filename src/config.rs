@@ -4,9 +4,11 @@
 //! with a message naming it; only `MAX_BATCH` and `SWEEP_INTERVAL_MS` are brought into range
 //! instead. The business rules shared with the Lambda functions are read by `BookingConfig`.
 
+use axum::http::HeaderValue;
 use booking_app::BookingConfig;
 use booking_app::auth::{DEV_JWT_SECRET, TokenRules, check_secret};
 use booking_app::config::{ConfigError, env_or};
+use booking_local::http::HttpLimits;
 use booking_local::hub::SocketLimits;
 use booking_sqlite::Synchronous;
 use std::net::SocketAddr;
@@ -43,6 +45,10 @@ pub struct ServerConfig {
     /// `LOCAL_MANAGEMENT_API`: serve API Gateway's `/@connections` for the local sockets
     /// (loopback callers only), to run the Lambda functions against this server.
     pub local_management_api: bool,
+    /// `HTTP_HEADER_TIMEOUT_SECONDS`, `HTTP_BODY_TIMEOUT_SECONDS`, `HTTP_IDLE_TIMEOUT_SECONDS`,
+    /// `MAX_CONCURRENT_REQUESTS`,
+    /// `CORS_ALLOWED_ORIGINS`: the HTTP transport's defences.
+    pub http: HttpLimits,
     pub booking: BookingConfig,
 }
 
@@ -69,6 +75,7 @@ impl ServerConfig {
                 "the management API lets any caller push to any socket: only with a loopback BIND",
             ));
         }
+        let booking = BookingConfig::from_env()?;
         Ok(Self {
             bind,
             data_dir: env_or("DATA_DIR", PathBuf::from("data"))?,
@@ -93,9 +100,55 @@ impl ServerConfig {
                     .max(1),
                 ),
             },
-            booking: BookingConfig::from_env()?,
+            http: http_limits(booking.max_body_bytes)?,
+            booking,
         })
     }
+}
+
+fn http_limits(max_body_bytes: usize) -> Result<HttpLimits, ConfigError> {
+    let d = HttpLimits::default();
+    let seconds = |name: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+        Ok(Duration::from_secs(env_or(name, default.as_secs())?.max(1)))
+    };
+    Ok(HttpLimits {
+        header_read_timeout: seconds("HTTP_HEADER_TIMEOUT_SECONDS", d.header_read_timeout)?,
+        body_read_timeout: seconds("HTTP_BODY_TIMEOUT_SECONDS", d.body_read_timeout)?,
+        idle_timeout: seconds("HTTP_IDLE_TIMEOUT_SECONDS", d.idle_timeout)?,
+        max_concurrent_requests: env_or("MAX_CONCURRENT_REQUESTS", d.max_concurrent_requests)?
+            .max(1),
+        max_body_bytes,
+        cors_allowed_origins: cors_origins()?,
+    })
+}
+
+/// `CORS_ALLOWED_ORIGINS`: comma-separated origins (`https://tickets.example.com`). `*` is
+/// refused: an allow-list names who may call.
+fn cors_origins() -> Result<Vec<HeaderValue>, ConfigError> {
+    let Some(list) = non_empty("CORS_ALLOWED_ORIGINS") else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|origin| {
+            let well_formed = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && !origin.trim_end_matches('/').contains(['*', ' ', '?', '#'])
+                && origin
+                    .split("://")
+                    .nth(1)
+                    .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+            if !well_formed {
+                return Err(invalid(
+                    "CORS_ALLOWED_ORIGINS",
+                    &list,
+                    "list origins as scheme://host[:port], comma-separated (no `*`, no path)",
+                ));
+            }
+            HeaderValue::from_str(origin)
+                .map_err(|_| invalid("CORS_ALLOWED_ORIGINS", &list, "not a valid origin"))
+        })
+        .collect()
 }
 
 fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {

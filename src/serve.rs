@@ -43,8 +43,6 @@ pub enum ServeError {
     Redis(String, #[source] MirrorError),
     #[error("cannot listen on {0}")]
     Listen(SocketAddr, #[source] std::io::Error),
-    #[error("the HTTP server failed")]
-    Serve(#[source] std::io::Error),
 }
 
 /// The store the configuration names, how to describe it, and how its deciders are serialised
@@ -206,14 +204,11 @@ pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
             let _ = rx.wait_for(Option::is_some).await;
         }
     };
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(asked(&stop_requested));
+    let router = booking_local::http::guarded(router, &config.http);
+    let server = booking_local::http::serve(listener, router, &config.http, asked(&stop_requested));
     let overdue = asked(&stop_requested);
     tokio::select! {
-        served = server => served.map_err(ServeError::Serve)?,
+        () = server => {}
         // A client that keeps a request open must not hold the stop beyond the grace period.
         () = async { overdue.await; tokio::time::sleep(grace).await } => {
             tracing::warn!(?grace, "HTTP requests still open when the grace period ran out");

@@ -617,3 +617,208 @@ async fn an_idle_socket_costs_the_server_little_memory() {
         "{per_socket} bytes per idle socket"
     );
 }
+
+/// Reads what the server sends on `stream` until it closes (or `within` passes): the bytes, and
+/// whether it closed in time.
+async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    within: Duration,
+) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (got, true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (got, false),
+        }
+    }
+}
+
+fn addr(server: &Server) -> String {
+    server.base.trim_start_matches("http://").to_owned()
+}
+
+/// A client that sends its request head slowly, or opens a connection and sends nothing, is cut
+/// off after the header timeout; one that sends its body slowly gets 408.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start(&[
+        ("HTTP_HEADER_TIMEOUT_SECONDS", "1"),
+        ("HTTP_BODY_TIMEOUT_SECONDS", "1"),
+        ("HTTP_IDLE_TIMEOUT_SECONDS", "2"),
+    ]);
+    // Silent from the start.
+    let mut idle = tokio::net::TcpStream::connect(addr(&server)).await.unwrap();
+    // A head that never ends.
+    let mut slow_head = tokio::net::TcpStream::connect(addr(&server)).await.unwrap();
+    slow_head
+        .write_all(b"GET /api/v1/movies HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Kept alive after one request, then silent.
+    let mut kept = tokio::net::TcpStream::connect(addr(&server)).await.unwrap();
+    kept.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    for (name, stream) in [
+        ("idle", &mut idle),
+        ("slow head", &mut slow_head),
+        ("kept alive", &mut kept),
+    ] {
+        let (_, closed) = read_until_closed(stream, Duration::from_secs(10)).await;
+        assert!(closed, "{name}: still open after 10 s");
+    }
+    // A body that never ends.
+    let mut slow_body = tokio::net::TcpStream::connect(addr(&server)).await.unwrap();
+    slow_body
+        .write_all(
+            format!(
+                "POST /api/v1/holds HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"showId\"",
+                token("slow")
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let (answer, closed) = read_until_closed(&mut slow_body, Duration::from_secs(10)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(closed, "slow body: still open after 10 s");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("REQUEST_TIMEOUT"), "{answer}");
+}
+
+/// A body over the limit gets a 413 the client can read, every time, even when the client sends
+/// all of it before reading (the reset a plain close causes is what this guards against).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_gets_a_readable_413() {
+    let server = Server::start(&[]);
+    let c = client();
+    let body = vec![b' '; 3 * 1024 * 1024];
+    for _ in 0..10 {
+        let answer = c
+            .post(server.url("/api/v1/holds"))
+            .bearer_auth(token("uploader"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("the 413 arrives, not a reset");
+        assert_eq!(answer.status(), 413);
+        let error: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "PAYLOAD_TOO_LARGE");
+    }
+    // Chunked (no Content-Length): the same.
+    use tokio::io::AsyncWriteExt;
+    let mut raw = tokio::net::TcpStream::connect(addr(&server)).await.unwrap();
+    raw.write_all(
+        format!(
+            "POST /api/v1/holds HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+            token("uploader")
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let chunk = vec![b' '; 32 * 1024];
+    for _ in 0..64 {
+        raw.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .unwrap();
+        raw.write_all(&chunk).await.unwrap();
+        raw.write_all(b"\r\n").await.unwrap();
+    }
+    raw.write_all(b"0\r\n\r\n").await.unwrap();
+    let (answer, _) = read_until_closed(&mut raw, Duration::from_secs(10)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+}
+
+/// Past `MAX_CONCURRENT_REQUESTS` requests in flight, one more is refused at once with 503 and
+/// `Retry-After` rather than queued; once the slot is free, requests are served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_concurrency_bound_requests_are_shed() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start(&[
+        ("MAX_CONCURRENT_REQUESTS", "1"),
+        ("HTTP_BODY_TIMEOUT_SECONDS", "3"),
+    ]);
+    // Holds the one slot while its body trickles.
+    let mut hog = tokio::net::TcpStream::connect(addr(&server)).await.unwrap();
+    hog.write_all(
+        b"POST /api/v1/holds HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let c = client();
+    let shed = c.get(server.url("/api/v1/movies")).send().await.unwrap();
+    assert_eq!(shed.status(), 503);
+    assert_eq!(retry_after(&shed), Some(1));
+    let body: serde_json::Value = shed.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "OVERLOADED");
+    let _ = read_until_closed(&mut hog, Duration::from_secs(10)).await;
+    let served = c.get(server.url("/api/v1/movies")).send().await.unwrap();
+    assert_eq!(served.status(), 200, "the slot is free again");
+}
+
+/// Browsers may call the API from the listed origins only: a preflight from one is answered
+/// with what it may send, a response to one names it, and any other origin gets no CORS grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_grants_only_the_listed_origins() {
+    let listed = "https://tickets.example.com";
+    let server = Server::start(&[(
+        "CORS_ALLOWED_ORIGINS",
+        &format!("{listed}, https://box.example.com"),
+    )]);
+    let c = client();
+    let preflight = |origin: &str| {
+        c.request(reqwest::Method::OPTIONS, server.url("/api/v1/holds"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type, idempotency-key",
+            )
+            .send()
+    };
+    let granted = preflight(listed).await.unwrap();
+    assert!(granted.status().is_success(), "{}", granted.status());
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_lowercase())
+    };
+    assert_eq!(
+        header(&granted, "access-control-allow-origin").as_deref(),
+        Some(listed)
+    );
+    let allowed_headers = header(&granted, "access-control-allow-headers").unwrap();
+    assert!(
+        allowed_headers.contains("idempotency-key"),
+        "{allowed_headers}"
+    );
+    let refused = preflight("https://evil.example.net").await.unwrap();
+    assert_eq!(header(&refused, "access-control-allow-origin"), None);
+    let read = c
+        .get(server.url("/api/v1/movies"))
+        .header("origin", listed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&read, "access-control-allow-origin").as_deref(),
+        Some(listed)
+    );
+    assert!(
+        header(&read, "access-control-expose-headers").is_some_and(|h| h.contains("retry-after"))
+    );
+    // `*` is not an allow-list.
+    let stderr = refused_start(&[("CORS_ALLOWED_ORIGINS", "*")]);
+    assert!(stderr.contains("CORS_ALLOWED_ORIGINS"), "{stderr}");
+}

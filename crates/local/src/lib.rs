@@ -12,10 +12,13 @@
 //! - [`websocket`]: the `/ws` endpoint speaking the same protocol as API Gateway's WebSocket
 //!   API, and `/@connections/{id}`, the gateway's management API for those sockets.
 //! - [`memory_mirror`]: the seat mirror and queue counters without Redis.
+//! - [`http`]: the HTTP transport with what `axum::serve` leaves out: header and body timeouts,
+//!   load shedding, readable 413s, CORS.
 
 // Unit tests are built with every dev-dependency of the package; each uses only some.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 
+pub mod http;
 pub mod hub;
 pub mod lanes;
 pub mod memory_mirror;

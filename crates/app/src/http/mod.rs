@@ -18,6 +18,7 @@ pub mod idempotency;
 mod orders;
 mod requests;
 
+pub use admin_catalog::MAX_CATALOG_BYTES;
 pub use extract::{Admin, ApiJson, ApiQuery, AuthorizedCaller, Limited, Segment};
 
 use crate::auth::Authenticator;
