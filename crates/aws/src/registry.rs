@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use booking_core::ShowId;
 use booking_core::UserId;
-use booking_core::ports::{ConnectionRegistry, StoreError};
+use booking_core::ports::{ConnectionRegistry, StoreError, Subscription};
 use chrono::Utc;
 use std::collections::HashMap;
 
@@ -126,7 +126,12 @@ impl ConnectionRegistry for DynamoRegistry {
     }
 
     #[tracing::instrument(skip_all, fields(connection, show_id = %show))]
-    async fn subscribe(&self, connection: &str, show: ShowId) -> Result<bool, StoreError> {
+    async fn subscribe(
+        &self,
+        connection: &str,
+        show: ShowId,
+        max: usize,
+    ) -> Result<Subscription, StoreError> {
         let registered = self
             .client
             .get_item()
@@ -138,7 +143,39 @@ impl ConnectionRegistry for DynamoRegistry {
             .await
             .map_err(sdk_error)?;
         if registered.item().is_none() {
-            return Ok(false);
+            return Ok(Subscription::UnknownConnection);
+        }
+        // The connection's own items, read consistently: its subscriptions so far. (Two
+        // subscribes of one connection racing could both pass at the cap; a client only has
+        // one socket to send them on, and they arrive one after another.)
+        let watched = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :show)")
+            .expression_attribute_values(":pk", s(connection))
+            .expression_attribute_values(":show", s("SHOW#"))
+            .projection_expression("sk, expiresAt")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let now = Utc::now().timestamp();
+        let live: Vec<&String> = watched
+            .items()
+            .iter()
+            .filter(|item| match item.get("expiresAt") {
+                Some(AttributeValue::N(n)) => n.parse::<i64>().map_or(true, |t| t > now),
+                _ => true,
+            })
+            .filter_map(|item| match item.get("sk") {
+                Some(AttributeValue::S(sk)) => Some(sk),
+                _ => None,
+            })
+            .collect();
+        let this_show = show_sk(show);
+        if !live.contains(&&this_show) && live.len() >= max {
+            return Ok(Subscription::TooMany);
         }
         self.client
             .put_item()
@@ -150,7 +187,7 @@ impl ConnectionRegistry for DynamoRegistry {
             .send()
             .await
             .map_err(sdk_error)?;
-        Ok(true)
+        Ok(Subscription::Subscribed)
     }
 
     async fn unsubscribe(&self, connection: &str, show: ShowId) -> Result<(), StoreError> {

@@ -4,7 +4,7 @@
 #![allow(unused_crate_dependencies)]
 
 use booking_aws::{DynamoRegistry, QueueMessage, SqsQueue};
-use booking_core::ports::{ConnectionRegistry, QueueCounters, RequestQueue};
+use booking_core::ports::{ConnectionRegistry, QueueCounters, RequestQueue, Subscription};
 use booking_core::{BookingRequest, RequestId, RequestStatus, ShowId};
 use booking_local::MemoryMirror;
 use booking_testkit::aws::Moto;
@@ -51,11 +51,21 @@ async fn registry_finds_connections_by_user_and_subscribers_by_show() {
     assert_eq!(r.connections_of(&alice).await.unwrap(), ["a1", "a2"]);
     assert_eq!(r.connections_of(&bob).await.unwrap(), ["b1"]);
 
-    assert!(r.subscribe("a1", show).await.unwrap());
-    assert!(r.subscribe("b1", show).await.unwrap());
-    assert!(r.subscribe("b1", other).await.unwrap());
-    assert!(
-        !r.subscribe("never-connected", show).await.unwrap(),
+    assert_eq!(
+        r.subscribe("a1", show, 32).await.unwrap(),
+        Subscription::Subscribed
+    );
+    assert_eq!(
+        r.subscribe("b1", show, 32).await.unwrap(),
+        Subscription::Subscribed
+    );
+    assert_eq!(
+        r.subscribe("b1", other, 32).await.unwrap(),
+        Subscription::Subscribed
+    );
+    assert_eq!(
+        r.subscribe("never-connected", show, 32).await.unwrap(),
+        Subscription::UnknownConnection,
         "an unknown connection cannot subscribe"
     );
     assert_eq!(r.subscribers(show).await.unwrap(), ["a1", "b1"]);
@@ -79,9 +89,55 @@ async fn registry_ignores_items_past_their_ttl() {
     let user = fresh_user("late");
     let show = ShowId::new_random();
     r.connect("c1", &user).await.unwrap();
-    assert!(r.subscribe("c1", show).await.unwrap());
+    assert_eq!(
+        r.subscribe("c1", show, 32).await.unwrap(),
+        Subscription::Subscribed
+    );
     assert!(r.connections_of(&user).await.unwrap().is_empty());
     assert!(r.subscribers(show).await.unwrap().is_empty());
+}
+
+/// One connection watches at most `max` shows; subscribing again to one it watches is fine, and
+/// an unsubscribe makes room.
+#[tokio::test]
+async fn registry_caps_the_shows_one_connection_watches() {
+    let r = registry(3_600).await;
+    let connection = format!("cap-{}", uuid::Uuid::new_v4());
+    r.connect(&connection, &fresh_user("watcher"))
+        .await
+        .unwrap();
+    let shows: Vec<ShowId> = (0..4).map(|_| ShowId::new_random()).collect();
+    for show in &shows[..3] {
+        assert_eq!(
+            r.subscribe(&connection, *show, 3).await.unwrap(),
+            Subscription::Subscribed
+        );
+    }
+    assert_eq!(
+        r.subscribe(&connection, shows[3], 3).await.unwrap(),
+        Subscription::TooMany
+    );
+    assert_eq!(
+        r.subscribe(&connection, shows[0], 3).await.unwrap(),
+        Subscription::Subscribed,
+        "a show it already watches"
+    );
+    r.unsubscribe(&connection, shows[1]).await.unwrap();
+    assert_eq!(
+        r.subscribe(&connection, shows[3], 3).await.unwrap(),
+        Subscription::Subscribed
+    );
+    // Expired subscriptions do not count.
+    let lapsed = registry(-60).await;
+    let old = format!("lapsed-{}", uuid::Uuid::new_v4());
+    r.connect(&old, &fresh_user("lapsed")).await.unwrap();
+    for show in &shows[..3] {
+        lapsed.subscribe(&old, *show, 3).await.unwrap();
+    }
+    assert_eq!(
+        r.subscribe(&old, shows[3], 3).await.unwrap(),
+        Subscription::Subscribed
+    );
 }
 
 fn request(show: ShowId) -> BookingRequest {

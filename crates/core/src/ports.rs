@@ -821,15 +821,30 @@ pub trait RateLimiter: Send + Sync + 'static {
     async fn acquire(&self, key: &str, rule: &RateRule) -> Result<RateVerdict, MirrorError>;
 }
 
+/// What [`ConnectionRegistry::subscribe`] came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscription {
+    Subscribed,
+    /// The connection is not (or no longer) registered.
+    UnknownConnection,
+    /// The connection watches as many shows as it may.
+    TooMany,
+}
+
 /// The WebSocket connections a gateway holds for us (API Gateway keeps the sockets; we keep who
 /// is behind each one): by user, for booking results, and by subscribed show, for seat changes.
 #[async_trait]
 pub trait ConnectionRegistry: Send + Sync + 'static {
     /// Records a freshly authenticated connection.
     async fn connect(&self, connection: &str, user: &UserId) -> Result<(), StoreError>;
-    /// Subscribes a known connection to a show's seat changes; `false` if the connection is
-    /// not (or no longer) registered.
-    async fn subscribe(&self, connection: &str, show: ShowId) -> Result<bool, StoreError>;
+    /// Subscribes a known connection to a show's seat changes, unless it already watches `max`
+    /// other shows.
+    async fn subscribe(
+        &self,
+        connection: &str,
+        show: ShowId,
+        max: usize,
+    ) -> Result<Subscription, StoreError>;
     async fn unsubscribe(&self, connection: &str, show: ShowId) -> Result<(), StoreError>;
     /// Forgets the connection and its subscriptions.
     async fn disconnect(&self, connection: &str) -> Result<(), StoreError>;

@@ -1,7 +1,8 @@
 //! The websocket function: API Gateway WebSocket routes.
 //!
 //! - `$connect`: the `token` query parameter is verified (the same JWTs as the HTTP API); the
-//!   connection is recorded with its user, or refused with 401.
+//!   connection is recorded with its user, or refused with 401 (or 429 when the user already
+//!   holds `MAX_SOCKETS_PER_USER` connections).
 //! - `$disconnect`: the connection and its subscriptions are forgotten.
 //! - `$default`: the client messages of the local server's protocol (`subscribe`,
 //!   `unsubscribe`, `ping`); replies go back through the management API, like every push.
@@ -13,8 +14,11 @@ use aws_lambda_events::encodings::Body;
 use booking_app::auth::Authenticator;
 use booking_aws::GatewayNotifier;
 use booking_core::Chain;
+use booking_core::ports::Subscription;
 use booking_core::ports::{CatalogStore, ConnectionRegistry};
-use booking_core::protocol::{ClientMessage, ServerMessage};
+use booking_core::protocol::{
+    ClientMessage, DEFAULT_MAX_SOCKETS_PER_USER, MAX_SUBSCRIPTIONS, ServerMessage,
+};
 use std::sync::Arc;
 
 /// The websocket function: `$connect`, `$disconnect` and `$default` of the WebSocket API.
@@ -30,6 +34,8 @@ pub async fn serve() -> Result<(), lambda_runtime::Error> {
 
 pub struct WebSocketRoutes {
     auth: Authenticator,
+    /// `MAX_SOCKETS_PER_USER` (default 5).
+    max_sockets_per_user: usize,
     registry: Arc<dyn ConnectionRegistry>,
     notifier: Arc<GatewayNotifier>,
     catalog: Arc<dyn CatalogStore>,
@@ -61,12 +67,23 @@ impl WebSocketRoutes {
         let notifier = shared
             .gateway_notifier()?
             .ok_or(config::ConfigError::Missing("WEBSOCKET_ENDPOINT"))?;
+        let max_sockets_per_user =
+            booking_app::config::env_or("MAX_SOCKETS_PER_USER", DEFAULT_MAX_SOCKETS_PER_USER)
+                .map_err(config::ConfigError::from)?
+                .max(1);
         Ok(Self::new(
             shared.authenticator().await?,
             registry,
             notifier,
             shared.store.clone(),
-        ))
+        )
+        .with_max_sockets_per_user(max_sockets_per_user))
+    }
+
+    /// At most `max` connections per user (default [`DEFAULT_MAX_SOCKETS_PER_USER`]).
+    pub fn with_max_sockets_per_user(mut self, max: usize) -> Self {
+        self.max_sockets_per_user = max;
+        self
     }
 
     pub fn new(
@@ -77,6 +94,7 @@ impl WebSocketRoutes {
     ) -> Self {
         Self {
             auth,
+            max_sockets_per_user: DEFAULT_MAX_SOCKETS_PER_USER,
             registry,
             notifier,
             catalog,
@@ -125,6 +143,25 @@ impl WebSocketRoutes {
             Ok(caller) => caller,
             Err(_) => return respond(401, Some("invalid or expired token")),
         };
+        // Counted through the registry's by-user index, which DynamoDB keeps eventually
+        // consistent: connections opened in the same instant may pass together, a script opening
+        // hundreds cannot.
+        match self.registry.connections_of(&caller.user_id).await {
+            Ok(open) if open.len() >= self.max_sockets_per_user => {
+                return respond(
+                    429,
+                    Some(&format!(
+                        "At most {} WebSocket connections per user; close one first",
+                        self.max_sockets_per_user
+                    )),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %Chain(&e), "could not count the user's connections");
+                return respond(503, Some("try again shortly"));
+            }
+        }
         match self.registry.connect(connection, &caller.user_id).await {
             Ok(()) => respond(200, None),
             Err(e) => {
@@ -144,9 +181,19 @@ impl WebSocketRoutes {
         Some(match message {
             ClientMessage::Ping => ServerMessage::Pong,
             ClientMessage::Subscribe { show_id } => match self.catalog.get_show(show_id).await {
-                Ok(Some(_)) => match self.registry.subscribe(connection, show_id).await {
-                    Ok(true) => ServerMessage::Subscribed { show_id },
-                    Ok(false) => error("UNKNOWN_CONNECTION", "reconnect and subscribe again"),
+                Ok(Some(_)) => match self
+                    .registry
+                    .subscribe(connection, show_id, MAX_SUBSCRIPTIONS)
+                    .await
+                {
+                    Ok(Subscription::Subscribed) => ServerMessage::Subscribed { show_id },
+                    Ok(Subscription::UnknownConnection) => {
+                        error("UNKNOWN_CONNECTION", "reconnect and subscribe again")
+                    }
+                    Ok(Subscription::TooMany) => error(
+                        "TOO_MANY_SUBSCRIPTIONS",
+                        "unsubscribe from a show before subscribing to another",
+                    ),
                     Err(e) => {
                         tracing::warn!(error = %Chain(&e), "subscribe failed");
                         error("SERVICE_UNAVAILABLE", UNAVAILABLE)

@@ -687,6 +687,19 @@ async fn websocket_routes_subscribe_and_answer_pings(stack: &Stack) {
     let mut bad = connect_event("not-a-connection", "erin");
     bad["queryStringParameters"]["token"] = json!("not.a.token");
     assert_eq!(stack.invoke("websocket", &bad).await["statusCode"], 401);
+
+    // One user holds at most MAX_SOCKETS_PER_USER (default 5) connections; the next is refused.
+    let mut statuses = Vec::new();
+    for n in 0..6 {
+        let answer = stack
+            .invoke(
+                "websocket",
+                &connect_event(&format!("greedy-{n}"), "greedy"),
+            )
+            .await;
+        statuses.push(answer["statusCode"].as_u64().unwrap());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
 }
 
 /// A message the worker cannot ever decide goes to the DLQ at once, with its reason, and the

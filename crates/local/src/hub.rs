@@ -23,8 +23,7 @@ use tokio::sync::{Notify, mpsc};
 
 /// Messages a connection may have waiting before further pushes to it are dropped.
 pub const OUTBOX_CAPACITY: usize = 1024;
-/// Most shows one connection may watch at once.
-pub const MAX_SUBSCRIPTIONS: usize = 32;
+pub use booking_core::protocol::MAX_SUBSCRIPTIONS;
 
 /// A connection's id, in the same form API Gateway gives its connections.
 pub type ConnectionId = String;
@@ -66,7 +65,7 @@ pub struct SocketLimits {
 impl Default for SocketLimits {
     fn default() -> Self {
         Self {
-            per_user: 5,
+            per_user: booking_core::protocol::DEFAULT_MAX_SOCKETS_PER_USER,
             total: 10_000,
             ping_interval: std::time::Duration::from_secs(30),
         }
