@@ -91,6 +91,15 @@ pub enum ClientMessage {
     Ping,
 }
 
+/// Most shows one WebSocket connection may watch at once (the local hub and the deployed registry
+/// alike): a page shows one show, a few tabs a few; a script watching every show is refused.
+pub const MAX_SUBSCRIPTIONS: usize = 32;
+
+/// Most WebSocket connections one user may hold at once, unless configured
+/// (`MAX_SOCKETS_PER_USER`): a fan has a phone and a laptop; a script opening thousands is
+/// refused.
+pub const DEFAULT_MAX_SOCKETS_PER_USER: usize = 5;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,12 +164,3 @@ mod tests {
         );
     }
 }
-
-/// Most shows one WebSocket connection may watch at once (the local hub and the deployed registry
-/// alike): a page shows one show, a few tabs a few; a script watching every show is refused.
-pub const MAX_SUBSCRIPTIONS: usize = 32;
-
-/// Most WebSocket connections one user may hold at once, unless configured
-/// (`MAX_SOCKETS_PER_USER`): a fan has a phone and a laptop; a script opening thousands is
-/// refused.
-pub const DEFAULT_MAX_SOCKETS_PER_USER: usize = 5;
