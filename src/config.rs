@@ -28,6 +28,9 @@ pub struct ServerConfig {
     pub database_url: Option<String>,
     /// `REDIS_URL`: Redis as the seat mirror instead of process memory.
     pub redis_url: Option<String>,
+    /// `REDIS_CA_FILE`: PEM certificates of the CA that signed a `rediss://` server's certificate,
+    /// trusted instead of the system's store (for a private CA).
+    pub redis_ca: Option<Vec<u8>>,
     /// `JWT_SECRET`, or the development secret when unset (on loopback only).
     pub jwt_secret: String,
     pub dev_secret: bool,
@@ -82,6 +85,12 @@ impl ServerConfig {
             synchronous,
             database_url: non_empty("DATABASE_URL"),
             redis_url: non_empty("REDIS_URL"),
+            redis_ca: match non_empty("REDIS_CA_FILE") {
+                Some(path) => Some(std::fs::read(&path).map_err(|e| {
+                    invalid("REDIS_CA_FILE", &path, &format!("cannot be read: {e}"))
+                })?),
+                None => None,
+            },
             jwt_secret,
             dev_secret,
             token_rules: TokenRules::from_env()?,

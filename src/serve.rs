@@ -94,7 +94,7 @@ async fn open_mirror(
 ) -> Result<(Arc<dyn SeatMirror>, Arc<dyn RateLimiter>), ServeError> {
     Ok(match &config.redis_url {
         Some(url) => {
-            let redis = RedisMirror::connect(url)
+            let redis = RedisMirror::connect_trusting(url, config.redis_ca.as_deref())
                 .await
                 .map_err(|e| ServeError::Redis(redact(url), e))?;
             let limiter = Arc::new(redis.rate_limiter());

@@ -822,3 +822,31 @@ async fn cors_grants_only_the_listed_origins() {
     let stderr = refused_start(&[("CORS_ALLOWED_ORIGINS", "*")]);
     assert!(stderr.contains("CORS_ALLOWED_ORIGINS"), "{stderr}");
 }
+
+/// The server on PostgreSQL and a TLS-only Redis (`rediss://`, its certificate signed by a CA
+/// named in `REDIS_CA_FILE`) holds seats end to end, the seat map read through the mirror; not
+/// trusting that CA, it refuses to start rather than run without its mirror.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_speaks_tls_to_redis_and_verifies_it() {
+    let ca = booking_testkit::tls::TestCa::new();
+    let redis = booking_testkit::redis::PrivateRedis::start_tls(&ca);
+    let database = booking_testkit::postgres::TestDatabase::create().await;
+    let ca_file = ca.ca_pem().display().to_string();
+    let redis_url = redis.url();
+    let server = Server::start(&[
+        ("DATABASE_URL", database.url()),
+        ("REDIS_URL", &redis_url),
+        ("REDIS_CA_FILE", &ca_file),
+    ]);
+    let c = client();
+    let alice = token("alice");
+    let (status, accepted) = hold(&c, &server, &alice, GRAND_HALL, &["D4"]).await;
+    assert_eq!(status, 202, "{accepted}");
+    let result = wait_terminal(&c, &server, &alice, accepted["requestId"].as_str().unwrap()).await;
+    assert_eq!(result["status"], "SUCCESS", "{result}");
+    let seats = seat_status(&c, &server, GRAND_HALL).await;
+    assert_eq!(seats["D4"], "HELD");
+    drop(server);
+    let stderr = refused_start(&[("DATABASE_URL", database.url()), ("REDIS_URL", &redis_url)]);
+    assert!(stderr.contains("Redis"), "{stderr}");
+}

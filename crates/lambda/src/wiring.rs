@@ -61,7 +61,16 @@ impl Shared {
         .map_err(WiringError::Postgres)?;
         let postgres_ms = started.elapsed().as_secs_f64() * 1e3 - sdk_ms;
         let redis_url = required("REDIS_URL")?;
-        let mirror = RedisMirror::connect(&redis_url)
+        // ElastiCache's certificates chain to the system's trust store; REDIS_CA_FILE names a
+        // private CA's instead.
+        let redis_ca = match config::optional("REDIS_CA_FILE") {
+            Some(path) => Some(std::fs::read(&path).map_err(|e| ConfigError::Invalid {
+                name: "REDIS_CA_FILE",
+                reason: format!("{path} cannot be read: {e}"),
+            })?),
+            None => None,
+        };
+        let mirror = RedisMirror::connect_trusting(&redis_url, redis_ca.as_deref())
             .await
             .map_err(WiringError::Redis)?;
         tracing::info!(

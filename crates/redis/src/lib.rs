@@ -155,9 +155,28 @@ pub struct RedisMirror {
 
 impl RedisMirror {
     /// Connects to `url` (e.g. `redis://127.0.0.1:6379`). Commands time out quickly so that an
-    /// outage degrades reads to the store instead of stalling them.
+    /// outage degrades reads to the store instead of stalling them. A `rediss://` URL is TLS,
+    /// verified against the system's trust store (ElastiCache's certificates chain to it) and the
+    /// host name in the URL.
     pub async fn connect(url: &str) -> Result<Self, MirrorError> {
-        let client = redis::Client::open(url).map_err(failed("connect"))?;
+        Self::connect_trusting(url, None).await
+    }
+
+    /// [`RedisMirror::connect`], trusting only the CA certificates in `ca_pem` (PEM) for a
+    /// `rediss://` URL instead of the system's trust store: for a server whose certificate a
+    /// private CA signed.
+    pub async fn connect_trusting(url: &str, ca_pem: Option<&[u8]>) -> Result<Self, MirrorError> {
+        let client = match ca_pem {
+            Some(ca) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.to_vec()),
+                },
+            ),
+            None => redis::Client::open(url),
+        }
+        .map_err(failed("connect"))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(500)))
             .set_response_timeout(Some(Duration::from_millis(500)))

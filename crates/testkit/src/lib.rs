@@ -26,6 +26,8 @@
 //!   database per test, dropped with its guard;
 //! - [`redis`]: [`PrivateRedis`](redis::PrivateRedis), a private `redis-server` on a free
 //!   loopback port, for tests that flush, stop or restart Redis;
+//! - [`tls`]: [`TestCa`](tls::TestCa), a throw-away CA and a server certificate it signs, for
+//!   TLS servers the tests start themselves;
 //! - [`aws`]: [`Moto`](aws::Moto), a private `moto_server` (SQS FIFO, DynamoDB, Secrets
 //!   Manager), and the project's AWS tool venv, installed on first use by `scripts/aws-tools.sh`.
 //!
@@ -45,6 +47,7 @@ pub mod rate;
 pub mod redis;
 pub mod stores;
 pub mod support;
+pub mod tls;
 pub mod workload;
 
 pub use stores::{ContractStore, EXPIRED_MESSAGE, case_names, run_all, run_all_concurrently};

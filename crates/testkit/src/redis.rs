@@ -7,23 +7,46 @@ use std::time::Duration;
 pub struct PrivateRedis {
     child: Option<Child>,
     pub port: u16,
+    /// Certificate, key and CA when the server speaks TLS only.
+    tls: Option<[std::path::PathBuf; 3]>,
 }
 
 impl PrivateRedis {
     /// Starts a server; panics with how to install Redis if `redis-server` is missing.
     pub fn start() -> Self {
+        let mut server = Self::on_free_port();
+        server.restart();
+        server
+    }
+
+    /// A server that speaks TLS only, with `ca`'s server certificate (for `127.0.0.1`).
+    pub fn start_tls(ca: &crate::tls::TestCa) -> Self {
+        let mut server = Self::on_free_port();
+        server.tls = Some([ca.server_cert(), ca.server_key(), ca.ca_pem()]);
+        server.restart();
+        server
+    }
+
+    fn on_free_port() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("free port")
             .local_addr()
             .expect("addr")
             .port();
-        let mut server = Self { child: None, port };
-        server.restart();
-        server
+        Self {
+            child: None,
+            port,
+            tls: None,
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Kills the server (an outage); `restart` brings an empty one back on the same port.
@@ -36,10 +59,28 @@ impl PrivateRedis {
 
     pub fn restart(&mut self) {
         self.stop();
-        let child = Command::new("redis-server")
+        let port = self.port.to_string();
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => command.args(["--port", &port]),
+            Some([cert, key, ca]) => command
+                .args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port,
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .arg("--tls-ca-cert-file")
+                .arg(ca),
+        };
+        let child = command
             .args([
-                "--port",
-                &self.port.to_string(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
