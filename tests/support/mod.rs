@@ -569,3 +569,14 @@ impl WsClient {
         assert_eq!(ack["showId"], show);
     }
 }
+
+/// Every seat of the demo shows is as the demo made it: nothing held, nothing sold.
+pub async fn assert_no_seat_taken(c: &reqwest::Client, server: &impl Target) {
+    for show in [GRAND_HALL, STUDIO] {
+        let seats = seat_status(c, server, show).await;
+        assert!(
+            seats.values().all(|s| s == "AVAILABLE" || s == "BLOCKED"),
+            "{show} changed"
+        );
+    }
+}

@@ -39,6 +39,15 @@ fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
+/// Whether an item is before its `expiresAt` at `now` (epoch seconds): DynamoDB deletes expired
+/// items only lazily.
+fn is_live(item: &HashMap<String, AttributeValue>, now: i64) -> bool {
+    match item.get("expiresAt") {
+        Some(AttributeValue::N(n)) => n.parse::<i64>().map_or(true, |t| t > now),
+        _ => true,
+    }
+}
+
 fn show_sk(show: ShowId) -> String {
     format!("SHOW#{show}")
 }
@@ -85,11 +94,7 @@ impl DynamoRegistry {
                 .await
                 .map_err(sdk_error)?;
             for item in page.items() {
-                let live = match item.get("expiresAt") {
-                    Some(AttributeValue::N(n)) => n.parse::<i64>().map_or(true, |t| t > now),
-                    _ => true,
-                };
-                if let (true, Some(AttributeValue::S(id))) = (live, item.get("pk")) {
+                if let (true, Some(AttributeValue::S(id))) = (is_live(item, now), item.get("pk")) {
                     found.push(id.clone());
                 }
             }
@@ -164,10 +169,7 @@ impl ConnectionRegistry for DynamoRegistry {
         let live: Vec<&String> = watched
             .items()
             .iter()
-            .filter(|item| match item.get("expiresAt") {
-                Some(AttributeValue::N(n)) => n.parse::<i64>().map_or(true, |t| t > now),
-                _ => true,
-            })
+            .filter(|item| is_live(item, now))
             .filter_map(|item| match item.get("sk") {
                 Some(AttributeValue::S(sk)) => Some(sk),
                 _ => None,
