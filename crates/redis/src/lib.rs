@@ -16,7 +16,8 @@
 //! - `queue:{show}:tickets`, `queue:{show}:decided`: arrival and decision counters;
 //! - `queue:{show}:ticket:<requestId>`: the ticket a request took, kept while the request may
 //!   still wait, so a retried enqueue gets its own ticket back instead of counting twice;
-//! - `rate:<kind>:<who>`: a rate-limit bucket (not per show, so no hash tag; see [`rate`]).
+//! - `rate:<kind>:<who>`: a rate-limit bucket (not per show, so no hash tag; see
+//!   [`RedisRateLimiter`]).
 
 // Unit tests are built with every dev-dependency of the package; each uses only some.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
