@@ -93,8 +93,8 @@ fn encode_userinfo(part: &str) -> String {
         .collect()
 }
 
-/// The PostgreSQL URL: `DATABASE_URL`, or built from the secret `DATABASE_SECRET_ARN` (with TLS
-/// required, as RDS should be reached).
+/// The PostgreSQL URL: `DATABASE_URL`, or built from the secret `DATABASE_SECRET_ARN` (see
+/// [`url_from_rds_secret`]; the CA bundle from `DATABASE_CA_FILE`).
 pub async fn database_url(sdk: &aws_config::SdkConfig) -> Result<String, ConfigError> {
     if let Some(url) = optional("DATABASE_URL") {
         return Ok(url);
@@ -102,13 +102,27 @@ pub async fn database_url(sdk: &aws_config::SdkConfig) -> Result<String, ConfigE
     let arn = required("DATABASE_SECRET_ARN")?;
     let client = aws_sdk_secretsmanager::Client::new(sdk);
     let text = secret_string(&client, &arn).await?;
-    let secret: DatabaseSecret = serde_json::from_str(&text).map_err(|e| ConfigError::Secret {
-        arn: arn.clone(),
-        what: "is not in the RDS JSON shape (username, password, host, port, dbname)",
-        source: Some(Box::new(e)),
-    })?;
+    url_from_rds_secret(&text, optional("DATABASE_CA_FILE").as_deref()).map_err(|e| {
+        ConfigError::Secret {
+            arn: arn.clone(),
+            what: "is not in the RDS JSON shape (username, password, host, port, dbname)",
+            source: Some(Box::new(e)),
+        }
+    })
+}
+
+/// The URL for an RDS secret (its JSON shape: `username`, `password`, `host`, `port`, `dbname`):
+/// TLS with the server's certificate and host name verified (`sslmode=verify-full`), against the
+/// CA certificates in `ca_file` (the RDS CA bundle, PEM) when given, else the system's trust
+/// store. `require` would encrypt but accept any certificate: anyone who can answer for the
+/// host would read every password and booking.
+pub fn url_from_rds_secret(json: &str, ca_file: Option<&str>) -> Result<String, serde_json::Error> {
+    let secret: DatabaseSecret = serde_json::from_str(json)?;
+    let root = ca_file.map_or(String::new(), |path| {
+        format!("&sslrootcert={}", encode_userinfo(path))
+    });
     Ok(format!(
-        "postgres://{}:{}@{}:{}/{}?sslmode=require",
+        "postgres://{}:{}@{}:{}/{}?sslmode=verify-full{root}",
         encode_userinfo(&secret.username),
         encode_userinfo(&secret.password),
         secret.host,

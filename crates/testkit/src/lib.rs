@@ -27,7 +27,8 @@
 //! - [`redis`]: [`PrivateRedis`](redis::PrivateRedis), a private `redis-server` on a free
 //!   loopback port, for tests that flush, stop or restart Redis;
 //! - [`tls`]: [`TestCa`](tls::TestCa), a throw-away CA and a server certificate it signs, for
-//!   TLS servers the tests start themselves;
+//!   TLS servers the tests start themselves; [`tls_postgres`]: a private PostgreSQL cluster
+//!   speaking TLS with such a certificate;
 //! - [`aws`]: [`Moto`](aws::Moto), a private `moto_server` (SQS FIFO, DynamoDB, Secrets
 //!   Manager), and the project's AWS tool venv, installed on first use by `scripts/aws-tools.sh`.
 //!
@@ -48,6 +49,7 @@ pub mod redis;
 pub mod stores;
 pub mod support;
 pub mod tls;
+pub mod tls_postgres;
 pub mod workload;
 
 pub use stores::{ContractStore, EXPIRED_MESSAGE, case_names, run_all, run_all_concurrently};
