@@ -48,8 +48,7 @@ pub struct ServerConfig {
     /// `LOCAL_MANAGEMENT_API`: serve API Gateway's `/@connections` for the local sockets
     /// (loopback callers only), to run the Lambda functions against this server.
     pub local_management_api: bool,
-    /// `HTTP_HEADER_TIMEOUT_SECONDS`, `HTTP_BODY_TIMEOUT_SECONDS`, `HTTP_IDLE_TIMEOUT_SECONDS`,
-    /// `MAX_CONCURRENT_REQUESTS`,
+    /// `HTTP_HEADER_TIMEOUT_SECONDS`, `HTTP_BODY_TIMEOUT_SECONDS`, `MAX_CONCURRENT_REQUESTS`,
     /// `CORS_ALLOWED_ORIGINS`: the HTTP transport's defences.
     pub http: HttpLimits,
     pub booking: BookingConfig,
@@ -123,7 +122,6 @@ fn http_limits(max_body_bytes: usize) -> Result<HttpLimits, ConfigError> {
     Ok(HttpLimits {
         header_read_timeout: seconds("HTTP_HEADER_TIMEOUT_SECONDS", d.header_read_timeout)?,
         body_read_timeout: seconds("HTTP_BODY_TIMEOUT_SECONDS", d.body_read_timeout)?,
-        idle_timeout: seconds("HTTP_IDLE_TIMEOUT_SECONDS", d.idle_timeout)?,
         max_concurrent_requests: env_or("MAX_CONCURRENT_REQUESTS", d.max_concurrent_requests)?
             .max(1),
         max_body_bytes,

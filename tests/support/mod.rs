@@ -145,12 +145,12 @@ impl Server {
         }
     }
 
-    /// kill -9: no shutdown hook runs.
     /// The server's process id (to read its memory from `/proc`).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("the server is running").id()
     }
 
+    /// kill -9: no shutdown hook runs.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().expect("kill");

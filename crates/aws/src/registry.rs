@@ -150,9 +150,9 @@ impl ConnectionRegistry for DynamoRegistry {
         if registered.item().is_none() {
             return Ok(Subscription::UnknownConnection);
         }
-        // The connection's own items, read consistently: its subscriptions so far. (Two
-        // subscribes of one connection racing could both pass at the cap; a client only has
-        // one socket to send them on, and they arrive one after another.)
+        // The connection's own items, read consistently: its subscriptions so far. Counted, then
+        // written: subscribes of one connection handled at the same moment (API Gateway runs
+        // `$default` invocations in parallel) can pass the cap together.
         let watched = self
             .client
             .query()

@@ -113,9 +113,10 @@ pub async fn database_url(sdk: &aws_config::SdkConfig) -> Result<String, ConfigE
 
 /// The URL for an RDS secret (its JSON shape: `username`, `password`, `host`, `port`, `dbname`):
 /// TLS with the server's certificate and host name verified (`sslmode=verify-full`), against the
-/// CA certificates in `ca_file` (the RDS CA bundle, PEM) when given, else the system's trust
-/// store. `require` would encrypt but accept any certificate: anyone who can answer for the
-/// host would read every password and booking.
+/// CA certificates in `ca_file` (the RDS CA bundle, PEM) when given, else the public roots built
+/// into the TLS library (which RDS's CAs are not among: without the bundle, RDS is refused).
+/// `require` would encrypt but accept any certificate: anyone who can answer for the host would
+/// read every password and booking.
 pub fn url_from_rds_secret(json: &str, ca_file: Option<&str>) -> Result<String, serde_json::Error> {
     let secret: DatabaseSecret = serde_json::from_str(json)?;
     let root = ca_file.map_or(String::new(), |path| {

@@ -144,8 +144,8 @@ impl WebSocketRoutes {
             Err(_) => return respond(401, Some("invalid or expired token")),
         };
         // Counted through the registry's by-user index, which DynamoDB keeps eventually
-        // consistent: connections opened in the same instant may pass together, a script opening
-        // hundreds cannot.
+        // consistent, and then recorded: connections opened at the same moment can all pass
+        // (a conditional per-user counter would make the cap exact; see docs/SECURITY.md).
         match self.registry.connections_of(&caller.user_id).await {
             Ok(open) if open.len() >= self.max_sockets_per_user => {
                 return respond(

@@ -13,14 +13,32 @@ use booking_testkit::tls::TestCa;
 use booking_testkit::tls_postgres::TlsPostgres;
 use std::time::Duration;
 
-async fn reaches(url: &str) -> bool {
+/// Connects and asks; the error chain if that failed.
+async fn reach(url: &str) -> Result<(), String> {
     let options = PgOptions {
         acquire_timeout: Duration::from_secs(5),
         ..PgOptions::default()
     };
-    match PgStore::connect(url, options).await {
-        Ok(store) => store.ping().await.is_ok(),
-        Err(_) => false,
+    let store = PgStore::connect(url, options)
+        .await
+        .map_err(|e| booking_core::Chain(&e).to_string())?;
+    store
+        .ping()
+        .await
+        .map_err(|e| booking_core::Chain(&e).to_string())
+}
+
+/// Refused because of the server's certificate (not because it is down or unreachable).
+async fn refused_for_its_certificate(url: &str) -> bool {
+    match reach(url).await {
+        Ok(()) => false,
+        Err(why) => {
+            assert!(
+                why.contains("certificate"),
+                "refused, but not for the certificate: {why}"
+            );
+            true
+        }
     }
 }
 
@@ -42,22 +60,27 @@ async fn the_database_url_verifies_the_server_certificate() {
 
     let url = url_from_rds_secret(&secret("127.0.0.1"), Some(&ca_file)).unwrap();
     assert!(url.contains("sslmode=verify-full"), "{url}");
-    assert!(reaches(&url).await, "trusted CA, right name: connects");
+    assert_eq!(
+        reach(&url).await,
+        Ok(()),
+        "trusted CA, right name: connects"
+    );
 
     let unknown_ca = url_from_rds_secret(&secret("127.0.0.1"), None).unwrap();
     assert!(
-        !reaches(&unknown_ca).await,
+        refused_for_its_certificate(&unknown_ca).await,
         "a certificate no trusted CA signed is refused"
     );
     let wrong_name = url_from_rds_secret(&secret("localhost"), Some(&ca_file)).unwrap();
     assert!(
-        !reaches(&wrong_name).await,
+        refused_for_its_certificate(&wrong_name).await,
         "a certificate for another name is refused"
     );
     // What the old URL did: encrypted, but any certificate was good enough.
     let require = server.url("127.0.0.1", "sslmode=require");
-    assert!(
-        reaches(&require).await,
+    assert_eq!(
+        reach(&require).await,
+        Ok(()),
         "the server itself is up and speaks TLS"
     );
 }

@@ -1,19 +1,24 @@
 //! The local server's HTTP transport: the router served over TCP with the defences a server
 //! facing the open internet needs, which `axum::serve` leaves out.
 //!
-//! - **Timeouts.** A client gets `header_read_timeout` to send its first request head (hyper
-//!   closes the connection on a head that stops half-way; a connection that sends nothing at all
-//!   is closed by the same bound here) and `body_read_timeout` to send its body (408
-//!   `REQUEST_TIMEOUT`); a kept-alive connection with no request in flight and no bytes moving
-//!   for `idle_timeout` is closed. A slow-loris client holds a connection for seconds, not
-//!   minutes.
+//! - **Timeouts.** A client gets `header_read_timeout` to send a request head: hyper closes a
+//!   connection whose head stops half-way, and restarts that bound whenever a kept-alive
+//!   connection waits for its next request; a new connection that sends nothing at all is closed
+//!   by the same bound here (hyper's timer starts only at a first byte). A body must arrive within
+//!   `body_read_timeout` (408 `REQUEST_TIMEOUT`). A slow-loris client holds a connection for
+//!   seconds, not minutes. HTTP/1.1 only: browsers speak HTTP/2 only over TLS, which a proxy in
+//!   front terminates, and cleartext HTTP/2's own pings would keep idle connections alive.
 //! - **Load shedding.** At most `max_concurrent_requests` requests are handled at once; one more is
 //!   answered 503 `OVERLOADED` with `Retry-After` at once, rather than queued without bound while
-//!   every request's latency grows. A WebSocket holds a slot only for its handshake.
+//!   every request's latency grows. A request takes its slot only once its body has arrived, so
+//!   clients trickling bodies cannot hold the slots (the body timeout bounds them instead); a
+//!   WebSocket holds one only for its handshake.
 //! - **Bodies over the limit** are answered 413 the client can read: the rest of the body is read
 //!   and thrown away (up to [`DRAIN_CAP`], within the body timeout) before the answer, because a
 //!   server that closes while the client is still sending makes the client's kernel see a reset
 //!   instead of the 413 (the lingering close of classic web servers, done at the request level).
+//!   Bodies are read before the handler, at most `max_body_bytes` each; the catalog import
+//!   (4 MiB) is the exception: its body is left to the route, which checks the admin role first.
 //! - **CORS**: preflights answered and responses marked for the listed origins only.
 //!
 //! The Lambda function needs none of this: API Gateway reads whole requests before invoking it,
@@ -26,7 +31,6 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use booking_app::error::ApiError;
-use booking_app::http::MAX_CATALOG_BYTES;
 use futures_util::StreamExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -35,7 +39,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -53,8 +57,6 @@ pub struct HttpLimits {
     pub header_read_timeout: Duration,
     /// `HTTP_BODY_TIMEOUT_SECONDS` (default 10).
     pub body_read_timeout: Duration,
-    /// `HTTP_IDLE_TIMEOUT_SECONDS` (default 60).
-    pub idle_timeout: Duration,
     /// `MAX_CONCURRENT_REQUESTS` (default 512).
     pub max_concurrent_requests: usize,
     /// Largest body of every route but the catalog import (`MAX_BODY_BYTES`).
@@ -69,7 +71,6 @@ impl Default for HttpLimits {
         Self {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
             max_concurrent_requests: 512,
             max_body_bytes: 16 * 1024,
             cors_allowed_origins: Vec::new(),
@@ -84,16 +85,10 @@ struct Guard {
     max_body_bytes: usize,
 }
 
-impl Guard {
-    /// The largest body `path` takes (the catalog import takes a whole catalog).
-    fn body_limit(&self, path: &str) -> usize {
-        if path == "/api/v1/admin/catalog" {
-            MAX_CATALOG_BYTES
-        } else {
-            self.max_body_bytes
-        }
-    }
-}
+/// The one route whose body is not read here: a whole catalog (up to `MAX_CATALOG_BYTES`), for
+/// admins only. Its route checks the role before it reads the body, so an anonymous client cannot
+/// make the server buffer megabytes.
+const CATALOG_IMPORT: &str = "/api/v1/admin/catalog";
 
 /// The router with the shedding, body and CORS defences around it.
 pub fn guarded(router: Router, limits: &HttpLimits) -> Router {
@@ -127,16 +122,13 @@ pub fn guarded(router: Router, limits: &HttpLimits) -> Router {
 }
 
 async fn guard_request(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
-    let Ok(_permit) = guard.permits.clone().try_acquire_owned() else {
-        let mut e = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "OVERLOADED",
-            "The server is handling as many requests as it can; retry shortly",
-        );
-        e.retry_after = Some(1);
-        return e.into_response();
-    };
-    let limit = guard.body_limit(request.uri().path());
+    if request.uri().path() == CATALOG_IMPORT {
+        return match guard.permits.clone().try_acquire_owned() {
+            Ok(_permit) => next.run(request).await,
+            Err(_) => overloaded(),
+        };
+    }
+    let limit = guard.max_body_bytes;
     let (parts, body) = request.into_parts();
     let declared = parts
         .headers
@@ -162,25 +154,41 @@ async fn guard_request(State(guard): State<Arc<Guard>>, request: Request, next: 
         Ok(bytes)
     })
     .await;
-    match read {
-        Ok(Ok(bytes)) => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
-        }
+    let bytes = match read {
+        Ok(Ok(bytes)) => bytes,
         Ok(Err(Read::TooLarge)) => {
             drain(&mut stream, guard.body_read_timeout).await;
-            too_large()
+            return too_large();
         }
-        Ok(Err(Read::Broken)) => closing(ApiError::bad_request(
-            "INVALID_REQUEST",
-            "The request body could not be read",
-        )),
-        Err(_) => closing(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "REQUEST_TIMEOUT",
-            "The request body did not arrive in time",
-        )),
-    }
+        Ok(Err(Read::Broken)) => {
+            return closing(ApiError::bad_request(
+                "INVALID_REQUEST",
+                "The request body could not be read",
+            ));
+        }
+        Err(_) => {
+            return closing(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                "The request body did not arrive in time",
+            ));
+        }
+    };
+    let Ok(_permit) = guard.permits.clone().try_acquire_owned() else {
+        return overloaded();
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+fn overloaded() -> Response {
+    let mut e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "OVERLOADED",
+        "The server is handling as many requests as it can; retry shortly",
+    );
+    e.retry_after = Some(1);
+    e.into_response()
 }
 
 enum Read {
@@ -229,15 +237,11 @@ pub async fn serve(
     limits: &HttpLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)));
     let connections = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -254,42 +258,32 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let activity = Activity::default();
+        let first_byte = FirstByte::default();
         let stream = Watched {
             inner: stream,
-            activity: activity.clone(),
+            first_byte: first_byte.clone(),
         };
         let router = router.clone();
-        let in_flight = activity.clone();
         let service =
             hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
                 request
                     .extensions_mut()
                     .insert(ConnectInfo::<SocketAddr>(peer));
-                let router = router.clone();
-                let in_flight = in_flight.clone();
-                async move {
-                    in_flight.requests.fetch_add(1, Ordering::Relaxed);
-                    let response = router.oneshot(request.map(Body::new)).await;
-                    in_flight.requests.fetch_sub(1, Ordering::Relaxed);
-                    in_flight.touch();
-                    response
-                }
+                router.clone().oneshot(request.map(Body::new))
             });
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let connection = connections.watch(connection);
-        let (first_byte, idle) = (limits.header_read_timeout, limits.idle_timeout);
+        let silent_for = limits.header_read_timeout;
         tokio::spawn(async move {
             tokio::select! {
                 ended = connection => if let Err(e) = ended {
                     tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
                 },
-                // Dropping the connection closes it. (Once upgraded to a WebSocket, the
-                // connection has ended here and the socket lives on in its own task.)
-                () = activity.idle_for(first_byte, idle) => {
-                    tracing::debug!(peer = %peer, "idle connection closed");
+                // Dropping the connection closes it.
+                () = first_byte.missing_after(silent_for) => {
+                    tracing::debug!(peer = %peer, "connection sent nothing; closed");
                 }
             }
         });
@@ -297,59 +291,29 @@ pub async fn serve(
     connections.shutdown().await;
 }
 
-/// What a connection is doing: requests in flight, and when bytes last moved (ms since `start`;
-/// 0 until the first byte).
-#[derive(Clone)]
-struct Activity {
-    start: tokio::time::Instant,
-    last_ms: Arc<AtomicU64>,
-    requests: Arc<AtomicUsize>,
-}
+/// Whether a connection has sent anything yet.
+#[derive(Clone, Default)]
+struct FirstByte(Arc<AtomicBool>);
 
-impl Default for Activity {
-    fn default() -> Self {
-        Self {
-            start: tokio::time::Instant::now(),
-            last_ms: Arc::new(AtomicU64::new(0)),
-            requests: Arc::new(AtomicUsize::new(0)),
+impl FirstByte {
+    fn arrived(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Resolves if nothing arrived within `within`; never resolves otherwise (from then on hyper's
+    /// header timeout bounds every wait for a request).
+    async fn missing_after(&self, within: Duration) {
+        tokio::time::sleep(within).await;
+        if self.0.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
         }
     }
 }
 
-impl Activity {
-    fn touch(&self) {
-        let ms = (self.start.elapsed().as_millis() as u64).max(1);
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// Resolves once the connection has been idle too long: nothing sent within `first_byte` of
-    /// opening, or, later, no request in flight and no bytes moving for `idle`.
-    async fn idle_for(&self, first_byte: Duration, idle: Duration) {
-        loop {
-            let last = self.last_ms.load(Ordering::Relaxed);
-            let (since, limit) = if last == 0 {
-                (self.start.elapsed(), first_byte)
-            } else {
-                (
-                    self.start
-                        .elapsed()
-                        .saturating_sub(Duration::from_millis(last)),
-                    idle,
-                )
-            };
-            let busy = self.requests.load(Ordering::Relaxed) > 0;
-            if since >= limit && !busy {
-                return;
-            }
-            tokio::time::sleep(limit.saturating_sub(since).max(Duration::from_millis(100))).await;
-        }
-    }
-}
-
-/// A TCP stream that notes when bytes move on it, for [`Activity::idle_for`].
+/// A TCP stream that notes its first byte, for [`FirstByte::missing_after`].
 struct Watched {
     inner: tokio::net::TcpStream,
-    activity: Activity,
+    first_byte: FirstByte,
 }
 
 impl tokio::io::AsyncRead for Watched {
@@ -362,7 +326,7 @@ impl tokio::io::AsyncRead for Watched {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.activity.touch();
+            this.first_byte.arrived();
         }
         polled
     }
@@ -374,12 +338,7 @@ impl tokio::io::AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
-        polled
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -387,12 +346,7 @@ impl tokio::io::AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
-        polled
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

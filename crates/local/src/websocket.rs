@@ -51,6 +51,9 @@ const READ_BUFFER: usize = 4 * 1024;
 /// Bytes gathered before a write is flushed to the socket; pushes are small and go out at once.
 const WRITE_BUFFER: usize = 0;
 
+/// How long a closing socket may take to send what is queued and its close frame.
+const WRITER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What the WebSocket routes reach.
 #[derive(Clone)]
 struct SocketState {
@@ -233,10 +236,26 @@ async fn serve_socket(
     // reach it.
     let mut outbox = admission.take_outbox();
     let (mut sink, mut stream) = socket.split();
-    let writer = tokio::spawn(async move {
-        while let Some(message) = outbox.recv().await {
+    let (stop_writing, mut stop) = tokio::sync::oneshot::channel::<()>();
+    let mut writer = tokio::spawn(async move {
+        loop {
+            let message = tokio::select! {
+                next = outbox.recv() => match next {
+                    Some(message) => message,
+                    None => break,
+                },
+                // The reader is done: what is already queued goes out, then the close.
+                _ = &mut stop => {
+                    while let Ok(message) = outbox.try_recv() {
+                        if sink.send(message).await.is_err() {
+                            return;
+                        }
+                    }
+                    break;
+                }
+            };
             if sink.send(message).await.is_err() {
-                break;
+                return;
             }
         }
         let _ = sink.close().await;
@@ -291,9 +310,18 @@ async fn serve_socket(
             hub.send_to(&id, hub::encode(&reply));
         }
     }
-    // Leaving the hub ends the outbox, and with it the writer, once it has sent what is queued.
+    // The writer sends what is queued and closes; a peer that does not read gets WRITER_GRACE for
+    // that, then the socket is dropped. Only then does the slot go back: a client that stops
+    // reading cannot free its slot while its connection lives on.
+    let _ = stop_writing.send(());
+    if tokio::time::timeout(WRITER_GRACE, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+        let _ = writer.await;
+    }
     drop(admission);
-    let _ = writer.await;
 }
 
 /// The close frame for a frame the socket could not take. axum hides tungstenite's error type,
