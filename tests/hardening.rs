@@ -393,12 +393,25 @@ async fn a_user_firing_holds_is_rate_limited_and_others_are_not() {
             .json(&serde_json::json!({ "showId": GRAND_HALL, "seatIds": [seat] }))
             .send()
     };
-    for (n, seat) in ["A1", "A2", "A3"].into_iter().enumerate() {
-        let answer = send(&script, seat, &format!("k{n}")).await.unwrap();
-        assert_eq!(answer.status(), 202, "within the burst");
-    }
-    let refused = send(&script, "A4", "k-limited").await.unwrap();
-    assert_eq!(refused.status(), 429);
+    // A token a second comes back, so on a slow machine a fourth or fifth may pass; the script
+    // is refused within a few more.
+    let mut accepted = 0;
+    let refused = loop {
+        let answer = send(
+            &script,
+            &format!("A{}", accepted + 1),
+            &format!("k{accepted}"),
+        )
+        .await
+        .unwrap();
+        if answer.status() == 429 {
+            break answer;
+        }
+        assert_eq!(answer.status(), 202);
+        accepted += 1;
+        assert!(accepted <= 8, "never limited");
+    };
+    assert!(accepted >= 3, "the burst of 3 is served first: {accepted}");
     let wait = retry_after(&refused).expect("Retry-After");
     assert!((1..=1).contains(&wait), "one token a second: {wait}");
     let body: serde_json::Value = refused.json().await.unwrap();
@@ -406,7 +419,13 @@ async fn a_user_firing_holds_is_rate_limited_and_others_are_not() {
     let answer = send(&fan, "B1", "fan-1").await.unwrap();
     assert_eq!(answer.status(), 202, "another user has their own bucket");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let answer = send(&script, "A4", "k-limited").await.unwrap();
+    let answer = send(
+        &script,
+        &format!("A{}", accepted + 1),
+        &format!("k{accepted}"),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         answer.status(),
         202,
@@ -417,7 +436,8 @@ async fn a_user_firing_holds_is_rate_limited_and_others_are_not() {
 /// Reads anyone may make are limited per address; `/health` (the load balancer's) is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_reading_too_fast_is_rate_limited() {
-    let server = Server::start(&[("RATE_LIMIT_PER_IP", "60/min,burst=5")]);
+    // One token an hour: however slowly the requests run, exactly the burst is served.
+    let server = Server::start(&[("RATE_LIMIT_PER_IP", "1/h,burst=5")]);
     let c = client();
     for _ in 0..5 {
         let answer = c.get(server.url("/api/v1/movies")).send().await.unwrap();

@@ -159,7 +159,8 @@ async fn rate_limits_hold_deployed(stack: &Stack) {
         }
     }
     let refused = refused.expect("the address was limited");
-    assert!((50..=52).contains(&served), "a burst of 50: {served}");
+    // One token an hour: however slowly the invocations run, exactly the burst is served.
+    assert_eq!(served, 50, "a burst of 50");
     assert!(
         refused["headers"]["retry-after"].is_string(),
         "Retry-After: {refused}"

@@ -285,7 +285,7 @@ impl Stack {
             ("RATE_LIMIT_HOLDS", "off".to_owned()),
             ("RATE_LIMIT_ORDERS", "off".to_owned()),
             ("RATE_LIMIT_PAYMENTS", "2/h,burst=2".to_owned()),
-            ("RATE_LIMIT_PER_IP", "600/min,burst=50".to_owned()),
+            ("RATE_LIMIT_PER_IP", "1/h,burst=50".to_owned()),
         ];
         env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }
