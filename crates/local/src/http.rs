@@ -35,12 +35,8 @@ use futures_util::StreamExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -258,11 +254,6 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let first_byte = FirstByte::default();
-        let stream = Watched {
-            inner: stream,
-            first_byte: first_byte.clone(),
-        };
         let router = router.clone();
         let service =
             hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
@@ -271,93 +262,26 @@ pub async fn serve(
                     .insert(ConnectInfo::<SocketAddr>(peer));
                 router.clone().oneshot(request.map(Body::new))
             });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = connections.watch(connection);
+        let (builder, watcher) = (builder.clone(), connections.watcher());
         let silent_for = limits.header_read_timeout;
         tokio::spawn(async move {
-            tokio::select! {
-                ended = connection => if let Err(e) = ended {
-                    tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
-                },
-                // Dropping the connection closes it.
-                () = first_byte.missing_after(silent_for) => {
+            // hyper's header timer starts at the first byte: a connection that sends nothing is
+            // closed here, by dropping it.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(silent_for, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => {
                     tracing::debug!(peer = %peer, "connection sent nothing; closed");
+                    return;
                 }
+            }
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
             }
         });
     }
     connections.shutdown().await;
-}
-
-/// Whether a connection has sent anything yet.
-#[derive(Clone, Default)]
-struct FirstByte(Arc<AtomicBool>);
-
-impl FirstByte {
-    fn arrived(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-
-    /// Resolves if nothing arrived within `within`; never resolves otherwise (from then on hyper's
-    /// header timeout bounds every wait for a request).
-    async fn missing_after(&self, within: Duration) {
-        tokio::time::sleep(within).await;
-        if self.0.load(Ordering::Relaxed) {
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-/// A TCP stream that notes its first byte, for [`FirstByte::missing_after`].
-struct Watched {
-    inner: tokio::net::TcpStream,
-    first_byte: FirstByte,
-}
-
-impl tokio::io::AsyncRead for Watched {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.first_byte.arrived();
-        }
-        polled
-    }
-}
-
-impl tokio::io::AsyncWrite for Watched {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
 }
