@@ -3,7 +3,7 @@
 # every function:
 #   1. cfn-lint template.yaml                       (no errors, no warnings)
 #   2. sam validate --lint                          (SAM transform + cfn-lint, no AWS call)
-#   3. sam build of an x86_64 copy of the template  (all four functions, via cargo-lambda, in
+#   3. sam build of an x86_64 copy of the template  (every function, via cargo-lambda, in
 #                                                    SAM's debug build mode: see below)
 #
 # Why step 3 builds x86_64: the deployed template is arm64 (Graviton), but the CI machines carry
@@ -28,7 +28,7 @@
 #                                     minutes and prove nothing more about the template. A plain
 #                                     `sam build` (what deploys) builds release. Without debug
 #                                     info (CARGO_PROFILE_DEV_DEBUG=0) it links faster and the
-#                                     four bootstraps are ~47 MB instead of ~300 MB each.
+#                                     bootstraps are ~47 MB instead of ~300 MB each.
 # The build reuses the workspace's target directory (aws-lambda-builders points CARGO_TARGET_DIR
 # at it): artifacts land in target/x86_64-unknown-linux-gnu/debug, so a rerun only recompiles
 # what changed.
@@ -47,7 +47,7 @@ export AWS_EC2_METADATA_DISABLED=true SAM_CLI_TELEMETRY=0
 
 template=template.yaml
 out=target/sam-x86_64
-functions=(ApiFunction WorkerFunction WebSocketFunction ExpirerFunction)
+functions=(ApiFunction WorkerFunction WebSocketFunction ExpirerFunction AuthorizerFunction)
 
 echo "-- cfn-lint $template"
 cfn-lint --version

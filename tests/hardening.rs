@@ -132,6 +132,7 @@ async fn issuer_audience_and_lifetime_are_enforced() {
         issuer: Some(issuer.to_owned()),
         audience: Some(audience.to_owned()),
         max_lifetime: chrono::Duration::days(30),
+        ..TokenRules::default()
     };
     let mint = |rules: TokenRules, ttl: chrono::Duration| {
         Authenticator::hs256_with(SECRET.as_bytes(), rules).mint(&alice, false, ttl)

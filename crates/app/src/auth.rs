@@ -1,4 +1,10 @@
-//! Bearer-token authentication: HS256 JWTs with `sub` = user id and `role: "admin"` for admins.
+//! Bearer-token authentication: JWTs with `sub` = user id, and an admin claim (by default
+//! `role: "admin"`; deployed behind an identity provider, a claim only the provider sets, such as
+//! `cognito:groups` containing `admin`: see [`AdminClaim`]).
+//!
+//! Tokens are signed either with one shared HS256 secret (the local server, and the functions in
+//! `AUTH_MODE=bearer`) or by an identity provider whose public keys (its JWKS) are given to
+//! [`Authenticator::from_jwks`] (RS256 or ES256, the key picked by the token's `kid`).
 //!
 //! The algorithm is pinned (a token that names another algorithm, including `none`, is refused),
 //! `exp` is required and enforced, `nbf` is honoured, a token issued in the future or living
@@ -15,7 +21,10 @@ use crate::config::{ConfigError, env_or};
 use crate::error::ApiError;
 use booking_core::UserId;
 use chrono::{Duration, Utc};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
+};
 use serde::{Deserialize, Serialize};
 
 /// The development secret used when `JWT_SECRET` is unset. Printed as such at start-up; never
@@ -47,16 +56,98 @@ pub struct Claims {
     pub aud: Option<String>,
 }
 
+/// The claims read off a verified token: the registered ones by name, the rest (the admin
+/// claim among them) as they came.
+#[derive(Debug, Deserialize)]
+struct VerifiedClaims {
+    sub: String,
+    exp: i64,
+    #[serde(default)]
+    iat: Option<i64>,
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Which claim makes a caller an admin: `JWT_ADMIN_CLAIM` (default `role`) holding, or (for a
+/// list such as `cognito:groups`) containing, `JWT_ADMIN_VALUE` (default `admin`).
+///
+/// Behind an identity provider this must be a claim the provider controls, never an attribute
+/// users may edit about themselves: with Cognito, a group (`cognito:groups`), not a writable
+/// custom attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminClaim {
+    pub name: String,
+    pub value: String,
+}
+
+impl Default for AdminClaim {
+    fn default() -> Self {
+        Self {
+            name: "role".to_owned(),
+            value: "admin".to_owned(),
+        }
+    }
+}
+
+impl AdminClaim {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let default = Self::default();
+        let name: String = env_or("JWT_ADMIN_CLAIM", default.name)?;
+        let value: String = env_or("JWT_ADMIN_VALUE", default.value)?;
+        for (setting, text) in [("JWT_ADMIN_CLAIM", &name), ("JWT_ADMIN_VALUE", &value)] {
+            if text.trim().is_empty() {
+                return Err(ConfigError {
+                    name: setting,
+                    value: text.clone(),
+                    reason: "must not be empty".to_owned(),
+                });
+            }
+        }
+        Ok(Self { name, value })
+    }
+
+    /// Whether a token's claim value grants admin: the value itself, or a list holding it.
+    pub fn granted_by(&self, claim: Option<&serde_json::Value>) -> bool {
+        match claim {
+            Some(serde_json::Value::String(text)) => *text == self.value,
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .any(|item| item.as_str() == Some(self.value.as_str())),
+            _ => false,
+        }
+    }
+
+    /// The same for a claim as API Gateway's HTTP API JWT authorizer passes it on: every value
+    /// a string, a list written `[a b c]`.
+    pub fn granted_by_text(&self, claim: Option<&str>) -> bool {
+        let Some(text) = claim else {
+            return false;
+        };
+        if text == self.value {
+            return true;
+        }
+        text.strip_prefix('[')
+            .and_then(|rest| rest.strip_suffix(']'))
+            .is_some_and(|list| {
+                list.split([' ', ','])
+                    .any(|item| item.trim_matches('"') == self.value)
+            })
+    }
+}
+
 /// What a token must satisfy beyond its signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRules {
     /// `JWT_ISSUER`: the `iss` every token must name, if set.
     pub issuer: Option<String>,
-    /// `JWT_AUDIENCE`: the `aud` every token must name, if set.
+    /// `JWT_AUDIENCE`: the audience every token must name, if set (several separated by commas:
+    /// any one of them): in its `aud`, or, in a token without `aud`, its `client_id`.
     pub audience: Option<String>,
     /// `JWT_MAX_LIFETIME_SECONDS` (default a day): the longest a token may be valid, from its
     /// `iat` and from now.
     pub max_lifetime: Duration,
+    /// Which claim makes an admin.
+    pub admin: AdminClaim,
 }
 
 impl Default for TokenRules {
@@ -65,6 +156,7 @@ impl Default for TokenRules {
             issuer: None,
             audience: None,
             max_lifetime: Duration::days(1),
+            admin: AdminClaim::default(),
         }
     }
 }
@@ -86,6 +178,7 @@ impl TokenRules {
             issuer: text("JWT_ISSUER")?,
             audience: text("JWT_AUDIENCE")?,
             max_lifetime: Duration::seconds(seconds),
+            admin: AdminClaim::from_env()?,
         })
     }
 }
@@ -123,32 +216,98 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The caller that claims verified elsewhere describe (`sub`, and `role` = "admin" for an
-    /// admin), e.g. by API Gateway's JWT authorizer.
-    pub fn from_verified_claims(sub: &str, role: Option<&str>) -> Result<Self, ApiError> {
+    /// The caller that claims verified elsewhere describe (`sub`, and whether the admin claim
+    /// grants admin), e.g. by API Gateway's JWT authorizer.
+    pub fn from_verified_claims(sub: &str, is_admin: bool) -> Result<Self, ApiError> {
         let user_id = sub
             .parse()
             .map_err(|_| ApiError::unauthorized("the token's subject is not a valid user id"))?;
-        Ok(Self {
-            user_id,
-            is_admin: role == Some("admin"),
-        })
+        Ok(Self { user_id, is_admin })
     }
 }
 
-/// Verifies (and, for development, mints) tokens.
+/// Why an identity provider's key set cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeySetError {
+    #[error("the key set holds no RS256 or ES256 signing key")]
+    NoUsableKey,
+}
+
+/// One of an identity provider's public keys.
+#[derive(Clone)]
+struct PublishedKey {
+    kid: Option<String>,
+    key: DecodingKey,
+    /// Pinned to the key's one algorithm.
+    validation: Validation,
+}
+
+/// Where the keys that sign accepted tokens come from.
+#[derive(Clone)]
+enum Keys {
+    /// One shared HS256 secret, which also mints.
+    Shared {
+        decoding: DecodingKey,
+        encoding: EncodingKey,
+        validation: Box<Validation>,
+    },
+    /// An identity provider's published public keys: this service verifies, never signs.
+    Published(Vec<PublishedKey>),
+}
+
+/// Verifies (and, with a shared secret, for development, mints) tokens.
 #[derive(Clone)]
 pub struct Authenticator {
-    decoding: DecodingKey,
-    encoding: EncodingKey,
-    validation: Validation,
+    keys: Keys,
     rules: TokenRules,
 }
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Authenticator(HS256, <secret>)")
+        match &self.keys {
+            Keys::Shared { .. } => f.write_str("Authenticator(HS256, <secret>)"),
+            Keys::Published(keys) => write!(f, "Authenticator({} published keys)", keys.len()),
+        }
     }
+}
+
+/// The validation of one algorithm under `rules`.
+fn validation(algorithm: Algorithm, rules: &TokenRules) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    let mut required = vec!["exp", "sub"];
+    if let Some(issuer) = &rules.issuer {
+        validation.set_issuer(&[issuer]);
+        required.push("iss");
+    }
+    // The audience is checked after decoding, as API Gateway's JWT authorizer checks it:
+    // `aud`, or, in a token without one (a Cognito access token), `client_id`.
+    validation.validate_aud = false;
+    validation.set_required_spec_claims(&required);
+    validation.validate_nbf = true;
+    validation.leeway = LEEWAY_SECONDS as u64;
+    validation
+}
+
+/// The algorithm a published key signs with, if it is one this service accepts (RS256, ES256):
+/// the one the key names, else the one its type implies.
+fn published_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
+    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+        return None;
+    }
+    let implied = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Algorithm::RS256,
+        AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
+            Algorithm::ES256
+        }
+        _ => return None,
+    };
+    let named = match jwk.common.key_algorithm {
+        Some(KeyAlgorithm::RS256) => Algorithm::RS256,
+        Some(KeyAlgorithm::ES256) => Algorithm::ES256,
+        Some(_) => return None,
+        None => implied,
+    };
+    (named == implied).then_some(named)
 }
 
 impl Authenticator {
@@ -158,29 +317,82 @@ impl Authenticator {
     }
 
     pub fn hs256_with(secret: &[u8], rules: TokenRules) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        let mut required = vec!["exp", "sub"];
-        if let Some(issuer) = &rules.issuer {
-            validation.set_issuer(&[issuer]);
-            required.push("iss");
-        }
-        match &rules.audience {
-            Some(audience) => {
-                validation.set_audience(&[audience]);
-                required.push("aud");
-            }
-            // An identity provider's tokens may carry an audience; without one configured there
-            // is nothing to compare it with.
-            None => validation.validate_aud = false,
-        }
-        validation.set_required_spec_claims(&required);
-        validation.validate_nbf = true;
-        validation.leeway = LEEWAY_SECONDS as u64;
         Self {
-            decoding: DecodingKey::from_secret(secret),
-            encoding: EncodingKey::from_secret(secret),
-            validation,
+            keys: Keys::Shared {
+                decoding: DecodingKey::from_secret(secret),
+                encoding: EncodingKey::from_secret(secret),
+                validation: Box::new(validation(Algorithm::HS256, &rules)),
+            },
             rules,
+        }
+    }
+
+    /// Verifies tokens an identity provider signs, with the public keys it publishes (its
+    /// JWKS). Only RS256 and ES256 signing keys are used; a token must be signed by one of
+    /// them with exactly that key's algorithm.
+    pub fn from_jwks(set: &JwkSet, rules: TokenRules) -> Result<Self, KeySetError> {
+        let keys: Vec<PublishedKey> = set
+            .keys
+            .iter()
+            .filter_map(|jwk| {
+                let algorithm = published_algorithm(jwk)?;
+                let key = DecodingKey::from_jwk(jwk).ok()?;
+                Some(PublishedKey {
+                    kid: jwk.common.key_id.clone(),
+                    key,
+                    validation: validation(algorithm, &rules),
+                })
+            })
+            .collect();
+        if keys.is_empty() {
+            return Err(KeySetError::NoUsableKey);
+        }
+        Ok(Self {
+            keys: Keys::Published(keys),
+            rules,
+        })
+    }
+
+    /// Whether the key that signed `token` (by its `kid`) is one this authenticator has: when
+    /// it is not, the identity provider may have rotated its keys, and the set is worth
+    /// fetching again.
+    pub fn knows_signing_key(&self, token: &str) -> bool {
+        match &self.keys {
+            Keys::Shared { .. } => true,
+            Keys::Published(keys) => decode_header(token)
+                .is_ok_and(|header| self.published_key(keys, header.kid.as_deref()).is_some()),
+        }
+    }
+
+    /// The published key a token's `kid` names (with no `kid`, the only key, if there is one).
+    fn published_key<'k>(
+        &self,
+        keys: &'k [PublishedKey],
+        kid: Option<&str>,
+    ) -> Option<&'k PublishedKey> {
+        match kid {
+            Some(kid) => keys.iter().find(|key| key.kid.as_deref() == Some(kid)),
+            None if keys.len() == 1 => keys.first(),
+            None => None,
+        }
+    }
+
+    /// The key and validation for `token`.
+    fn key_for(&self, token: &str) -> Result<(&DecodingKey, &Validation), ApiError> {
+        match &self.keys {
+            Keys::Shared {
+                decoding,
+                validation,
+                ..
+            } => Ok((decoding, validation.as_ref())),
+            Keys::Published(keys) => {
+                let header = decode_header(token)
+                    .map_err(|_| ApiError::unauthorized("token is malformed"))?;
+                let key = self
+                    .published_key(keys, header.kid.as_deref())
+                    .ok_or_else(|| ApiError::unauthorized("token is signed by an unknown key"))?;
+                Ok((&key.key, &key.validation))
+            }
         }
     }
 
@@ -192,7 +404,8 @@ impl Authenticator {
     /// Checks a token and returns the caller it names and until when the token is valid (its
     /// `exp`): what a long-lived connection opened with it must not outlive.
     pub fn verify_until(&self, token: &str) -> Result<(Caller, chrono::DateTime<Utc>), ApiError> {
-        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
+        let (key, validation) = self.key_for(token)?;
+        let data = decode::<VerifiedClaims>(token, key, validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             let why = match e.kind() {
                 ErrorKind::ExpiredSignature => "token has expired",
@@ -206,6 +419,28 @@ impl Authenticator {
             };
             ApiError::unauthorized(why)
         })?;
+        if let Some(audience) = &self.rules.audience {
+            // One audience, or several separated by commas (the template's list).
+            let accepted = |aud: Option<&str>| {
+                aud.is_some_and(|aud| audience.split(',').any(|a| a.trim() == aud))
+            };
+            let named = match data.claims.other.get("aud") {
+                Some(serde_json::Value::String(aud)) => accepted(Some(aud)),
+                Some(serde_json::Value::Array(auds)) => {
+                    auds.iter().any(|aud| accepted(aud.as_str()))
+                }
+                Some(_) => false,
+                None => accepted(
+                    data.claims
+                        .other
+                        .get("client_id")
+                        .and_then(|id| id.as_str()),
+                ),
+            };
+            if !named {
+                return Err(ApiError::unauthorized("token audience is not accepted"));
+            }
+        }
         let now = Utc::now().timestamp();
         let longest = self.rules.max_lifetime.num_seconds() + LEEWAY_SECONDS;
         if let Some(iat) = data.claims.iat {
@@ -232,13 +467,11 @@ impl Authenticator {
             .map_err(|_| ApiError::unauthorized("token subject is not a valid user id"))?;
         let expires_at = chrono::DateTime::from_timestamp(data.claims.exp, 0)
             .ok_or_else(|| ApiError::unauthorized("token expiry is out of range"))?;
-        Ok((
-            Caller {
-                user_id,
-                is_admin: data.claims.role.as_deref() == Some("admin"),
-            },
-            expires_at,
-        ))
+        let is_admin = self
+            .rules
+            .admin
+            .granted_by(data.claims.other.get(&self.rules.admin.name));
+        Ok((Caller { user_id, is_admin }, expires_at))
     }
 
     /// Reads `Authorization: Bearer <token>`.
@@ -253,18 +486,31 @@ impl Authenticator {
     }
 
     /// Mints a token for a user (the development `token` subcommand and tests).
+    ///
+    /// # Panics
+    ///
+    /// With an identity provider's keys ([`Authenticator::from_jwks`]): only the provider signs
+    /// those tokens.
     pub fn mint(&self, user: &UserId, admin: bool, ttl: Duration) -> String {
+        let Keys::Shared { encoding, .. } = &self.keys else {
+            panic!("tokens verified with an identity provider's keys are minted by the provider");
+        };
         let now = Utc::now();
         let claims = Claims {
             sub: user.to_string(),
             exp: (now + ttl).timestamp(),
             iat: Some(now.timestamp()),
             nbf: None,
-            role: admin.then(|| "admin".to_owned()),
+            role: None,
             iss: self.rules.issuer.clone(),
             aud: self.rules.audience.clone(),
         };
-        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        let mut claims = serde_json::to_value(claims).expect("claims always serialise");
+        if admin {
+            // Under whatever claim this service reads as the admin's.
+            claims[&self.rules.admin.name] = self.rules.admin.value.clone().into();
+        }
+        encode(&Header::new(Algorithm::HS256), &claims, encoding)
             .expect("HS256 signing cannot fail")
     }
 }
@@ -296,8 +542,8 @@ mod tests {
     }
 
     #[test]
-    fn verified_claims_name_the_caller_and_only_admin_is_admin() {
-        let admin = Caller::from_verified_claims("ops", Some("admin")).unwrap();
+    fn verified_claims_name_the_caller() {
+        let admin = Caller::from_verified_claims("ops", true).unwrap();
         assert_eq!(
             admin,
             Caller {
@@ -305,18 +551,55 @@ mod tests {
                 is_admin: true
             }
         );
-        assert!(
-            !Caller::from_verified_claims("alice", Some("Admin"))
-                .unwrap()
-                .is_admin
-        );
-        assert!(
-            !Caller::from_verified_claims("alice", None)
-                .unwrap()
-                .is_admin
-        );
-        let refused = Caller::from_verified_claims("has space", Some("admin")).unwrap_err();
+        let refused = Caller::from_verified_claims("has space", true).unwrap_err();
         assert_eq!(refused.code, "UNAUTHORIZED");
+    }
+
+    #[test]
+    fn only_the_configured_claim_makes_an_admin() {
+        use serde_json::json;
+        let role = AdminClaim::default();
+        assert!(role.granted_by(Some(&json!("admin"))));
+        assert!(!role.granted_by(Some(&json!("Admin"))), "exactly the value");
+        assert!(!role.granted_by(None));
+        let groups = AdminClaim {
+            name: "cognito:groups".into(),
+            value: "admin".into(),
+        };
+        assert!(groups.granted_by(Some(&json!(["fans", "admin"]))));
+        assert!(!groups.granted_by(Some(&json!(["fans", "administrators"]))));
+        assert!(!groups.granted_by(Some(&json!({"admin": true}))));
+        // As API Gateway's JWT authorizer flattens them.
+        assert!(groups.granted_by_text(Some("[fans admin]")));
+        assert!(groups.granted_by_text(Some("admin")));
+        assert!(!groups.granted_by_text(Some("[fans administrators]")));
+        assert!(!groups.granted_by_text(Some("superadmin")));
+        assert!(!groups.granted_by_text(None));
+
+        // A shared-secret authenticator mints and reads the configured claim, and nothing else.
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let auth = Authenticator::hs256_with(
+            secret,
+            TokenRules {
+                admin: groups,
+                ..TokenRules::default()
+            },
+        );
+        let ops: UserId = "ops".parse().unwrap();
+        assert!(
+            auth.verify(&auth.mint(&ops, true, Duration::minutes(5)))
+                .unwrap()
+                .is_admin
+        );
+        let now = Utc::now().timestamp();
+        let self_declared = signed(
+            secret,
+            serde_json::json!({"sub": "ops", "exp": now + 60, "role": "admin"}),
+        );
+        assert!(
+            !auth.verify(&self_declared).unwrap().is_admin,
+            "role is not the admin claim here"
+        );
     }
 
     #[test]

@@ -10,11 +10,15 @@ use async_trait::async_trait;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use booking_core::Chain;
 use booking_core::engine::SeatChange;
-use booking_core::ports::{ConnectionRegistry, Notifier};
+use booking_core::ports::{ConnectionRegistry, Notifier, StoreError};
 use booking_core::protocol::{BookingResult, SeatState, ServerMessage};
 use booking_core::{ShowId, UserId};
 use futures_util::future::join_all;
 use std::sync::Arc;
+
+/// The error code of the message a connection gets just before it is closed because its token
+/// expired.
+pub const TOKEN_EXPIRED: &str = "TOKEN_EXPIRED";
 
 /// How one push went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +72,56 @@ impl GatewayNotifier {
                 Delivery::Failed(why)
             }
         }
+    }
+
+    /// Closes a connection at the gateway (`DELETE /@connections/{id}`) after telling its
+    /// client why with `farewell`, and forgets it. A connection already gone counts as closed.
+    #[tracing::instrument(skip(self, farewell))]
+    pub async fn close(&self, connection: &str, farewell: &ServerMessage) -> Delivery {
+        if let Delivery::Gone = self.send(connection, farewell).await {
+            return Delivery::Gone;
+        }
+        let closed = self
+            .client
+            .delete_connection()
+            .connection_id(connection)
+            .send()
+            .await;
+        let delivery = match closed {
+            Ok(_) => Delivery::Sent,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => Delivery::Gone,
+            Err(e) => {
+                let why = crate::describe(&e);
+                tracing::warn!(connection, error = %why, "could not close the connection");
+                return Delivery::Failed(why);
+            }
+        };
+        if let Err(e) = self.registry.disconnect(connection).await {
+            tracing::warn!(connection, error = %Chain(&e), "could not forget a closed connection");
+        }
+        delivery
+    }
+
+    /// Closes up to `limit` connections whose token had expired at `now`, each told why first
+    /// (an `ERROR` with code `TOKEN_EXPIRED`), and returns how many are gone now. One that could
+    /// not be closed stays registered (and unserved) for the next sweep.
+    pub async fn close_token_expired(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let expired = self.registry.token_expired(now, limit).await?;
+        let farewell = ServerMessage::Error {
+            code: TOKEN_EXPIRED.to_owned(),
+            message: "the token this connection was opened with has expired; reconnect with a \
+                      fresh one"
+                .to_owned(),
+        };
+        let closed = join_all(expired.iter().map(|c| self.close(c, &farewell))).await;
+        Ok(closed
+            .iter()
+            .filter(|d| !matches!(d, Delivery::Failed(_)))
+            .count())
     }
 
     /// Sends `body` to every connection in `connections`, concurrently.

@@ -4,7 +4,9 @@
 #![allow(unused_crate_dependencies)]
 
 use booking_aws::{DynamoRegistry, QueueMessage, SqsQueue};
-use booking_core::ports::{ConnectionRegistry, QueueCounters, RequestQueue, Subscription};
+use booking_core::ports::{
+    ConnectionRegistry, QueueCounters, Registration, RequestQueue, Subscription,
+};
 use booking_core::{BookingRequest, RequestId, RequestStatus, ShowId};
 use booking_local::MemoryMirror;
 use booking_testkit::aws::Moto;
@@ -40,14 +42,23 @@ async fn registry(ttl_seconds: i64) -> DynamoRegistry {
     DynamoRegistry::new(client, table, ttl_seconds)
 }
 
+/// Registers `connection` for `user` with a token valid for an hour, under a cap it is far from.
+async fn connect(r: &DynamoRegistry, connection: &str, user: &booking_core::UserId) {
+    let until = now() + chrono::Duration::hours(1);
+    assert_eq!(
+        r.connect(connection, user, until, 32).await.unwrap(),
+        Registration::Registered
+    );
+}
+
 #[tokio::test]
 async fn registry_finds_connections_by_user_and_subscribers_by_show() {
     let r = registry(3_600).await;
     let (alice, bob) = (fresh_user("alice"), fresh_user("bob"));
     let (show, other) = (ShowId::new_random(), ShowId::new_random());
-    r.connect("a1", &alice).await.unwrap();
-    r.connect("a2", &alice).await.unwrap();
-    r.connect("b1", &bob).await.unwrap();
+    connect(&r, "a1", &alice).await;
+    connect(&r, "a2", &alice).await;
+    connect(&r, "b1", &bob).await;
     assert_eq!(r.connections_of(&alice).await.unwrap(), ["a1", "a2"]);
     assert_eq!(r.connections_of(&bob).await.unwrap(), ["b1"]);
 
@@ -85,16 +96,128 @@ async fn registry_finds_connections_by_user_and_subscribers_by_show() {
 #[tokio::test]
 async fn registry_ignores_items_past_their_ttl() {
     // Items written already expired: DynamoDB deletes them lazily, readers must not use them.
-    let r = registry(-60).await;
-    let user = fresh_user("late");
+    let r = registry(3_600).await;
+    let lapsed = r.with_ttl(-60);
+    let (user, late) = (fresh_user("live"), fresh_user("late"));
     let show = ShowId::new_random();
-    r.connect("c1", &user).await.unwrap();
+    connect(&r, "c1", &user).await;
+    connect(&lapsed, "c2", &late).await;
+    assert!(r.connections_of(&late).await.unwrap().is_empty());
     assert_eq!(
-        r.subscribe("c1", show, 32).await.unwrap(),
+        r.subscribe("c2", show, 32).await.unwrap(),
+        Subscription::UnknownConnection,
+        "an expired connection cannot subscribe"
+    );
+    assert_eq!(
+        lapsed.subscribe("c1", show, 32).await.unwrap(),
         Subscription::Subscribed
     );
-    assert!(r.connections_of(&user).await.unwrap().is_empty());
-    assert!(r.subscribers(show).await.unwrap().is_empty());
+    assert!(
+        r.subscribers(show).await.unwrap().is_empty(),
+        "an expired subscription"
+    );
+}
+
+/// A user holds at most `max` connections, exactly, however many arrive at the same moment; a
+/// disconnect, or the end of a connection's token, frees its place.
+#[tokio::test]
+async fn registry_caps_a_users_connections_exactly() {
+    let r = Arc::new(registry(3_600).await);
+    let user = fresh_user("crowd");
+    let until = now() + chrono::Duration::hours(1);
+    let attempts = futures_util::future::join_all((0..24).map(|i| {
+        let (r, user) = (r.clone(), user.clone());
+        async move {
+            (
+                format!("c{i:02}"),
+                r.connect(&format!("c{i:02}"), &user, until, 3).await,
+            )
+        }
+    }))
+    .await;
+    let registered: Vec<String> = attempts
+        .into_iter()
+        .filter_map(|(id, outcome)| {
+            (outcome.expect("the registry answers") == Registration::Registered).then_some(id)
+        })
+        .collect();
+    assert_eq!(registered.len(), 3, "exactly the cap: {registered:?}");
+    assert_eq!(r.connections_of(&user).await.unwrap(), registered);
+    assert_eq!(
+        r.connect("late", &user, until, 3).await.unwrap(),
+        Registration::TooMany
+    );
+
+    r.disconnect(&registered[0]).await.unwrap();
+    assert_eq!(
+        r.connect("after-a-disconnect", &user, until, 3)
+            .await
+            .unwrap(),
+        Registration::Registered
+    );
+    assert_eq!(
+        r.connect("still-full", &user, until, 3).await.unwrap(),
+        Registration::TooMany
+    );
+    // Another user is not affected.
+    connect(&r, "someone-else", &fresh_user("other")).await;
+
+    // A connection whose token has expired holds no place.
+    let brief = fresh_user("brief");
+    let past = now() - chrono::Duration::seconds(1);
+    assert_eq!(
+        r.connect("expired-1", &brief, past, 1).await.unwrap(),
+        Registration::Registered
+    );
+    assert_eq!(
+        r.connect("fresh", &brief, until, 1).await.unwrap(),
+        Registration::Registered
+    );
+}
+
+/// Connections whose token has expired are named for closing (and served no more); the others
+/// are not.
+#[tokio::test]
+async fn registry_names_connections_whose_token_expired() {
+    let r = registry(3_600).await;
+    let (gone, soon, here) = (fresh_user("gone"), fresh_user("soon"), fresh_user("here"));
+    let show = ShowId::new_random();
+    let past = now() - chrono::Duration::seconds(1);
+    let in_a_minute = now() + chrono::Duration::minutes(1);
+    assert_eq!(
+        r.connect("expired", &gone, past, 5).await.unwrap(),
+        Registration::Registered
+    );
+    assert_eq!(
+        r.connect("expiring", &soon, in_a_minute, 5).await.unwrap(),
+        Registration::Registered
+    );
+    connect(&r, "long", &here).await;
+    for connection in ["expired", "long"] {
+        r.subscribe(connection, show, 32).await.unwrap();
+    }
+    assert_eq!(
+        r.subscribe("expired", show, 32).await.unwrap(),
+        Subscription::UnknownConnection,
+        "past its token a connection cannot subscribe"
+    );
+
+    assert_eq!(r.token_expired(now(), 100).await.unwrap(), ["expired"]);
+    let mut later = r
+        .token_expired(now() + chrono::Duration::minutes(2), 100)
+        .await
+        .unwrap();
+    later.sort();
+    assert_eq!(later, ["expired", "expiring"]);
+    assert!(
+        r.connections_of(&gone).await.unwrap().is_empty(),
+        "nothing is pushed past the token"
+    );
+    assert_eq!(r.connections_of(&soon).await.unwrap(), ["expiring"]);
+    assert_eq!(r.subscribers(show).await.unwrap(), ["long"]);
+
+    r.disconnect("expired").await.unwrap();
+    assert!(r.token_expired(now(), 100).await.unwrap().is_empty());
 }
 
 /// One connection watches at most `max` shows; subscribing again to one it watches is fine, and
@@ -103,9 +226,7 @@ async fn registry_ignores_items_past_their_ttl() {
 async fn registry_caps_the_shows_one_connection_watches() {
     let r = registry(3_600).await;
     let connection = format!("cap-{}", uuid::Uuid::new_v4());
-    r.connect(&connection, &fresh_user("watcher"))
-        .await
-        .unwrap();
+    connect(&r, &connection, &fresh_user("watcher")).await;
     let shows: Vec<ShowId> = (0..4).map(|_| ShowId::new_random()).collect();
     for show in &shows[..3] {
         assert_eq!(
@@ -128,9 +249,9 @@ async fn registry_caps_the_shows_one_connection_watches() {
         Subscription::Subscribed
     );
     // Expired subscriptions do not count.
-    let lapsed = registry(-60).await;
+    let lapsed = r.with_ttl(-60);
     let old = format!("lapsed-{}", uuid::Uuid::new_v4());
-    r.connect(&old, &fresh_user("lapsed")).await.unwrap();
+    connect(&r, &old, &fresh_user("lapsed")).await;
     for show in &shows[..3] {
         lapsed.subscribe(&old, *show, 3).await.unwrap();
     }

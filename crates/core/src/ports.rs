@@ -831,12 +831,30 @@ pub enum Subscription {
     TooMany,
 }
 
+/// What [`ConnectionRegistry::connect`] came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    Registered,
+    /// The user already holds as many connections as they may.
+    TooMany,
+}
+
 /// The WebSocket connections a gateway holds for us (API Gateway keeps the sockets; we keep who
 /// is behind each one): by user, for booking results, and by subscribed show, for seat changes.
 #[async_trait]
 pub trait ConnectionRegistry: Send + Sync + 'static {
-    /// Records a freshly authenticated connection.
-    async fn connect(&self, connection: &str, user: &UserId) -> Result<(), StoreError>;
+    /// Records a freshly authenticated connection whose token is valid until
+    /// `token_expires_at`, unless its user already holds `max_per_user` live connections. The
+    /// cap is exact however many connections of one user arrive at once. A connection is not
+    /// pushed to after its token expires, and [`ConnectionRegistry::token_expired`] names it
+    /// for closing.
+    async fn connect(
+        &self,
+        connection: &str,
+        user: &UserId,
+        token_expires_at: DateTime<Utc>,
+        max_per_user: usize,
+    ) -> Result<Registration, StoreError>;
     /// Subscribes a known connection to a show's seat changes, unless it already watches `max`
     /// other shows.
     async fn subscribe(
@@ -850,4 +868,11 @@ pub trait ConnectionRegistry: Send + Sync + 'static {
     async fn disconnect(&self, connection: &str) -> Result<(), StoreError>;
     async fn connections_of(&self, user: &UserId) -> Result<Vec<String>, StoreError>;
     async fn subscribers(&self, show: ShowId) -> Result<Vec<String>, StoreError>;
+    /// Up to `limit` registered connections whose token had expired at `now`: still open at
+    /// the gateway until someone closes them.
+    async fn token_expired(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
 }

@@ -2,8 +2,9 @@
 //!
 //! Requests are made durable in PostgreSQL and enqueued on SQS FIFO; the worker decides them.
 //! With `AUTH_MODE=authorizer` the caller comes from the HTTP API JWT authorizer's claims
-//! (`sub`, `role`) that `lambda_http` hands over in the request context; otherwise the bearer
-//! token is verified here. Stage prefixes are stripped by `lambda_http` when
+//! (`sub`, and the admin claim `JWT_ADMIN_CLAIM`, e.g. `cognito:groups`) that `lambda_http`
+//! hands over in the request context, and no shared key is loaded; otherwise the bearer token is
+//! verified here. Stage prefixes are stripped by `lambda_http` when
 //! `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH=true` (the template sets it).
 
 use crate::config::{self, AuthMode};
@@ -13,7 +14,7 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
 use booking_app::QueueAdapter;
-use booking_app::auth::Caller;
+use booking_app::auth::{AdminClaim, Caller};
 use booking_app::http::AuthorizedCaller;
 use booking_app::limits::ClientAddress;
 use booking_aws::SqsQueue;
@@ -40,20 +41,25 @@ pub async fn app_from_env() -> Result<Router, WiringError> {
     ));
     let mode = AuthMode::from_env()?;
     let mut builder = shared.app()?.queue(QueueAdapter::External(queue));
-    // In authorizer mode the authorizer vouches for callers, and a missing secret just means
-    // that no bearer token is accepted here (the builder's default key verifies none).
-    match (mode, shared.authenticator().await) {
-        (_, Ok(auth)) => builder = builder.authenticator(auth),
-        (AuthMode::Authorizer, Err(_)) => {}
-        (AuthMode::Bearer, Err(e)) => return Err(e),
-    }
+    // In authorizer mode the identity provider's tokens, checked by the gateway, are the only
+    // way in: no shared key is loaded, so none can mint an identity (the builder's default key
+    // is random and verifies no bearer token).
+    let admin = match mode {
+        AuthMode::Bearer => {
+            builder = builder.authenticator(shared.authenticator().await?);
+            None
+        }
+        AuthMode::Authorizer => Some(AdminClaim::from_env().map_err(config::ConfigError::from)?),
+    };
     let app = builder
         .build()
         .router()
         .layer(axum::middleware::from_fn(client_address_from_context));
-    Ok(match mode {
-        AuthMode::Bearer => app,
-        AuthMode::Authorizer => app.layer(axum::middleware::from_fn(caller_from_authorizer)),
+    Ok(match admin {
+        None => app,
+        Some(admin) => app.layer(axum::middleware::from_fn(move |request, next| {
+            caller_from_authorizer(admin.clone(), request, next)
+        })),
     })
 }
 
@@ -72,22 +78,28 @@ pub async fn client_address_from_context(mut request: Request, next: Next) -> Re
     next.run(request).await
 }
 
-/// Moves the JWT authorizer's verified claims into the request as an [`AuthorizedCaller`].
-pub async fn caller_from_authorizer(mut request: Request, next: Next) -> Response {
-    if let Some(caller) = authorizer_caller(&request) {
+/// Moves the JWT authorizer's verified claims into the request as an [`AuthorizedCaller`],
+/// an admin if `admin` (the identity provider's claim) says so.
+pub async fn caller_from_authorizer(
+    admin: AdminClaim,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if let Some(caller) = authorizer_caller(&request, &admin) {
         request.extensions_mut().insert(AuthorizedCaller(caller));
     }
     next.run(request).await
 }
 
 /// The caller named by the request context's JWT claims, if there are any and they are valid.
-pub fn authorizer_caller(request: &Request) -> Option<Caller> {
+pub fn authorizer_caller(request: &Request, admin: &AdminClaim) -> Option<Caller> {
     let Some(RequestContext::ApiGatewayV2(context)) = request.request_context_ref() else {
         return None;
     };
     let claims = &context.authorizer.as_ref()?.jwt.as_ref()?.claims;
     let sub = claims.get("sub")?;
-    match Caller::from_verified_claims(sub, claims.get("role").map(String::as_str)) {
+    let is_admin = admin.granted_by_text(claims.get(&admin.name).map(String::as_str));
+    match Caller::from_verified_claims(sub, is_admin) {
         Ok(caller) => Some(caller),
         Err(_) => {
             tracing::warn!("authorizer claims carry an invalid subject; treated as anonymous");

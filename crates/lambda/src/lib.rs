@@ -13,11 +13,13 @@
 //! | `worker` | SQS FIFO batches (`ReportBatchItemFailures`) | [`worker`] |
 //! | `websocket` | WebSocket API `$connect` / `$disconnect` / `$default` | [`websocket`] |
 //! | `expirer` | EventBridge schedule | [`expirer`] |
+//! | `authorizer` | WebSocket `$connect` REQUEST authorizer (`AUTH_MODE=authorizer`) | [`authorizer`] |
 
 // Unit tests are built with every dev-dependency of the package; each uses only some.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 
 pub mod api;
+pub mod authorizer;
 pub mod config;
 pub mod expirer;
 pub mod websocket;

@@ -1,21 +1,25 @@
 //! The websocket function: API Gateway WebSocket routes.
 //!
-//! - `$connect`: the `token` query parameter is verified (the same JWTs as the HTTP API); the
-//!   connection is recorded with its user, or refused with 401 (or 429 when the user already
-//!   holds `MAX_SOCKETS_PER_USER` connections).
+//! - `$connect`: who connects is either verified here from the `token` query parameter (the
+//!   same HS256 JWTs as the HTTP API, `AUTH_MODE=bearer`) or, with `AUTH_MODE=authorizer`,
+//!   taken from the request context that the `$connect` REQUEST authorizer (the authorizer
+//!   function, verifying the identity provider's tokens) filled in; no shared key is consulted
+//!   then. The connection is recorded with its user and its token's expiry, or refused with 401
+//!   (or 429 when the user already holds `MAX_SOCKETS_PER_USER` connections). Once the token
+//!   expires nothing more is pushed to it, and the expirer closes it.
 //! - `$disconnect`: the connection and its subscriptions are forgotten.
 //! - `$default`: the client messages of the local server's protocol (`subscribe`,
 //!   `unsubscribe`, `ping`); replies go back through the management API, like every push.
 
-use crate::config;
+use crate::authorizer::AuthorizerContext;
+use crate::config::{self, AuthMode};
 use crate::wiring::{Shared, WiringError};
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
 use booking_app::auth::Authenticator;
 use booking_aws::GatewayNotifier;
 use booking_core::Chain;
-use booking_core::ports::Subscription;
-use booking_core::ports::{CatalogStore, ConnectionRegistry};
+use booking_core::ports::{CatalogStore, ConnectionRegistry, Registration, Subscription};
 use booking_core::protocol::{
     ClientMessage, DEFAULT_MAX_SOCKETS_PER_USER, MAX_SUBSCRIPTIONS, ServerMessage,
 };
@@ -32,8 +36,24 @@ pub async fn serve() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
+/// How `$connect` learns who is connecting.
+pub enum ConnectAuth {
+    /// Verifies the `?token=` itself (`AUTH_MODE=bearer`).
+    Token(Box<Authenticator>),
+    /// Trusts the `$connect` REQUEST authorizer's verdict in the request context
+    /// (`AUTH_MODE=authorizer`): API Gateway invokes this route only after the authorizer
+    /// allowed the connection.
+    Authorizer,
+}
+
+impl From<Authenticator> for ConnectAuth {
+    fn from(auth: Authenticator) -> Self {
+        Self::Token(Box::new(auth))
+    }
+}
+
 pub struct WebSocketRoutes {
-    auth: Authenticator,
+    auth: ConnectAuth,
     /// `MAX_SOCKETS_PER_USER` (default 5).
     max_sockets_per_user: usize,
     registry: Arc<dyn ConnectionRegistry>,
@@ -71,13 +91,12 @@ impl WebSocketRoutes {
             booking_app::config::env_or("MAX_SOCKETS_PER_USER", DEFAULT_MAX_SOCKETS_PER_USER)
                 .map_err(config::ConfigError::from)?
                 .max(1);
-        Ok(Self::new(
-            shared.authenticator().await?,
-            registry,
-            notifier,
-            shared.store.clone(),
-        )
-        .with_max_sockets_per_user(max_sockets_per_user))
+        let auth = match AuthMode::from_env()? {
+            AuthMode::Bearer => ConnectAuth::from(shared.authenticator().await?),
+            AuthMode::Authorizer => ConnectAuth::Authorizer,
+        };
+        Ok(Self::new(auth, registry, notifier, shared.store.clone())
+            .with_max_sockets_per_user(max_sockets_per_user))
     }
 
     /// At most `max` connections per user (default [`DEFAULT_MAX_SOCKETS_PER_USER`]).
@@ -87,13 +106,13 @@ impl WebSocketRoutes {
     }
 
     pub fn new(
-        auth: Authenticator,
+        auth: impl Into<ConnectAuth>,
         registry: Arc<dyn ConnectionRegistry>,
         notifier: Arc<GatewayNotifier>,
         catalog: Arc<dyn CatalogStore>,
     ) -> Self {
         Self {
-            auth,
+            auth: auth.into(),
             max_sockets_per_user: DEFAULT_MAX_SOCKETS_PER_USER,
             registry,
             notifier,
@@ -136,34 +155,44 @@ impl WebSocketRoutes {
         connection: &str,
         event: &ApiGatewayWebsocketProxyRequest,
     ) -> ApiGatewayProxyResponse {
-        let Some(token) = event.query_string_parameters.first("token") else {
-            return respond(401, Some("pass the token as ?token="));
-        };
-        let caller = match self.auth.verify(token) {
-            Ok(caller) => caller,
-            Err(_) => return respond(401, Some("invalid or expired token")),
-        };
-        // Counted through the registry's by-user index, which DynamoDB keeps eventually
-        // consistent, and then recorded: connections opened at the same moment can all pass
-        // (a conditional per-user counter would make the cap exact; see docs/SECURITY.md).
-        match self.registry.connections_of(&caller.user_id).await {
-            Ok(open) if open.len() >= self.max_sockets_per_user => {
-                return respond(
-                    429,
-                    Some(&format!(
-                        "At most {} WebSocket connections per user; close one first",
-                        self.max_sockets_per_user
-                    )),
-                );
+        let (user, token_expires_at) = match &self.auth {
+            ConnectAuth::Token(auth) => {
+                let Some(token) = event.query_string_parameters.first("token") else {
+                    return respond(401, Some("pass the token as ?token="));
+                };
+                match auth.verify_until(token) {
+                    Ok((caller, until)) => (caller.user_id, until),
+                    Err(_) => return respond(401, Some("invalid or expired token")),
+                }
             }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %Chain(&e), "could not count the user's connections");
-                return respond(503, Some("try again shortly"));
+            ConnectAuth::Authorizer => {
+                match AuthorizerContext::from_fields(&event.request_context.authorizer.fields) {
+                    Some(context) => (context.caller.user_id, context.token_expires_at),
+                    None => {
+                        tracing::error!("$connect without the authorizer's context");
+                        return respond(401, Some("not authorized"));
+                    }
+                }
             }
-        }
-        match self.registry.connect(connection, &caller.user_id).await {
-            Ok(()) => respond(200, None),
+        };
+        match self
+            .registry
+            .connect(
+                connection,
+                &user,
+                token_expires_at,
+                self.max_sockets_per_user,
+            )
+            .await
+        {
+            Ok(Registration::Registered) => respond(200, None),
+            Ok(Registration::TooMany) => respond(
+                429,
+                Some(&format!(
+                    "At most {} WebSocket connections per user; close one first",
+                    self.max_sockets_per_user
+                )),
+            ),
             Err(e) => {
                 tracing::error!(error = %Chain(&e), "could not record the connection");
                 respond(503, Some("try again shortly"))

@@ -28,6 +28,8 @@ pub enum WiringError {
     Postgres(#[source] StoreError),
     #[error("cannot connect to Redis")]
     Redis(#[source] MirrorError),
+    #[error("cannot load the identity provider's keys")]
+    IdentityProvider(#[from] crate::authorizer::KeyFetchError),
 }
 
 pub struct Shared {

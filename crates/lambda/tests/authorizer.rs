@@ -7,6 +7,7 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use booking_app::auth::AdminClaim;
 use booking_app::{App, BookingConfig, Stores};
 use booking_lambda::api::caller_from_authorizer;
 use booking_testkit::postgres::TestDatabase;
@@ -61,18 +62,36 @@ async fn the_authorizers_claims_decide_who_calls() {
     )
     .build()
     .router()
-    .layer(axum::middleware::from_fn(caller_from_authorizer));
+    .layer(axum::middleware::from_fn(|request, next| {
+        // The admin role comes from a claim only the identity provider sets: a Cognito group.
+        let groups = AdminClaim {
+            name: "cognito:groups".into(),
+            value: "admin".into(),
+        };
+        caller_from_authorizer(groups, request, next)
+    }));
 
-    let admin = context(Some(json!({ "sub": "ops", "role": "admin" })));
+    // As API Gateway passes a list claim on: one string.
+    let admin = context(Some(
+        json!({ "sub": "ops", "cognito:groups": "[fans admin]" }),
+    ));
     assert_eq!(status_of(&app, admin, None).await, StatusCode::OK.as_u16());
-    let user = context(Some(json!({ "sub": "alice" })));
+    let user = context(Some(json!({ "sub": "alice", "cognito:groups": "[fans]" })));
     assert_eq!(
         status_of(&app, user, None).await,
         403,
-        "no admin role claimed"
+        "not in the admin group"
+    );
+    let self_declared = context(Some(json!({ "sub": "alice", "role": "admin" })));
+    assert_eq!(
+        status_of(&app, self_declared, None).await,
+        403,
+        "a claim other than the configured one grants nothing"
     );
     assert_eq!(status_of(&app, context(None), None).await, 401, "nobody");
-    let invalid = context(Some(json!({ "sub": "has space", "role": "admin" })));
+    let invalid = context(Some(
+        json!({ "sub": "has space", "cognito:groups": "[admin]" }),
+    ));
     assert_eq!(
         status_of(&app, invalid, None).await,
         401,

@@ -120,6 +120,162 @@ async fn the_functions_work_end_to_end_under_the_lambda_runtime() {
     an_operator_runs_a_show_through_the_api_function(&stack).await;
     every_sample_event_is_handled(&stack).await;
     rate_limits_hold_deployed(&stack).await;
+    websocket_connections_are_authorized_by_the_identity_provider(&stack).await;
+    sockets_are_closed_when_their_token_expires(&stack).await;
+}
+
+/// The `$connect` REQUEST authorizer event for `token`.
+fn authorizer_event(token: &str) -> Value {
+    let mut event = load_event("authorizer/connect.json");
+    event["queryStringParameters"]["token"] = json!(token);
+    event["multiValueQueryStringParameters"]["token"] = json!([token]);
+    event
+}
+
+/// `AUTH_MODE=authorizer` on the WebSocket API: the authorizer function accepts the identity
+/// provider's RS256 and ES256 tokens for the configured audience, and nothing else (no token
+/// signed with the shared key, none for another audience, none expired); the websocket
+/// function registers whoever the authorizer's context names and no one it does not.
+async fn websocket_connections_are_authorized_by_the_identity_provider(stack: &Stack) {
+    let idp = &stack.idp;
+    let audience = Stack::AUDIENCE;
+    for kid in ["rsa-1", "ec-1"] {
+        let token = idp.token(kid, "gina", audience, &["fans"], 600);
+        let verdict = stack
+            .invoke_authorized("authorizer", &authorizer_event(&token))
+            .await;
+        assert_eq!(verdict["principalId"], "gina", "{kid}: {verdict}");
+        assert_eq!(verdict["policyDocument"]["Statement"][0]["Effect"], "Allow");
+        assert_eq!(
+            verdict["policyDocument"]["Statement"][0]["Resource"],
+            load_event("authorizer/connect.json")["methodArn"]
+        );
+        assert_eq!(verdict["context"]["userId"], "gina");
+        assert_eq!(verdict["context"]["admin"], false);
+        let expires = verdict["context"]["tokenExpiresAt"].as_i64().unwrap();
+        assert!((expires - now().timestamp() - 600).abs() <= 5, "{verdict}");
+    }
+    let admin = idp.token("rsa-1", "ops", audience, &["fans", "admin"], 600);
+    let verdict = stack
+        .invoke_authorized("authorizer", &authorizer_event(&admin))
+        .await;
+    assert_eq!(verdict["context"]["admin"], true, "{verdict}");
+
+    let refused = [
+        ("a token signed with the shared key", token("gina", true)),
+        (
+            "another audience",
+            idp.token("rsa-1", "gina", "someone-else", &[], 600),
+        ),
+        (
+            "an expired token",
+            idp.token("ec-1", "gina", audience, &[], -60),
+        ),
+        (
+            "a token living longer than accepted",
+            idp.token("rsa-1", "gina", audience, &[], 30 * 86_400),
+        ),
+        ("no token", String::new()),
+    ];
+    for (what, token) in refused {
+        let verdict = stack
+            .invoke_authorized("authorizer", &authorizer_event(&token))
+            .await;
+        assert_eq!(verdict["errorMessage"], "Unauthorized", "{what}: {verdict}");
+    }
+
+    // The websocket function in this mode: the authorizer's context is the only way in.
+    let registry = booking_aws::DynamoRegistry::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        stack.resources.table.clone(),
+        3_600,
+    );
+    let allowed = stack
+        .invoke_authorized("authorizer", &authorizer_event(&admin))
+        .await;
+    let mut connect = load_event("websocket/connect-authorized.json");
+    let connection = format!("authorized-{}", uuid::Uuid::new_v4().simple());
+    connect["requestContext"]["connectionId"] = json!(connection);
+    connect["requestContext"]["authorizer"] = allowed["context"].clone();
+    connect["requestContext"]["authorizer"]["principalId"] = allowed["principalId"].clone();
+    let answer = stack.invoke_authorized("websocket", &connect).await;
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    let ops = "ops".parse().unwrap();
+    assert_eq!(registry.connections_of(&ops).await.unwrap(), [connection]);
+
+    // A shared-key token in the query string, with no authorizer context, is nobody.
+    let mut bare = connect_event("bare-connection", "mallory");
+    bare["requestContext"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorizer");
+    let answer = stack.invoke_authorized("websocket", &bare).await;
+    assert_eq!(answer["statusCode"], 401, "{answer}");
+    assert!(
+        registry
+            .connections_of(&"mallory".parse().unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A socket opened with a token that then expires receives nothing more, and the expirer
+/// tells it why (`TOKEN_EXPIRED`) and closes it through the management API.
+async fn sockets_are_closed_when_their_token_expires(stack: &Stack) {
+    let registry = booking_aws::DynamoRegistry::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        stack.resources.table.clone(),
+        3_600,
+    );
+    // The gateway's own socket lives on a long token; the registry learns a short one.
+    let (mut socket, connection) = ws_client(stack, "hana").await;
+    let mut connect = load_event("websocket/connect-authorized.json");
+    connect["requestContext"]["connectionId"] = json!(connection);
+    connect["requestContext"]["authorizer"] = json!({
+        "principalId": "hana",
+        "userId": "hana",
+        "admin": false,
+        "tokenExpiresAt": now().timestamp() + 2,
+    });
+    let answer = stack.invoke_authorized("websocket", &connect).await;
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    let hana = "hana".parse().unwrap();
+    assert_eq!(
+        registry.connections_of(&hana).await.unwrap(),
+        [connection.as_str()]
+    );
+
+    let swept = stack
+        .invoke("expirer", &load_event("expirer/schedule.json"))
+        .await;
+    assert_eq!(swept["socketsClosed"], 0, "not expired yet: {swept}");
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    assert!(
+        registry.connections_of(&hana).await.unwrap().is_empty(),
+        "past its token, a connection is nobody's to push to"
+    );
+    let swept = stack
+        .invoke("expirer", &load_event("expirer/schedule.json"))
+        .await;
+    assert_eq!(swept["socketsClosed"], 1, "{swept}");
+    let farewell = next_json(&mut socket).await;
+    assert_eq!(farewell["type"], "ERROR", "{farewell}");
+    assert_eq!(farewell["code"], "TOKEN_EXPIRED");
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match socket.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the gateway closed the socket");
+    let swept = stack
+        .invoke("expirer", &load_event("expirer/schedule.json"))
+        .await;
+    assert_eq!(swept["socketsClosed"], 0, "closed once: {swept}");
 }
 
 /// The api function limits per user (buckets in the stack's Redis) and per address (the

@@ -30,7 +30,9 @@
 //!   TLS servers the tests start themselves; [`tls_postgres`]: a private PostgreSQL cluster
 //!   speaking TLS with such a certificate;
 //! - [`aws`]: [`Moto`](aws::Moto), a private `moto_server` (SQS FIFO, DynamoDB, Secrets
-//!   Manager), and the project's AWS tool venv, installed on first use by `scripts/aws-tools.sh`.
+//!   Manager), and the project's AWS tool venv, installed on first use by `scripts/aws-tools.sh`;
+//! - [`idp`]: [`TestIdentityProvider`](idp::TestIdentityProvider), an OpenID Connect provider
+//!   on loopback publishing RS256 and ES256 keys as a JWKS.
 //!
 //! And [`app`]: [`TestApp`](app::TestApp), the whole local server in the test's process, on a
 //! free port, with a clock the test moves and lanes it can drain; [`faults`]: a test's hook in
@@ -42,6 +44,7 @@
 pub mod app;
 pub mod aws;
 pub mod faults;
+pub mod idp;
 pub mod mirror;
 pub mod postgres;
 pub mod rate;

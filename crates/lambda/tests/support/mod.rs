@@ -1,4 +1,4 @@
-//! A local stand-in for the deployed stack: the four function binaries served by cargo-lambda's
+//! A local stand-in for the deployed stack: the function binaries served by cargo-lambda's
 //! Lambda runtime emulator (`cargo lambda watch --only-lambda-apis`), moto for SQS and DynamoDB,
 //! a fresh PostgreSQL database, the machine's Redis, and an in-process "gateway" (the local
 //! server's router with its WebSocket hub) that answers the management API's
@@ -17,6 +17,7 @@ use booking_core::UserId;
 use booking_local::{MemoryMirror, WsHub};
 use booking_postgres::PgStore;
 use booking_testkit::aws::{Moto, Process, free_port, tools_bin, wait_for_port};
+use booking_testkit::idp::TestIdentityProvider;
 use booking_testkit::postgres::TestDatabase;
 use booking_testkit::redis::PrivateRedis;
 use serde_json::{Value, json};
@@ -39,6 +40,7 @@ pub fn binary(name: &str) -> PathBuf {
         "worker" => env!("CARGO_BIN_EXE_worker"),
         "websocket" => env!("CARGO_BIN_EXE_websocket"),
         "expirer" => env!("CARGO_BIN_EXE_expirer"),
+        "authorizer" => env!("CARGO_BIN_EXE_authorizer"),
         other => panic!("no function {other}"),
     };
     PathBuf::from(path)
@@ -155,6 +157,11 @@ pub struct Stack {
     pub runtime_port: u16,
     /// The emulator of the api function in direct mode.
     pub direct_api_port: u16,
+    /// The identity provider of `AUTH_MODE=authorizer`.
+    pub idp: TestIdentityProvider,
+    /// The emulator of the authorizer function and of a websocket function in
+    /// `AUTH_MODE=authorizer`, both trusting [`Stack::idp`].
+    pub authorized_port: u16,
     pub http: reqwest::Client,
     /// Milliseconds from each function's process start to its first handled invocation.
     pub startup_ms: HashMap<&'static str, f64>,
@@ -215,6 +222,8 @@ impl Stack {
             gateway,
             runtime_port,
             direct_api_port: 0,
+            idp: TestIdentityProvider::start().await,
+            authorized_port: 0,
             http: reqwest::Client::new(),
             startup_ms: HashMap::new(),
             _runtime: runtime,
@@ -243,7 +252,49 @@ impl Stack {
             .expect("start the direct-mode api function");
         stack._functions.push(Process(child));
         stack.direct_api_port = direct_port;
+
+        // `AUTH_MODE=authorizer`: the `$connect` authorizer and a websocket function that trusts
+        // it, with the identity provider's tokens and no shared key at all.
+        let (authorized_port, authorized_runtime) = start_emulator();
+        stack._functions.push(authorized_runtime);
+        stack.authorized_port = authorized_port;
+        for name in ["authorizer", "websocket"] {
+            let child = Command::new(binary(name))
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .envs(stack.authorized_env(name))
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap_or_else(|e| panic!("start the authorizer-mode {name}: {e}"));
+            stack._functions.push(Process(child));
+        }
         stack
+    }
+
+    /// The audience the identity provider's tokens are for.
+    pub const AUDIENCE: &'static str = "seatbook-web";
+
+    /// The environment of a function in `AUTH_MODE=authorizer` on the authorizer emulator.
+    fn authorized_env(&self, name: &str) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .env(name)
+            .into_iter()
+            .filter(|(k, _)| k != "JWT_SECRET" && k != "AWS_LAMBDA_RUNTIME_API")
+            .collect();
+        for (k, v) in [
+            (
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{}/.rt/{name}", self.authorized_port),
+            ),
+            ("AUTH_MODE", "authorizer".to_owned()),
+            ("JWT_ISSUER", self.idp.issuer().to_owned()),
+            ("JWT_AUDIENCE", Self::AUDIENCE.to_owned()),
+            ("JWT_ADMIN_CLAIM", "cognito:groups".to_owned()),
+        ] {
+            env.push((k.to_owned(), v));
+        }
+        env
     }
 
     /// A URL of the api function running in direct mode (`QUEUE_BASED_BOOKING=false`).
@@ -320,10 +371,16 @@ impl Stack {
 
     /// Invokes a function through the emulator's Lambda Invoke API and returns its answer.
     pub async fn invoke(&self, function: &str, event: &Value) -> Value {
-        let url = format!(
-            "http://127.0.0.1:{}/2015-03-31/functions/{function}/invocations",
-            self.runtime_port
-        );
+        self.invoke_on(self.runtime_port, function, event).await
+    }
+
+    /// Invokes a function of the `AUTH_MODE=authorizer` emulator.
+    pub async fn invoke_authorized(&self, function: &str, event: &Value) -> Value {
+        self.invoke_on(self.authorized_port, function, event).await
+    }
+
+    async fn invoke_on(&self, port: u16, function: &str, event: &Value) -> Value {
+        let url = format!("http://127.0.0.1:{port}/2015-03-31/functions/{function}/invocations");
         let response = self
             .http
             .post(url)
