@@ -499,8 +499,9 @@ async fn orders_and_payments_are_rate_limited_on(backend: Backend) {
 
 on_every_backend!(orders_and_payments_are_rate_limited_on);
 
-/// A user cannot keep seats forever by asking for them again before their hold ends: the new
-/// hold keeps the old one's end, so once it passes, the seat is anyone's.
+/// A user cannot keep seats forever by asking for them again before their hold ends, nor by
+/// swapping to another seat and back: the new hold keeps the old one's end, so once it passes,
+/// the seat is anyone's.
 async fn re_asking_for_held_seats_never_extends_them_on(backend: Backend) {
     let server = TestApp::start(backend).await;
     let c = client();
@@ -525,6 +526,20 @@ async fn re_asking_for_held_seats_never_extends_them_on(backend: Backend) {
         )
         .await;
         assert_eq!(renewed["expiresAt"], first["expiresAt"], "{renewed}");
+    }
+    for seats in [["D9"], ["C1"]] {
+        latest = held(&c, &server, &hoarder, GRAND_HALL, &seats).await;
+        let (_, swapped) = get(
+            &c,
+            &server,
+            &format!("/api/v1/holds/{latest}"),
+            Some(&hoarder),
+        )
+        .await;
+        assert_eq!(
+            swapped["expiresAt"], first["expiresAt"],
+            "{seats:?}: {swapped}"
+        );
     }
     // 4.5 minutes in: the basket's end (5 minutes after the first hold) comes, and the seat is
     // free for the next one to ask.

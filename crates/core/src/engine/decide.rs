@@ -3,8 +3,8 @@
 //! This is the engine's reason to exist, kept apart from the state it works on (`seats.rs`) and
 //! from the search for alternatives (`alternatives.rs`) so that the rules read in one place:
 //! validate the request, all of its seats or none, a user's new hold replaces their old one
-//! (without resetting the clock of the seats it keeps), and a batch reports each changed seat
-//! once.
+//! (without restarting the clock of the basket it replaces), and a batch reports each changed
+//! seat once.
 
 use super::seats::{BLOCKED, FREE, NONE, slot_status};
 use super::{BatchOutcome, Decision, DecisionEngine, PendingRequest, SeatChange};
@@ -86,14 +86,15 @@ impl DecisionEngine {
             };
         }
 
-        // The basket's clock does not restart: a new hold that keeps any seat of the user's live
-        // hold ends when that hold would have. Otherwise re-asking for one's own seats every few
-        // minutes would keep them from everyone else forever; this way a user holds a seat at
-        // most one hold TTL without a break, however they re-ask.
+        // The basket's clock does not restart: a new hold that replaces the user's live hold on
+        // this show ends when that hold would have, whichever seats it keeps. Otherwise
+        // re-asking for one's own seats every few minutes, or swapping to another seat and back
+        // ({A1}, then {Z9}, then {A1}), would keep them from everyone else forever; this way a
+        // user holds seats of a show at most one hold TTL without a break, however they re-ask.
+        // The clock starts afresh only once they hold nothing there (the hold ended, was
+        // released or became an order), and the seats went back to whoever asked first.
         let mut hold_expires_at = now + self.hold_ttl;
-        if let Some(p) = previous
-            && indices.iter().any(|&i| self.slots[i as usize] == own)
-        {
+        if let Some(p) = previous {
             hold_expires_at = hold_expires_at.min(self.holds[p as usize].expires_at);
         }
         let released = previous.map(|p| {

@@ -291,8 +291,9 @@ fn req_at(u: &str, s: &[&str], now: DateTime<Utc>) -> PendingRequest {
 }
 
 /// Re-asking for one's own held seats does not restart their clock: a seat is held at most one
-/// hold TTL without a break. Seats new to the basket share the basket's end; a request that keeps
-/// none of the held seats starts a new clock.
+/// hold TTL without a break. Seats new to the basket share the basket's end, and so does a
+/// request that swaps every seat (and back again); only a basket started after the last one
+/// ended gets a new clock.
 #[test]
 fn re_asking_for_held_seats_does_not_extend_them() {
     let mut e = engine(1, 6);
@@ -318,6 +319,15 @@ fn re_asking_for_held_seats_does_not_extend_them() {
             panic!("{again:?}")
         };
         assert_eq!(expires_at, first_end, "renewed at +{minutes} min");
+    }
+    // Swapping out to another seat and back does not restart it either.
+    for (minutes, seats) in [(4, ["A6"]), (4, ["A1"])] {
+        let at = t0() + Duration::minutes(minutes);
+        let swapped = e.decide(req("a", &seats, at), at);
+        let Decision::Granted { expires_at, .. } = swapped else {
+            panic!("{swapped:?}")
+        };
+        assert_eq!(expires_at, first_end, "swapped to {seats:?}");
     }
     // At the basket's end the seats are free for anyone (here: someone else takes A1).
     let other = e.decide(req("b", &["A1"], first_end), first_end);

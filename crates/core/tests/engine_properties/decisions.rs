@@ -34,7 +34,7 @@ proptest! {
                     prop_assert_eq!(user_id, &s.request.user_id);
                     prop_assert_eq!(seat_ids, &s.request.seat_ids);
                     prop_assert_eq!(*hold_id, HoldId::for_request(s.request.request_id));
-                    prop_assert_eq!(expires_at, want_expiry, "a kept seat keeps its clock");
+                    prop_assert_eq!(expires_at, want_expiry, "a replaced basket keeps its clock");
                     prop_assert_eq!(released, want_released);
                 }
                 (Decision::Rejected { unavailable, .. }, Expected::Rejected { taken }) => {

@@ -106,14 +106,13 @@ impl Model {
             return Expected::Rejected { taken };
         }
         let previous = self.live_hold(&req.user_id, now);
-        // A new hold keeping a seat of the live one ends when the live one would have.
-        let kept_until = req
-            .seat_ids
-            .iter()
-            .filter_map(|s| self.held.get(s))
+        // A new hold replacing the live one ends when the live one would have.
+        let live_until = self
+            .held
+            .values()
             .find(|(h, _, _)| Some(*h) == previous)
             .map(|(_, _, until)| *until);
-        let expires_at = kept_until.map_or(now + ttl(), |until| until.min(now + ttl()));
+        let expires_at = live_until.map_or(now + ttl(), |until| until.min(now + ttl()));
         if let Some(p) = previous {
             self.held.retain(|_, (h, _, _)| *h != p);
         }
