@@ -7,9 +7,13 @@
 //! expired by time. If either check fails the whole batch is rolled back and the worker decides
 //! again from fresh state.
 //!
-//! What a batch writes is the core's `CommitPlan` (the same one PostgreSQL executes); SQLite has
-//! no arrays to bind, so the plan is executed one statement per row, which costs nothing here:
-//! the connection is in-process, there is no round trip to save.
+//! What a batch writes is the core's `CommitPlan` (the same one PostgreSQL executes), one
+//! set-based statement per step, as on PostgreSQL. SQLite has no arrays to bind, so each step's
+//! rows go in as one JSON array parameter that the statement reads with `json_each`. A statement
+//! per row would cost far more than it looks: the connection is in-process, but sqlx runs it on
+//! its own thread, and every statement is a hand-over to that thread and back (measured: a
+//! batch's per-row statements were most of the server's CPU per request; see
+//! docs/PERFORMANCE.md).
 
 use crate::SqliteStore;
 use crate::codec::{self, hold_columns};
@@ -23,6 +27,7 @@ use booking_core::{
 use booking_sql::finish_commit;
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
+use std::collections::HashSet;
 
 #[async_trait]
 impl HoldStore for SqliteStore {
@@ -248,43 +253,51 @@ async fn write_batch(
     let at = codec::millis(decided_at);
 
     // 1. Every request's outcome, if it is still undecided (a grant: and still its user's).
-    let mut decided = Vec::with_capacity(plan.outcomes.len());
+    //    The unary `+` keeps SQLite from driving the set-based statements below by the
+    //    (show, status) indexes, which would visit every waiting request (or held hold) of the
+    //    show once per row of the batch; each row is found by its own key instead.
+    let outcomes = plan
+        .outcomes
+        .iter()
+        .map(|planned| {
+            let columns = planned.outcome.columns();
+            Ok(serde_json::json!({
+                "request_id": planned.request_id.to_string(),
+                "status": planned.outcome.status().as_str(),
+                "message": columns.message,
+                "hold_id": columns.hold_id.map(|h| h.to_string()),
+                "hold_expires_at": columns.hold_expires_at.map(codec::millis),
+                // As the text the columns keep.
+                "unavailable": columns.unavailable.as_deref().map(codec::to_json).transpose()?,
+                "alternatives": columns.alternatives.as_deref().map(codec::to_json).transpose()?,
+                "grant_to": planned.grant_to.as_ref().map(|u| u.as_str()),
+            }))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let recorded: Vec<String> = sqlx::query_scalar(
+        "UPDATE booking_requests AS r \
+         SET status = o.value ->> 'status', processed_at = ?3, \
+             result_message = o.value ->> 'message', hold_id = o.value ->> 'hold_id', \
+             hold_expires_at = o.value ->> 'hold_expires_at', \
+             unavailable = o.value ->> 'unavailable', alternatives = o.value ->> 'alternatives' \
+         FROM json_each(?1) AS o \
+         WHERE r.request_id = o.value ->> 'request_id' AND +r.show_id = ?2 \
+           AND +r.status IN ('QUEUED', 'PROCESSING') \
+           AND (o.value ->> 'grant_to' IS NULL OR r.user_id = o.value ->> 'grant_to') \
+         RETURNING request_id",
+    )
+    .bind(codec::to_json(&outcomes)?)
+    .bind(&show_text)
+    .bind(at)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(commit_error)?;
+    let recorded: HashSet<String> = recorded.into_iter().collect();
+    // In the plan's (arrival) order.
+    let mut decided = Vec::with_capacity(recorded.len());
     let mut granted = 0;
     for planned in &plan.outcomes {
-        let columns = planned.outcome.columns();
-        let recorded = sqlx::query(
-            "UPDATE booking_requests \
-             SET status = ?3, processed_at = ?4, result_message = ?5, hold_id = ?6, \
-                 hold_expires_at = ?7, unavailable = ?8, alternatives = ?9 \
-             WHERE request_id = ?1 AND show_id = ?2 AND status IN ('QUEUED', 'PROCESSING') \
-               AND (?10 IS NULL OR user_id = ?10)",
-        )
-        .bind(planned.request_id.to_string())
-        .bind(&show_text)
-        .bind(planned.outcome.status().as_str())
-        .bind(at)
-        .bind(columns.message)
-        .bind(columns.hold_id.map(|h| h.to_string()))
-        .bind(columns.hold_expires_at.map(codec::millis))
-        .bind(
-            columns
-                .unavailable
-                .as_deref()
-                .map(codec::to_json)
-                .transpose()?,
-        )
-        .bind(
-            columns
-                .alternatives
-                .as_deref()
-                .map(codec::to_json)
-                .transpose()?,
-        )
-        .bind(planned.grant_to.as_ref().map(|u| u.as_str()))
-        .execute(&mut *conn)
-        .await
-        .map_err(commit_error)?;
-        if recorded.rows_affected() == 1 {
+        if recorded.contains(&planned.request_id.to_string()) {
             decided.push(planned.request_id);
             granted += usize::from(planned.grant_to.is_some());
         }
@@ -311,29 +324,40 @@ async fn write_batch(
     //    longer HELD (released by its owner meanwhile, or converted to an order) keeps its claims:
     //    they are not this grant's to remove.
     let mut freed = Vec::new();
-    for release in &plan.releases {
-        let ended = sqlx::query(
-            "UPDATE holds SET status = 'RELEASED', ended_at = ?4 \
-             WHERE hold_id = ?1 AND show_id = ?2 AND user_id = ?3 AND status = 'HELD'",
+    if !plan.releases.is_empty() {
+        let releases: Vec<_> = plan
+            .releases
+            .iter()
+            .map(|r| serde_json::json!([r.hold_id.to_string(), r.user_id.as_str()]))
+            .collect();
+        let ended: Vec<String> = sqlx::query_scalar(
+            "UPDATE holds SET status = 'RELEASED', ended_at = ?3 \
+             WHERE +show_id = ?2 AND +status = 'HELD' \
+               AND (hold_id, user_id) IN \
+                   (SELECT value ->> 0, value ->> 1 FROM json_each(?1)) \
+             RETURNING hold_id",
         )
-        .bind(release.hold_id.to_string())
+        .bind(codec::to_json(&releases)?)
         .bind(&show_text)
-        .bind(release.user_id.as_str())
         .bind(at)
-        .execute(&mut *conn)
+        .fetch_all(&mut *conn)
         .await
         .map_err(commit_error)?;
-        if ended.rows_affected() == 1 {
-            let seats: Vec<String> = sqlx::query_scalar(
-                "DELETE FROM seat_claims WHERE hold_id = ?1 AND kind = 'HOLD' \
-                 RETURNING seat_id",
+        if !ended.is_empty() {
+            let seats: Vec<(String, String)> = sqlx::query_as(
+                "DELETE FROM seat_claims \
+                 WHERE kind = 'HOLD' AND hold_id IN (SELECT value FROM json_each(?1)) \
+                 RETURNING seat_id, hold_id",
             )
-            .bind(release.hold_id.to_string())
+            .bind(codec::to_json(&ended)?)
             .fetch_all(&mut *conn)
             .await
             .map_err(commit_error)?;
-            for seat in seats {
-                freed.push((codec::parse(&seat, "seat_id")?, release.hold_id));
+            for (seat, hold) in seats {
+                freed.push((
+                    codec::parse(&seat, "seat_id")?,
+                    codec::parse(&hold, "hold_id")?,
+                ));
             }
         }
     }
@@ -341,22 +365,34 @@ async fn write_batch(
 
     // 3. The new holds (a hold id already taken: someone else committed this grant) and their
     //    claims: a seat is taken only if unclaimed or its claim has expired by time.
-    for hold in &plan.new_holds {
+    if !plan.new_holds.is_empty() {
+        let holds = plan
+            .new_holds
+            .iter()
+            .map(|hold| {
+                Ok(serde_json::json!({
+                    "hold_id": hold.hold_id.to_string(),
+                    "request_id": hold.request_id.to_string(),
+                    "user_id": hold.user_id.as_str(),
+                    "seat_ids": codec::to_json(&hold.seat_ids)?,
+                    "status": if hold.released { "RELEASED" } else { "HELD" },
+                    "expires_at": codec::millis(hold.expires_at),
+                    "ended_at": hold.released.then_some(at),
+                }))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let inserted = sqlx::query(
             "INSERT INTO holds \
                  (hold_id, request_id, user_id, show_id, seat_ids, status, created_at, \
                   expires_at, ended_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             SELECT value ->> 'hold_id', value ->> 'request_id', value ->> 'user_id', ?2, \
+                    value ->> 'seat_ids', value ->> 'status', ?3, value ->> 'expires_at', \
+                    value ->> 'ended_at' \
+             FROM json_each(?1)",
         )
-        .bind(hold.hold_id.to_string())
-        .bind(hold.request_id.to_string())
-        .bind(hold.user_id.as_str())
+        .bind(codec::to_json(&holds)?)
         .bind(&show_text)
-        .bind(codec::to_json(&hold.seat_ids)?)
-        .bind(if hold.released { "RELEASED" } else { "HELD" })
         .bind(at)
-        .bind(codec::millis(hold.expires_at))
-        .bind(hold.released.then_some(at))
         .execute(&mut *conn)
         .await;
         match inserted {
@@ -365,23 +401,35 @@ async fn write_batch(
             Err(e) => return Err(commit_error(e)),
         }
     }
-    for claim in &plan.claims {
+    if !plan.claims.is_empty() {
+        let claims: Vec<_> = plan
+            .claims
+            .iter()
+            .map(|claim| {
+                serde_json::json!([
+                    claim.seat_id.to_string(),
+                    claim.hold_id.to_string(),
+                    codec::millis(claim.expires_at),
+                ])
+            })
+            .collect();
+        // `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT, not to a
+        // join in the SELECT.
         let claimed = sqlx::query(
             "INSERT INTO seat_claims (show_id, seat_id, hold_id, kind, expires_at) \
-             VALUES (?1, ?2, ?3, 'HOLD', ?4) \
+             SELECT ?2, value ->> 0, value ->> 1, 'HOLD', value ->> 2 FROM json_each(?1) \
+             WHERE true \
              ON CONFLICT (show_id, seat_id) DO UPDATE \
              SET hold_id = excluded.hold_id, kind = 'HOLD', expires_at = excluded.expires_at \
-             WHERE seat_claims.expires_at <= ?5",
+             WHERE seat_claims.expires_at <= ?3",
         )
+        .bind(codec::to_json(&claims)?)
         .bind(&show_text)
-        .bind(claim.seat_id.to_string())
-        .bind(claim.hold_id.to_string())
-        .bind(codec::millis(claim.expires_at))
         .bind(at)
         .execute(&mut *conn)
         .await
         .map_err(commit_error)?;
-        if claimed.rows_affected() == 0 {
+        if claimed.rows_affected() != plan.claims.len() as u64 {
             // A live claim of another hold or order: the database refuses the double
             // allocation the batch would make.
             return Err(CommitError::SeatConflict);
@@ -389,10 +437,20 @@ async fn write_batch(
     }
 
     // 4. Holds granted and released again within the batch give their seats back.
-    for hold in &plan.released_in_batch {
-        delete_hold_claims(conn, *hold)
-            .await
-            .map_err(commit_error)?;
+    if !plan.released_in_batch.is_empty() {
+        let holds: Vec<String> = plan
+            .released_in_batch
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        sqlx::query(
+            "DELETE FROM seat_claims \
+             WHERE kind = 'HOLD' AND hold_id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(codec::to_json(&holds)?)
+        .execute(&mut *conn)
+        .await
+        .map_err(commit_error)?;
     }
     Ok(decided)
 }
