@@ -28,9 +28,15 @@ if "seatbook-connections" not in ddb.list_tables()["TableNames"]:
     gsi = lambda name, key: {"IndexName": name, "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
                              "Projection": {"ProjectionType": "ALL"}}
     ddb.create_table(TableName="seatbook-connections", BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk", "userId", "showId")],
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"}
+                              for a in ("pk", "sk", "userId", "showId", "expiryShard")]
+                             + [{"AttributeName": "tokenExpiresAt", "AttributeType": "N"}],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[gsi("byUser", "userId"), gsi("byShow", "showId")])
+        GlobalSecondaryIndexes=[gsi("byUser", "userId"), gsi("byShow", "showId"),
+            {"IndexName": "byTokenExpiry",
+             "KeySchema": [{"AttributeName": "expiryShard", "KeyType": "HASH"},
+                           {"AttributeName": "tokenExpiresAt", "KeyType": "RANGE"}],
+             "Projection": {"ProjectionType": "KEYS_ONLY"}}])
     ddb.update_time_to_live(TableName="seatbook-connections",
         TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"})
 print(f"export BOOKING_QUEUE_URL={queue}")

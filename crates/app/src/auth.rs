@@ -503,7 +503,13 @@ impl Authenticator {
             nbf: None,
             role: None,
             iss: self.rules.issuer.clone(),
-            aud: self.rules.audience.clone(),
+            // The first accepted audience, when several are.
+            aud: self
+                .rules
+                .audience
+                .as_deref()
+                .and_then(|a| a.split(',').next())
+                .map(|a| a.trim().to_owned()),
         };
         let mut claims = serde_json::to_value(claims).expect("claims always serialise");
         if admin {
@@ -782,6 +788,46 @@ mod tests {
                 .is_ok(),
             "not configured, not checked"
         );
+    }
+
+    #[test]
+    fn several_audiences_may_be_accepted() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let either = Authenticator::hs256_with(
+            secret,
+            TokenRules {
+                audience: Some("web, mobile".into()),
+                ..TokenRules::default()
+            },
+        );
+        let alice: UserId = "alice".parse().unwrap();
+        assert!(
+            either
+                .verify(&either.mint(&alice, false, Duration::minutes(5)))
+                .is_ok(),
+            "its own tokens name the first"
+        );
+        let now = Utc::now().timestamp();
+        for aud in ["web", "mobile"] {
+            let token = signed(
+                secret,
+                serde_json::json!({"sub": "alice", "exp": now + 60, "aud": aud}),
+            );
+            assert!(either.verify(&token).is_ok(), "{aud}");
+        }
+        let other = signed(
+            secret,
+            serde_json::json!({"sub": "alice", "exp": now + 60, "aud": "web, mobile"}),
+        );
+        assert!(
+            either.verify(&other).is_err(),
+            "the list is not an audience"
+        );
+        let access = signed(
+            secret,
+            serde_json::json!({"sub": "alice", "exp": now + 60, "client_id": "mobile"}),
+        );
+        assert!(either.verify(&access).is_ok(), "client_id without aud");
     }
 
     #[test]
