@@ -31,6 +31,9 @@ usage: loadgen [options]
   --subscribe          also subscribe every WebSocket to the show (SEATS_CHANGED traffic)
   --threads N          tokio worker threads (default: one per core)
   --seed N             random seed for user/seat picks (default: from the clock)
+  --server-pid PID     a process of the server (repeatable, or comma-separated: the server,
+                       and PostgreSQL's and Redis's processes to count the databases too);
+                       reports their CPU over the load and the drain per decided request
   --quiet              no per-second progress lines on stderr
   --json               print a one-line JSON summary as the last line of stdout
   --allow-remote       allow a --base whose host is not loopback
@@ -59,6 +62,8 @@ pub struct Options {
     pub seed: u64,
     pub quiet: bool,
     pub json: bool,
+    /// `--server-pid`: processes whose CPU is counted as the server's.
+    pub server_pids: Vec<u32>,
 }
 
 /// What the command line asked for.
@@ -115,6 +120,7 @@ pub fn parse(args: &[String], env_secret: Option<String>) -> Result<Parsed, Stri
     let mut quiet = false;
     let mut json = false;
     let mut allow_remote = false;
+    let mut server_pids = Vec::new();
 
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -155,6 +161,11 @@ pub fn parse(args: &[String], env_secret: Option<String>) -> Result<Parsed, Stri
             "--user-prefix" => user_prefix = value()?,
             "--threads" => threads = Some(within(flag, number(flag, &value()?)?, 1, 1024)?),
             "--seed" => seed = Some(number(flag, &value()?)?),
+            "--server-pid" => {
+                for pid in value()?.split(',') {
+                    server_pids.push(number::<u32>(flag, pid)?);
+                }
+            }
             "--subscribe" | "--quiet" | "--json" | "--allow-remote" if inline.is_some() => {
                 return Err(format!("{flag} takes no value"));
             }
@@ -201,6 +212,7 @@ pub fn parse(args: &[String], env_secret: Option<String>) -> Result<Parsed, Stri
         seed,
         quiet,
         json,
+        server_pids,
     })))
 }
 
@@ -264,6 +276,14 @@ mod tests {
         assert_eq!(o.drain, Duration::from_secs(10));
         assert_eq!(o.secret, DEV_JWT_SECRET);
         assert!(!o.json);
+    }
+
+    #[test]
+    fn server_processes_are_listed_or_repeated() {
+        assert!(run(&[]).unwrap().server_pids.is_empty());
+        let o = run(&["--server-pid", "10,11", "--server-pid=12"]).unwrap();
+        assert_eq!(o.server_pids, [10, 11, 12]);
+        assert!(run(&["--server-pid", "ten"]).is_err());
     }
 
     #[test]

@@ -50,17 +50,32 @@ pub fn sample() -> Option<CpuSample> {
         .count()
         .max(1);
     let idle = v[3] + v[4];
-    let own_stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let after_comm = &own_stat[own_stat.rfind(')')? + 2..];
-    let f: Vec<&str> = after_comm.split_whitespace().collect();
-    // Fields 14 and 15 of stat (utime, stime) are 11 and 12 after the state field.
-    let own = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let own = process_ticks(std::process::id())?;
     Some(CpuSample {
         busy: total - idle,
         total,
         own,
         cores,
     })
+}
+
+/// User + system ticks of process `pid` (all its threads; not its children).
+pub fn process_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: the fields start after the last ')'.
+    let after_comm = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = after_comm.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The summed CPU of `pids` between two readings of [`process_ticks`], in seconds; `None`
+/// if any process could not be read either time.
+pub fn processes_seconds(before: &[Option<u64>], after: &[Option<u64>]) -> Option<f64> {
+    let mut ticks = 0;
+    for (a, b) in before.iter().zip(after) {
+        ticks += b.as_ref()?.checked_sub(*a.as_ref()?)?;
+    }
+    Some(ticks as f64 / TICKS_PER_SECOND)
 }
 
 pub fn between(a: Option<CpuSample>, b: Option<CpuSample>, seconds: f64) -> Option<CpuUse> {
@@ -80,4 +95,31 @@ pub fn between(a: Option<CpuSample>, b: Option<CpuSample>, seconds: f64) -> Opti
         host_busy_cores: busy_share * cores as f64,
         loadgen_cores: (b.own - a.own) as f64 / TICKS_PER_SECOND / seconds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_cpu_is_read_and_summed() {
+        let me = process_ticks(std::process::id()).expect("this process's /proc entry");
+        // Burn a little CPU so that the second reading is not below the first.
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert!(x != 1);
+        let later = process_ticks(std::process::id()).unwrap();
+        assert!(later >= me);
+        let seconds = processes_seconds(&[Some(me), Some(100)], &[Some(later), Some(150)]).unwrap();
+        assert!((seconds - (later - me + 50) as f64 / 100.0).abs() < 1e-9);
+        assert_eq!(
+            processes_seconds(&[None], &[Some(1)]),
+            None,
+            "unreadable before"
+        );
+        assert_eq!(processes_seconds(&[Some(5)], &[None]), None, "gone after");
+        assert_eq!(process_ticks(u32::MAX), None, "no such process");
+    }
 }

@@ -191,6 +191,14 @@ pub fn print(opts: &Options, threads: usize, o: &Outcomes) {
             c.others_cores()
         );
     }
+    if let Some(seconds) = o.server_cpu_seconds {
+        match server_us_per_request(seconds, end.decided) {
+            Some(us) => println!(
+                "  server CPU (--server-pid, load and drain): {seconds:.2} s = {us:.0} us per decided request"
+            ),
+            None => println!("  server CPU (--server-pid, load and drain): {seconds:.2} s"),
+        }
+    }
     println!(
         "latency POST sent -> BOOKING_RESULT received (ms, n={})",
         b.e2e.len()
@@ -255,6 +263,13 @@ pub fn json_line(opts: &Options, threads: usize, o: &Outcomes) -> String {
         "postLatencyMs": latency_json(&b.post),
         "hostBusyCores": o.cpu.map(|c| c.host_busy_cores),
         "loadgenCores": o.cpu.map(|c| c.loadgen_cores),
+        "serverCpuSeconds": o.server_cpu_seconds,
+        "serverCpuUsPerDecided": o.server_cpu_seconds.and_then(|s| server_us_per_request(s, end.decided)),
     })
     .to_string()
+}
+
+/// Server CPU microseconds per decided request (`None` when nothing was decided).
+pub fn server_us_per_request(cpu_seconds: f64, decided: u64) -> Option<f64> {
+    (decided > 0).then(|| cpu_seconds * 1e6 / decided as f64)
 }

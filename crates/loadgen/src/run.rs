@@ -104,6 +104,9 @@ pub struct Outcomes {
     pub drained_fully: bool,
     /// Host and own CPU over the send window (Linux only).
     pub cpu: Option<CpuUse>,
+    /// CPU seconds the `--server-pid` processes used from the start of the load to the end of
+    /// the drain (every request sent was also decided in that span).
+    pub server_cpu_seconds: Option<f64>,
 }
 
 /// Runs the whole thing. Errors are set-up failures; load-time failures are counted.
@@ -200,6 +203,12 @@ pub async fn run(opts: Options) -> Result<Outcomes, String> {
         setup_time.as_secs_f64() * 1e3
     );
 
+    let server_at_start: Vec<Option<u64>> = ctx
+        .opts
+        .server_pids
+        .iter()
+        .map(|&p| cpu::process_ticks(p))
+        .collect();
     let cpu_at_start = cpu::sample();
     let start = Instant::now();
     let end = start + ctx.opts.duration;
@@ -231,6 +240,15 @@ pub async fn run(opts: Options) -> Result<Outcomes, String> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let drain_end = Instant::now();
+    let server_at_end: Vec<Option<u64>> = ctx
+        .opts
+        .server_pids
+        .iter()
+        .map(|&p| cpu::process_ticks(p))
+        .collect();
+    let server_cpu_seconds = (!ctx.opts.server_pids.is_empty())
+        .then(|| cpu::processes_seconds(&server_at_start, &server_at_end))
+        .flatten();
     ctx.stopped.store(true, Ordering::Relaxed);
     ctx.finished.store(true, Ordering::Relaxed);
     if let Some(p) = progress {
@@ -271,6 +289,7 @@ pub async fn run(opts: Options) -> Result<Outcomes, String> {
         lane,
         drained_fully,
         cpu,
+        server_cpu_seconds,
     })
 }
 

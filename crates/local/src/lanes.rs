@@ -21,6 +21,7 @@ use booking_app::processor::BatchProcessor;
 use booking_core::ports::{QueueError, QueueTicket, RequestQueue};
 use booking_core::{BookingRequest, Chain, ShowId};
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -54,7 +55,13 @@ impl Lane {
         if !state.waiting.contains_key(&seq) {
             return None;
         }
-        let position = state.in_flight + state.waiting.range(..=seq).count() as u64;
+        // Arrivals are almost always the newest waiting request: count only the ones behind
+        // (usually none) instead of the ones ahead, which a paused backlog makes many.
+        let behind = state
+            .waiting
+            .range((Bound::Excluded(seq), Bound::Unbounded))
+            .count();
+        let position = state.in_flight + (state.waiting.len() - behind) as u64;
         let rate = state.rate.unwrap_or(DEFAULT_RATE).max(1.0);
         Some(QueueTicket {
             position,
