@@ -396,15 +396,11 @@ async fn a_user_firing_holds_is_rate_limited_and_others_are_not() {
     };
     // A token a second comes back, so on a slow machine a fourth or fifth may pass; the script
     // is refused within a few more.
+    // The script's next request after `n` accepted ones: its own seat and key.
+    let script_next = |n: usize| send(&script, &format!("A{}", n + 1), &format!("k{n}"));
     let mut accepted = 0;
     let refused = loop {
-        let answer = send(
-            &script,
-            &format!("A{}", accepted + 1),
-            &format!("k{accepted}"),
-        )
-        .await
-        .unwrap();
+        let answer = script_next(accepted).await.unwrap();
         if answer.status() == 429 {
             break answer;
         }
@@ -420,13 +416,7 @@ async fn a_user_firing_holds_is_rate_limited_and_others_are_not() {
     let answer = send(&fan, "B1", "fan-1").await.unwrap();
     assert_eq!(answer.status(), 202, "another user has their own bucket");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let answer = send(
-        &script,
-        &format!("A{}", accepted + 1),
-        &format!("k{accepted}"),
-    )
-    .await
-    .unwrap();
+    let answer = script_next(accepted).await.unwrap();
     assert_eq!(
         answer.status(),
         202,

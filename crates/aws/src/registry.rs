@@ -50,6 +50,17 @@ where
     StoreError::unavailable(format!("DynamoDB: {}", crate::describe(&e))).caused_by(e)
 }
 
+/// Whether a conditional write was refused because its condition did not hold (as opposed to
+/// DynamoDB failing).
+fn condition_failed<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    e.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
@@ -186,9 +197,7 @@ impl DynamoRegistry {
                 .await;
             match claimed {
                 Ok(_) => return Ok(Some(slot)),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(e) if condition_failed(&e) => {}
                 Err(e) => return Err(sdk_error(e)),
             }
         }
@@ -239,7 +248,8 @@ impl ConnectionRegistry for DynamoRegistry {
         else {
             return Ok(Registration::TooMany);
         };
-        self.client
+        let recorded = self
+            .client
             .put_item()
             .table_name(&self.table)
             .item("pk", s(connection))
@@ -251,8 +261,18 @@ impl ConnectionRegistry for DynamoRegistry {
             .item("expiryShard", s(expiry_shard(connection)))
             .item("expiresAt", self.expires_at())
             .send()
-            .await
-            .map_err(sdk_error)?;
+            .await;
+        if let Err(e) = recorded {
+            // The connection is refused (503): give its slot back now rather than when the
+            // lease ends, or the user would be one connection short until then.
+            if let Err(release) = self
+                .release_slot(connection, user.as_str(), slot as i64)
+                .await
+            {
+                tracing::warn!(connection, error = %booking_core::Chain(&release), "slot kept until its lease ends");
+            }
+            return Err(sdk_error(e));
+        }
         Ok(Registration::Registered)
     }
 
@@ -422,12 +442,7 @@ impl DynamoRegistry {
             .await;
         match released {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if condition_failed(&e) => Ok(()),
             Err(e) => Err(sdk_error(e)),
         }
     }

@@ -49,7 +49,9 @@ pub async fn app_from_env() -> Result<Router, WiringError> {
             builder = builder.authenticator(shared.authenticator().await?);
             None
         }
-        AuthMode::Authorizer => Some(AdminClaim::from_env().map_err(config::ConfigError::from)?),
+        AuthMode::Authorizer => Some(Arc::new(
+            AdminClaim::from_env().map_err(config::ConfigError::from)?,
+        )),
     };
     let app = builder
         .build()
@@ -81,7 +83,7 @@ pub async fn client_address_from_context(mut request: Request, next: Next) -> Re
 /// Moves the JWT authorizer's verified claims into the request as an [`AuthorizedCaller`],
 /// an admin if `admin` (the identity provider's claim) says so.
 pub async fn caller_from_authorizer(
-    admin: AdminClaim,
+    admin: Arc<AdminClaim>,
     mut request: Request,
     next: Next,
 ) -> Response {

@@ -68,7 +68,7 @@ async fn the_authorizers_claims_decide_who_calls() {
             name: "cognito:groups".into(),
             value: "admin".into(),
         };
-        caller_from_authorizer(groups, request, next)
+        caller_from_authorizer(Arc::new(groups), request, next)
     }));
 
     // As API Gateway passes a list claim on: one string.

@@ -68,6 +68,11 @@ pub fn process_ticks(pid: u32) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
+/// [`process_ticks`] of each of `pids`.
+pub fn processes_ticks(pids: &[u32]) -> Vec<Option<u64>> {
+    pids.iter().map(|&p| process_ticks(p)).collect()
+}
+
 /// The summed CPU of `pids` between two readings of [`process_ticks`], in seconds; `None`
 /// if any process could not be read either time.
 pub fn processes_seconds(before: &[Option<u64>], after: &[Option<u64>]) -> Option<f64> {

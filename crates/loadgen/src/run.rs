@@ -203,12 +203,7 @@ pub async fn run(opts: Options) -> Result<Outcomes, String> {
         setup_time.as_secs_f64() * 1e3
     );
 
-    let server_at_start: Vec<Option<u64>> = ctx
-        .opts
-        .server_pids
-        .iter()
-        .map(|&p| cpu::process_ticks(p))
-        .collect();
+    let server_at_start = cpu::processes_ticks(&ctx.opts.server_pids);
     let cpu_at_start = cpu::sample();
     let start = Instant::now();
     let end = start + ctx.opts.duration;
@@ -240,12 +235,7 @@ pub async fn run(opts: Options) -> Result<Outcomes, String> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let drain_end = Instant::now();
-    let server_at_end: Vec<Option<u64>> = ctx
-        .opts
-        .server_pids
-        .iter()
-        .map(|&p| cpu::process_ticks(p))
-        .collect();
+    let server_at_end = cpu::processes_ticks(&ctx.opts.server_pids);
     let server_cpu_seconds = (!ctx.opts.server_pids.is_empty())
         .then(|| cpu::processes_seconds(&server_at_start, &server_at_end))
         .flatten();

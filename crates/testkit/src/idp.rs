@@ -8,13 +8,13 @@
 //! key set was fetched, so that tests can prove a verifier fetches again only when it meets a
 //! key it does not know.
 
+use crate::tls::openssl;
 use axum::Json;
 use axum::extract::State;
 use axum::routing::get;
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -44,19 +44,6 @@ impl Drop for TestIdentityProvider {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-fn openssl(args: &[&str], dir: &Path) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl must be installed (Debian: apt-get install openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A fresh private key in the DER form jsonwebtoken signs with (PKCS#1 for RSA, PKCS#8 for EC).

@@ -10,7 +10,8 @@ pub struct TestCa {
     dir: tempfile::TempDir,
 }
 
-fn openssl(args: &[&str], dir: &Path) {
+/// Runs the system's `openssl` with `args` in `dir`; panics with its error output if it fails.
+pub(crate) fn openssl(args: &[&str], dir: &Path) {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)

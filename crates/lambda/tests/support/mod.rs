@@ -174,6 +174,20 @@ pub fn token(user: &str, admin: bool) -> String {
     Authenticator::hs256(DEV_JWT_SECRET.as_bytes()).mint(&user, admin, chrono::Duration::hours(1))
 }
 
+/// Starts a function's binary with exactly `env` (and `PATH`), as Lambda would; later entries
+/// of `env` win over earlier ones.
+fn spawn_function(name: &str, env: Vec<(String, String)>) -> Process {
+    let child = Command::new(binary(name))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    Process(child)
+}
+
 /// Starts cargo-lambda's emulator of the Lambda APIs on a free port, once it listens.
 fn start_emulator() -> (u16, Process) {
     let port = free_port();
@@ -237,20 +251,13 @@ impl Stack {
         // its own (one emulator serves each binary once, by its name).
         let (direct_port, direct_runtime) = start_emulator();
         stack._functions.push(direct_runtime);
-        let child = Command::new(binary("api"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(stack.env("api"))
-            .env(
-                "AWS_LAMBDA_RUNTIME_API",
-                format!("http://127.0.0.1:{direct_port}/.rt/api"),
-            )
-            .env("QUEUE_BASED_BOOKING", "false")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the direct-mode api function");
-        stack._functions.push(Process(child));
+        let mut env = stack.env("api");
+        env.push((
+            "AWS_LAMBDA_RUNTIME_API".to_owned(),
+            format!("http://127.0.0.1:{direct_port}/.rt/api"),
+        ));
+        env.push(("QUEUE_BASED_BOOKING".to_owned(), "false".to_owned()));
+        stack._functions.push(spawn_function("api", env));
         stack.direct_api_port = direct_port;
 
         // `AUTH_MODE=authorizer`: the `$connect` authorizer and a websocket function that trusts
@@ -259,15 +266,8 @@ impl Stack {
         stack._functions.push(authorized_runtime);
         stack.authorized_port = authorized_port;
         for name in ["authorizer", "websocket"] {
-            let child = Command::new(binary(name))
-                .env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .envs(stack.authorized_env(name))
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap_or_else(|e| panic!("start the authorizer-mode {name}: {e}"));
-            stack._functions.push(Process(child));
+            let function = spawn_function(name, stack.authorized_env(name));
+            stack._functions.push(function);
         }
         stack
     }
@@ -345,15 +345,8 @@ impl Stack {
     /// function), which includes its cold start: config, pools, clients.
     async fn start_function(&mut self, name: &'static str) {
         let started = Instant::now();
-        let child = Command::new(binary(name))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.env(name))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {name}: {e}"));
-        self._functions.push(Process(child));
+        let function = spawn_function(name, self.env(name));
+        self._functions.push(function);
         let probe = match name {
             "api" => crate::support::load_event("api/health.json"),
             "worker" => json!({ "Records": [] }),
