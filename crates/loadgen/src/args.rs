@@ -1,47 +1,247 @@
-//! Command-line options, parsed by hand (`--flag value` or `--flag=value`).
+//! The command line (clap): the scenarios as subcommands, and their options resolved into the
+//! plain [`Options`] the runs work from (defaults filled in, `--quick` applied, the base URL
+//! checked), so that the runs never look at clap's types.
 
 use crate::token::{DEV_JWT_SECRET, GRAND_HALL};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-pub const USAGE: &str = "\
-loadgen: drives a RUNNING seatbook server with POST /api/v1/holds and measures the latency from
-sending the POST to receiving that request's BOOKING_RESULT on the requester's WebSocket.
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "The flash-sale tool: drives a seatbook server the way a sale's crowd does, measures \
+             it, and verifies afterwards that no seat was held twice, every accepted request was \
+             decided exactly once and contested seats went to the earliest request.",
+    after_help = "Exit status: 0 when the run completed and every check passed, 1 when a check \
+                  failed or the run could not be made, 2 for a bad command line."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
 
-usage: loadgen [options]
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One hot show: many users, each with a WebSocket, most asking for the same best seats,
+    /// single and multi-seat; POST → BOOKING_RESULT latency, throughput, server CPU per request,
+    /// then the checks.
+    FlashSale(Box<FlashSaleArgs>),
+    /// Many idle WebSockets: the server's resident memory per socket.
+    Sockets(SocketsArgs),
+}
 
-  --base URL           server base URL (default http://127.0.0.1:3000); only loopback hosts
-                       (127.0.0.1, localhost, [::1]) unless --allow-remote
-  --show ID            show to load (default the 500-seat demo Grand Hall)
-  --rate N             requests/s offered, open loop: sends are scheduled at fixed intervals
-                       whatever the responses (default 5000); 0 = closed loop: --concurrency
-                       workers send back to back as fast as the server answers
-  --duration SECS      length of the send window (default 10, at most 3600)
-  --users N            distinct users `<prefix><n>`, one WebSocket each (default 200)
-  --seats N            random distinct seats per request (default 1)
-  --concurrency N      most POSTs in flight at once (default 256); in open loop a send that
-                       finds the limit reached is skipped and counted, not delayed
-  --secret S           HS256 secret for the locally minted JWTs (default: JWT_SECRET from the
-                       environment if set, else the development secret)
-  --drain SECS         after sending stops, wait at most this long for outstanding POST
-                       answers and BOOKING_RESULTs (default 10, at most 600)
-  --max-requests N     hard cap on requests sent (default 10000000)
-  --timeout SECS       per-POST timeout (default 30)
-  --user-prefix P      user id prefix (default load-)
-  --subscribe          also subscribe every WebSocket to the show (SEATS_CHANGED traffic)
-  --threads N          tokio worker threads (default: one per core)
-  --seed N             random seed for user/seat picks (default: from the clock)
-  --server-pid PID     a process of the server (repeatable, or comma-separated: the server,
-                       and PostgreSQL's and Redis's processes to count the databases too);
-                       reports their CPU over the load and the drain per decided request
-  --quiet              no per-second progress lines on stderr
-  --json               print a one-line JSON summary as the last line of stdout
-  --allow-remote       allow a --base whose host is not loopback
-  -h, --help           this text
-";
+/// Where the server is: a URL, or one this tool starts.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Server base URL; only loopback hosts (127.0.0.1, localhost, [::1]) unless --allow-remote.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:3000",
+        conflicts_with = "start"
+    )]
+    pub base: String,
+    /// Allow a --base whose host is not loopback.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Start a server for the run (fresh data directory, limits that are about something else
+    /// turned off) and stop it afterwards: `embedded`, or `postgres` (with --database-url and
+    /// --redis-url).
+    #[arg(long, value_enum)]
+    pub start: Option<StartBackend>,
+    /// The `seatbook` binary --start runs (default: `seatbook` next to this program).
+    #[arg(long, requires = "start")]
+    pub server_bin: Option<PathBuf>,
+    /// PostgreSQL for `--start postgres` (use a database of its own: the run writes to it).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Redis for `--start postgres`.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Processes whose CPU (or, for `sockets`, memory) counts as the server's: the server, and
+    /// PostgreSQL's and Redis's processes to count the databases too (repeat or comma-separate).
+    /// --start adds the server it starts.
+    #[arg(long = "server-pid", value_delimiter = ',')]
+    pub server_pids: Vec<u32>,
+    /// HS256 secret for the minted JWTs (default: JWT_SECRET from the environment, else the
+    /// local server's development secret).
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// Tokio worker threads (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+    /// No progress display on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print a one-line JSON summary as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StartBackend {
+    Embedded,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FlashSaleArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Show to load (default: the demo's 500-seat Grand Hall premiere).
+    #[arg(long, default_value = GRAND_HALL)]
+    pub show: String,
+    /// A short run that checks the invariants (300 users, 3 s closed loop, every request
+    /// polled); options given explicitly still win. Timings are reported, not judged.
+    #[arg(long)]
+    pub quick: bool,
+    /// Requests/s offered, open loop (sends at fixed intervals whatever the answers); 0 = closed
+    /// loop: --concurrency workers send back to back [default: 0].
+    #[arg(long, value_parser = rate)]
+    pub rate: Option<f64>,
+    /// Length of the send window, seconds [default: 10].
+    #[arg(long, value_parser = window_seconds)]
+    pub duration: Option<f64>,
+    /// Distinct users, one WebSocket each [default: 10000].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub users: Option<u32>,
+    /// Seats in a single-seat request (default 1); see --multi-share for the others.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub seats: u16,
+    /// Share of requests asking for 2 to --max-seats seats [default: 0.2].
+    #[arg(long, value_parser = share)]
+    pub multi_share: Option<f64>,
+    /// Most seats in a multi-seat request.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(2..=1000))]
+    pub max_seats: u16,
+    /// Share of requests that ask only for the best seats [default: 0.8].
+    #[arg(long, value_parser = share)]
+    pub hot_share: Option<f64>,
+    /// How many seats are "the best seats": the most central ones [default: 50].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub hot_seats: Option<u32>,
+    /// Most POSTs in flight; in open loop a send that finds the limit reached is skipped and
+    /// counted, not delayed [default: 256].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub concurrency: Option<u32>,
+    /// After sending stops, wait at most this long for outstanding answers and results, seconds
+    /// [default: 10].
+    #[arg(long, value_parser = drain_seconds)]
+    pub drain: Option<f64>,
+    /// Hard cap on requests sent.
+    #[arg(long, default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub max_requests: u64,
+    /// Per-POST timeout, seconds.
+    #[arg(long, default_value_t = 30.0, value_parser = window_seconds)]
+    pub timeout: f64,
+    /// User id prefix.
+    #[arg(long, default_value = "load-")]
+    pub user_prefix: String,
+    /// Also subscribe every WebSocket to the show (SEATS_CHANGED traffic).
+    #[arg(long)]
+    pub subscribe: bool,
+    /// Random seed for user and seat picks (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Skip the checks after the run.
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Poll at most this many accepted requests (a random sample) to compare with their
+    /// WebSocket results; 0 = every one [default: 0 with --quick, else 20000].
+    #[arg(long)]
+    pub verify_polls: Option<usize>,
+    /// Write the full report (figures, per-second timeline, checks) as JSON to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write an SVG plot of throughput and latency over time to this file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SocketsArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Idle WebSockets to open, one user each.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub count: u32,
+    /// Keep them open this long before measuring, seconds (the server settles its buffers).
+    #[arg(long, default_value_t = 1.0, value_parser = drain_seconds)]
+    pub hold: f64,
+    /// User id prefix.
+    #[arg(long, default_value = "idle-")]
+    pub user_prefix: String,
+}
+
+fn number(value: &str) -> Result<f64, String> {
+    let v: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("needs a number, got {value:?}"))?;
+    if !v.is_finite() {
+        return Err("must be a finite number".into());
+    }
+    Ok(v)
+}
+
+fn between(value: &str, lo: f64, hi: f64) -> Result<f64, String> {
+    let v = number(value)?;
+    if v < lo || v > hi {
+        return Err(format!("must be between {lo} and {hi}, got {v}"));
+    }
+    Ok(v)
+}
+
+fn rate(value: &str) -> Result<f64, String> {
+    between(value, 0.0, 1_000_000.0)
+}
+fn window_seconds(value: &str) -> Result<f64, String> {
+    between(value, 0.1, 3600.0)
+}
+fn drain_seconds(value: &str) -> Result<f64, String> {
+    between(value, 0.0, 600.0)
+}
+fn share(value: &str) -> Result<f64, String> {
+    between(value, 0.0, 1.0)
+}
+
+/// Where the run goes: a URL, or a server to start.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Url { base: String, ws_base: String },
+    Start(StartOptions),
+}
+
+/// What `--start` needs.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    pub backend: StartBackend,
+    pub server_bin: PathBuf,
+    pub database_url: Option<String>,
+    pub redis_url: Option<String>,
+    /// Extra environment for the server (used by tests; not on the command line).
+    pub env: Vec<(String, String)>,
+}
+
+/// The shared options, resolved.
+#[derive(Debug, Clone)]
+pub struct Common {
+    pub target: Target,
+    pub server_pids: Vec<u32>,
+    pub secret: String,
+    pub secret_source: &'static str,
+    pub threads: Option<usize>,
+    pub quiet: bool,
+    pub json: bool,
+}
+
+/// A flash sale, resolved.
 #[derive(Debug, Clone)]
 pub struct Options {
+    pub common: Common,
+    /// Filled in once the target is known (after --start).
     pub base: String,
     pub ws_base: String,
     pub show: String,
@@ -50,134 +250,76 @@ pub struct Options {
     pub duration: Duration,
     pub users: usize,
     pub seats: usize,
+    pub multi_share: f64,
+    pub max_seats: usize,
+    pub hot_share: f64,
+    pub hot_seats: usize,
     pub concurrency: usize,
-    pub secret: String,
-    pub secret_source: &'static str,
     pub drain: Duration,
     pub max_requests: u64,
     pub timeout: Duration,
     pub user_prefix: String,
     pub subscribe: bool,
-    pub threads: Option<usize>,
     pub seed: u64,
-    pub quiet: bool,
-    pub json: bool,
-    /// `--server-pid`: processes whose CPU is counted as the server's.
-    pub server_pids: Vec<u32>,
+    pub verify: bool,
+    /// 0 = every accepted request.
+    pub verify_polls: usize,
+    pub report: Option<PathBuf>,
+    pub plot: Option<PathBuf>,
 }
 
-/// What the command line asked for.
-#[derive(Debug)]
-pub enum Parsed {
-    Run(Box<Options>),
-    Help,
+/// Idle sockets, resolved.
+#[derive(Debug, Clone)]
+pub struct SocketOptions {
+    pub common: Common,
+    pub base: String,
+    pub ws_base: String,
+    pub count: usize,
+    pub hold: Duration,
+    pub user_prefix: String,
 }
 
-fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
-    value
-        .trim()
-        .parse()
-        .map_err(|_| format!("{flag} needs a number, got {value:?}"))
+/// A scenario, ready to run.
+#[derive(Debug, Clone)]
+pub enum Scenario {
+    FlashSale(Box<Options>),
+    Sockets(Box<SocketOptions>),
 }
 
-fn within<T: PartialOrd + std::fmt::Display + Copy>(
-    flag: &str,
-    v: T,
-    lo: T,
-    hi: T,
-) -> Result<T, String> {
-    if v < lo || v > hi {
-        return Err(format!("{flag} must be between {lo} and {hi}, got {v}"));
-    }
-    Ok(v)
+/// Parses a whole command line (program name first). `env_secret` is `JWT_SECRET`, if set.
+pub fn parse_from<I, T>(argv: I, env_secret: Option<String>) -> Result<Scenario, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(argv)?;
+    resolve(cli, env_secret).map_err(|message| {
+        clap::Error::raw(
+            clap::error::ErrorKind::ValueValidation,
+            format!("{message}\n"),
+        )
+    })
 }
 
-fn seconds(flag: &str, value: &str, lo: f64, hi: f64) -> Result<Duration, String> {
-    let v: f64 = number(flag, value)?;
-    if !v.is_finite() {
-        return Err(format!("{flag} must be a finite number of seconds"));
-    }
-    Ok(Duration::from_secs_f64(within(flag, v, lo, hi)?))
-}
-
-/// Parses the arguments after the program name. `env_secret` is `JWT_SECRET`, if set.
-pub fn parse(args: &[String], env_secret: Option<String>) -> Result<Parsed, String> {
-    let mut base = "http://127.0.0.1:3000".to_owned();
-    let mut show = GRAND_HALL.to_string();
-    let mut rate = 5000.0;
-    let mut duration = Duration::from_secs(10);
-    let mut users = 200usize;
-    let mut seats = 1usize;
-    let mut concurrency = 256usize;
-    let mut secret: Option<String> = None;
-    let mut drain = Duration::from_secs(10);
-    let mut max_requests = 10_000_000u64;
-    let mut timeout = Duration::from_secs(30);
-    let mut user_prefix = "load-".to_owned();
-    let mut subscribe = false;
-    let mut threads = None;
-    let mut seed = None;
-    let mut quiet = false;
-    let mut json = false;
-    let mut allow_remote = false;
-    let mut server_pids = Vec::new();
-
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<String, String> {
-            match &inline {
-                Some(v) => Ok(v.clone()),
-                None => it
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| format!("{flag} needs a value")),
-            }
-        };
-        match flag {
-            "-h" | "--help" => return Ok(Parsed::Help),
-            "--base" => base = value()?,
-            "--show" => show = value()?,
-            "--rate" => {
-                let v: f64 = number(flag, &value()?)?;
-                if !v.is_finite() {
-                    return Err("--rate must be finite".into());
-                }
-                rate = within(flag, v, 0.0, 1_000_000.0)?;
-            }
-            "--duration" => duration = seconds(flag, &value()?, 0.1, 3600.0)?,
-            "--users" => users = within(flag, number(flag, &value()?)?, 1, 100_000)?,
-            "--seats" => seats = within(flag, number(flag, &value()?)?, 1, 1000)?,
-            "--concurrency" => concurrency = within(flag, number(flag, &value()?)?, 1, 100_000)?,
-            "--secret" => secret = Some(value()?),
-            "--drain" => drain = seconds(flag, &value()?, 0.0, 600.0)?,
-            "--max-requests" => {
-                max_requests = within(flag, number(flag, &value()?)?, 1, 1_000_000_000)?
-            }
-            "--timeout" => timeout = seconds(flag, &value()?, 0.1, 3600.0)?,
-            "--user-prefix" => user_prefix = value()?,
-            "--threads" => threads = Some(within(flag, number(flag, &value()?)?, 1, 1024)?),
-            "--seed" => seed = Some(number(flag, &value()?)?),
-            "--server-pid" => {
-                for pid in value()?.split(',') {
-                    server_pids.push(number::<u32>(flag, pid)?);
-                }
-            }
-            "--subscribe" | "--quiet" | "--json" | "--allow-remote" if inline.is_some() => {
-                return Err(format!("{flag} takes no value"));
-            }
-            "--subscribe" => subscribe = true,
-            "--quiet" => quiet = true,
-            "--json" => json = true,
-            "--allow-remote" => allow_remote = true,
-            other => return Err(format!("unknown argument {other:?} (see --help)")),
+fn resolve(cli: Cli, env_secret: Option<String>) -> Result<Scenario, String> {
+    Ok(match cli.command {
+        Command::FlashSale(a) => Scenario::FlashSale(Box::new(flash_sale(*a, env_secret)?)),
+        Command::Sockets(a) => {
+            let common = common(a.target, env_secret)?;
+            Scenario::Sockets(Box::new(SocketOptions {
+                common,
+                base: String::new(),
+                ws_base: String::new(),
+                count: a.count as usize,
+                hold: Duration::from_secs_f64(a.hold),
+                user_prefix: a.user_prefix,
+            }))
         }
-    }
+    })
+}
 
-    let (secret, secret_source) = match (secret, env_secret) {
+fn common(t: TargetArgs, env_secret: Option<String>) -> Result<Common, String> {
+    let (secret, secret_source) = match (t.secret, env_secret) {
         (Some(s), _) => (s, "--secret"),
         (None, Some(s)) if !s.is_empty() => (s, "JWT_SECRET"),
         _ => (DEV_JWT_SECRET.to_owned(), "development default"),
@@ -185,39 +327,107 @@ pub fn parse(args: &[String], env_secret: Option<String>) -> Result<Parsed, Stri
     if secret.is_empty() {
         return Err("--secret must not be empty".into());
     }
-    let (base, ws_base) = check_base(&base, allow_remote)?;
-    let seed = seed.unwrap_or_else(|| {
+    let target = match t.start {
+        None => {
+            let (base, ws_base) = check_base(&t.base, t.allow_remote)?;
+            Target::Url { base, ws_base }
+        }
+        Some(backend) => {
+            if backend == StartBackend::Postgres
+                && (t.database_url.is_none() || t.redis_url.is_none())
+            {
+                return Err(
+                    "--start postgres needs --database-url and --redis-url (or DATABASE_URL and REDIS_URL)"
+                        .into(),
+                );
+            }
+            let server_bin = match t.server_bin {
+                Some(p) => p,
+                None => sibling_server_binary()?,
+            };
+            Target::Start(StartOptions {
+                backend,
+                server_bin,
+                database_url: t.database_url,
+                redis_url: t.redis_url,
+                env: Vec::new(),
+            })
+        }
+    };
+    Ok(Common {
+        target,
+        server_pids: t.server_pids,
+        secret,
+        secret_source,
+        threads: t.threads.map(usize::from),
+        quiet: t.quiet,
+        json: t.json,
+    })
+}
+
+/// `seatbook` in this program's directory (where cargo puts both).
+fn sibling_server_binary() -> Result<PathBuf, String> {
+    let me = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let bin = me.with_file_name("seatbook");
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "--start: no server binary at {} (build it, or pass --server-bin)",
+            bin.display()
+        ))
+    }
+}
+
+fn flash_sale(a: FlashSaleArgs, env_secret: Option<String>) -> Result<Options, String> {
+    let common = common(a.target, env_secret)?;
+    let q = a.quick;
+    let pick = |given: Option<f64>, quick: f64, normal: f64| {
+        given.unwrap_or(if q { quick } else { normal })
+    };
+    let seed = a.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
     });
-    Ok(Parsed::Run(Box::new(Options {
-        base,
-        ws_base,
-        show,
-        rate,
-        duration,
-        users,
+    let seats = usize::from(a.seats);
+    let max_seats = usize::from(a.max_seats);
+    let multi_share = pick(a.multi_share, 0.3, 0.2);
+    if multi_share > 0.0 && max_seats < 2 {
+        return Err("--max-seats must be at least 2".into());
+    }
+    Ok(Options {
+        common,
+        base: String::new(),
+        ws_base: String::new(),
+        show: a.show,
+        rate: pick(a.rate, 0.0, 0.0),
+        duration: Duration::from_secs_f64(pick(a.duration, 3.0, 10.0)),
+        users: a.users.map_or(if q { 300 } else { 10_000 }, |u| u as usize),
         seats,
-        concurrency,
-        secret,
-        secret_source,
-        drain,
-        max_requests,
-        timeout,
-        user_prefix,
-        subscribe,
-        threads,
+        multi_share,
+        max_seats,
+        hot_share: pick(a.hot_share, 0.8, 0.8),
+        hot_seats: a.hot_seats.map_or(if q { 40 } else { 50 }, |h| h as usize),
+        concurrency: a
+            .concurrency
+            .map_or(if q { 64 } else { 256 }, |c| c as usize),
+        drain: Duration::from_secs_f64(pick(a.drain, 60.0, 10.0)),
+        max_requests: a.max_requests,
+        timeout: Duration::from_secs_f64(a.timeout),
+        user_prefix: a.user_prefix,
+        subscribe: a.subscribe,
         seed,
-        quiet,
-        json,
-        server_pids,
-    })))
+        verify: !a.no_verify,
+        verify_polls: a.verify_polls.unwrap_or(if q { 0 } else { 20_000 }),
+        report: a.report,
+        plot: a.plot,
+    })
 }
 
 /// Validates the base URL; returns it without a trailing slash and its `ws://` twin.
-fn check_base(base: &str, allow_remote: bool) -> Result<(String, String), String> {
+pub fn check_base(base: &str, allow_remote: bool) -> Result<(String, String), String> {
     let url =
         reqwest::Url::parse(base).map_err(|e| format!("--base {base:?} is not a URL: {e}"))?;
     if url.scheme() != "http" {
@@ -253,45 +463,64 @@ fn check_base(base: &str, allow_remote: bool) -> Result<(String, String), String
 mod tests {
     use super::*;
 
-    fn args(a: &[&str]) -> Vec<String> {
-        a.iter().map(|s| s.to_string()).collect()
+    fn flash(a: &[&str]) -> Result<Options, String> {
+        let argv = ["loadgen", "flash-sale"].iter().chain(a).copied();
+        match parse_from(argv, None).map_err(|e| e.to_string())? {
+            Scenario::FlashSale(o) => Ok(*o),
+            Scenario::Sockets(_) => Err("sockets".into()),
+        }
     }
 
-    fn run(a: &[&str]) -> Result<Options, String> {
-        match parse(&args(a), None)? {
-            Parsed::Run(o) => Ok(*o),
-            Parsed::Help => Err("help".into()),
+    fn base_of(o: &Options) -> (&str, &str) {
+        match &o.common.target {
+            Target::Url { base, ws_base } => (base, ws_base),
+            Target::Start(_) => panic!("a started server"),
         }
     }
 
     #[test]
-    fn defaults() {
-        let o = run(&[]).unwrap();
-        assert_eq!(o.base, "http://127.0.0.1:3000");
-        assert_eq!(o.ws_base, "ws://127.0.0.1:3000");
+    fn defaults_are_a_flash_sale_of_ten_thousand_users() {
+        let o = flash(&[]).unwrap();
+        assert_eq!(
+            base_of(&o),
+            ("http://127.0.0.1:3000", "ws://127.0.0.1:3000")
+        );
         assert_eq!(o.show, "5e0c1a6e-8f1e-4c3a-9b2d-000000000001");
-        assert_eq!(o.users, 200);
-        assert_eq!(o.seats, 1);
+        assert_eq!(o.users, 10_000);
+        assert_eq!((o.seats, o.max_seats), (1, 4));
+        assert_eq!((o.hot_share, o.hot_seats, o.multi_share), (0.8, 50, 0.2));
+        assert_eq!(o.rate, 0.0);
         assert_eq!(o.concurrency, 256);
         assert_eq!(o.drain, Duration::from_secs(10));
-        assert_eq!(o.secret, DEV_JWT_SECRET);
-        assert!(!o.json);
+        assert_eq!(o.common.secret, DEV_JWT_SECRET);
+        assert!(o.verify && !o.common.json);
+        assert_eq!(o.verify_polls, 20_000);
+    }
+
+    #[test]
+    fn quick_shrinks_the_run_and_explicit_options_still_win() {
+        let o = flash(&["--quick"]).unwrap();
+        assert_eq!(
+            (o.users, o.duration, o.verify_polls),
+            (300, Duration::from_secs(3), 0)
+        );
+        let o = flash(&["--quick", "--users", "20", "--duration=1.5"]).unwrap();
+        assert_eq!((o.users, o.duration), (20, Duration::from_millis(1500)));
     }
 
     #[test]
     fn server_processes_are_listed_or_repeated() {
-        assert!(run(&[]).unwrap().server_pids.is_empty());
-        let o = run(&["--server-pid", "10,11", "--server-pid=12"]).unwrap();
-        assert_eq!(o.server_pids, [10, 11, 12]);
-        assert!(run(&["--server-pid", "ten"]).is_err());
+        assert!(flash(&[]).unwrap().common.server_pids.is_empty());
+        let o = flash(&["--server-pid", "10,11", "--server-pid=12"]).unwrap();
+        assert_eq!(o.common.server_pids, [10, 11, 12]);
+        assert!(flash(&["--server-pid", "ten"]).is_err());
     }
 
     #[test]
-    fn flags_and_values() {
-        let o = run(&[
+    fn values_are_checked() {
+        let o = flash(&[
             "--rate",
             "0",
-            "--duration=2.5",
             "--users",
             "3",
             "--json",
@@ -299,39 +528,79 @@ mod tests {
             "http://localhost:1234/",
         ])
         .unwrap();
-        assert_eq!(o.rate, 0.0);
-        assert_eq!(o.duration, Duration::from_millis(2500));
-        assert_eq!(o.users, 3);
-        assert!(o.json);
-        assert_eq!(o.base, "http://localhost:1234");
-        assert_eq!(o.ws_base, "ws://localhost:1234");
-        assert!(matches!(parse(&args(&["--help"]), None), Ok(Parsed::Help)));
-        assert!(run(&["--rate"]).is_err());
-        assert!(run(&["--bogus"]).is_err());
-        assert!(run(&["--users", "0"]).is_err());
-        assert!(run(&["--json=1"]).is_err());
+        assert_eq!((o.rate, o.users), (0.0, 3));
+        assert!(o.common.json);
+        assert_eq!(
+            base_of(&o),
+            ("http://localhost:1234", "ws://localhost:1234")
+        );
+        for bad in [
+            &["--rate"][..],
+            &["--bogus"],
+            &["--users", "0"],
+            &["--hot-share", "1.5"],
+            &["--duration", "NaN"],
+            &["--json=1"],
+            &["--server-bin", "x"],
+            &["--start", "embedded", "--base", "http://127.0.0.1:1"],
+        ] {
+            assert!(flash(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn postgres_start_needs_both_urls() {
+        let err = flash(&["--start", "postgres", "--server-bin", "/bin/true"]);
+        // DATABASE_URL/REDIS_URL may be set in the environment running the tests.
+        if std::env::var_os("DATABASE_URL").is_none() || std::env::var_os("REDIS_URL").is_none() {
+            assert!(err.unwrap_err().contains("--database-url"));
+        }
+        let o = flash(&[
+            "--start",
+            "postgres",
+            "--server-bin",
+            "/bin/true",
+            "--database-url",
+            "postgres://x/y",
+            "--redis-url",
+            "redis://x",
+        ])
+        .unwrap();
+        assert!(
+            matches!(o.common.target, Target::Start(ref s) if s.backend == StartBackend::Postgres)
+        );
     }
 
     #[test]
     fn secret_precedence() {
-        let Parsed::Run(o) = parse(&[], Some("env".into())).unwrap() else {
+        let argv = ["loadgen", "sockets"];
+        let Scenario::Sockets(o) = parse_from(argv, Some("env".into())).unwrap() else {
             panic!()
         };
-        assert_eq!(o.secret, "env");
-        let Parsed::Run(o) = parse(&args(&["--secret", "flag"]), Some("env".into())).unwrap()
-        else {
+        assert_eq!(
+            (o.common.secret.as_str(), o.common.secret_source),
+            ("env", "JWT_SECRET")
+        );
+        let argv = ["loadgen", "sockets", "--secret", "flag"];
+        let Scenario::Sockets(o) = parse_from(argv, Some("env".into())).unwrap() else {
             panic!()
         };
-        assert_eq!(o.secret, "flag");
+        assert_eq!(o.common.secret, "flag");
     }
 
     #[test]
     fn only_loopback_without_allow_remote() {
-        assert!(run(&["--base", "http://[::1]:3000"]).is_ok());
-        assert!(run(&["--base", "http://127.0.0.1"]).is_ok());
-        assert!(run(&["--base", "http://example.com"]).is_err());
-        assert!(run(&["--base", "http://10.0.0.1:3000"]).is_err());
-        assert!(run(&["--base", "http://example.com", "--allow-remote"]).is_ok());
-        assert!(run(&["--base", "https://127.0.0.1"]).is_err());
+        assert!(flash(&["--base", "http://[::1]:3000"]).is_ok());
+        assert!(flash(&["--base", "http://127.0.0.1"]).is_ok());
+        assert!(flash(&["--base", "http://example.com"]).is_err());
+        assert!(flash(&["--base", "http://10.0.0.1:3000"]).is_err());
+        assert!(flash(&["--base", "http://example.com", "--allow-remote"]).is_ok());
+        assert!(flash(&["--base", "https://127.0.0.1"]).is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 }

@@ -1,34 +1,25 @@
-//! `loadgen`: drives a running `seatbook` server with hold requests and measures accepted/s,
-//! decided/s and the latency from sending POST /api/v1/holds to receiving that request's
-//! BOOKING_RESULT on the requester's WebSocket. See `loadgen --help`.
+//! `loadgen`: the flash-sale tool. The work is in the library (`booking_loadgen`); this is the
+//! command line around it. See `loadgen --help`.
 
-// Unit tests are built with every dev-dependency of the package; each uses only some.
-#![cfg_attr(test, allow(unused_crate_dependencies))]
+// The binary uses the library; the library's dependencies are not this target's business.
+#![allow(unused_crate_dependencies)]
 
-mod args;
-mod cpu;
-mod report;
-mod run;
-mod sockets;
-mod stats;
-mod token;
-
+use booking_loadgen::{Scenario, idle, parse_from};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let opts = match args::parse(&argv, std::env::var("JWT_SECRET").ok()) {
-        Ok(args::Parsed::Run(o)) => *o,
-        Ok(args::Parsed::Help) => {
-            print!("{}", args::USAGE);
-            return ExitCode::SUCCESS;
-        }
+    let scenario = match parse_from(std::env::args_os(), std::env::var("JWT_SECRET").ok()) {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("loadgen: {e}\n\n{}", args::USAGE);
-            return ExitCode::from(2);
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let threads = opts.threads.unwrap_or_else(|| {
+    let common = match &scenario {
+        Scenario::FlashSale(o) => &o.common,
+        Scenario::Sockets(o) => &o.common,
+    };
+    let threads = common.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -44,26 +35,50 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    eprintln!(
-        "loadgen: {} against {} show {}",
-        report::mode(&opts),
-        opts.base,
-        opts.show
-    );
-    let outcome = runtime.block_on(run::run(opts.clone()));
+    let code = match scenario {
+        Scenario::FlashSale(opts) => {
+            eprintln!(
+                "loadgen: flash sale, {}; {} users; {}",
+                booking_loadgen::report::mode(&opts),
+                opts.users,
+                booking_loadgen::report::workload(&opts)
+            );
+            match runtime.block_on(booking_loadgen::flash_sale((*opts).clone())) {
+                Ok(o) => match booking_loadgen::publish(&opts, threads, &o) {
+                    Err(e) => {
+                        eprintln!("loadgen: {e}");
+                        ExitCode::FAILURE
+                    }
+                    Ok(()) if o.verification.as_ref().is_some_and(|v| !v.passed()) => {
+                        eprintln!("loadgen: the checks FAILED");
+                        ExitCode::FAILURE
+                    }
+                    Ok(()) => ExitCode::SUCCESS,
+                },
+                Err(e) => {
+                    eprintln!("loadgen: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Scenario::Sockets(opts) => {
+            let json = opts.common.json;
+            match runtime.block_on(idle::run(*opts)) {
+                Ok(o) => {
+                    idle::print(&o);
+                    if json {
+                        println!("{}", idle::json_line(&o));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("loadgen: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    };
     // Leftover tasks (late POSTs, WebSocket readers) are dropped, not awaited.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    match outcome {
-        Ok(o) => {
-            report::print(&opts, threads, &o);
-            if opts.json {
-                println!("{}", report::json_line(&opts, threads, &o));
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("loadgen: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    code
 }

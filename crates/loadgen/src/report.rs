@@ -1,8 +1,10 @@
-//! The human-readable report and the one-line JSON summary.
+//! The human-readable report, the one-line JSON summary and the full JSON report (the summary,
+//! the per-second timeline and the checks).
 
 use crate::args::Options;
 use crate::run::Outcomes;
 use crate::stats::Outcome;
+use crate::verify::Verification;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -86,7 +88,15 @@ pub fn print(opts: &Options, threads: usize, o: &Outcomes) {
     let b = &o.book;
     println!("== loadgen report ==");
     println!("config");
-    println!("  target          {}  show {}", opts.base, opts.show);
+    println!(
+        "  target          {}  show {}{}",
+        o.base,
+        opts.show,
+        o.started
+            .as_ref()
+            .map(|s| format!("  (started by loadgen: {s})"))
+            .unwrap_or_default()
+    );
     println!(
         "  seat map        {} requestable seats at start ({})",
         o.seat_map.seats.len(),
@@ -94,7 +104,7 @@ pub fn print(opts: &Options, threads: usize, o: &Outcomes) {
     );
     println!("  mode            {}", mode(opts));
     println!(
-        "  users           {} ({}N, one WebSocket each; all connected + ping/pong in {:.0} ms{}), seats/request {}",
+        "  users           {} ({}N, one WebSocket each; all connected + ping/pong in {:.0} ms{})",
         opts.users,
         opts.user_prefix,
         o.setup_time.as_secs_f64() * 1e3,
@@ -103,13 +113,13 @@ pub fn print(opts: &Options, threads: usize, o: &Outcomes) {
         } else {
             ""
         },
-        opts.seats
     );
+    println!("  requests        {}", workload(opts));
     println!(
         "  drain           {:.1} s; POST timeout {:.1} s; JWT secret: {}; seed {}; tokio worker threads {} on {} cores (shared with the server)",
         opts.drain.as_secs_f64(),
         opts.timeout.as_secs_f64(),
-        opts.secret_source,
+        opts.common.secret_source,
         opts.seed,
         threads,
         std::thread::available_parallelism()
@@ -151,7 +161,7 @@ pub fn print(opts: &Options, threads: usize, o: &Outcomes) {
     );
     println!(
         "  unmatched results    {:>9}   (request ids this run never got a 202 for)",
-        b.early
+        b.unmatched()
     );
     if b.duplicate_results > 0 || o.ws_closed > 0 || o.ws_unparsed > 0 {
         println!(
@@ -191,6 +201,14 @@ pub fn print(opts: &Options, threads: usize, o: &Outcomes) {
             c.others_cores()
         );
     }
+    if let Some(seconds) = o.loadgen_cpu_seconds {
+        match server_us_per_request(seconds, end.sent) {
+            Some(us) => println!(
+                "  loadgen CPU (load and drain): {seconds:.2} s = {us:.0} us per request sent"
+            ),
+            None => println!("  loadgen CPU (load and drain): {seconds:.2} s"),
+        }
+    }
     if let Some(seconds) = o.server_cpu_seconds {
         match server_us_per_request(seconds, end.decided) {
             Some(us) => println!(
@@ -219,9 +237,107 @@ pub fn print(opts: &Options, threads: usize, o: &Outcomes) {
         ),
         None => println!("server lane after the drain: (GET /api/v1/admin/queues not readable)"),
     }
+    match &o.verification {
+        Some(v) => print_checks(v),
+        None => println!("checks: skipped (--no-verify)"),
+    }
 }
 
+/// What the requests ask for, in words.
+pub fn workload(opts: &Options) -> String {
+    let mut text = format!("{} seat(s) each", opts.seats);
+    if opts.multi_share > 0.0 {
+        let _ = write!(
+            text,
+            ", {:.0}% for 2 to {} seats",
+            opts.multi_share * 100.0,
+            opts.max_seats
+        );
+    }
+    if opts.hot_share > 0.0 {
+        let _ = write!(
+            text,
+            "; {:.0}% only among the {} best seats",
+            opts.hot_share * 100.0,
+            opts.hot_seats
+        );
+    }
+    text
+}
+
+fn print_checks(v: &Verification) {
+    println!("checks: {}", if v.passed() { "PASSED" } else { "FAILED" });
+    println!(
+        "  exactly one result   {} accepted: results missing {}, duplicated {}; polled {} (errors {}, undecided {}, disagreeing {})",
+        v.accepted,
+        v.results_missing,
+        v.results_duplicated,
+        v.polled,
+        v.poll_errors,
+        v.poll_not_terminal,
+        v.poll_disagrees
+    );
+    println!(
+        "  no seat held twice   {} holds read back ({} errors), {} live: seats in two live holds {}, users with two live holds {}, live seats not HELD on the map {}, HELD seats without a live hold {}{}",
+        v.holds_read,
+        v.hold_read_errors,
+        v.live_holds,
+        v.seats_held_twice,
+        v.users_with_two_live_holds,
+        v.live_seats_not_held_on_map,
+        v.held_on_map_without_hold,
+        if v.sole_client {
+            ""
+        } else {
+            " (not judged: others may book on this server)"
+        }
+    );
+    let f = &v.fairness;
+    println!(
+        "  fairness             {} FAILED requests on seats free at the start: {} lost to a proven-earlier request, {} order not provable, {} VIOLATIONS{}",
+        f.failed_checked,
+        f.explained,
+        f.order_unknown,
+        f.violations,
+        if f.conclusive {
+            ""
+        } else {
+            " (not conclusive: some POSTs went unanswered)"
+        }
+    );
+    for p in &v.problems {
+        println!("  problem: {p}");
+    }
+}
+
+/// The one-line JSON summary (`--json`).
 pub fn json_line(opts: &Options, threads: usize, o: &Outcomes) -> String {
+    summary(opts, threads, o).to_string()
+}
+
+/// The full report (`--report FILE`): the summary, the timeline and the checks.
+pub fn full(opts: &Options, threads: usize, o: &Outcomes) -> Value {
+    let mut v = summary(opts, threads, o);
+    let timeline: Vec<Value> = o
+        .book
+        .timeline
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            json!({
+                "second": i,
+                "accepted": s.accepted,
+                "rejected": s.rejected,
+                "decided": s.decided,
+                "latencyMs": latency_json(&s.latency),
+            })
+        })
+        .collect();
+    v["timeline"] = Value::Array(timeline);
+    v
+}
+
+fn summary(opts: &Options, threads: usize, o: &Outcomes) -> Value {
     let w = o.window.as_secs_f64();
     let end = &o.at_end;
     let win = &o.at_window_end;
@@ -229,13 +345,19 @@ pub fn json_line(opts: &Options, threads: usize, o: &Outcomes) -> String {
     let [success, failed, expired, other] = o.by_outcome;
     let names = Outcome::NAMES;
     json!({
-        "base": opts.base,
+        "base": o.base,
         "show": opts.show,
         "mode": if opts.rate > 0.0 { "open" } else { "closed" },
         "rateOffered": opts.rate,
         "durationS": opts.duration.as_secs_f64(),
         "users": opts.users,
         "seatsPerRequest": opts.seats,
+        "multiShare": opts.multi_share,
+        "maxSeats": opts.max_seats,
+        "hotShare": opts.hot_share,
+        "hotSeats": opts.hot_seats,
+        "seed": opts.seed,
+        "started": o.started,
         "concurrency": opts.concurrency,
         "threads": threads,
         "sent": end.sent,
@@ -250,7 +372,7 @@ pub fn json_line(opts: &Options, threads: usize, o: &Outcomes) -> String {
         "decidedByStatus": { names[0]: success, names[1]: failed, names[2]: expired, names[3]: other },
         "matched": b.matched,
         "resultsMissing": b.waiting_result,
-        "unmatchedResults": b.early,
+        "unmatchedResults": b.unmatched(),
         "duplicateResults": b.duplicate_results,
         "wsClosed": o.ws_closed,
         "windowS": w,
@@ -265,11 +387,14 @@ pub fn json_line(opts: &Options, threads: usize, o: &Outcomes) -> String {
         "loadgenCores": o.cpu.map(|c| c.loadgen_cores),
         "serverCpuSeconds": o.server_cpu_seconds,
         "serverCpuUsPerDecided": o.server_cpu_seconds.and_then(|s| server_us_per_request(s, end.decided)),
+        "loadgenCpuSeconds": o.loadgen_cpu_seconds,
+        "loadgenCpuUsPerRequest": o.loadgen_cpu_seconds.and_then(|s| server_us_per_request(s, end.sent)),
+        "checks": o.verification,
+        "checksPassed": o.verification.as_ref().map(Verification::passed),
     })
-    .to_string()
 }
 
-/// Server CPU microseconds per decided request (`None` when nothing was decided).
+/// CPU microseconds per request (`None` when there were none).
 pub fn server_us_per_request(cpu_seconds: f64, decided: u64) -> Option<f64> {
     (decided > 0).then(|| cpu_seconds * 1e6 / decided as f64)
 }

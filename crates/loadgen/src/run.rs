@@ -1,11 +1,16 @@
-//! One load run: fetch the seat map, connect every user's WebSocket (ping/pong verified), send
-//! POST /api/v1/holds open- or closed-loop for the send window, drain, and collect the numbers.
+//! One flash sale: start the server if asked, fetch the seat map, connect every user's WebSocket
+//! (ping/pong verified), send POST /api/v1/holds open- or closed-loop for the send window (most
+//! requests for the show's best seats, some for several seats), drain, run the checks and
+//! collect the numbers.
 
-use crate::args::Options;
+use crate::args::{Options, Target};
 use crate::cpu::{self, CpuUse};
+use crate::progress::Progress;
+use crate::server::StartedServer;
 use crate::sockets::connect_user;
 use crate::stats::{Book, Snapshot, Stats};
-use crate::token;
+use crate::verify::Verification;
+use crate::{collect, token};
 use booking_core::UserId;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
@@ -48,29 +53,40 @@ impl Rng {
     pub fn below(&mut self, n: usize) -> usize {
         ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
     }
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
-/// The show's seats as the seat map reported them at start.
+/// The show's seats as the seat map reported them.
 #[derive(Debug, Default)]
 pub struct SeatMapInfo {
-    /// Seats that may be requested (everything but BLOCKED).
+    /// Seats that may be requested (everything but BLOCKED), in seat-map order: a seat's index
+    /// here is its index everywhere in the run.
     pub seats: Vec<String>,
+    /// Per seat: its status.
+    pub status: Vec<String>,
+    /// The seats nearest the middle of the hall (a little behind the centre row), best first.
+    pub best: Vec<u32>,
     pub by_status: BTreeMap<String, u64>,
 }
 
-struct User {
-    auth: HeaderValue,
+pub(crate) struct User {
+    pub(crate) auth: HeaderValue,
 }
 
 /// Everything the senders and readers share.
 pub struct Ctx {
     pub opts: Options,
-    client: reqwest::Client,
+    pub(crate) client: reqwest::Client,
     holds_url: String,
     queues_url: String,
     admin_auth: HeaderValue,
-    users: Vec<User>,
-    seats: Vec<String>,
+    pub(crate) users: Vec<User>,
+    pub(crate) seats: Vec<String>,
+    /// The pool the hot share of requests picks from.
+    hot: Vec<u32>,
     /// Pre-rendered `{"showId":"…","seatIds":[` prefix of every body.
     body_prefix: String,
     pub stats: Stats,
@@ -79,7 +95,7 @@ pub struct Ctx {
     /// Set once the run is over, so WebSocket closes are not counted as failures.
     pub(crate) finished: AtomicBool,
     /// Set when the drain is over: progress stops.
-    stopped: AtomicBool,
+    pub(crate) stopped: AtomicBool,
 }
 
 /// What the report needs.
@@ -107,10 +123,49 @@ pub struct Outcomes {
     /// CPU seconds the `--server-pid` processes used from the start of the load to the end of
     /// the drain (every request sent was also decided in that span).
     pub server_cpu_seconds: Option<f64>,
+    /// CPU seconds this tool used over the same span.
+    pub loadgen_cpu_seconds: Option<f64>,
+    /// The checks (None with --no-verify).
+    pub verification: Option<Verification>,
+    /// What --start ran, if anything.
+    pub started: Option<String>,
+    /// The server's base URL (the one --start picked, or --base).
+    pub base: String,
 }
 
 /// Runs the whole thing. Errors are set-up failures; load-time failures are counted.
-pub async fn run(opts: Options) -> Result<Outcomes, String> {
+pub async fn run(mut opts: Options) -> Result<Outcomes, String> {
+    let mut server = None;
+    let started = match opts.common.target.clone() {
+        Target::Url { base, ws_base } => {
+            (opts.base, opts.ws_base) = (base, ws_base);
+            None
+        }
+        Target::Start(start) => {
+            let sockets = opts.users;
+            let s = tokio::task::spawn_blocking(move || {
+                let s = StartedServer::start(&start, sockets);
+                (s, start.backend)
+            })
+            .await
+            .map_err(|e| format!("--start: {e}"))?;
+            let (s, backend) = (s.0?, s.1);
+            (opts.base, opts.ws_base) = (s.base.clone(), s.ws_base.clone());
+            opts.common.server_pids.insert(0, s.pid);
+            let what = format!("{backend:?} server, pid {}", s.pid).to_lowercase();
+            eprintln!("loadgen: started an {what} on {}", s.base);
+            server = Some(s);
+            Some(what)
+        }
+    };
+    let outcome = run_against(opts, started).await;
+    if let Some(mut s) = server {
+        tokio::task::spawn_blocking(move || s.stop()).await.ok();
+    }
+    outcome
+}
+
+async fn run_against(opts: Options, started: Option<String>) -> Result<Outcomes, String> {
     let setup_started = Instant::now();
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -122,14 +177,18 @@ pub async fn run(opts: Options) -> Result<Outcomes, String> {
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
 
-    let seat_map = fetch_seat_map(&client, &opts).await?;
+    let seat_map = fetch_seat_map(&client, &opts.base, &opts.show).await?;
     if seat_map.seats.is_empty() {
         return Err(format!("show {} has no bookable seats", opts.show));
     }
-    if opts.seats > seat_map.seats.len() {
+    let most = opts.seats.max(if opts.multi_share > 0.0 {
+        opts.max_seats
+    } else {
+        0
+    });
+    if most > seat_map.seats.len() {
         return Err(format!(
-            "--seats {} is more than the show's {} seats",
-            opts.seats,
+            "requests of {most} seats are more than the show's {} seats",
             seat_map.seats.len()
         ));
     }
@@ -142,7 +201,7 @@ pub async fn run(opts: Options) -> Result<Outcomes, String> {
         let id: UserId = name
             .parse()
             .map_err(|e| format!("user id {name:?} is invalid: {e}"))?;
-        let token = token::mint(&opts.secret, id.as_str(), false, ttl);
+        let token = token::mint(&opts.common.secret, id.as_str(), false, ttl);
         let value = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|e| format!("token header: {e}"))?;
         users.push(User { auth: value });
@@ -153,21 +212,24 @@ pub async fn run(opts: Options) -> Result<Outcomes, String> {
         .map_err(|e| format!("admin user id: {e}"))?;
     let admin_auth = HeaderValue::from_str(&format!(
         "Bearer {}",
-        token::mint(&opts.secret, admin.as_str(), true, ttl)
+        token::mint(&opts.common.secret, admin.as_str(), true, ttl)
     ))
     .map_err(|e| format!("token header: {e}"))?;
 
     let show_json = serde_json::to_string(&opts.show).map_err(|e| e.to_string())?;
+    let hot: Vec<u32> = seat_map.best.iter().take(opts.hot_seats).copied().collect();
+    let origin = Instant::now();
     let ctx = Arc::new(Ctx {
         holds_url: format!("{}/api/v1/holds", opts.base),
         queues_url: format!("{}/api/v1/admin/queues", opts.base),
         body_prefix: format!("{{\"showId\":{show_json},\"seatIds\":["),
         seats: seat_map.seats.clone(),
+        hot,
         client,
         admin_auth,
         users,
-        stats: Stats::new(),
-        origin: Instant::now(),
+        stats: Stats::new(origin),
+        origin,
         finished: AtomicBool::new(false),
         stopped: AtomicBool::new(false),
         opts,
@@ -203,11 +265,13 @@ pub async fn run(opts: Options) -> Result<Outcomes, String> {
         setup_time.as_secs_f64() * 1e3
     );
 
-    let server_at_start = cpu::processes_ticks(&ctx.opts.server_pids);
+    let server_at_start = cpu::processes_ticks(&ctx.opts.common.server_pids);
+    let own_at_start = cpu::process_ticks(std::process::id());
     let cpu_at_start = cpu::sample();
     let start = Instant::now();
+    ctx.stats.load_starts(start);
     let end = start + ctx.opts.duration;
-    let progress = (!ctx.opts.quiet).then(|| tokio::spawn(progress(ctx.clone(), start)));
+    let progress = Progress::start(&ctx, start);
 
     if ctx.opts.rate > 0.0 {
         open_loop(ctx.clone(), start, end).await;
@@ -235,17 +299,34 @@ pub async fn run(opts: Options) -> Result<Outcomes, String> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let drain_end = Instant::now();
-    let server_at_end = cpu::processes_ticks(&ctx.opts.server_pids);
-    let server_cpu_seconds = (!ctx.opts.server_pids.is_empty())
+    let server_at_end = cpu::processes_ticks(&ctx.opts.common.server_pids);
+    let own_at_end = cpu::process_ticks(std::process::id());
+    let server_cpu_seconds = (!ctx.opts.common.server_pids.is_empty())
         .then(|| cpu::processes_seconds(&server_at_start, &server_at_end))
         .flatten();
+    let loadgen_cpu_seconds = cpu::processes_seconds(&[own_at_start], &[own_at_end]);
     ctx.stopped.store(true, Ordering::Relaxed);
-    ctx.finished.store(true, Ordering::Relaxed);
-    if let Some(p) = progress {
-        p.abort();
-    }
+    progress.finish();
     let at_end = ctx.stats.snapshot();
     let lane = lane_stats(&ctx).await;
+
+    let book = ctx.stats.take_book();
+    let verification = if ctx.opts.verify {
+        let sole_client = started.is_some();
+        Some(
+            collect::verify(
+                &ctx,
+                &book,
+                &seat_map,
+                sole_client,
+                at_end.in_flight + at_end.transport_errors,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    ctx.finished.store(true, Ordering::Relaxed);
 
     // Close politely, bounded.
     let closes = sinks.into_iter().map(|mut s| async move {
@@ -265,7 +346,7 @@ pub async fn run(opts: Options) -> Result<Outcomes, String> {
         at_end,
         total_time: drain_end - start,
         last_result_after,
-        book: ctx.stats.take_book(),
+        book,
         by_outcome: std::array::from_fn(|i| ctx.stats.by_outcome[i].load(Ordering::Relaxed)),
         rejected_by_code: ctx.stats.rejected_by_code.lock().expect("poisoned").clone(),
         transport_by_kind: ctx
@@ -280,11 +361,20 @@ pub async fn run(opts: Options) -> Result<Outcomes, String> {
         drained_fully,
         cpu,
         server_cpu_seconds,
+        loadgen_cpu_seconds,
+        verification,
+        started,
+        base: ctx.opts.base.clone(),
     })
 }
 
-async fn fetch_seat_map(client: &reqwest::Client, opts: &Options) -> Result<SeatMapInfo, String> {
-    let url = format!("{}/api/v1/shows/{}/seatmap", opts.base, opts.show);
+/// The show's seat map: every seat's status, and the best seats.
+pub(crate) async fn fetch_seat_map(
+    client: &reqwest::Client,
+    base: &str,
+    show: &str,
+) -> Result<SeatMapInfo, String> {
+    let url = format!("{base}/api/v1/shows/{show}/seatmap");
     let resp = tokio::time::timeout(SETUP_TIMEOUT, client.get(&url).send())
         .await
         .map_err(|_| format!("GET {url}: no answer within {SETUP_TIMEOUT:?}"))?
@@ -300,39 +390,73 @@ async fn fetch_seat_map(client: &reqwest::Client, opts: &Options) -> Result<Seat
         .as_array()
         .ok_or_else(|| format!("GET {url}: no rows in {body:.200}"))?;
     let mut info = SeatMapInfo::default();
-    for seat in rows.iter().filter_map(|r| r["seats"].as_array()).flatten() {
-        let (Some(id), Some(status)) = (seat["seatId"].as_str(), seat["status"].as_str()) else {
-            return Err(format!("GET {url}: seat without seatId/status: {seat}"));
-        };
-        *info.by_status.entry(status.to_owned()).or_default() += 1;
-        if status != "BLOCKED" {
-            info.seats.push(id.to_owned());
+    // (distance from the sweet spot, seat index) of every requestable seat.
+    let mut by_distance: Vec<(f64, u32)> = Vec::new();
+    let row_count = rows.len().max(2) as f64;
+    for (r, row) in rows.iter().enumerate() {
+        let seats = row["seats"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let seat_count = seats.len().max(2) as f64;
+        for (c, seat) in seats.iter().enumerate() {
+            let (Some(id), Some(status)) = (seat["seatId"].as_str(), seat["status"].as_str())
+            else {
+                return Err(format!("GET {url}: seat without seatId/status: {seat}"));
+            };
+            *info.by_status.entry(status.to_owned()).or_default() += 1;
+            if status != "BLOCKED" {
+                let (y, x) = (r as f64 / (row_count - 1.0), c as f64 / (seat_count - 1.0));
+                let distance = (y - 0.6).powi(2) + (x - 0.5).powi(2);
+                by_distance.push((distance, info.seats.len() as u32));
+                info.seats.push(id.to_owned());
+                info.status.push(status.to_owned());
+            }
         }
     }
+    by_distance.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    info.best = by_distance.into_iter().map(|(_, i)| i).collect();
     Ok(info)
 }
 
 impl Ctx {
-    /// A random user and a body with `--seats` distinct random seats.
-    fn pick(&self, rng: &mut Rng) -> (usize, String) {
+    /// A random user, a request's seats and its body: `--hot-share` of requests pick among the
+    /// best seats, `--multi-share` ask for 2 to `--max-seats` seats, the rest for `--seats`.
+    fn pick(&self, rng: &mut Rng) -> (usize, Box<[u32]>, String) {
         let user = rng.below(self.users.len());
-        let k = self.opts.seats;
-        let n = self.seats.len();
-        let mut chosen: Vec<usize> = Vec::with_capacity(k);
+        let o = &self.opts;
+        let k = if o.multi_share > 0.0 && rng.unit() < o.multi_share {
+            2 + rng.below(o.max_seats - 1)
+        } else {
+            o.seats
+        };
+        let hot = !self.hot.is_empty() && k <= self.hot.len() && rng.unit() < o.hot_share;
+        let n = if hot {
+            self.hot.len()
+        } else {
+            self.seats.len()
+        };
+        let k = k.min(n);
+        let mut chosen: Vec<u32> = Vec::with_capacity(k);
         if k * 2 <= n {
             while chosen.len() < k {
-                let s = rng.below(n);
+                let s = rng.below(n) as u32;
                 if !chosen.contains(&s) {
                     chosen.push(s);
                 }
             }
         } else {
-            let mut all: Vec<usize> = (0..n).collect();
+            let mut all: Vec<u32> = (0..n as u32).collect();
             for i in 0..k {
                 let j = i + rng.below(n - i);
                 all.swap(i, j);
             }
             chosen.extend_from_slice(&all[..k]);
+        }
+        if hot {
+            for s in &mut chosen {
+                *s = self.hot[*s as usize];
+            }
         }
         let mut body = String::with_capacity(self.body_prefix.len() + 8 * k + 2);
         body.push_str(&self.body_prefix);
@@ -340,10 +464,10 @@ impl Ctx {
             if i > 0 {
                 body.push(',');
             }
-            let _ = write!(body, "\"{}\"", self.seats[*s]);
+            let _ = write!(body, "\"{}\"", self.seats[*s as usize]);
         }
         body.push_str("]}");
-        (user, body)
+        (user, chosen.into_boxed_slice(), body)
     }
 }
 
@@ -375,7 +499,11 @@ fn transport_kind(e: &reqwest::Error) -> &'static str {
 }
 
 /// Sends one POST and books its answer. `_permit` holds an in-flight slot until it returns.
-async fn send_one(ctx: Arc<Ctx>, user: usize, body: String, _permit: Option<OwnedSemaphorePermit>) {
+async fn send_one(
+    ctx: Arc<Ctx>,
+    (user, seats, body): (usize, Box<[u32]>, String),
+    _permit: Option<OwnedSemaphorePermit>,
+) {
     let stats = &ctx.stats;
     let request = ctx
         .client
@@ -396,10 +524,10 @@ async fn send_one(ctx: Arc<Ctx>, user: usize, body: String, _permit: Option<Owne
     let answered = Instant::now();
     match answer {
         Ok((202, body)) => match serde_json::from_slice::<AcceptedBody>(&body) {
-            Ok(a) => stats.accepted(a.request_id, sent, answered),
-            Err(_) => stats.rejected("202 (body without requestId)".to_owned()),
+            Ok(a) => stats.accepted(a.request_id, user as u32, seats, sent, answered),
+            Err(_) => stats.rejected("202 (body without requestId)".to_owned(), answered),
         },
-        Ok((status, body)) => stats.rejected(format!("{status} {}", error_code(&body))),
+        Ok((status, body)) => stats.rejected(format!("{status} {}", error_code(&body)), answered),
         Err(e) => stats.transport_error(transport_kind(&e)),
     }
     stats.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -422,8 +550,8 @@ async fn open_loop(ctx: Arc<Ctx>, start: Instant, end: Instant) {
         while i < due {
             match limit.clone().try_acquire_owned() {
                 Ok(permit) => {
-                    let (user, body) = ctx.pick(&mut rng);
-                    tokio::spawn(send_one(ctx.clone(), user, body, Some(permit)));
+                    let picked = ctx.pick(&mut rng);
+                    tokio::spawn(send_one(ctx.clone(), picked, Some(permit)));
                 }
                 Err(_) => {
                     ctx.stats.skipped.fetch_add(1, Ordering::Relaxed);
@@ -448,8 +576,8 @@ async fn closed_loop(ctx: Arc<Ctx>, end: Instant) {
             while Instant::now() < end
                 && reserved.fetch_add(1, Ordering::Relaxed) < ctx.opts.max_requests
             {
-                let (user, body) = ctx.pick(&mut rng);
-                send_one(ctx.clone(), user, body, None).await;
+                let picked = ctx.pick(&mut rng);
+                send_one(ctx.clone(), picked, None).await;
             }
         }));
     }
@@ -482,45 +610,6 @@ async fn lane_stats(ctx: &Ctx) -> Option<serde_json::Value> {
         .cloned()
 }
 
-/// One line per second on stderr: what happened in that second, from this tool's own counts. (The
-/// server's queue statistics are read once, after the drain: counted from its store, they would
-/// cost the server under measurement a full count every second.)
-async fn progress(ctx: Arc<Ctx>, start: Instant) {
-    let mut tick = tokio::time::interval_at(
-        (start + Duration::from_secs(1)).into(),
-        Duration::from_secs(1),
-    );
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = Snapshot::default();
-    let mut last_at = start;
-    loop {
-        tick.tick().await;
-        if ctx.stopped.load(Ordering::Relaxed) {
-            return;
-        }
-        let now = Instant::now();
-        let s = ctx.stats.snapshot();
-        let dt = (now - last_at).as_secs_f64().max(1e-9);
-        eprintln!(
-            "[{:6.1}s] sent {:6.0}/s accepted {:6.0}/s rejected {:5.0}/s decided {:6.0}/s | in-flight POSTs {:4} awaiting results {:6}{}",
-            (now - start).as_secs_f64(),
-            (s.sent - last.sent) as f64 / dt,
-            (s.accepted - last.accepted) as f64 / dt,
-            (s.rejected - last.rejected) as f64 / dt,
-            (s.decided - last.decided) as f64 / dt,
-            s.in_flight,
-            s.waiting_result,
-            if s.skipped > last.skipped {
-                format!(" skipped +{}", s.skipped - last.skipped)
-            } else {
-                String::new()
-            },
-        );
-        last = s;
-        last_at = now;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,5 +622,9 @@ mod tests {
             seen[rng.below(10)] += 1;
         }
         assert!(seen.iter().all(|&c| c > 800 && c < 1200), "{seen:?}");
+        let units: Vec<f64> = (0..1000).map(|_| rng.unit()).collect();
+        assert!(units.iter().all(|u| (0.0..1.0).contains(u)));
+        let low = units.iter().filter(|&&u| u < 0.5).count();
+        assert!((400..600).contains(&low), "{low}");
     }
 }

@@ -21,6 +21,8 @@ struct Incoming<'a> {
     request_id: Option<&'a str>,
     #[serde(default, borrow)]
     status: Option<&'a str>,
+    #[serde(rename = "holdId", default, borrow)]
+    hold_id: Option<&'a str>,
 }
 
 /// Reads messages until one of type `kind` arrives (others, e.g. stale results, are skipped).
@@ -40,13 +42,15 @@ async fn wait_for(ws: &mut Ws, kind: &str) -> Result<(), String> {
     }
 }
 
-pub(crate) async fn connect_user(
-    ctx: Arc<Ctx>,
-    index: usize,
-    token: String,
-) -> Result<WsSink, String> {
-    let url = format!("{}/ws?token={token}", ctx.opts.ws_base);
-    let who = format!("{}{}", ctx.opts.user_prefix, index + 1);
+/// Opens one user's WebSocket and proves it live with ping → pong (and subscribes it to
+/// `subscribe_to`, if given). `who` names the user in errors.
+pub(crate) async fn open(
+    ws_base: &str,
+    token: &str,
+    who: &str,
+    subscribe_to: Option<&str>,
+) -> Result<Ws, String> {
+    let url = format!("{ws_base}/ws?token={token}");
     let (mut ws, _) = tokio::time::timeout(
         SETUP_TIMEOUT,
         tokio_tungstenite::connect_async_with_config(url, None, true),
@@ -60,8 +64,8 @@ pub(crate) async fn connect_user(
     wait_for(&mut ws, "pong")
         .await
         .map_err(|e| format!("{who}: {e}"))?;
-    if ctx.opts.subscribe {
-        let sub = serde_json::json!({"action": "subscribe", "showId": ctx.opts.show}).to_string();
+    if let Some(show) = subscribe_to {
+        let sub = serde_json::json!({"action": "subscribe", "showId": show}).to_string();
         ws.send(Message::text(sub))
             .await
             .map_err(|e| format!("{who}: send subscribe: {e}"))?;
@@ -69,6 +73,18 @@ pub(crate) async fn connect_user(
             .await
             .map_err(|e| format!("{who}: {e}"))?;
     }
+    Ok(ws)
+}
+
+/// A flash-sale user's WebSocket: opened, and its reader running.
+pub(crate) async fn connect_user(
+    ctx: Arc<Ctx>,
+    index: usize,
+    token: String,
+) -> Result<WsSink, String> {
+    let who = format!("{}{}", ctx.opts.user_prefix, index + 1);
+    let subscribe = ctx.opts.subscribe.then_some(ctx.opts.show.as_str());
+    let ws = open(&ctx.opts.ws_base, &token, &who, subscribe).await?;
     let (sink, stream) = ws.split();
     tokio::spawn(read_results(ctx, stream));
     Ok(sink)
@@ -99,7 +115,8 @@ fn on_message(ctx: &Ctx, text: &str, received: Instant) {
     match msg.request_id.map(Uuid::parse_str) {
         Some(Ok(id)) => {
             let outcome = Outcome::parse(msg.status.unwrap_or(""));
-            ctx.stats.result(id, outcome, received, ctx.origin);
+            let hold_id = msg.hold_id.and_then(|h| Uuid::parse_str(h).ok());
+            ctx.stats.result(id, outcome, hold_id, received);
         }
         _ => {
             ctx.stats.ws_unparsed.fetch_add(1, Ordering::Relaxed);

@@ -1,14 +1,15 @@
-//! Shared counters and the request ↔ result matcher.
+//! Shared counters, the request ↔ result matcher and the record of every accepted request.
 //!
 //! A BOOKING_RESULT may reach the requester's WebSocket before the POST's 202 body has been read,
-//! so both sides meet in one map keyed by request id: whichever arrives first leaves its instant
-//! there, the second one computes the latency and removes the entry.
+//! so both sides meet keyed by request id: whichever arrives first is kept, the second one
+//! completes the request's [`Record`]. The records (who asked for which seats, when it was sent
+//! and answered, what was pushed, how often) are what the checks after the run work from.
 
 use hdrhistogram::Histogram;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use uuid::Uuid;
 
 /// Longest latency the histograms track (larger values are clamped): one hour, in µs.
@@ -16,10 +17,6 @@ const MAX_TRACKED_US: u64 = 3_600_000_000;
 
 pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_TRACKED_US, 3).expect("valid histogram bounds")
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// The decided states of a BOOKING_RESULT.
@@ -43,30 +40,98 @@ impl Outcome {
     fn index(self) -> usize {
         self as usize
     }
+    /// The status as the API spells it (`other` for anything unexpected).
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self.index()]
+    }
     pub const NAMES: [&'static str; 4] = ["SUCCESS", "FAILED", "EXPIRED", "other"];
 }
 
-enum Slot {
-    /// The 202 came back first: when the POST was sent.
-    Sent(Instant),
-    /// The BOOKING_RESULT came first: when it was received.
-    Arrived(Instant),
+/// When a BOOKING_RESULT arrived, and what it said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pushed {
+    pub outcome: Outcome,
+    pub hold_id: Option<Uuid>,
+    /// Nanoseconds after the run's time origin.
+    pub received_ns: u64,
 }
 
-/// The matcher and the latency histograms, under one lock (every critical section is a hash map
-/// operation and a histogram increment).
+/// One accepted request, as the checks after the run need it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub id: Uuid,
+    /// Index of the user (0-based) that sent it.
+    pub user: u32,
+    /// Indices into the run's seat list.
+    pub seats: Box<[u32]>,
+    /// Nanoseconds after the run's time origin: POST sent, 202 read.
+    pub sent_ns: u64,
+    pub answered_ns: u64,
+    /// The first BOOKING_RESULT, and how many arrived in all (more than one is a defect).
+    pub pushed: Option<Pushed>,
+    pub pushes: u32,
+}
+
+/// One second of the load, for the timeline and the plot.
+pub struct Second {
+    pub accepted: u64,
+    pub rejected: u64,
+    pub decided: u64,
+    /// POST sent → BOOKING_RESULT received of the results that arrived in this second, µs.
+    pub latency: Histogram<u64>,
+}
+
+/// The matcher, the records and the latency histograms, under one lock (every critical section
+/// is a hash map operation, a push and a histogram increment).
 pub struct Book {
-    slots: HashMap<Uuid, Slot>,
+    origin: Instant,
+    /// Nanoseconds after `origin` at which the load started (the timeline's zero).
+    load_start_ns: u64,
+    pub records: Vec<Record>,
+    index: HashMap<Uuid, u32>,
+    /// Results whose 202 has not (yet) been seen, with how many arrived.
+    early: HashMap<Uuid, (Pushed, u32)>,
     /// POST sent → BOOKING_RESULT received, µs.
     pub e2e: Histogram<u64>,
     /// POST sent → 202 body read, µs.
     pub post: Histogram<u64>,
     /// Accepted requests still waiting for their result.
     pub waiting_result: u64,
-    /// Results whose 202 has not (yet) been seen.
-    pub early: u64,
     pub matched: u64,
     pub duplicate_results: u64,
+    pub timeline: Vec<Second>,
+}
+
+impl Book {
+    fn ns(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn second(&mut self, at_ns: u64) -> &mut Second {
+        let i = (at_ns.saturating_sub(self.load_start_ns) / 1_000_000_000) as usize;
+        while self.timeline.len() <= i {
+            self.timeline.push(Second {
+                accepted: 0,
+                rejected: 0,
+                decided: 0,
+                latency: Histogram::new_with_bounds(1, MAX_TRACKED_US, 2)
+                    .expect("valid histogram bounds"),
+            });
+        }
+        &mut self.timeline[i]
+    }
+
+    fn matched_latency(&mut self, sent_ns: u64, received_ns: u64) {
+        self.matched += 1;
+        let us = received_ns.saturating_sub(sent_ns) / 1000;
+        self.e2e.saturating_record(us);
+        self.second(received_ns).latency.saturating_record(us);
+    }
+
+    /// Results for request ids this run never got a 202 for.
+    pub fn unmatched(&self) -> u64 {
+        self.early.len() as u64
+    }
 }
 
 #[derive(Default)]
@@ -85,7 +150,7 @@ pub struct Stats {
     /// BOOKING_RESULT messages received, all of them.
     pub decided: AtomicU64,
     pub by_outcome: [AtomicU64; 4],
-    /// Nanoseconds after `start` of the latest BOOKING_RESULT.
+    /// Nanoseconds after the time origin of the latest BOOKING_RESULT.
     pub last_result_ns: AtomicU64,
     pub ws_closed: AtomicU64,
     pub ws_unparsed: AtomicU64,
@@ -108,16 +173,21 @@ pub struct Snapshot {
 }
 
 impl Stats {
-    pub fn new() -> Self {
+    /// Counters whose instants are measured from `origin`.
+    pub fn new(origin: Instant) -> Self {
         let s = Self::default();
         *s.book.lock().expect("book poisoned") = Some(Book {
-            slots: HashMap::with_capacity(1 << 16),
+            origin,
+            load_start_ns: 0,
+            records: Vec::with_capacity(1 << 16),
+            index: HashMap::with_capacity(1 << 16),
+            early: HashMap::new(),
             e2e: histogram(),
             post: histogram(),
             waiting_result: 0,
-            early: 0,
             matched: 0,
             duplicate_results: 0,
+            timeline: Vec::new(),
         });
         s
     }
@@ -127,57 +197,98 @@ impl Stats {
         f(guard.as_mut().expect("book present"))
     }
 
-    /// A 202 for `id`, whose POST was sent at `sent` and answered at `answered`.
-    pub fn accepted(&self, id: Uuid, sent: Instant, answered: Instant) {
+    /// The load starts now: the timeline's second 0.
+    pub fn load_starts(&self, at: Instant) {
+        self.with_book(|b| b.load_start_ns = b.ns(at));
+    }
+
+    /// A 202 for `id` from `user` for `seats`, whose POST was sent at `sent` and answered at
+    /// `answered`.
+    pub fn accepted(
+        &self,
+        id: Uuid,
+        user: u32,
+        seats: Box<[u32]>,
+        sent: Instant,
+        answered: Instant,
+    ) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
         self.with_book(|b| {
-            b.post.saturating_record(micros(answered - sent));
-            match b.slots.remove(&id) {
-                Some(Slot::Arrived(received)) => {
-                    b.early -= 1;
-                    b.matched += 1;
-                    b.e2e
-                        .saturating_record(micros(received.saturating_duration_since(sent)));
-                }
-                Some(Slot::Sent(earlier)) => {
-                    // The same id accepted twice: cannot happen without Idempotency-Key; keep the first.
-                    b.slots.insert(id, Slot::Sent(earlier));
+            let (sent_ns, answered_ns) = (b.ns(sent), b.ns(answered));
+            b.post
+                .saturating_record(answered_ns.saturating_sub(sent_ns) / 1000);
+            b.second(answered_ns).accepted += 1;
+            if b.index.contains_key(&id) {
+                // The same id accepted twice: cannot happen without Idempotency-Key; keep the first.
+                return;
+            }
+            let (pushed, pushes) = match b.early.remove(&id) {
+                Some((pushed, n)) => {
+                    b.matched_latency(sent_ns, pushed.received_ns);
+                    (Some(pushed), n)
                 }
                 None => {
                     b.waiting_result += 1;
-                    b.slots.insert(id, Slot::Sent(sent));
+                    (None, 0)
+                }
+            };
+            b.index.insert(id, b.records.len() as u32);
+            b.records.push(Record {
+                id,
+                user,
+                seats,
+                sent_ns,
+                answered_ns,
+                pushed,
+                pushes,
+            });
+        });
+    }
+
+    /// A BOOKING_RESULT for `id` received at `received`.
+    pub fn result(&self, id: Uuid, outcome: Outcome, hold_id: Option<Uuid>, received: Instant) {
+        self.decided.fetch_add(1, Ordering::Relaxed);
+        self.by_outcome[outcome.index()].fetch_add(1, Ordering::Relaxed);
+        self.with_book(|b| {
+            let received_ns = b.ns(received);
+            self.last_result_ns
+                .fetch_max(received_ns, Ordering::Relaxed);
+            b.second(received_ns).decided += 1;
+            let pushed = Pushed {
+                outcome,
+                hold_id,
+                received_ns,
+            };
+            match b.index.get(&id).copied() {
+                Some(i) => {
+                    let r = &mut b.records[i as usize];
+                    r.pushes += 1;
+                    if r.pushes > 1 {
+                        b.duplicate_results += 1;
+                        return;
+                    }
+                    r.pushed = Some(pushed);
+                    let sent_ns = r.sent_ns;
+                    b.waiting_result -= 1;
+                    b.matched_latency(sent_ns, received_ns);
+                }
+                None => {
+                    let entry = b.early.entry(id).or_insert((pushed, 0));
+                    entry.1 += 1;
+                    if entry.1 > 1 {
+                        b.duplicate_results += 1;
+                    }
                 }
             }
         });
     }
 
-    /// A BOOKING_RESULT for `id` received at `received` (`start` is the run's time origin).
-    pub fn result(&self, id: Uuid, outcome: Outcome, received: Instant, start: Instant) {
-        self.decided.fetch_add(1, Ordering::Relaxed);
-        self.by_outcome[outcome.index()].fetch_add(1, Ordering::Relaxed);
-        let at =
-            u64::try_from(received.saturating_duration_since(start).as_nanos()).unwrap_or(u64::MAX);
-        self.last_result_ns.fetch_max(at, Ordering::Relaxed);
-        self.with_book(|b| match b.slots.remove(&id) {
-            Some(Slot::Sent(sent)) => {
-                b.waiting_result -= 1;
-                b.matched += 1;
-                b.e2e
-                    .saturating_record(micros(received.saturating_duration_since(sent)));
-            }
-            Some(Slot::Arrived(first)) => {
-                b.duplicate_results += 1;
-                b.slots.insert(id, Slot::Arrived(first));
-            }
-            None => {
-                b.early += 1;
-                b.slots.insert(id, Slot::Arrived(received));
-            }
-        });
-    }
-
-    pub fn rejected(&self, key: String) {
+    pub fn rejected(&self, key: String, answered: Instant) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.with_book(|b| {
+            let at = b.ns(answered);
+            b.second(at).rejected += 1;
+        });
         *self
             .rejected_by_code
             .lock()
@@ -210,7 +321,7 @@ impl Stats {
         }
     }
 
-    /// Takes the matcher out for the final report.
+    /// Takes the book out for the checks and the final report.
     pub fn take_book(&self) -> Book {
         self.book
             .lock()
@@ -223,42 +334,55 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
-    fn matches_in_either_order() {
-        let s = Stats::new();
+    fn matches_in_either_order_and_counts_duplicates() {
         let t0 = Instant::now();
-        let a = Uuid::new_v4();
-        let b = Uuid::new_v4();
+        let s = Stats::new(t0);
+        s.load_starts(t0);
+        let ms = Duration::from_millis;
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let hold = Some(Uuid::new_v4());
         // a: 202 first, result later.
-        s.accepted(a, t0, t0 + Duration::from_millis(1));
-        s.result(a, Outcome::Success, t0 + Duration::from_millis(5), t0);
+        s.accepted(a, 0, Box::new([3]), t0, t0 + ms(1));
+        s.result(a, Outcome::Success, hold, t0 + ms(5));
         // b: result before the 202 body was read.
-        s.result(b, Outcome::Failed, t0 + Duration::from_millis(3), t0);
-        s.accepted(
-            b,
-            t0 + Duration::from_millis(1),
-            t0 + Duration::from_millis(4),
-        );
+        s.result(b, Outcome::Failed, None, t0 + ms(3));
+        s.accepted(b, 1, Box::new([3, 4]), t0 + ms(1), t0 + ms(4));
+        // a again: a second result for one request.
+        s.result(a, Outcome::Success, hold, t0 + ms(6));
         // c: a result for nothing we sent.
-        s.result(Uuid::new_v4(), Outcome::Expired, t0, t0);
+        s.result(Uuid::new_v4(), Outcome::Expired, None, t0);
         let snap = s.snapshot();
-        assert_eq!(snap.accepted, 2);
-        assert_eq!(snap.decided, 3);
-        assert_eq!(snap.waiting_result, 0);
+        assert_eq!(
+            (snap.accepted, snap.decided, snap.waiting_result),
+            (2, 4, 0)
+        );
         let book = s.take_book();
-        assert_eq!(book.matched, 2);
-        assert_eq!(book.early, 1);
+        assert_eq!(
+            (book.matched, book.unmatched(), book.duplicate_results),
+            (2, 1, 1)
+        );
+        assert_eq!(book.records[0].pushes, 2);
+        assert_eq!(book.records[0].pushed.unwrap().hold_id, hold);
+        assert_eq!(book.records[1].pushed.unwrap().outcome, Outcome::Failed);
+        assert_eq!(&*book.records[1].seats, &[3, 4]);
         assert_eq!(book.e2e.len(), 2);
         assert!(
-            book.e2e.max() >= 4_990 && book.e2e.max() <= 5_010,
+            (4_990..=5_010).contains(&book.e2e.max()),
             "{}",
             book.e2e.max()
         );
         assert!(
-            book.e2e.min() >= 1_990 && book.e2e.min() <= 2_010,
+            (1_990..=2_010).contains(&book.e2e.min()),
             "{}",
             book.e2e.min()
+        );
+        assert_eq!(book.timeline.len(), 1);
+        assert_eq!(
+            (book.timeline[0].accepted, book.timeline[0].decided),
+            (2, 4)
         );
     }
 }

@@ -1,0 +1,196 @@
+//! The reads after a run that the checks in [`crate::verify`] judge: every accepted request
+//! polled (or a sample, with `--verify-polls`), every hold a result named read back by its
+//! owner, and the seat map once more. The load is over by then, so these reads cost the
+//! measurement nothing.
+
+use crate::run::{Ctx, Rng, SeatMapInfo, fetch_seat_map};
+use crate::stats::{Book, Outcome};
+use crate::verify::{self, Evidence, HoldState, Polled, Verification};
+use futures_util::StreamExt;
+use reqwest::header::AUTHORIZATION;
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+use uuid::Uuid;
+
+/// GETs in flight at once while checking.
+const PARALLELISM: usize = 32;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestBody {
+    status: String,
+    #[serde(default)]
+    hold_id: Option<Uuid>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HoldBody {
+    status: String,
+    seat_ids: Vec<String>,
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    ctx: &Ctx,
+    url: String,
+    user: u32,
+) -> Result<T, String> {
+    let resp = ctx
+        .client
+        .get(&url)
+        .header(AUTHORIZATION, ctx.users[user as usize].auth.clone())
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
+    if !status.is_success() {
+        return Err(format!(
+            "GET {url}: {status}: {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("GET {url}: {e}"))
+}
+
+/// Which records to poll: all of them, or a seeded sample of `limit` plus every record whose
+/// result never arrived (only a poll can say what became of those).
+fn to_poll(book: &Book, limit: usize, seed: u64) -> Vec<usize> {
+    let n = book.records.len();
+    if limit == 0 || limit >= n {
+        return (0..n).collect();
+    }
+    let mut all: Vec<usize> = (0..n).collect();
+    let mut rng = Rng::new(seed ^ 0x5EED_CAFE);
+    for i in 0..limit {
+        let j = i + rng.below(n - i);
+        all.swap(i, j);
+    }
+    let mut chosen: Vec<usize> = all[..limit].to_vec();
+    chosen.extend(
+        all[limit..]
+            .iter()
+            .filter(|&&i| book.records[i].pushes == 0),
+    );
+    chosen.sort_unstable();
+    chosen
+}
+
+/// Reads what the checks need and runs them.
+pub async fn verify(
+    ctx: &Ctx,
+    book: &Book,
+    start_map: &SeatMapInfo,
+    sole_client: bool,
+    unanswered_posts: u64,
+) -> Result<Verification, String> {
+    let base = &ctx.opts.base;
+    let records = &book.records;
+    let chosen = to_poll(book, ctx.opts.verify_polls, ctx.opts.seed);
+    if !ctx.opts.common.quiet {
+        eprintln!(
+            "loadgen: checking: polling {} of {} accepted requests",
+            chosen.len(),
+            records.len()
+        );
+    }
+    let mut polled: Vec<Option<Result<Polled, String>>> = vec![None; records.len()];
+    let answers = futures_util::stream::iter(chosen)
+        .map(|i| async move {
+            let r = &records[i];
+            let url = format!("{base}/api/v1/booking-requests/{}", r.id);
+            let answer = get_json::<RequestBody>(ctx, url, r.user)
+                .await
+                .map(|b| Polled {
+                    status: b.status,
+                    hold_id: b.hold_id,
+                });
+            (i, answer)
+        })
+        .buffer_unordered(PARALLELISM)
+        .collect::<Vec<_>>()
+        .await;
+    for (i, answer) in answers {
+        polled[i] = Some(answer);
+    }
+
+    // Every hold a result named, with its owner.
+    let mut holds_to_read: Vec<(Uuid, u32)> = Vec::new();
+    let mut seen = HashSet::new();
+    for (r, p) in records.iter().zip(&polled) {
+        let pushed = r
+            .pushed
+            .filter(|p| p.outcome == Outcome::Success)
+            .and_then(|p| p.hold_id);
+        let polled = match p {
+            Some(Ok(p)) if p.status == "SUCCESS" => p.hold_id,
+            _ => None,
+        };
+        for id in pushed.into_iter().chain(polled) {
+            if seen.insert(id) {
+                holds_to_read.push((id, r.user));
+            }
+        }
+    }
+    if !ctx.opts.common.quiet {
+        eprintln!(
+            "loadgen: checking: reading back {} holds",
+            holds_to_read.len()
+        );
+    }
+    let index: HashMap<&str, u32> = start_map
+        .seats
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i as u32))
+        .collect();
+    let read = futures_util::stream::iter(holds_to_read)
+        .map(|(id, user)| async move {
+            let url = format!("{base}/api/v1/holds/{id}");
+            (id, user, get_json::<HoldBody>(ctx, url, user).await)
+        })
+        .buffer_unordered(PARALLELISM)
+        .collect::<Vec<_>>()
+        .await;
+    let mut holds = Vec::new();
+    let mut hold_errors = Vec::new();
+    for (hold_id, user, answer) in read {
+        match answer {
+            Ok(h) => {
+                let mut seats = Vec::with_capacity(h.seat_ids.len());
+                for s in &h.seat_ids {
+                    match index.get(s.as_str()) {
+                        Some(&i) => seats.push(i),
+                        None => hold_errors.push((hold_id, format!("unknown seat {s}"))),
+                    }
+                }
+                holds.push(HoldState {
+                    hold_id,
+                    user,
+                    status: h.status,
+                    seats,
+                });
+            }
+            Err(e) => hold_errors.push((hold_id, e)),
+        }
+    }
+
+    let end_map = fetch_seat_map(&ctx.client, base, &ctx.opts.show).await?;
+    let mut held_at_end = vec![false; start_map.seats.len()];
+    for (id, status) in end_map.seats.iter().zip(&end_map.status) {
+        if let Some(&i) = index.get(id.as_str()) {
+            held_at_end[i as usize] = status == "HELD";
+        }
+    }
+    let evidence = Evidence {
+        records,
+        polled,
+        holds,
+        hold_errors,
+        available_at_start: start_map.status.iter().map(|s| s == "AVAILABLE").collect(),
+        held_at_end,
+        sole_client,
+        unanswered_posts,
+    };
+    Ok(verify::check(&evidence))
+}

@@ -1,0 +1,121 @@
+//! `--start`: a `seatbook` server of the tool's own for one run, on a free loopback port and a
+//! fresh data directory, with the limits that are about something else (per-user request caps
+//! and rate limits, the socket cap) turned out of the way, so that the run measures the booking
+//! path and the checks see every request that reached it.
+
+use crate::args::{StartBackend, StartOptions};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// How long a server may take to print its address (migrations and the demo seed included).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running server; stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct StartedServer {
+    child: Child,
+    pub base: String,
+    pub ws_base: String,
+    pub pid: u32,
+    /// Removed when the server is dropped, after it has stopped.
+    _data_dir: tempfile::TempDir,
+}
+
+impl StartedServer {
+    /// Starts the server and waits until it listens. `sockets` is how many WebSockets the run
+    /// will open (the server's cap is raised above it).
+    pub fn start(opts: &StartOptions, sockets: usize) -> Result<Self, String> {
+        let data_dir = tempfile::Builder::new()
+            .prefix("loadgen-server-")
+            .tempdir()
+            .map_err(|e| format!("--start: cannot make a data directory: {e}"))?;
+        let log_path = data_dir.path().join("server.log");
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| format!("--start: cannot create {}: {e}", log_path.display()))?;
+        let mut cmd = Command::new(&opts.server_bin);
+        cmd.env("BIND", "127.0.0.1:0")
+            .env("DATA_DIR", data_dir.path())
+            .env_remove("JWT_SECRET")
+            .env("RUST_LOG", "warn")
+            .env("MAX_OPEN_REQUESTS_PER_USER", "100")
+            .env("RATE_LIMIT_HOLDS", "off")
+            .env("RATE_LIMIT_ORDERS", "off")
+            .env("RATE_LIMIT_PAYMENTS", "off")
+            .env("RATE_LIMIT_PER_IP", "off")
+            .env("MAX_SOCKETS", (sockets + 1000).to_string())
+            .env("MAX_CONCURRENT_REQUESTS", "4096")
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        if opts.backend == StartBackend::Postgres {
+            let (Some(db), Some(redis)) = (&opts.database_url, &opts.redis_url) else {
+                return Err("--start postgres needs --database-url and --redis-url".into());
+            };
+            cmd.env("DATABASE_URL", db).env("REDIS_URL", redis);
+        }
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("--start: cannot run {}: {e}", opts.server_bin.display()))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads stdout to its end, so that the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("seatbook listening on http://") {
+                    let addr = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let pid = child.id();
+        let addr = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: String = tail.lines().rev().take(20).collect::<Vec<_>>().join("\n");
+                return Err(format!(
+                    "--start: the server did not listen within {START_TIMEOUT:?}; its last log lines (newest first):\n{tail}"
+                ));
+            }
+        };
+        Ok(Self {
+            child,
+            base: format!("http://{addr}"),
+            ws_base: format!("ws://{addr}"),
+            pid,
+            _data_dir: data_dir,
+        })
+    }
+
+    /// Stops the server: SIGTERM (its clean shutdown), then SIGKILL after a few seconds.
+    pub fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid.to_string())
+            .status();
+        for _ in 0..100 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for StartedServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,89 @@
+//! The flash-sale tool's quick run, in the test suite: a server started by the tool itself (the
+//! real binary, on each backend), a crowd of users with WebSockets asking mostly for the same
+//! best seats, then the tool's checks: exactly one result per accepted request (WebSocket and
+//! polling agreeing), no seat in two live holds and a seat map that agrees, and no request that
+//! lost its seat to a later one. Timings are printed, never judged.
+
+// Every test target of a package gets all its dependencies; each uses only some of them.
+#![allow(unused_crate_dependencies)]
+
+use booking_loadgen::args::Target;
+use booking_loadgen::{Options, Outcomes, Scenario};
+use booking_testkit::postgres::TestDatabase;
+use booking_testkit::redis::PrivateRedis;
+
+fn quick(extra: &[&str]) -> Options {
+    let mut argv = vec![
+        "loadgen",
+        "flash-sale",
+        "--quick",
+        "--quiet",
+        "--server-bin",
+        env!("CARGO_BIN_EXE_seatbook"),
+        // Fixed, so that a failure can be replayed.
+        "--seed",
+        "20261203",
+    ];
+    argv.extend_from_slice(extra);
+    match booking_loadgen::parse_from(argv, None).expect("a valid command line") {
+        Scenario::FlashSale(o) => *o,
+        Scenario::Sockets(_) => unreachable!(),
+    }
+}
+
+/// The checks passed, and they had something to check: without contested seats, decided
+/// requests and live holds, "no violations" would prove nothing.
+fn assert_checked_and_passed(o: &Outcomes) {
+    let v = o.verification.as_ref().expect("the checks ran");
+    assert!(v.passed(), "the checks failed: {:#?}", v);
+    assert!(
+        v.accepted > 100,
+        "too few requests to judge: {}",
+        v.accepted
+    );
+    assert_eq!(v.polled, v.accepted, "--quick polls every accepted request");
+    assert_eq!(
+        o.at_end.decided, v.accepted,
+        "every accepted request decided"
+    );
+    assert!(v.live_holds > 0 && v.holds_read >= v.live_holds, "{v:?}");
+    let f = &v.fairness;
+    assert!(f.conclusive, "every POST was answered");
+    assert!(
+        f.failed_checked > 0 && f.explained > 0,
+        "no contested seats were judged: {f:?}"
+    );
+    assert_eq!(f.violations, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_flash_sale_on_the_embedded_store_passes_its_checks() {
+    let opts = quick(&["--start", "embedded"]);
+    assert!(matches!(opts.common.target, Target::Start(_)));
+    let o = booking_loadgen::flash_sale(opts.clone())
+        .await
+        .expect("the run");
+    booking_loadgen::publish(&opts, 2, &o).expect("the report");
+    assert_checked_and_passed(&o);
+    assert!(o.started.is_some(), "the tool started its own server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_flash_sale_on_postgres_and_redis_passes_its_checks() {
+    let database = TestDatabase::create().await;
+    let redis = PrivateRedis::start();
+    let (db, rd) = (database.url().to_owned(), redis.url());
+    let opts = quick(&[
+        "--start",
+        "postgres",
+        "--database-url",
+        db.as_str(),
+        "--redis-url",
+        rd.as_str(),
+    ]);
+    let o = booking_loadgen::flash_sale(opts.clone())
+        .await
+        .expect("the run");
+    booking_loadgen::publish(&opts, 2, &o).expect("the report");
+    assert_checked_and_passed(&o);
+}
