@@ -43,12 +43,12 @@ fn assert_checked_and_passed(o: &Outcomes) {
     );
     assert_eq!(v.polled, v.accepted, "--quick polls every accepted request");
     assert_eq!(
-        o.at_end.decided, v.accepted,
-        "every accepted request decided"
+        o.book.matched + v.results_lost_to_restarts,
+        v.accepted,
+        "every accepted request decided once: pushed, or (after a crash) found decided by polling"
     );
     assert!(v.live_holds > 0 && v.holds_read >= v.live_holds, "{v:?}");
     let f = &v.fairness;
-    assert!(f.conclusive, "every POST was answered");
     assert!(
         f.failed_checked > 0 && f.explained > 0,
         "no contested seats were judged: {f:?}"
@@ -86,4 +86,28 @@ async fn quick_flash_sale_on_postgres_and_redis_passes_its_checks() {
         .expect("the run");
     booking_loadgen::publish(&opts, 2, &o).expect("the report");
     assert_checked_and_passed(&o);
+}
+
+/// Five kill -9s mid-sale, each followed by a restart on the same data: nothing accepted is lost
+/// (every accepted request is decided, found by polling where the crash took its push), no seat
+/// is held twice, fairness holds across the restarts, and the server takes requests again.
+async fn survives_five_kill_9_restarts(backend: &[&str]) {
+    let mut args = vec!["--kill", "5", "--duration", "6"];
+    args.extend_from_slice(backend);
+    let opts = quick(&args);
+    let o = booking_loadgen::flash_sale(opts.clone())
+        .await
+        .expect("the run");
+    booking_loadgen::publish(&opts, 2, &o).expect("the report");
+    assert_eq!(o.outages.len(), 5, "five crashes and restarts");
+    assert!(
+        o.accepted_after_last_restart.is_some_and(|n| n > 0),
+        "the server took requests again after the last restart"
+    );
+    assert_checked_and_passed(&o);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_flash_sale_on_the_embedded_store_survives_five_kill_9_restarts() {
+    survives_five_kill_9_restarts(&["--start", "embedded"]).await;
 }

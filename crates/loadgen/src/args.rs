@@ -145,6 +145,11 @@ pub struct FlashSaleArgs {
     /// Random seed for user and seat picks (default: from the clock).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Crash the started server (kill -9) this many times during the send window, evenly
+    /// spaced, each time starting it again on the same port and data; the checks then also
+    /// prove that nothing accepted was lost.
+    #[arg(long, default_value_t = 0, requires = "start", value_parser = clap::value_parser!(u16).range(0..=100))]
+    pub kill: u16,
     /// Skip the checks after the run.
     #[arg(long)]
     pub no_verify: bool,
@@ -261,6 +266,8 @@ pub struct Options {
     pub user_prefix: String,
     pub subscribe: bool,
     pub seed: u64,
+    /// kill -9 and restarts of the started server during the window.
+    pub kills: usize,
     pub verify: bool,
     /// 0 = every accepted request.
     pub verify_polls: usize,
@@ -419,6 +426,7 @@ fn flash_sale(a: FlashSaleArgs, env_secret: Option<String>) -> Result<Options, S
         user_prefix: a.user_prefix,
         subscribe: a.subscribe,
         seed,
+        kills: usize::from(a.kill),
         verify: !a.no_verify,
         verify_polls: a.verify_polls.unwrap_or(if q { 0 } else { 20_000 }),
         report: a.report,
@@ -542,6 +550,7 @@ mod tests {
             &["--duration", "NaN"],
             &["--json=1"],
             &["--server-bin", "x"],
+            &["--kill", "5"],
             &["--start", "embedded", "--base", "http://127.0.0.1:1"],
         ] {
             assert!(flash(bad).is_err(), "{bad:?} was accepted");

@@ -14,6 +14,9 @@ use uuid::Uuid;
 
 /// GETs in flight at once while checking.
 const PARALLELISM: usize = 32;
+/// Polls of a still-undecided request, a pause apart, before it counts as undecided.
+const UNDECIDED_RETRIES: usize = 10;
+const UNDECIDED_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -82,7 +85,6 @@ pub async fn verify(
     book: &Book,
     start_map: &SeatMapInfo,
     sole_client: bool,
-    unanswered_posts: u64,
 ) -> Result<Verification, String> {
     let base = &ctx.opts.base;
     let records = &book.records;
@@ -95,23 +97,39 @@ pub async fn verify(
         );
     }
     let mut polled: Vec<Option<Result<Polled, String>>> = vec![None; records.len()];
-    let answers = futures_util::stream::iter(chosen)
-        .map(|i| async move {
-            let r = &records[i];
-            let url = format!("{base}/api/v1/booking-requests/{}", r.id);
-            let answer = get_json::<RequestBody>(ctx, url, r.user)
-                .await
-                .map(|b| Polled {
-                    status: b.status,
-                    hold_id: b.hold_id,
-                });
-            (i, answer)
-        })
-        .buffer_unordered(PARALLELISM)
-        .collect::<Vec<_>>()
-        .await;
-    for (i, answer) in answers {
-        polled[i] = Some(answer);
+    let mut pending = chosen;
+    // A request may still be deciding when its poll comes (after a crash, recovery decides the
+    // backlog); those are asked again a few times before "undecided" stands.
+    for round in 0..=UNDECIDED_RETRIES {
+        if round > 0 {
+            tokio::time::sleep(UNDECIDED_PAUSE).await;
+        }
+        let answers = futures_util::stream::iter(pending)
+            .map(|i| async move {
+                let r = &records[i];
+                let url = format!("{base}/api/v1/booking-requests/{}", r.id);
+                let answer = get_json::<RequestBody>(ctx, url, r.user)
+                    .await
+                    .map(|b| Polled {
+                        status: b.status,
+                        hold_id: b.hold_id,
+                    });
+                (i, answer)
+            })
+            .buffer_unordered(PARALLELISM)
+            .collect::<Vec<_>>()
+            .await;
+        pending = Vec::new();
+        for (i, answer) in answers {
+            if matches!(&answer, Ok(p) if !matches!(p.status.as_str(), "SUCCESS" | "FAILED" | "EXPIRED"))
+            {
+                pending.push(i);
+            }
+            polled[i] = Some(answer);
+        }
+        if pending.is_empty() {
+            break;
+        }
     }
 
     // Every hold a result named, with its owner.
@@ -190,7 +208,8 @@ pub async fn verify(
         available_at_start: start_map.status.iter().map(|s| s == "AVAILABLE").collect(),
         held_at_end,
         sole_client,
-        unanswered_posts,
+        unanswered: &book.unanswered,
+        restarts: ctx.opts.kills > 0,
     };
     Ok(verify::check(&evidence))
 }

@@ -163,6 +163,20 @@ pub fn print(opts: &Options, threads: usize, o: &Outcomes) {
         "  unmatched results    {:>9}   (request ids this run never got a 202 for)",
         b.unmatched()
     );
+    if !o.outages.is_empty() {
+        let outages: Vec<String> = o
+            .outages
+            .iter()
+            .map(|d| format!("{:.2}", d.as_secs_f64()))
+            .collect();
+        println!(
+            "  kill -9 restarts     {:>9}   server away (kill to listening) s: {}; WebSockets reconnected {}; accepted after the last restart {}",
+            o.outages.len(),
+            outages.join(", "),
+            o.ws_reconnects,
+            o.accepted_after_last_restart.unwrap_or(0)
+        );
+    }
     if b.duplicate_results > 0 || o.ws_closed > 0 || o.ws_unparsed > 0 {
         println!(
             "  anomalies            duplicate results {}, WebSockets closed during the run {}, unparsable messages {}",
@@ -268,10 +282,12 @@ pub fn workload(opts: &Options) -> String {
 fn print_checks(v: &Verification) {
     println!("checks: {}", if v.passed() { "PASSED" } else { "FAILED" });
     println!(
-        "  exactly one result   {} accepted: results missing {}, duplicated {}; polled {} (errors {}, undecided {}, disagreeing {})",
+        "  exactly one result   {} accepted ({} more unanswered, maybe accepted): results missing {}, duplicated {}, lost to restarts {}; polled {} (errors {}, undecided {}, disagreeing {})",
         v.accepted,
+        v.unanswered_posts,
         v.results_missing,
         v.results_duplicated,
+        v.results_lost_to_restarts,
         v.polled,
         v.poll_errors,
         v.poll_not_terminal,
@@ -294,16 +310,8 @@ fn print_checks(v: &Verification) {
     );
     let f = &v.fairness;
     println!(
-        "  fairness             {} FAILED requests on seats free at the start: {} lost to a proven-earlier request, {} order not provable, {} VIOLATIONS{}",
-        f.failed_checked,
-        f.explained,
-        f.order_unknown,
-        f.violations,
-        if f.conclusive {
-            ""
-        } else {
-            " (not conclusive: some POSTs went unanswered)"
-        }
+        "  fairness             {} FAILED requests on seats free at the start: {} lost to a proven-earlier request, {} order not provable, {} VIOLATIONS",
+        f.failed_checked, f.explained, f.order_unknown, f.violations,
     );
     for p in &v.problems {
         println!("  problem: {p}");
@@ -375,6 +383,10 @@ fn summary(opts: &Options, threads: usize, o: &Outcomes) -> Value {
         "unmatchedResults": b.unmatched(),
         "duplicateResults": b.duplicate_results,
         "wsClosed": o.ws_closed,
+        "wsReconnects": o.ws_reconnects,
+        "kills": opts.kills,
+        "outagesS": o.outages.iter().map(|d| d.as_secs_f64()).collect::<Vec<_>>(),
+        "acceptedAfterLastRestart": o.accepted_after_last_restart,
         "windowS": w,
         "sentPerS": per_s(win.sent, w),
         "acceptedPerS": per_s(win.accepted, w),

@@ -12,8 +12,7 @@ use crate::stats::{Book, Snapshot, Stats};
 use crate::verify::Verification;
 use crate::{collect, token};
 use booking_core::UserId;
-use futures_util::stream::SplitSink;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -23,15 +22,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-pub(crate) type WsSink = SplitSink<Ws, Message>;
 
 /// Bound on each set-up step (seat map, one WebSocket connect, one ping/pong).
 pub(crate) const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
+/// With `--kill`, the drain ends once no result has arrived for this long.
+const QUIET_AFTER_CRASHES: Duration = Duration::from_secs(3);
 /// WebSockets opened at once during set-up.
 const CONNECT_PARALLELISM: usize = 32;
 
@@ -96,6 +95,8 @@ pub struct Ctx {
     pub(crate) finished: AtomicBool,
     /// Set when the drain is over: progress stops.
     pub(crate) stopped: AtomicBool,
+    /// Set to true when the sockets are to close.
+    pub(crate) closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// What the report needs.
@@ -114,6 +115,7 @@ pub struct Outcomes {
     pub rejected_by_code: BTreeMap<String, u64>,
     pub transport_by_kind: BTreeMap<String, u64>,
     pub ws_closed: u64,
+    pub ws_reconnects: u64,
     pub ws_unparsed: u64,
     /// The show's lane from GET /api/v1/admin/queues after the drain, if readable.
     pub lane: Option<serde_json::Value>,
@@ -131,6 +133,10 @@ pub struct Outcomes {
     pub started: Option<String>,
     /// The server's base URL (the one --start picked, or --base).
     pub base: String,
+    /// `--kill`: how long each crash kept the server away (kill -9 to listening again).
+    pub outages: Vec<Duration>,
+    /// `--kill`: requests sent after the last restart and accepted.
+    pub accepted_after_last_restart: Option<u64>,
 }
 
 /// Runs the whole thing. Errors are set-up failures; load-time failures are counted.
@@ -154,18 +160,50 @@ pub async fn run(mut opts: Options) -> Result<Outcomes, String> {
             opts.common.server_pids.insert(0, s.pid);
             let what = format!("{backend:?} server, pid {}", s.pid).to_lowercase();
             eprintln!("loadgen: started an {what} on {}", s.base);
-            server = Some(s);
+            server = Some(Arc::new(std::sync::Mutex::new(s)));
             Some(what)
         }
     };
-    let outcome = run_against(opts, started).await;
-    if let Some(mut s) = server {
-        tokio::task::spawn_blocking(move || s.stop()).await.ok();
+    let outcome = run_against(opts, started, server.clone()).await;
+    if let Some(s) = server {
+        tokio::task::spawn_blocking(move || s.lock().expect("server lock").stop())
+            .await
+            .ok();
     }
     outcome
 }
 
-async fn run_against(opts: Options, started: Option<String>) -> Result<Outcomes, String> {
+/// The server --start made, shared with the task that crashes it.
+type Shared = Arc<std::sync::Mutex<StartedServer>>;
+
+/// `--kill N`: N crashes and restarts, evenly spaced over the window; returns each outage and
+/// when the server was back.
+async fn crash_now_and_then(
+    server: Shared,
+    kills: usize,
+    start: Instant,
+    window: Duration,
+) -> Result<Vec<(Duration, Instant)>, String> {
+    let mut outages: Vec<(Duration, Instant)> = Vec::with_capacity(kills);
+    for i in 1..=kills {
+        let at = start + window.mul_f64(i as f64 / (kills + 1) as f64);
+        tokio::time::sleep_until(at.into()).await;
+        let server = server.clone();
+        let outage = tokio::task::spawn_blocking(move || {
+            server.lock().expect("server lock").crash_and_restart()
+        })
+        .await
+        .map_err(|e| format!("--kill: {e}"))??;
+        outages.push((outage, Instant::now()));
+    }
+    Ok(outages)
+}
+
+async fn run_against(
+    opts: Options,
+    started: Option<String>,
+    server: Option<Shared>,
+) -> Result<Outcomes, String> {
     let setup_started = Instant::now();
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -232,6 +270,7 @@ async fn run_against(opts: Options, started: Option<String>) -> Result<Outcomes,
         origin,
         finished: AtomicBool::new(false),
         stopped: AtomicBool::new(false),
+        closing: tokio::sync::watch::channel(false).0,
         opts,
     });
 
@@ -241,11 +280,11 @@ async fn run_against(opts: Options, started: Option<String>) -> Result<Outcomes,
         .buffer_unordered(CONNECT_PARALLELISM)
         .collect::<Vec<_>>()
         .await;
-    let mut sinks = Vec::with_capacity(connects.len());
+    let mut sockets = Vec::with_capacity(connects.len());
     let mut failures = Vec::new();
     for c in connects {
         match c {
-            Ok(s) => sinks.push(s),
+            Ok(s) => sockets.push(s),
             Err(e) => failures.push(e),
         }
     }
@@ -261,7 +300,7 @@ async fn run_against(opts: Options, started: Option<String>) -> Result<Outcomes,
     let setup_time = setup_started.elapsed();
     eprintln!(
         "loadgen: {} WebSockets connected and answered ping in {:.0} ms; starting load",
-        sinks.len(),
+        sockets.len(),
         setup_time.as_secs_f64() * 1e3
     );
 
@@ -272,12 +311,25 @@ async fn run_against(opts: Options, started: Option<String>) -> Result<Outcomes,
     ctx.stats.load_starts(start);
     let end = start + ctx.opts.duration;
     let progress = Progress::start(&ctx, start);
+    let crashes = match (&server, ctx.opts.kills) {
+        (Some(server), kills) if kills > 0 => Some(tokio::spawn(crash_now_and_then(
+            server.clone(),
+            kills,
+            start,
+            ctx.opts.duration,
+        ))),
+        _ => None,
+    };
 
     if ctx.opts.rate > 0.0 {
         open_loop(ctx.clone(), start, end).await;
     } else {
         closed_loop(ctx.clone(), end).await;
     }
+    let outages = match crashes {
+        Some(task) => task.await.map_err(|e| format!("--kill: {e}"))??,
+        None => Vec::new(),
+    };
     let window_end = Instant::now();
     let at_window_end = ctx.stats.snapshot();
     let cpu = cpu::between(
@@ -293,7 +345,18 @@ async fn run_against(opts: Options, started: Option<String>) -> Result<Outcomes,
         if s.in_flight == 0 && s.waiting_result == 0 {
             break true;
         }
-        if Instant::now() >= drain_deadline {
+        let now = Instant::now();
+        if now >= drain_deadline {
+            break false;
+        }
+        // After crashes some pushes are lost for good, so waiting for all of them would only
+        // run out the drain: once results stop coming, polling settles the rest.
+        let last_result =
+            ctx.origin + Duration::from_nanos(ctx.stats.last_result_ns.load(Ordering::Relaxed));
+        if ctx.opts.kills > 0
+            && s.in_flight == 0
+            && now > last_result.max(window_end) + QUIET_AFTER_CRASHES
+        {
             break false;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -311,28 +374,25 @@ async fn run_against(opts: Options, started: Option<String>) -> Result<Outcomes,
     let lane = lane_stats(&ctx).await;
 
     let book = ctx.stats.take_book();
+    let accepted_after_last_restart = outages.last().map(|&(_, back)| {
+        let back_ns = (back - ctx.origin).as_nanos() as u64;
+        book.records.iter().filter(|r| r.sent_ns > back_ns).count() as u64
+    });
     let verification = if ctx.opts.verify {
         let sole_client = started.is_some();
-        Some(
-            collect::verify(
-                &ctx,
-                &book,
-                &seat_map,
-                sole_client,
-                at_end.in_flight + at_end.transport_errors,
-            )
-            .await?,
-        )
+        Some(collect::verify(&ctx, &book, &seat_map, sole_client).await?)
     } else {
         None
     };
     ctx.finished.store(true, Ordering::Relaxed);
 
-    // Close politely, bounded.
-    let closes = sinks.into_iter().map(|mut s| async move {
-        let _ = tokio::time::timeout(Duration::from_secs(1), s.close()).await;
-    });
-    futures_util::future::join_all(closes).await;
+    // Close politely, bounded: each socket's task sends its close and waits for the answer.
+    let _ = ctx.closing.send(true);
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        futures_util::future::join_all(sockets),
+    )
+    .await;
 
     let last_ns = ctx.stats.last_result_ns.load(Ordering::Relaxed);
     let load_start_ns = (start - ctx.origin).as_nanos() as u64;
@@ -356,6 +416,7 @@ async fn run_against(opts: Options, started: Option<String>) -> Result<Outcomes,
             .expect("poisoned")
             .clone(),
         ws_closed: ctx.stats.ws_closed.load(Ordering::Relaxed),
+        ws_reconnects: ctx.stats.ws_reconnects.load(Ordering::Relaxed),
         ws_unparsed: ctx.stats.ws_unparsed.load(Ordering::Relaxed),
         lane,
         drained_fully,
@@ -365,6 +426,8 @@ async fn run_against(opts: Options, started: Option<String>) -> Result<Outcomes,
         verification,
         started,
         base: ctx.opts.base.clone(),
+        outages: outages.into_iter().map(|(d, _)| d).collect(),
+        accepted_after_last_restart,
     })
 }
 
@@ -528,7 +591,14 @@ async fn send_one(
             Err(_) => stats.rejected("202 (body without requestId)".to_owned(), answered),
         },
         Ok((status, body)) => stats.rejected(format!("{status} {}", error_code(&body)), answered),
-        Err(e) => stats.transport_error(transport_kind(&e)),
+        Err(e) => {
+            // Refused at connect: it never reached the server. Anything else may have been
+            // accepted before the answer was lost (a server killed mid-request).
+            if !e.is_connect() {
+                stats.maybe_accepted(seats, sent);
+            }
+            stats.transport_error(transport_kind(&e));
+        }
     }
     stats.in_flight.fetch_sub(1, Ordering::Relaxed);
 }

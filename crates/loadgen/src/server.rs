@@ -1,10 +1,12 @@
 //! `--start`: a `seatbook` server of the tool's own for one run, on a free loopback port and a
 //! fresh data directory, with the limits that are about something else (per-user request caps
 //! and rate limits, the socket cap) turned out of the way, so that the run measures the booking
-//! path and the checks see every request that reached it.
+//! path and the checks see every request that reached it. `--kill N` crashes it (kill -9) and
+//! starts it again on the same port and data, mid-sale.
 
 use crate::args::{StartBackend, StartOptions};
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -17,8 +19,12 @@ pub struct StartedServer {
     pub base: String,
     pub ws_base: String,
     pub pid: u32,
+    opts: StartOptions,
+    sockets: usize,
+    /// `127.0.0.1:port`, kept across restarts so that clients find the server again.
+    addr: String,
     /// Removed when the server is dropped, after it has stopped.
-    _data_dir: tempfile::TempDir,
+    data_dir: tempfile::TempDir,
 }
 
 impl StartedServer {
@@ -29,69 +35,41 @@ impl StartedServer {
             .prefix("loadgen-server-")
             .tempdir()
             .map_err(|e| format!("--start: cannot make a data directory: {e}"))?;
-        let log_path = data_dir.path().join("server.log");
-        let log = std::fs::File::create(&log_path)
-            .map_err(|e| format!("--start: cannot create {}: {e}", log_path.display()))?;
-        let mut cmd = Command::new(&opts.server_bin);
-        cmd.env("BIND", "127.0.0.1:0")
-            .env("DATA_DIR", data_dir.path())
-            .env_remove("JWT_SECRET")
-            .env("RUST_LOG", "warn")
-            .env("MAX_OPEN_REQUESTS_PER_USER", "100")
-            .env("RATE_LIMIT_HOLDS", "off")
-            .env("RATE_LIMIT_ORDERS", "off")
-            .env("RATE_LIMIT_PAYMENTS", "off")
-            .env("RATE_LIMIT_PER_IP", "off")
-            .env("MAX_SOCKETS", (sockets + 1000).to_string())
-            .env("MAX_CONCURRENT_REQUESTS", "4096")
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log);
-        if opts.backend == StartBackend::Postgres {
-            let (Some(db), Some(redis)) = (&opts.database_url, &opts.redis_url) else {
-                return Err("--start postgres needs --database-url and --redis-url".into());
-            };
-            cmd.env("DATABASE_URL", db).env("REDIS_URL", redis);
-        }
-        for (k, v) in &opts.env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("--start: cannot run {}: {e}", opts.server_bin.display()))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Reads stdout to its end, so that the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("seatbook listening on http://") {
-                    let addr = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = tx.send(addr.to_owned());
-                }
-            }
-        });
-        let pid = child.id();
-        let addr = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
-                let tail: String = tail.lines().rev().take(20).collect::<Vec<_>>().join("\n");
-                return Err(format!(
-                    "--start: the server did not listen within {START_TIMEOUT:?}; its last log lines (newest first):\n{tail}"
-                ));
-            }
-        };
+        let (child, addr) = spawn(opts, data_dir.path(), "127.0.0.1:0", sockets)?;
         Ok(Self {
+            pid: child.id(),
             child,
             base: format!("http://{addr}"),
             ws_base: format!("ws://{addr}"),
-            pid,
-            _data_dir: data_dir,
+            opts: opts.clone(),
+            sockets,
+            addr,
+            data_dir,
         })
+    }
+
+    /// kill -9, then the same server again on the same port and data: returns how long it was
+    /// gone (kill to listening again).
+    pub fn crash_and_restart(&mut self) -> Result<Duration, String> {
+        let killed = std::time::Instant::now();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The port may be briefly unavailable; a bounded retry covers it.
+        let mut last = String::new();
+        for _ in 0..50 {
+            match spawn(&self.opts, self.data_dir.path(), &self.addr, self.sockets) {
+                Ok((child, _)) => {
+                    self.pid = child.id();
+                    self.child = child;
+                    return Ok(killed.elapsed());
+                }
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!(
+            "the server did not come back after kill -9: {last}"
+        ))
     }
 
     /// Stops the server: SIGTERM (its clean shutdown), then SIGKILL after a few seconds.
@@ -117,5 +95,73 @@ impl StartedServer {
 impl Drop for StartedServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Runs the server binary on `data_dir`, bound to `bind`, and waits for its address.
+fn spawn(
+    opts: &StartOptions,
+    data_dir: &Path,
+    bind: &str,
+    sockets: usize,
+) -> Result<(Child, String), String> {
+    let log_path = data_dir.join("server.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("--start: cannot open {}: {e}", log_path.display()))?;
+    let mut cmd = Command::new(&opts.server_bin);
+    cmd.env("BIND", bind)
+        .env("DATA_DIR", data_dir)
+        .env_remove("JWT_SECRET")
+        .env("RUST_LOG", "warn")
+        .env("MAX_OPEN_REQUESTS_PER_USER", "100")
+        .env("RATE_LIMIT_HOLDS", "off")
+        .env("RATE_LIMIT_ORDERS", "off")
+        .env("RATE_LIMIT_PAYMENTS", "off")
+        .env("RATE_LIMIT_PER_IP", "off")
+        .env("MAX_SOCKETS", (sockets + 1000).to_string())
+        .env("MAX_CONCURRENT_REQUESTS", "4096")
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log);
+    if opts.backend == StartBackend::Postgres {
+        let (Some(db), Some(redis)) = (&opts.database_url, &opts.redis_url) else {
+            return Err("--start postgres needs --database-url and --redis-url".into());
+        };
+        cmd.env("DATABASE_URL", db).env("REDIS_URL", redis);
+    }
+    for (k, v) in &opts.env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("--start: cannot run {}: {e}", opts.server_bin.display()))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Reads stdout to its end, so that the server never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("seatbook listening on http://") {
+                let addr = rest.split_whitespace().next().unwrap_or_default();
+                let _ = tx.send(addr.to_owned());
+            }
+        }
+    });
+    match rx.recv_timeout(START_TIMEOUT) {
+        Ok(addr) => Ok((child, addr)),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            Err(format!(
+                "--start: the server did not listen within {START_TIMEOUT:?} (or exited); its last log lines, newest first:\n{}",
+                tail.join("\n")
+            ))
+        }
     }
 }

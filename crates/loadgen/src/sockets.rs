@@ -1,15 +1,16 @@
 //! The users' WebSockets during a run: connecting each one (ping/pong verified, subscribed when
-//! asked), and reading what the server pushes, where every BOOKING_RESULT's arrival time is the
-//! end of that request's POST → result latency.
+//! asked), reading what the server pushes, where every BOOKING_RESULT's arrival time is the end
+//! of that request's POST → result latency, and connecting again when a `--kill` restart
+//! dropped them.
 
-use crate::run::{Ctx, SETUP_TIMEOUT, Ws, WsSink};
+use crate::run::{Ctx, SETUP_TIMEOUT, Ws};
 use crate::stats::Outcome;
-use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
@@ -76,31 +77,63 @@ pub(crate) async fn open(
     Ok(ws)
 }
 
-/// A flash-sale user's WebSocket: opened, and its reader running.
+/// A flash-sale user's WebSocket: opened, and its task running (it reads what the server
+/// pushes, reconnects after a `--kill` restart, and closes the socket when the run ends).
 pub(crate) async fn connect_user(
     ctx: Arc<Ctx>,
     index: usize,
     token: String,
-) -> Result<WsSink, String> {
+) -> Result<JoinHandle<()>, String> {
     let who = format!("{}{}", ctx.opts.user_prefix, index + 1);
     let subscribe = ctx.opts.subscribe.then_some(ctx.opts.show.as_str());
     let ws = open(&ctx.opts.ws_base, &token, &who, subscribe).await?;
-    let (sink, stream) = ws.split();
-    tokio::spawn(read_results(ctx, stream));
-    Ok(sink)
+    Ok(tokio::spawn(serve_user(ctx, who, token, ws)))
 }
 
-async fn read_results(ctx: Arc<Ctx>, mut stream: SplitStream<Ws>) {
-    while let Some(msg) = stream.next().await {
-        let received = Instant::now();
-        match msg {
-            Ok(Message::Text(text)) => on_message(&ctx, text.as_str(), received),
-            Ok(Message::Close(_)) | Err(_) => break,
-            Ok(_) => {}
+async fn serve_user(ctx: Arc<Ctx>, who: String, token: String, mut ws: Ws) {
+    let mut closing = ctx.closing.subscribe();
+    loop {
+        let ended = loop {
+            tokio::select! {
+                msg = ws.next() => {
+                    let received = Instant::now();
+                    match msg {
+                        Some(Ok(Message::Text(text))) => on_message(&ctx, text.as_str(), received),
+                        Some(Ok(Message::Close(_)) | Err(_)) | None => break true,
+                        Some(Ok(_)) => {}
+                    }
+                }
+                _ = closing.wait_for(|c| *c) => break false,
+            }
+        };
+        if !ended {
+            // The run is over: close, and read on to the server's close frame (bounded).
+            let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while let Some(Ok(_)) = ws.next().await {}
+            })
+            .await;
+            return;
         }
-    }
-    if !ctx.finished.load(Ordering::Relaxed) {
-        ctx.stats.ws_closed.fetch_add(1, Ordering::Relaxed);
+        if ctx.finished.load(Ordering::Relaxed) {
+            return;
+        }
+        if ctx.opts.kills == 0 {
+            ctx.stats.ws_closed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // The server is restarting (--kill): connect again once it listens, until the run ends.
+        ctx.stats.ws_reconnects.fetch_add(1, Ordering::Relaxed);
+        let subscribe = ctx.opts.subscribe.then_some(ctx.opts.show.as_str());
+        ws = loop {
+            if ctx.finished.load(Ordering::Relaxed) || *closing.borrow() {
+                return;
+            }
+            match open(&ctx.opts.ws_base, &token, &who, subscribe).await {
+                Ok(ws) => break ws,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
     }
 }
 

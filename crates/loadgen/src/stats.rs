@@ -100,6 +100,9 @@ pub struct Book {
     pub matched: u64,
     pub duplicate_results: u64,
     pub timeline: Vec<Second>,
+    /// POSTs that got no answer but may have reached the server (not refused at connect):
+    /// their seats, and when they were sent. The checks must allow for them.
+    pub unanswered: Vec<(Box<[u32]>, u64)>,
 }
 
 impl Book {
@@ -153,6 +156,8 @@ pub struct Stats {
     /// Nanoseconds after the time origin of the latest BOOKING_RESULT.
     pub last_result_ns: AtomicU64,
     pub ws_closed: AtomicU64,
+    /// WebSockets connected again after a `--kill` restart dropped them.
+    pub ws_reconnects: AtomicU64,
     pub ws_unparsed: AtomicU64,
     pub rejected_by_code: Mutex<BTreeMap<String, u64>>,
     pub transport_by_kind: Mutex<BTreeMap<String, u64>>,
@@ -188,13 +193,16 @@ impl Stats {
             matched: 0,
             duplicate_results: 0,
             timeline: Vec::new(),
+            unanswered: Vec::new(),
         });
         s
     }
 
-    fn with_book<R>(&self, f: impl FnOnce(&mut Book) -> R) -> R {
+    /// Runs `f` on the book; once the book has been taken for the report, late events (a POST
+    /// answered after the drain gave up on it) are not counted.
+    fn with_book<R: Default>(&self, f: impl FnOnce(&mut Book) -> R) -> R {
         let mut guard = self.book.lock().expect("book poisoned");
-        f(guard.as_mut().expect("book present"))
+        guard.as_mut().map(f).unwrap_or_default()
     }
 
     /// The load starts now: the timeline's second 0.
@@ -295,6 +303,14 @@ impl Stats {
             .expect("poisoned")
             .entry(key)
             .or_default() += 1;
+    }
+
+    /// A POST sent at `sent` for `seats` that got no answer, though it may have been accepted.
+    pub fn maybe_accepted(&self, seats: Box<[u32]>, sent: Instant) {
+        self.with_book(|b| {
+            let at = b.ns(sent);
+            b.unanswered.push((seats, at));
+        });
     }
 
     pub fn transport_error(&self, kind: &str) {
