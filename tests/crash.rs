@@ -223,6 +223,36 @@ async fn state_survives_a_restart(backend: Backend) {
     assert_eq!(seat_status(&c, &server, STUDIO).await["G2"], "HELD");
 }
 
+/// A kill -9 between a store commit and its Redis mirror update leaves the mirror behind the
+/// store. Simulated exactly: a held seat's lock is removed from Redis behind the server's back,
+/// so the hot seat map reads it AVAILABLE; after the restart the seat map reads HELD again at
+/// once (the restart marks every show's mirror incomplete), not only when the show's
+/// completeness mark runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_does_not_serve_a_seat_map_the_crash_left_stale() {
+    let mut server = Server::start_on(Backend::PostgresRedis, &[]).await;
+    let c = client();
+    let alice = token("alice");
+    let (status, accepted) = hold(&c, &server, &alice, STUDIO, &["E4"]).await;
+    assert_eq!(status, 202, "{accepted}");
+    let decided = wait_terminal(&c, &server, &alice, accepted["requestId"].as_str().unwrap()).await;
+    assert_eq!(decided["status"], "SUCCESS", "{decided}");
+    assert_eq!(seat_status(&c, &server, STUDIO).await["E4"], "HELD");
+
+    // The update the crash would have lost.
+    let redis = server.redis().expect("a private Redis");
+    let removed = redis.command(&["DEL", &format!("seat_lock:{{{STUDIO}}}:E4")]);
+    assert_eq!(removed.trim(), "1", "the lock was mirrored");
+    assert_eq!(
+        seat_status(&c, &server, STUDIO).await["E4"],
+        "AVAILABLE",
+        "the stale mirror is what the hot read serves"
+    );
+
+    server.crash_and_restart();
+    assert_eq!(seat_status(&c, &server, STUDIO).await["E4"], "HELD");
+}
+
 /// The purchase on the real binary, across kill -9: a confirmed order stays sold (its seats
 /// BOOKED, its ticket kept), an order waiting for payment keeps its seats through the restart and
 /// can be paid after it, and a replayed Idempotency-Key still answers from before the crash.

@@ -111,3 +111,19 @@ async fn survives_five_kill_9_restarts(backend: &[&str]) {
 async fn quick_flash_sale_on_the_embedded_store_survives_five_kill_9_restarts() {
     survives_five_kill_9_restarts(&["--start", "embedded"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_flash_sale_on_postgres_and_redis_survives_five_kill_9_restarts() {
+    let database = TestDatabase::create().await;
+    let redis = PrivateRedis::start();
+    let (db, rd) = (database.url().to_owned(), redis.url());
+    let postgres = [
+        "--start",
+        "postgres",
+        "--database-url",
+        db.as_str(),
+        "--redis-url",
+        rd.as_str(),
+    ];
+    survives_five_kill_9_restarts(&postgres).await;
+}

@@ -203,6 +203,11 @@ impl Server {
         }
     }
 
+    /// The server's private Redis, when it runs on PostgreSQL + Redis.
+    pub fn redis(&self) -> Option<&PrivateRedis> {
+        self._redis.as_ref()
+    }
+
     /// Kills the process and starts a new one on the same data directory.
     pub fn crash_and_restart(&mut self) {
         self.kill();

@@ -347,7 +347,25 @@ impl App {
 
     /// Puts every request that was waiting when the process last stopped back in its queue, in
     /// arrival order. Only an in-process queue forgets them (SQS keeps its own messages).
+    ///
+    /// First, the seat mirror of every show is marked incomplete: a process killed between a
+    /// store commit and its mirror update (a batch, a release, a payment) left a shared mirror
+    /// (Redis) behind the store, which would show held seats free and freed seats held until
+    /// the show's completeness mark ran out. The next read of each show rebuilds it from the
+    /// store.
     pub async fn recover(&self) -> Result<usize, StoreError> {
+        if let Some(mirror) = &self.ports.mirror {
+            let mut shows = 0usize;
+            for movie in self.ports.catalog.list_movies().await? {
+                for show in self.ports.catalog.list_shows(movie.movie_id, None).await? {
+                    shows += 1;
+                    if let Err(e) = mirror.invalidate(show.show_id).await {
+                        tracing::warn!(show_id = %show.show_id, error = %Chain(&e), "could not mark the seat mirror incomplete; it heals when its completeness mark runs out");
+                    }
+                }
+            }
+            tracing::debug!(shows, "seat mirror marked incomplete for a fresh start");
+        }
         if !self.decides_here {
             return Ok(0);
         }
