@@ -36,6 +36,7 @@ async fn direct_mode_decides_requests_waiting_from_before_first(backend: Backend
             idempotency_key: None,
             created_at: now,
             expires_at: now + chrono::Duration::minutes(2),
+            max_open: None,
         })
         .await
         .unwrap()

@@ -235,26 +235,6 @@ impl BookingService {
             return Err(BookingError::ShowCancelled(show.show_id));
         }
         let seat_ids = self.validate_seats(&show.layout, &input.seat_ids)?;
-        // One user cannot queue up requests to push everyone else back. (Counted before the
-        // insert, so concurrent requests of one user may pass it together; the cap is a bound
-        // on queue spam, not an invariant.) A retry of a request already made (same key) is
-        // not a new one: it goes on to find it, and to queue it again if its enqueue failed.
-        let max = self.config.max_open_requests_per_user;
-        if self
-            .ports
-            .requests
-            .open_requests_of(user, show.show_id)
-            .await?
-            >= u64::from(max)
-        {
-            let retry = match &idempotency_key {
-                Some(key) => self.ports.requests.request_with_key(user, key).await?,
-                None => None,
-            };
-            if retry.is_none() {
-                return Err(BookingError::TooManyOpenRequests { max });
-            }
-        }
         let now = self.ports.clock.now();
         let new = NewBookingRequest {
             request_id: RequestId::new_random(),
@@ -264,13 +244,23 @@ impl BookingService {
             idempotency_key,
             created_at: now,
             expires_at: now + self.config.request_ttl,
+            // One user cannot queue up requests to push everyone else back. The store counts
+            // it as it inserts; a retry of a request already made (same key) is not a new one:
+            // it is found, and queued again if its enqueue failed.
+            max_open: Some(self.config.max_open_requests_per_user),
         };
-        let inserted = self.ports.requests.insert_request(new).await?;
+        let (request, created) = match self.ports.requests.insert_request(new).await? {
+            Inserted::New(request) => (request, true),
+            Inserted::Existing(request) => (request, false),
+            Inserted::TooManyOpen { max } => {
+                return Err(BookingError::TooManyOpenRequests { max });
+            }
+        };
         if let Some(processor) = &self.direct {
-            return self.decide_now(processor, inserted).await;
+            return self.decide_now(processor, request, created).await;
         }
-        match inserted {
-            Inserted::New(request) => {
+        match (request, created) {
+            (request, true) => {
                 let ticket = self.queue.enqueue(&request).await?;
                 tracing::debug!(request_id = %request.request_id, position = ticket.position, "accepted");
                 Ok(Accepted {
@@ -279,7 +269,7 @@ impl BookingService {
                     created: true,
                 })
             }
-            Inserted::Existing(request) => {
+            (request, false) => {
                 // A decided request has no place in any queue, whatever the queue remembers.
                 let mut ticket = if request.status.is_terminal() {
                     None
@@ -309,12 +299,9 @@ impl BookingService {
     async fn decide_now(
         &self,
         processor: &Arc<BatchProcessor>,
-        inserted: Inserted,
+        request: BookingRequest,
+        created: bool,
     ) -> Result<Accepted, BookingError> {
-        let (request, created) = match inserted {
-            Inserted::New(request) => (request, true),
-            Inserted::Existing(request) => (request, false),
-        };
         if request.status.is_terminal() {
             return Ok(Accepted {
                 request,

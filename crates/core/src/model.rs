@@ -172,6 +172,10 @@ pub struct NewBookingRequest {
     pub created_at: DateTime<Utc>,
     /// If not decided by then, the request ends EXPIRED.
     pub expires_at: DateTime<Utc>,
+    /// Most undecided requests (QUEUED or PROCESSING, not dead letters) its user may have for
+    /// its show, this one included; the store refuses it beyond that
+    /// ([`Inserted::TooManyOpen`](crate::ports::Inserted::TooManyOpen)). `None`: no cap.
+    pub max_open: Option<u32>,
 }
 
 /// A hold request as stored: what a client polls.

@@ -48,6 +48,12 @@ pub enum Inserted {
     New(BookingRequest),
     /// The user already sent a request with this idempotency key; nothing was written.
     Existing(BookingRequest),
+    /// The user already has `max` undecided requests for the show
+    /// ([`NewBookingRequest::max_open`]); nothing was written. Counted in the same statement
+    /// that inserts, so the cap costs no query of its own; two requests of one user written by
+    /// different processes at the same instant may still pass it together (it bounds queue spam,
+    /// it is not an invariant).
+    TooManyOpen { max: u32 },
 }
 
 /// Movies and shows.
@@ -162,8 +168,9 @@ impl CatalogWrite {
 #[async_trait]
 pub trait RequestStore: Send + Sync + 'static {
     /// Stores a request as QUEUED (durably, before the client is answered) and assigns its
-    /// arrival sequence number; with an idempotency key already used by the same user, returns the
-    /// earlier request instead.
+    /// arrival sequence number; with an idempotency key (or request id) already used by the same
+    /// user, returns the earlier request instead, whatever the cap; refuses a new request beyond
+    /// its `max_open`.
     async fn insert_request(&self, request: NewBookingRequest) -> Result<Inserted, StoreError>;
     async fn get_request(&self, request: RequestId) -> Result<Option<BookingRequest>, StoreError>;
     /// Every QUEUED or PROCESSING request, in arrival order: what a restarted worker must redo.
@@ -226,16 +233,12 @@ pub trait RequestStore: Send + Sync + 'static {
         message: &str,
         at: DateTime<Utc>,
     ) -> Result<Vec<BookingRequest>, StoreError>;
-    /// The request `user` made with idempotency key `key`, if any: a retry's own earlier request
-    /// (which the cap on open requests must not count against it).
+    /// The request `user` made with idempotency key `key`, if any.
     async fn request_with_key(
         &self,
         user: &UserId,
         key: &IdempotencyKey,
     ) -> Result<Option<BookingRequest>, StoreError>;
-    /// How many undecided requests (QUEUED or PROCESSING, not dead letters) `user` has for `show`:
-    /// what the cap on open requests per user counts.
-    async fn open_requests_of(&self, user: &UserId, show: ShowId) -> Result<u64, StoreError>;
     /// The show's undecided requests (QUEUED or PROCESSING, not dead letters) that arrived before
     /// `seq`, in arrival order, at most `limit`: what a request decided as it arrives must be
     /// decided after.

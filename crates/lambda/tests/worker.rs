@@ -71,9 +71,6 @@ impl RequestStore for OutageAt {
     ) -> Result<Option<BookingRequest>, StoreError> {
         self.inner.request_with_key(user, key).await
     }
-    async fn open_requests_of(&self, user: &UserId, show: ShowId) -> Result<u64, StoreError> {
-        self.inner.open_requests_of(user, show).await
-    }
     async fn undecided_before(
         &self,
         show: ShowId,

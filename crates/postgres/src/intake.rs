@@ -24,6 +24,12 @@
 //! direct insert still pays a statement, a commit record and a round trip of its own, and it
 //! holds a pooled connection meanwhile, which the workers need. Grouped it is.
 //!
+//! The cap on a user's open requests ([`NewBookingRequest::max_open`]) is counted by the same
+//! statement, row by row (through the `booking_requests_open_by_user` index), together with the
+//! earlier rows of the user in the same group; a row over it is skipped like a conflict and
+//! answered [`Inserted::TooManyOpen`]. Two API processes writing one user's requests at the same
+//! instant may both pass it (it bounds queue spam, it is not an invariant).
+//!
 //! Ordering: within one process, one writer task means `seq` is handed out in commit order, so
 //! of two requests accepted by the same intake the earlier one is never numbered later. Across
 //! processes (several API instances) `seq` follows the identity sequence, which is what
@@ -66,7 +72,18 @@ pub(crate) async fn insert_batch(
     let mut keys: Vec<Option<String>> = Vec::with_capacity(n);
     let mut created = Vec::with_capacity(n);
     let mut expires = Vec::with_capacity(n);
+    let mut max_open: Vec<Option<i32>> = Vec::with_capacity(n);
+    let mut earlier: Vec<i32> = Vec::with_capacity(n);
+    // How many earlier rows of this statement each user already has for the show: the
+    // statement's count of stored requests cannot see them.
+    let mut earlier_in_group: HashMap<(&str, Uuid), i32> = HashMap::new();
     for r in requests {
+        let seen = earlier_in_group
+            .entry((r.user_id.as_str(), r.show_id.as_uuid()))
+            .or_default();
+        earlier.push(*seen);
+        *seen += 1;
+        max_open.push(r.max_open.map(|m| i32::try_from(m).unwrap_or(i32::MAX)));
         ids.push(r.request_id.as_uuid());
         users.push(r.user_id.as_str().to_owned());
         shows.push(r.show_id.as_uuid());
@@ -85,11 +102,16 @@ pub(crate) async fn insert_batch(
            SELECT i.request_id, i.user_id, i.show_id, string_to_array(i.seat_ids, ','), 'QUEUED',
                   i.idempotency_key, i.created_at, i.expires_at
            FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[],
-                       $6::timestamptz[], $7::timestamptz[])
+                       $6::timestamptz[], $7::timestamptz[], $8::int4[], $9::int4[])
                 WITH ORDINALITY
                 AS i(request_id, user_id, show_id, seat_ids, idempotency_key, created_at,
-                     expires_at, ord)
+                     expires_at, max_open, earlier, ord)
            WHERE EXISTS (SELECT 1 FROM shows s WHERE s.show_id = i.show_id)
+             AND (i.max_open IS NULL
+                  OR (SELECT count(*) FROM booking_requests b
+                      WHERE b.user_id = i.user_id AND b.show_id = i.show_id
+                        AND b.status IN ('QUEUED', 'PROCESSING')
+                        AND b.dead_lettered_at IS NULL) + i.earlier < i.max_open)
            ORDER BY i.ord
            ON CONFLICT DO NOTHING
            RETURNING request_id, seq"#,
@@ -99,7 +121,9 @@ pub(crate) async fn insert_batch(
         &seats,
         &keys as _,
         &created,
-        &expires
+        &expires,
+        &max_open as _,
+        &earlier
     )
     .fetch_all(pool)
     .await
@@ -179,6 +203,10 @@ impl Earlier {
                 "show {} does not exist",
                 r.show_id
             )));
+        }
+        // Skipped, new, for a show that exists: the cap left it out.
+        if let Some(max) = r.max_open {
+            return Ok(Inserted::TooManyOpen { max });
         }
         // Skipped for a conflict whose row is gone again: cannot happen (requests are never
         // deleted), but if it did, a retry would insert it.

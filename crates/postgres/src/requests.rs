@@ -237,21 +237,6 @@ impl RequestStore for PgStore {
         row.map(BookingRequest::try_from).transpose()
     }
 
-    #[tracing::instrument(skip_all, fields(show_id = %show))]
-    async fn open_requests_of(&self, user: &UserId, show: ShowId) -> Result<u64, StoreError> {
-        let count = sqlx::query_scalar!(
-            r#"SELECT COUNT(*) AS "count!" FROM booking_requests
-               WHERE user_id = $1 AND show_id = $2 AND status IN ('QUEUED', 'PROCESSING')
-                 AND dead_lettered_at IS NULL"#,
-            user.as_str(),
-            show.as_uuid()
-        )
-        .fetch_one(self.pool())
-        .await
-        .map_err(codec::store_error)?;
-        Ok(count.max(0) as u64)
-    }
-
     #[tracing::instrument(skip_all, fields(show_id = %show, seq))]
     async fn undecided_before(
         &self,

@@ -3,6 +3,11 @@
 //! Concurrent callers share one transaction and one fsync through the shared group-commit
 //! writer (`booking_sql::group_commit`, which explains why); this module is the SQLite part: how
 //! one group is written.
+//!
+//! The cap on a user's open requests ([`NewBookingRequest::max_open`]) is counted inside the
+//! same statements, so a POST costs no query of its own for it. One writer writes every group,
+//! one after the other, and a request is counted against the undecided ones stored before it
+//! and the earlier ones of its own group: the cap is exact within the process.
 
 use crate::codec::{self, request_columns};
 use booking_core::ports::{Inserted, StoreError};
@@ -70,19 +75,26 @@ pub(crate) async fn write_group(
 }
 
 /// Inserts the requests `group[i]` for `i` in `which` (none with an idempotency key) in one
-/// statement, in that order, and returns those it inserted; one whose id exists already is left
-/// out (an intake retrying after a lost answer: [`insert_one`] answers it).
+/// statement, in that order, and returns those it inserted; one whose id exists already (an
+/// intake retrying after a lost answer) or that would pass its user's cap is left out:
+/// [`insert_one`] answers it.
 async fn insert_many(
     conn: &mut SqliteConnection,
     group: &[NewBookingRequest],
     which: &[usize],
 ) -> Result<Vec<(usize, Inserted)>, sqlx::Error> {
     let encode = |e: serde_json::Error| sqlx::Error::Encode(Box::new(e));
+    // How many earlier rows of this statement each user already has for the show: the
+    // statement's own count of stored requests cannot see them.
+    let mut earlier_in_group: HashMap<(&str, _), u32> = HashMap::new();
     let rows = which
         .iter()
         .map(|&i| {
             let new = &group[i];
-            Ok(serde_json::json!([
+            let earlier = earlier_in_group
+                .entry((new.user_id.as_str(), new.show_id))
+                .or_default();
+            let row = serde_json::json!([
                 new.request_id.to_string(),
                 new.user_id.as_str(),
                 new.show_id.to_string(),
@@ -90,18 +102,28 @@ async fn insert_many(
                 serde_json::to_string(&new.seat_ids).map_err(encode)?,
                 codec::millis(new.created_at),
                 codec::millis(new.expires_at),
-            ]))
+                new.max_open,
+                *earlier,
+            ]);
+            *earlier += 1;
+            Ok(row)
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     let json = serde_json::to_string(&rows).map_err(encode)?;
-    // Rows are inserted in the array's order, so their `seq` follows it.
+    // Rows are inserted in the array's order, so their `seq` follows it. A row over its user's
+    // cap is left out here and answered by `insert_one`, which counts exactly.
     let returned: Vec<(String, i64)> = sqlx::query_as(
         "INSERT INTO booking_requests \
              (request_id, user_id, show_id, seat_ids, status, idempotency_key, created_at, \
               expires_at) \
          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, 'QUEUED', NULL, \
                 value ->> 4, value ->> 5 \
-         FROM json_each(?1) WHERE true \
+         FROM json_each(?1) \
+         WHERE value ->> 6 IS NULL \
+            OR (SELECT COUNT(*) FROM booking_requests b \
+                WHERE b.user_id = value ->> 1 AND b.show_id = value ->> 2 \
+                  AND b.status IN ('QUEUED', 'PROCESSING') AND b.dead_lettered_at IS NULL) \
+               + (value ->> 7) < (value ->> 6) \
          ON CONFLICT (request_id) DO NOTHING \
          RETURNING request_id, seq",
     )
@@ -142,6 +164,29 @@ async fn insert_one(
         .await?;
         if let Some(row) = earlier {
             return Ok(codec::decode_request(&row).map(Inserted::Existing));
+        }
+    }
+
+    if let Some(max) = new.max_open {
+        // The same request id again is found below, whatever the cap: it is no new request.
+        let known: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM booking_requests WHERE request_id = ?1")
+                .bind(new.request_id.to_string())
+                .fetch_optional(&mut *conn)
+                .await?;
+        if known.is_none() {
+            let open: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM booking_requests \
+                 WHERE user_id = ?1 AND show_id = ?2 AND status IN ('QUEUED', 'PROCESSING') \
+                   AND dead_lettered_at IS NULL",
+            )
+            .bind(new.user_id.as_str())
+            .bind(new.show_id.to_string())
+            .fetch_one(&mut *conn)
+            .await?;
+            if open >= i64::from(max) {
+                return Ok(Ok(Inserted::TooManyOpen { max }));
+            }
         }
     }
 

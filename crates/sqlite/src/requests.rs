@@ -203,21 +203,6 @@ impl RequestStore for SqliteStore {
         .transpose()
     }
 
-    #[tracing::instrument(skip_all, fields(show_id = %show))]
-    async fn open_requests_of(&self, user: &UserId, show: ShowId) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM booking_requests \
-             WHERE user_id = ?1 AND show_id = ?2 AND status IN ('QUEUED', 'PROCESSING') \
-               AND dead_lettered_at IS NULL",
-        )
-        .bind(user.as_str())
-        .bind(show.to_string())
-        .fetch_one(self.readers())
-        .await
-        .map_err(codec::store_error)?;
-        Ok(count.max(0) as u64)
-    }
-
     #[tracing::instrument(skip_all, fields(show_id = %show, seq))]
     async fn undecided_before(
         &self,

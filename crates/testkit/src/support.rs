@@ -91,6 +91,7 @@ pub fn new_request(
         idempotency_key: None,
         created_at: at,
         expires_at: at + REQUEST_TTL,
+        max_open: None,
     }
 }
 
@@ -99,6 +100,7 @@ pub async fn insert<S: RequestStore>(store: &S, new: NewBookingRequest) -> Booki
     match store.insert_request(new).await.expect("insert_request") {
         Inserted::New(request) => request,
         Inserted::Existing(request) => panic!("expected a new request, got existing {request:?}"),
+        Inserted::TooManyOpen { max } => panic!("expected a new request, refused at the cap {max}"),
     }
 }
 

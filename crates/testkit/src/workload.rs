@@ -43,6 +43,7 @@ pub fn hot_show_requests(
                 idempotency_key: None,
                 created_at: t0,
                 expires_at: t0 + Duration::days(30),
+                max_open: None,
             }
         })
         .collect()
@@ -62,7 +63,7 @@ where
     for task in tasks {
         match task.await.expect("task").expect("insert_request") {
             Inserted::New(r) => stored.push(r),
-            Inserted::Existing(r) => panic!("repeat {r:?}"),
+            other => panic!("expected a new request: {other:?}"),
         }
     }
     stored.sort_by_key(|r| r.seq);

@@ -78,6 +78,7 @@ pub async fn make_requests(
             } else {
                 t + Duration::hours(1)
             },
+            max_open: None,
         };
         let store = store.clone();
         tasks.push(tokio::spawn(async move { store.insert_request(new).await }));
@@ -86,7 +87,7 @@ pub async fn make_requests(
     for task in tasks {
         match task.await.unwrap().unwrap() {
             Inserted::New(r) => requests.push(r),
-            Inserted::Existing(r) => panic!("unexpected repeat {r:?}"),
+            other => panic!("expected a new request: {other:?}"),
         }
     }
     requests.sort_by_key(|r| r.seq);

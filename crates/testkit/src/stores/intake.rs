@@ -69,7 +69,7 @@ pub async fn idempotency_key_returns_existing<S: ContractStore>(store: &S) {
     retry.idempotency_key = Some(key.clone());
     match store.insert_request(retry.clone()).await.unwrap() {
         Inserted::Existing(earlier) => assert_eq!(earlier, first),
-        Inserted::New(r) => panic!("same user and key must not create a request: {r:?}"),
+        other => panic!("same user and key must not create a request: {other:?}"),
     }
     assert_eq!(store.get_request(retry.request_id).await.unwrap(), None);
     let ids: Vec<RequestId> = pending_of(store, &[show.show_id])
@@ -121,7 +121,7 @@ pub async fn idempotency_key_returns_existing<S: ContractStore>(store: &S) {
             assert_eq!(earlier.request_id, first.request_id);
             assert_eq!(earlier.status, RequestStatus::Success);
         }
-        Inserted::New(r) => panic!("a decided request's key is still taken: {r:?}"),
+        other => panic!("a decided request's key is still taken: {other:?}"),
     }
 }
 
@@ -170,6 +170,7 @@ pub async fn concurrent_inserts_are_durable<S: ContractStore>(store: &S) {
         match task.await.expect("task").expect("insert_request") {
             Inserted::New(r) => created.push(r),
             Inserted::Existing(r) => existing.push(r),
+            Inserted::TooManyOpen { max } => panic!("no cap was set, refused at {max}"),
         }
     }
     assert_eq!(created.len(), 1, "one key, one request");
@@ -189,6 +190,91 @@ pub async fn concurrent_inserts_are_durable<S: ContractStore>(store: &S) {
         pending.iter().map(|r| r.request_id).collect::<HashSet<_>>(),
         ids
     );
+}
+
+/// The cap on a user's open requests is counted by the insert itself: a new request beyond
+/// `max_open` undecided requests of its user for its show is refused and writes nothing;
+/// decided requests do not count, other users and other shows are independent, a request
+/// without a cap passes; a retry (the same idempotency key, or the same request id) is found
+/// even at the cap; and of many concurrent requests of one user, exactly `max_open` get in.
+pub async fn open_request_cap_is_counted_by_the_insert<S: ContractStore>(store: &S) {
+    let show = create_show(store, 1, 10).await;
+    let other_show = create_show(store, 1, 10).await;
+    let t = now();
+    let user = fresh_user("capped");
+    let capped = |show: &booking_core::Show, user: &booking_core::UserId, labels: &[&str]| {
+        let mut new = new_request(show, user, labels, t);
+        new.max_open = Some(2);
+        new
+    };
+    let first = insert(store, capped(&show, &user, &["A1"])).await;
+    let mut keyed = capped(&show, &user, &["A2"]);
+    keyed.idempotency_key = Some("cap-key".parse().unwrap());
+    let second = insert(store, keyed.clone()).await;
+
+    let third = capped(&show, &user, &["A3"]);
+    assert_eq!(
+        store.insert_request(third.clone()).await.unwrap(),
+        Inserted::TooManyOpen { max: 2 }
+    );
+    assert_eq!(
+        store.get_request(third.request_id).await.unwrap(),
+        None,
+        "nothing written"
+    );
+
+    // Retries are no new requests: found, at the cap.
+    let mut retry = capped(&show, &user, &["A4"]);
+    retry.idempotency_key = keyed.idempotency_key.clone();
+    match store.insert_request(retry).await.unwrap() {
+        Inserted::Existing(found) => assert_eq!(found.request_id, second.request_id),
+        other => panic!("a retry by key at the cap: {other:?}"),
+    }
+    let mut same_id = capped(&show, &user, &["A1"]);
+    same_id.request_id = first.request_id;
+    match store.insert_request(same_id).await.unwrap() {
+        Inserted::Existing(found) => assert_eq!(found.request_id, first.request_id),
+        other => panic!("a retry of the same request id at the cap: {other:?}"),
+    }
+
+    // Others, elsewhere, and uncapped requests are not held back.
+    insert(store, capped(&show, &fresh_user("free"), &["A5"])).await;
+    insert(store, capped(&other_show, &user, &["A1"])).await;
+    let uncapped = insert(store, new_request(&show, &user, &["A6"], t)).await;
+
+    // Decided requests no longer count: after both capped ones are decided, the uncapped one
+    // alone is open, so one more gets in and the next does not.
+    grant(store, &show, &first, t + Duration::seconds(1)).await;
+    grant(store, &show, &second, t + Duration::seconds(2)).await;
+    let _ = uncapped;
+    insert(store, capped(&show, &user, &["A7"])).await;
+    assert_eq!(
+        store
+            .insert_request(capped(&show, &user, &["A8"]))
+            .await
+            .unwrap(),
+        Inserted::TooManyOpen { max: 2 }
+    );
+
+    // Concurrent requests of one user through one store: exactly the cap gets in.
+    let crowd = fresh_user("crowd-of-one");
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            let mut new = new_request(&show, &crowd, &[["B1", "B2", "B3", "B4"][i % 4]], t);
+            new.max_open = Some(5);
+            tokio::spawn(async move { store.insert_request(new).await.unwrap() })
+        })
+        .collect();
+    let mut admitted = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Inserted::New(_) => admitted += 1,
+            Inserted::TooManyOpen { max } => assert_eq!(max, 5),
+            Inserted::Existing(r) => panic!("nothing to repeat: {r:?}"),
+        }
+    }
+    assert_eq!(admitted, 5, "of 20 concurrent requests with a cap of 5");
 }
 
 /// Pending requests come in arrival order across shows, PROCESSING ones included, decided ones

@@ -72,7 +72,8 @@ pub use holds::{
 };
 pub use intake::{
     concurrent_inserts_are_durable, dead_letters_are_set_aside_redriven_once_and_discarded,
-    idempotency_key_returns_existing, insert_and_get_round_trip, pending_requests_in_arrival_order,
+    idempotency_key_returns_existing, insert_and_get_round_trip,
+    open_request_cap_is_counted_by_the_insert, pending_requests_in_arrival_order,
     undecided_before_lists_the_older_waiting_requests,
 };
 pub use keys::{
@@ -149,6 +150,7 @@ macro_rules! __with_cases {
             insert_and_get_round_trip,
             idempotency_key_returns_existing,
             concurrent_inserts_are_durable,
+            open_request_cap_is_counted_by_the_insert,
             dead_letters_are_set_aside_redriven_once_and_discarded,
             pending_requests_in_arrival_order,
             undecided_before_lists_the_older_waiting_requests,
