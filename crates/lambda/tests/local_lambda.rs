@@ -110,6 +110,7 @@ async fn the_functions_work_end_to_end_under_the_lambda_runtime() {
 
     hold_flows_from_the_api_through_sqs_to_the_worker_and_the_websocket(&stack).await;
     a_purchase_through_the_api_function(&stack).await;
+    declines_refunds_expiry_and_other_users_through_the_api_function(&stack).await;
     redelivery_decides_once_and_resends_the_stored_result(&stack).await;
     gone_connections_are_forgotten(&stack).await;
     websocket_routes_subscribe_and_answer_pings(&stack).await;
@@ -721,6 +722,231 @@ async fn a_purchase_through_the_api_function(stack: &Stack) {
     )
     .await;
     assert_eq!(status, 404);
+}
+
+/// A hold for `user` on `seats`, through the api function and the worker; returns its hold id.
+async fn granted_hold(stack: &Stack, user: &str, seats: &[&str]) -> String {
+    let request = post_hold(stack, user, seats).await;
+    let (batch, handles) = stack.receive_batch(&stack.resources.queue_url).await;
+    assert!(stack.deliver_to_worker(&batch, &handles).await.is_empty());
+    match stack
+        .store
+        .get_request(request)
+        .await
+        .unwrap()
+        .unwrap()
+        .outcome
+    {
+        Some(RequestOutcome::Granted { hold_id, .. }) => hold_id.to_string(),
+        other => panic!("{user}'s hold on {seats:?} was not granted: {other:?}"),
+    }
+}
+
+/// One call to an api function URL: status and JSON body.
+async fn api_call(
+    stack: &Stack,
+    url: String,
+    method: reqwest::Method,
+    user: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = stack
+        .http
+        .request(method, url)
+        .bearer_auth(token(user, false));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("through the function URL");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The purchase's other paths through the api function under the Lambda runtime: a declined
+/// card (402, the order FAILED, its seat free for the next buyer), a cancelled paid order
+/// (refunded, its seat free again), another user's order (404 to read, pay or cancel), an
+/// unpaid order past its deadline (409 `ORDER_EXPIRED`, its seat free again), and bad input on
+/// the order routes (a 4xx with its code, never a 5xx).
+async fn declines_refunds_expiry_and_other_users_through_the_api_function(stack: &Stack) {
+    let post = reqwest::Method::POST;
+    let get = reqwest::Method::GET;
+    let order_for = |user: &'static str, hold: String| {
+        api_call(
+            stack,
+            stack.api_url("/api/v1/orders"),
+            reqwest::Method::POST,
+            user,
+            Some(json!({ "holdId": hold })),
+        )
+    };
+
+    // Declined: 402, the order FAILED, and the seat goes to the next buyer.
+    let hold = granted_hold(stack, "erin", &["L20"]).await;
+    let (status, order) = order_for("erin", hold).await;
+    assert_eq!(status, 201, "{order}");
+    let erins = order["orderId"].as_str().unwrap().to_owned();
+    let confirm = |id: &str| stack.api_url(&format!("/api/v1/orders/{id}/confirm-payment"));
+    let (status, declined) = api_call(
+        stack,
+        confirm(&erins),
+        post.clone(),
+        "erin",
+        Some(json!({ "paymentToken": "tok_decline" })),
+    )
+    .await;
+    assert_eq!(status, 402, "{declined}");
+    assert_eq!(declined["error"]["code"], "PAYMENT_DECLINED");
+    let (_, failed) = api_call(
+        stack,
+        stack.api_url(&format!("/api/v1/orders/{erins}")),
+        get.clone(),
+        "erin",
+        None,
+    )
+    .await;
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+
+    // Paid, then cancelled: refunded, and the seat is free again.
+    let hold = granted_hold(stack, "fern", &["L20"]).await;
+    let (status, order) = order_for("fern", hold).await;
+    assert_eq!(status, 201, "{order}");
+    let ferns = order["orderId"].as_str().unwrap().to_owned();
+    let (status, paid) = api_call(
+        stack,
+        confirm(&ferns),
+        post.clone(),
+        "fern",
+        Some(json!({ "paymentToken": "tok_visa" })),
+    )
+    .await;
+    assert_eq!(
+        (status, paid["status"].as_str()),
+        (200, Some("CONFIRMED")),
+        "{paid}"
+    );
+
+    // Another user's order does not exist for them, whatever they try.
+    let order_url = stack.api_url(&format!("/api/v1/orders/{ferns}"));
+    let cancel_url = stack.api_url(&format!("/api/v1/orders/{ferns}/cancel"));
+    let (status, _) = api_call(stack, order_url.clone(), get.clone(), "mallet", None).await;
+    assert_eq!(status, 404);
+    let (status, body) = api_call(
+        stack,
+        confirm(&ferns),
+        post.clone(),
+        "mallet",
+        Some(json!({ "paymentToken": "tok_visa" })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("ORDER_NOT_FOUND")),
+        "{body}"
+    );
+    let (status, body) = api_call(stack, cancel_url.clone(), post.clone(), "mallet", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("ORDER_NOT_FOUND")),
+        "{body}"
+    );
+
+    let (status, cancelled) = api_call(stack, cancel_url, post.clone(), "fern", None).await;
+    assert_eq!(
+        (status, cancelled["status"].as_str()),
+        (200, Some("CANCELLED")),
+        "{cancelled}"
+    );
+    let (_, read) = api_call(stack, order_url, get.clone(), "fern", None).await;
+    let refunds: Vec<&Value> = read["payments"]
+        .as_array()
+        .expect("the order's payments")
+        .iter()
+        .filter(|p| p["kind"] == "REFUND")
+        .collect();
+    assert_eq!(refunds.len(), 1, "{read}");
+    assert_eq!(refunds[0]["status"], "SUCCEEDED", "{read}");
+    granted_hold(stack, "gale", &["L20"]).await;
+
+    // Unpaid past its deadline (this api function gives orders 1 s): refused, provider not
+    // called, and the seat can be held by someone else.
+    let hold = granted_hold(stack, "hale", &["L21"]).await;
+    let (status, order) = api_call(
+        stack,
+        stack.short_order_api_url("/api/v1/orders"),
+        post.clone(),
+        "hale",
+        Some(json!({ "holdId": hold })),
+    )
+    .await;
+    assert_eq!(status, 201, "{order}");
+    let hales = order["orderId"].as_str().unwrap().to_owned();
+    let deadline: chrono::DateTime<chrono::Utc> =
+        order["expiresAt"].as_str().unwrap().parse().unwrap();
+    while chrono::Utc::now() <= deadline + chrono::Duration::milliseconds(100) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, late) = api_call(
+        stack,
+        stack.short_order_api_url(&format!("/api/v1/orders/{hales}/confirm-payment")),
+        post.clone(),
+        "hale",
+        Some(json!({ "paymentToken": "tok_visa" })),
+    )
+    .await;
+    assert_eq!(
+        (status, late["error"]["code"].as_str()),
+        (409, Some("ORDER_EXPIRED")),
+        "{late}"
+    );
+    granted_hold(stack, "ivy", &["L21"]).await;
+
+    // Bad input on the order routes: a 4xx with its code, never a 5xx.
+    for (method, path, body) in [
+        (
+            post.clone(),
+            "/api/v1/orders".to_owned(),
+            json!({ "holdId": "not-a-uuid" }),
+        ),
+        (post.clone(), "/api/v1/orders".to_owned(), json!({})),
+        (post.clone(), "/api/v1/orders".to_owned(), json!([1, 2, 3])),
+        (
+            post.clone(),
+            "/api/v1/orders".to_owned(),
+            json!({ "holdId": "00000000-0000-0000-0000-000000000000" }),
+        ),
+        (
+            get.clone(),
+            "/api/v1/orders/not-a-uuid".to_owned(),
+            Value::Null,
+        ),
+        (
+            get.clone(),
+            "/api/v1/me/orders?limit=-1".to_owned(),
+            Value::Null,
+        ),
+        (
+            get.clone(),
+            "/api/v1/me/orders?cursor=%27%3B%20DROP%20TABLE%20orders".to_owned(),
+            Value::Null,
+        ),
+        (
+            post.clone(),
+            format!("/api/v1/orders/{erins}/confirm-payment"),
+            json!({ "paymentToken": 42 }),
+        ),
+    ] {
+        let body = (!body.is_null()).then_some(body);
+        let (status, answer) =
+            api_call(stack, stack.api_url(&path), method.clone(), "hostile", body).await;
+        assert!(
+            (400..500).contains(&status),
+            "{method} {path}: {status} {answer}"
+        );
+        assert!(
+            answer["error"]["code"].is_string(),
+            "{method} {path}: {answer}"
+        );
+    }
 }
 
 /// The same batch delivered again (a visibility timeout ran out before the delete): nothing is

@@ -157,6 +157,9 @@ pub struct Stack {
     pub runtime_port: u16,
     /// The emulator of the api function in direct mode.
     pub direct_api_port: u16,
+    /// The emulator of an api function whose orders wait 1 s for payment
+    /// (`ORDER_PAYMENT_TTL_SECONDS=1`), for the expiry of unpaid orders.
+    pub short_order_api_port: u16,
     /// The identity provider of `AUTH_MODE=authorizer`.
     pub idp: TestIdentityProvider,
     /// The emulator of the authorizer function and of a websocket function in
@@ -236,6 +239,7 @@ impl Stack {
             gateway,
             runtime_port,
             direct_api_port: 0,
+            short_order_api_port: 0,
             idp: TestIdentityProvider::start().await,
             authorized_port: 0,
             http: reqwest::Client::new(),
@@ -259,6 +263,17 @@ impl Stack {
         env.push(("QUEUE_BASED_BOOKING".to_owned(), "false".to_owned()));
         stack._functions.push(spawn_function("api", env));
         stack.direct_api_port = direct_port;
+
+        let (short_port, short_runtime) = start_emulator();
+        stack._functions.push(short_runtime);
+        let mut env = stack.env("api");
+        env.push((
+            "AWS_LAMBDA_RUNTIME_API".to_owned(),
+            format!("http://127.0.0.1:{short_port}/.rt/api"),
+        ));
+        env.push(("ORDER_PAYMENT_TTL_SECONDS".to_owned(), "1".to_owned()));
+        stack._functions.push(spawn_function("api", env));
+        stack.short_order_api_port = short_port;
 
         // `AUTH_MODE=authorizer`: the `$connect` authorizer and a websocket function that trusts
         // it, with the identity provider's tokens and no shared key at all.
@@ -302,6 +317,14 @@ impl Stack {
         format!(
             "http://127.0.0.1:{}/lambda-url/api{path}",
             self.direct_api_port
+        )
+    }
+
+    /// A URL of the api function whose orders wait 1 s for payment.
+    pub fn short_order_api_url(&self, path: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}/lambda-url/api{path}",
+            self.short_order_api_port
         )
     }
 
