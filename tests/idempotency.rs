@@ -140,6 +140,24 @@ async fn every_purchase_step_replays_instead_of_repeating(backend: Backend) {
     assert_eq!((again.0, again.1, &again.2), (201, true, &made.2));
     assert_eq!(again.3, made.3);
     let order_id = made.3["orderId"].as_str().unwrap().to_owned();
+    // The same key for another body is refused on every purchase route, not replayed.
+    let reused_elsewhere = |key: &'static str, path: String, body: Value| {
+        let (c, server, alice) = (&c, &server, &alice);
+        async move {
+            let answer = keyed(c, server, alice, key, &path, body).await;
+            assert_eq!(
+                (answer.0, answer.3["error"]["code"].as_str()),
+                (422, Some("IDEMPOTENCY_KEY_REUSED")),
+                "{key} on {path}: {answer:?}"
+            );
+        }
+    };
+    reused_elsewhere(
+        "order-1",
+        "/api/v1/orders".into(),
+        json!({ "holdId": "00000000-0000-4000-8000-000000000001" }),
+    )
+    .await;
 
     // confirm-payment: charged once, confirmed once, the same ticket on the replay.
     let confirm = format!("/api/v1/orders/{order_id}/confirm-payment");
@@ -152,6 +170,12 @@ async fn every_purchase_step_replays_instead_of_repeating(backend: Backend) {
     );
     let repaid = keyed(&c, &server, &alice, "pay-1", &confirm, card).await;
     assert_eq!((repaid.0, repaid.1), (200, true));
+    reused_elsewhere(
+        "pay-1",
+        confirm.clone(),
+        json!({ "paymentToken": "tok_decline" }),
+    )
+    .await;
     assert_eq!(repaid.3["ticketCode"], paid.3["ticketCode"]);
     assert_eq!(server.payments.movements().len(), 1);
     // Without the key, a second confirm is the state conflict it is.
@@ -174,6 +198,12 @@ async fn every_purchase_step_replays_instead_of_repeating(backend: Backend) {
     );
     let recancelled = keyed(&c, &server, &alice, "cancel-1", &cancel, json!({})).await;
     assert_eq!((recancelled.0, recancelled.1), (200, true));
+    reused_elsewhere(
+        "cancel-1",
+        "/api/v1/orders/00000000-0000-4000-8000-000000000002/cancel".into(),
+        json!({}),
+    )
+    .await;
     assert_eq!(server.payments.movements().len(), 2);
     assert_eq!(server.payments.balance_cents(), 0);
 

@@ -299,6 +299,10 @@ async fn payment_after_the_deadline_is_refused(backend: Backend) {
         .as_str()
         .unwrap()
         .to_owned();
+    // Another unpaid order, whose seat nobody takes meanwhile.
+    let carol = token("carol");
+    let carols_hold = held(&c, &server, &carol, STUDIO, &["C3"]).await;
+    order(&c, &server, &carol, &carols_hold).await;
 
     server.advance(BookingConfig::default().order_payment_ttl + Duration::seconds(1));
     let (status, body) = pay(&c, &server, &alice, &order_id, "tok_visa").await;
@@ -326,8 +330,39 @@ async fn payment_after_the_deadline_is_refused(backend: Backend) {
     assert_eq!(seat_status(&c, &server, STUDIO).await["C2"], "AVAILABLE");
     held(&c, &server, &token("bob"), STUDIO, &["C2"]).await;
 
-    assert_eq!(server.sweep().await.orders_expired, 1);
+    // The sweep writes both down and tells the show's subscribers that C3 is free; C2 is
+    // bob's by now, and nobody is told otherwise.
+    let mut watcher = WsClient::connect(&server, &token("watcher")).await;
+    watcher.subscribe(STUDIO).await;
+    assert_eq!(server.sweep().await.orders_expired, 2);
     assert_eq!(ws.next_of("ORDER_UPDATED").await["status"], "EXPIRED");
+    watcher.send(json!({"action": "ping"})).await;
+    let mut announced = std::collections::HashMap::new();
+    loop {
+        let message = watcher.next_json().await;
+        if message["type"] == "pong" {
+            break;
+        }
+        if message["type"] == "SEATS_CHANGED" {
+            for seat in message["seats"].as_array().unwrap() {
+                announced.insert(
+                    seat["seatId"].as_str().unwrap().to_owned(),
+                    seat["status"].as_str().unwrap().to_owned(),
+                );
+            }
+        }
+    }
+    assert_eq!(
+        announced.get("C3").map(String::as_str),
+        Some("AVAILABLE"),
+        "{announced:?}"
+    );
+    assert_ne!(
+        announced.get("C2").map(String::as_str),
+        Some("AVAILABLE"),
+        "C2 is bob's: {announced:?}"
+    );
+    assert_eq!(seat_status(&c, &server, STUDIO).await["C2"], "HELD");
     let (status, body) = cancel(&c, &server, &alice, &order_id).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
@@ -829,8 +864,60 @@ async fn bad_purchase_input_gets_a_clear_4xx(backend: Backend) {
     assert!(server.payments.movements().is_empty());
 }
 
+/// A provider that does not answer within `PAYMENT_TIMEOUT_SECONDS`: 503
+/// `PAYMENT_PROVIDER_UNAVAILABLE`, the order still waits for payment and keeps its seat, and
+/// nothing was charged (the call was abandoned); a retry once the provider answers charges once.
+async fn a_provider_that_does_not_answer_in_time_is_a_503_and_a_retry_charges_once(
+    backend: Backend,
+) {
+    let mock = Arc::new(booking_app::MockPaymentProvider::new());
+    let provider = Arc::new(UnreliablePayments::new(mock.clone()));
+    let mut options = TestAppOptions::on(backend);
+    options.config.payment_timeout = Duration::seconds(1);
+    options.payments = Some(provider.clone() as Arc<dyn PaymentProvider>);
+    let server = TestApp::start_with(options).await;
+    let c = client();
+    let alice = token("alice");
+    let hold_id = held(&c, &server, &alice, STUDIO, &["E3"]).await;
+    let order_id = order(&c, &server, &alice, &hold_id).await["orderId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    provider.set(PaymentFault::Delay(std::time::Duration::from_secs(5)));
+    let (status, body) = pay(&c, &server, &alice, &order_id, "tok_visa").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("PAYMENT_PROVIDER_UNAVAILABLE")),
+        "{body}"
+    );
+    let (_, read) = get(
+        &c,
+        &server,
+        &format!("/api/v1/orders/{order_id}"),
+        Some(&alice),
+    )
+    .await;
+    assert_eq!(read["status"], "PAYMENT_PENDING", "{read}");
+    assert_eq!(seat_status(&c, &server, STUDIO).await["E3"], "HELD");
+    assert!(
+        mock.movements().is_empty(),
+        "the abandoned call charged nothing"
+    );
+
+    provider.set(PaymentFault::None);
+    let (status, paid) = pay(&c, &server, &alice, &order_id, "tok_visa").await;
+    assert_eq!(
+        (status, paid["status"].as_str()),
+        (200, Some("CONFIRMED")),
+        "{paid}"
+    );
+    assert_eq!(mock.movements().len(), 1, "charged once");
+}
+
 on_every_backend!(
     purchase_end_to_end,
+    a_provider_that_does_not_answer_in_time_is_a_503_and_a_retry_charges_once,
     declined_card_fails_the_order_and_frees_its_seats,
     a_lapsed_hold_ttl_cannot_sell_an_ordered_seat_twice,
     payment_after_the_deadline_is_refused,

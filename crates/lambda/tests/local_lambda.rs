@@ -111,6 +111,7 @@ async fn the_functions_work_end_to_end_under_the_lambda_runtime() {
     hold_flows_from_the_api_through_sqs_to_the_worker_and_the_websocket(&stack).await;
     a_purchase_through_the_api_function(&stack).await;
     declines_refunds_expiry_and_other_users_through_the_api_function(&stack).await;
+    an_expired_hold_is_pushed_to_its_owner_through_the_gateway(&stack).await;
     redelivery_decides_once_and_resends_the_stored_result(&stack).await;
     gone_connections_are_forgotten(&stack).await;
     websocket_routes_subscribe_and_answer_pings(&stack).await;
@@ -872,7 +873,7 @@ async fn declines_refunds_expiry_and_other_users_through_the_api_function(stack:
     let hold = granted_hold(stack, "hale", &["L21"]).await;
     let (status, order) = api_call(
         stack,
-        stack.short_order_api_url("/api/v1/orders"),
+        stack.short_api_url("/api/v1/orders"),
         post.clone(),
         "hale",
         Some(json!({ "holdId": hold })),
@@ -887,7 +888,7 @@ async fn declines_refunds_expiry_and_other_users_through_the_api_function(stack:
     }
     let (status, late) = api_call(
         stack,
-        stack.short_order_api_url(&format!("/api/v1/orders/{hales}/confirm-payment")),
+        stack.short_api_url(&format!("/api/v1/orders/{hales}/confirm-payment")),
         post.clone(),
         "hale",
         Some(json!({ "paymentToken": "tok_visa" })),
@@ -947,6 +948,52 @@ async fn declines_refunds_expiry_and_other_users_through_the_api_function(stack:
             "{method} {path}: {answer}"
         );
     }
+}
+
+/// A hold that runs out (decided by the worker whose holds last 1 s) is written down by the
+/// expirer, which tells its owner over the API Gateway WebSocket: `HOLD_EXPIRED`.
+async fn an_expired_hold_is_pushed_to_its_owner_through_the_gateway(stack: &Stack) {
+    let (mut socket, connection) = ws_client(stack, "jade").await;
+    stack
+        .invoke("websocket", &connect_event(&connection, "jade"))
+        .await;
+    let request = post_hold(stack, "jade", &["L22"]).await;
+    let (batch, handles) = stack.receive_batch(&stack.resources.queue_url).await;
+    assert!(
+        stack
+            .deliver_to_short_hold_worker(&batch, &handles)
+            .await
+            .is_empty()
+    );
+    let result = next_json(&mut socket).await;
+    assert_eq!(result["status"], "SUCCESS", "{result}");
+    let Some(RequestOutcome::Granted {
+        hold_id,
+        hold_expires_at,
+    }) = stack
+        .store
+        .get_request(request)
+        .await
+        .unwrap()
+        .unwrap()
+        .outcome
+    else {
+        panic!("the hold was granted");
+    };
+    while chrono::Utc::now() <= hold_expires_at + chrono::Duration::milliseconds(100) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let report = stack
+        .invoke("expirer", &load_event("expirer/schedule.json"))
+        .await;
+    assert!(
+        report["holdsExpired"].as_u64().is_some_and(|n| n >= 1),
+        "{report}"
+    );
+    let pushed = next_json(&mut socket).await;
+    assert_eq!(pushed["type"], "HOLD_EXPIRED", "{pushed}");
+    assert_eq!(pushed["holdId"], hold_id.to_string(), "{pushed}");
+    assert_eq!(pushed["seatIds"], json!(["L22"]), "{pushed}");
 }
 
 /// The same batch delivered again (a visibility timeout ran out before the delete): nothing is

@@ -158,8 +158,9 @@ pub struct Stack {
     /// The emulator of the api function in direct mode.
     pub direct_api_port: u16,
     /// The emulator of an api function whose orders wait 1 s for payment
-    /// (`ORDER_PAYMENT_TTL_SECONDS=1`), for the expiry of unpaid orders.
-    pub short_order_api_port: u16,
+    /// (`ORDER_PAYMENT_TTL_SECONDS=1`) and a worker whose holds last 1 s (`HOLD_TTL_SECONDS=1`),
+    /// for what happens at those deadlines.
+    pub short_port: u16,
     /// The identity provider of `AUTH_MODE=authorizer`.
     pub idp: TestIdentityProvider,
     /// The emulator of the authorizer function and of a websocket function in
@@ -239,7 +240,7 @@ impl Stack {
             gateway,
             runtime_port,
             direct_api_port: 0,
-            short_order_api_port: 0,
+            short_port: 0,
             idp: TestIdentityProvider::start().await,
             authorized_port: 0,
             http: reqwest::Client::new(),
@@ -273,7 +274,14 @@ impl Stack {
         ));
         env.push(("ORDER_PAYMENT_TTL_SECONDS".to_owned(), "1".to_owned()));
         stack._functions.push(spawn_function("api", env));
-        stack.short_order_api_port = short_port;
+        let mut env = stack.env("worker");
+        env.push((
+            "AWS_LAMBDA_RUNTIME_API".to_owned(),
+            format!("http://127.0.0.1:{short_port}/.rt/worker"),
+        ));
+        env.push(("HOLD_TTL_SECONDS".to_owned(), "1".to_owned()));
+        stack._functions.push(spawn_function("worker", env));
+        stack.short_port = short_port;
 
         // `AUTH_MODE=authorizer`: the `$connect` authorizer and a websocket function that trusts
         // it, with the identity provider's tokens and no shared key at all.
@@ -321,11 +329,8 @@ impl Stack {
     }
 
     /// A URL of the api function whose orders wait 1 s for payment.
-    pub fn short_order_api_url(&self, path: &str) -> String {
-        format!(
-            "http://127.0.0.1:{}/lambda-url/api{path}",
-            self.short_order_api_port
-        )
+    pub fn short_api_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/lambda-url/api{path}", self.short_port)
     }
 
     fn env(&self, name: &str) -> Vec<(String, String)> {
@@ -477,7 +482,25 @@ impl Stack {
         event: &Value,
         handles: &HashMap<String, String>,
     ) -> Vec<String> {
-        let response = self.invoke("worker", event).await;
+        self.deliver_on(self.runtime_port, event, handles).await
+    }
+
+    /// [`Stack::deliver_to_worker`] to the worker whose holds last 1 s.
+    pub async fn deliver_to_short_hold_worker(
+        &self,
+        event: &Value,
+        handles: &HashMap<String, String>,
+    ) -> Vec<String> {
+        self.deliver_on(self.short_port, event, handles).await
+    }
+
+    async fn deliver_on(
+        &self,
+        port: u16,
+        event: &Value,
+        handles: &HashMap<String, String>,
+    ) -> Vec<String> {
+        let response = self.invoke_on(port, "worker", event).await;
         let failed: Vec<String> = response["batchItemFailures"]
             .as_array()
             .unwrap_or_else(|| panic!("the worker answers with batchItemFailures: {response}"))
