@@ -36,7 +36,7 @@ pub enum Command {
 /// Where the server is: a URL, or one this tool starts.
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
-    /// Server base URL; only loopback hosts (127.0.0.1, localhost, [::1]) unless --allow-remote.
+    /// Server base URL; only loopback hosts (127.0.0.1, localhost, `[::1]`) unless --allow-remote.
     #[arg(
         long,
         default_value = "http://127.0.0.1:3000",
