@@ -243,7 +243,13 @@ impl Stack {
             short_port: 0,
             idp: TestIdentityProvider::start().await,
             authorized_port: 0,
-            http: reqwest::Client::new(),
+            // Every call through the emulator ends: once, a function-URL request was never
+            // answered (every function idle, waiting for its next invocation) and the suite hung
+            // until CI's limit. A stuck call now fails within a minute, naming its URL.
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("HTTP client"),
             startup_ms: HashMap::new(),
             _runtime: runtime,
             _functions: Vec::new(),
