@@ -20,6 +20,13 @@ mod config;
 mod serve;
 mod watch;
 
+/// glibc's allocator was ~15 % of the server's CPU in a flash sale (`perf`, see
+/// docs/PERFORMANCE.md): many threads allocating and freeing small buffers per request, and
+/// `malloc_consolidate` sweeping its fast bins whenever a large buffer was freed. mimalloc's
+/// per-thread free lists avoid both.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 usage:
   seatbook                         serve (same as `seatbook serve`)
