@@ -27,8 +27,10 @@
 //! The cap on a user's open requests ([`NewBookingRequest::max_open`]) is counted by the same
 //! statement, row by row (through the `booking_requests_open_by_user` index), together with the
 //! earlier rows of the user in the same group; a row over it is skipped like a conflict and
-//! answered [`Inserted::TooManyOpen`]. Two API processes writing one user's requests at the same
-//! instant may both pass it (it bounds queue spam, it is not an invariant).
+//! answered [`Inserted::TooManyOpen`]. Grouped, that is exact within the process (one writer);
+//! direct, each capped insert first takes an advisory lock on its user and show, so it is exact
+//! across processes too ([`insert_one`]). Two local servers grouping one user's requests into
+//! one database at the same instant could still both pass it (nobody runs two).
 //!
 //! Ordering: within one process, one writer task means `seq` is handed out in commit order, so
 //! of two requests accepted by the same intake the earlier one is never numbered later. Across
@@ -39,20 +41,46 @@ use crate::codec::{self, RequestRow};
 use booking_core::ports::{Inserted, StoreError};
 use booking_core::{BookingRequest, NewBookingRequest};
 use booking_sql::IntakeCounters;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 /// Most requests written by one statement: bounds the time one commit takes.
 pub(crate) const MAX_GROUP: usize = 512;
 
-/// Writes one request on its own ([`IntakeMode::Direct`](crate::IntakeMode)).
+/// The class (first key) of the advisory locks that serialise one user's capped inserts for one
+/// show; the second key is a hash of the user and the show. Two-key advisory locks never
+/// conflict with the one-key locks of the show locks (`show_locks.rs`).
+const OPEN_CAP_LOCK_CLASS: i32 = 0x0CA9;
+
+/// Writes one request on its own ([`IntakeMode::Direct`](crate::IntakeMode)), the deployed api
+/// function's way: every instance writes through its own connections, so the open-request cap
+/// cannot rely on one writer seeing all of a user's requests. A capped insert therefore runs in
+/// a transaction that first takes an advisory lock on (user, show): of two concurrent requests
+/// of one user, in one process or in two, the second one's count is taken after the first one
+/// committed, and the cap is exact. It costs the capped insert three more round trips
+/// (`BEGIN`, the lock, `COMMIT`); requests of different users never wait for each other.
 pub(crate) async fn insert_one(
     pool: &PgPool,
     counters: &IntakeCounters,
     request: NewBookingRequest,
 ) -> Result<Inserted, StoreError> {
-    let mut results = insert_batch(pool, std::slice::from_ref(&request)).await?;
+    let one = std::slice::from_ref(&request);
+    let mut results = if request.max_open.is_some() {
+        let mut tx = pool.begin().await.map_err(codec::store_error)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(OPEN_CAP_LOCK_CLASS)
+            .bind(format!("{}/{}", request.user_id.as_str(), request.show_id))
+            .execute(&mut *tx)
+            .await
+            .map_err(codec::store_error)?;
+        let results = insert_batch(&mut tx, one).await?;
+        tx.commit().await.map_err(codec::store_error)?;
+        results
+    } else {
+        let mut conn = pool.acquire().await.map_err(codec::store_error)?;
+        insert_batch(&mut conn, one).await?
+    };
     counters.record(1);
     results.pop().expect("one result per request")
 }
@@ -61,7 +89,7 @@ pub(crate) async fn insert_one(
 /// of an earlier request, or its own error (an unknown show). The outer error means nothing was
 /// written.
 pub(crate) async fn insert_batch(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     requests: &[NewBookingRequest],
 ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError> {
     let n = requests.len();
@@ -125,7 +153,7 @@ pub(crate) async fn insert_batch(
         &max_open as _,
         &earlier
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .map_err(codec::store_error)?;
     let new_seq: HashMap<Uuid, i64> = inserted
@@ -149,7 +177,7 @@ pub(crate) async fn insert_batch(
     let earlier = if skipped.is_empty() {
         Earlier::default()
     } else {
-        find_earlier(pool, &skipped).await?
+        find_earlier(conn, &skipped).await?
     };
 
     Ok(requests
@@ -218,7 +246,7 @@ impl Earlier {
 }
 
 async fn find_earlier(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     skipped: &[&NewBookingRequest],
 ) -> Result<Earlier, StoreError> {
     let ids: Vec<Uuid> = skipped.iter().map(|r| r.request_id.as_uuid()).collect();
@@ -245,12 +273,12 @@ async fn find_earlier(
         &key_users,
         &keys
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .map_err(codec::store_error)?;
     let known_shows: Vec<Uuid> =
         sqlx::query_scalar!("SELECT show_id FROM shows WHERE show_id = ANY($1)", &shows)
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await
             .map_err(codec::store_error)?;
 

@@ -179,7 +179,10 @@ impl PgStore {
                 Some(GroupCommit::spawn(
                     move |group| {
                         let pool = pool.clone();
-                        async move { intake::insert_batch(&pool, &group).await }
+                        async move {
+                            let mut conn = pool.acquire().await.map_err(codec::store_error)?;
+                            intake::insert_batch(&mut conn, &group).await
+                        }
                     },
                     intake::MAX_GROUP,
                     intake_counters.clone(),
