@@ -99,6 +99,17 @@ async fn post_hold_for(stack: &Stack, show: ShowId, user: &str, seats: &[&str]) 
     body["requestId"].as_str().unwrap().parse().unwrap()
 }
 
+/// Runs each case against the one stack, naming it on stderr first: when a case fails or hangs,
+/// the captured output says which one it was.
+macro_rules! run_cases {
+    ($stack:expr; $($case:ident),+ $(,)?) => {
+        $(
+            eprintln!("[case] {}", stringify!($case));
+            $case($stack).await;
+        )+
+    };
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_functions_work_end_to_end_under_the_lambda_runtime() {
     let stack = Stack::start().await;
@@ -108,38 +119,25 @@ async fn the_functions_work_end_to_end_under_the_lambda_runtime() {
         eprintln!("[startup] {name}: {ms:.1} ms from process start to first handled invocation");
     }
 
-    eprintln!("[case] hold_flows_from_the_api_through_sqs_to_the_worker_and_the_websocket");
-    hold_flows_from_the_api_through_sqs_to_the_worker_and_the_websocket(&stack).await;
-    eprintln!("[case] a_purchase_through_the_api_function");
-    a_purchase_through_the_api_function(&stack).await;
-    eprintln!("[case] declines_refunds_expiry_and_other_users_through_the_api_function");
-    declines_refunds_expiry_and_other_users_through_the_api_function(&stack).await;
-    eprintln!("[case] an_expired_hold_is_pushed_to_its_owner_through_the_gateway");
-    an_expired_hold_is_pushed_to_its_owner_through_the_gateway(&stack).await;
-    eprintln!("[case] redelivery_decides_once_and_resends_the_stored_result");
-    redelivery_decides_once_and_resends_the_stored_result(&stack).await;
-    eprintln!("[case] gone_connections_are_forgotten");
-    gone_connections_are_forgotten(&stack).await;
-    eprintln!("[case] websocket_routes_subscribe_and_answer_pings");
-    websocket_routes_subscribe_and_answer_pings(&stack).await;
-    eprintln!("[case] poison_messages_go_to_the_dead_letter_queue_and_the_batch_goes_on");
-    poison_messages_go_to_the_dead_letter_queue_and_the_batch_goes_on(&stack).await;
-    eprintln!("[case] a_batch_of_several_shows_is_decided_show_by_show_in_order");
-    a_batch_of_several_shows_is_decided_show_by_show_in_order(&stack).await;
-    eprintln!("[case] a_paused_show_keeps_its_messages_queued_in_order");
-    a_paused_show_keeps_its_messages_queued_in_order(&stack).await;
-    eprintln!("[case] direct_mode_decides_in_the_api_function_beside_the_queue");
-    direct_mode_decides_in_the_api_function_beside_the_queue(&stack).await;
-    eprintln!("[case] an_operator_runs_a_show_through_the_api_function");
-    an_operator_runs_a_show_through_the_api_function(&stack).await;
-    eprintln!("[case] every_sample_event_is_handled");
-    every_sample_event_is_handled(&stack).await;
-    eprintln!("[case] rate_limits_hold_deployed");
-    rate_limits_hold_deployed(&stack).await;
-    eprintln!("[case] websocket_connections_are_authorized_by_the_identity_provider");
-    websocket_connections_are_authorized_by_the_identity_provider(&stack).await;
-    eprintln!("[case] sockets_are_closed_when_their_token_expires");
-    sockets_are_closed_when_their_token_expires(&stack).await;
+    run_cases!(
+        &stack;
+        hold_flows_from_the_api_through_sqs_to_the_worker_and_the_websocket,
+        a_purchase_through_the_api_function,
+        declines_refunds_expiry_and_other_users_through_the_api_function,
+        an_expired_hold_is_pushed_to_its_owner_through_the_gateway,
+        redelivery_decides_once_and_resends_the_stored_result,
+        gone_connections_are_forgotten,
+        websocket_routes_subscribe_and_answer_pings,
+        poison_messages_go_to_the_dead_letter_queue_and_the_batch_goes_on,
+        a_batch_of_several_shows_is_decided_show_by_show_in_order,
+        a_paused_show_keeps_its_messages_queued_in_order,
+        direct_mode_decides_in_the_api_function_beside_the_queue,
+        an_operator_runs_a_show_through_the_api_function,
+        every_sample_event_is_handled,
+        rate_limits_hold_deployed,
+        websocket_connections_are_authorized_by_the_identity_provider,
+        sockets_are_closed_when_their_token_expires,
+    );
 }
 
 /// The `$connect` REQUEST authorizer event for `token`.
