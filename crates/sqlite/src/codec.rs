@@ -170,11 +170,18 @@ pub(crate) fn decode_hold(row: &SqliteRow) -> Result<Hold, StoreError> {
     })
 }
 
-pub(crate) fn decode_snapshot_hold(row: &SqliteRow) -> Result<SnapshotHold, StoreError> {
-    Ok(SnapshotHold {
-        hold_id: get_parsed(row, "hold_id")?,
-        user_id: get_parsed(row, "user_id")?,
-        seat_ids: get_seats(row, "seat_ids")?,
-        expires_at: get_time(row, "expires_at")?,
-    })
+/// Holds read as one JSON array of `[hold_id, user_id, seat_ids, expires_at]` arrays (the
+/// statement aggregates them, so that they cross from sqlx's connection thread in one row).
+pub(crate) fn decode_snapshot_holds(json: &str) -> Result<Vec<SnapshotHold>, StoreError> {
+    let rows: Vec<(String, String, Vec<SeatId>, i64)> = from_json(json, "holds")?;
+    rows.into_iter()
+        .map(|(hold_id, user_id, seat_ids, expires_at)| {
+            Ok(SnapshotHold {
+                hold_id: parse(&hold_id, "hold_id")?,
+                user_id: parse(&user_id, "user_id")?,
+                seat_ids,
+                expires_at: from_millis(expires_at, "expires_at")?,
+            })
+        })
+        .collect()
 }

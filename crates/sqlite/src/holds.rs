@@ -39,13 +39,16 @@ impl HoldStore for SqliteStore {
     ) -> Result<ShowSnapshot, StoreError> {
         // One read transaction, so holds and booked seats come from the same instant.
         let mut tx = self.readers().begin().await.map_err(codec::store_error)?;
-        let holds = sqlx::query(
-            "SELECT hold_id, user_id, seat_ids, expires_at FROM holds \
-             WHERE show_id = ?1 AND status = 'HELD' AND expires_at > ?2",
+        // The holds as one row (a JSON array of arrays): sqlx hands each returned row over from
+        // its connection thread on its own, and a busy show has hundreds of holds, read again
+        // for every batch.
+        let holds: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(hold_id, user_id, json(seat_ids), expires_at)) \
+             FROM holds WHERE show_id = ?1 AND status = 'HELD' AND expires_at > ?2",
         )
         .bind(show.to_string())
         .bind(codec::millis(now))
-        .fetch_all(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(codec::store_error)?;
         let booked: Vec<String> = sqlx::query_scalar(
@@ -59,10 +62,7 @@ impl HoldStore for SqliteStore {
         .map_err(codec::store_error)?;
         tx.commit().await.map_err(codec::store_error)?;
         Ok(ShowSnapshot {
-            holds: holds
-                .iter()
-                .map(codec::decode_snapshot_hold)
-                .collect::<Result<_, _>>()?,
+            holds: codec::decode_snapshot_holds(&holds)?,
             booked: booked
                 .iter()
                 .map(|s| codec::parse(s, "seat_id"))
@@ -274,7 +274,24 @@ async fn write_batch(
             }))
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    let recorded: Vec<String> = sqlx::query_scalar(
+    let outcomes = codec::to_json(&outcomes)?;
+    // Which of them are still to record, read first in the same (immediate) transaction, as one
+    // row: an `UPDATE ... RETURNING` would hand each row over from sqlx's connection thread on
+    // its own, and a flash sale's batch has hundreds.
+    let recordable: String = sqlx::query_scalar(
+        "SELECT json_group_array(r.request_id) \
+         FROM json_each(?1) AS o JOIN booking_requests AS r \
+           ON r.request_id = o.value ->> 'request_id' \
+         WHERE +r.show_id = ?2 AND +r.status IN ('QUEUED', 'PROCESSING') \
+           AND (o.value ->> 'grant_to' IS NULL OR r.user_id = o.value ->> 'grant_to')",
+    )
+    .bind(&outcomes)
+    .bind(&show_text)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(commit_error)?;
+    let recorded: HashSet<String> = codec::from_json(&recordable, "request_id")?;
+    let written = sqlx::query(
         "UPDATE booking_requests AS r \
          SET status = o.value ->> 'status', processed_at = ?3, \
              result_message = o.value ->> 'message', hold_id = o.value ->> 'hold_id', \
@@ -283,16 +300,22 @@ async fn write_batch(
          FROM json_each(?1) AS o \
          WHERE r.request_id = o.value ->> 'request_id' AND +r.show_id = ?2 \
            AND +r.status IN ('QUEUED', 'PROCESSING') \
-           AND (o.value ->> 'grant_to' IS NULL OR r.user_id = o.value ->> 'grant_to') \
-         RETURNING request_id",
+           AND (o.value ->> 'grant_to' IS NULL OR r.user_id = o.value ->> 'grant_to')",
     )
-    .bind(codec::to_json(&outcomes)?)
+    .bind(&outcomes)
     .bind(&show_text)
     .bind(at)
-    .fetch_all(&mut *conn)
+    .execute(&mut *conn)
     .await
-    .map_err(commit_error)?;
-    let recorded: HashSet<String> = recorded.into_iter().collect();
+    .map_err(commit_error)?
+    .rows_affected();
+    if written != recorded.len() as u64 {
+        // Nothing else writes inside this transaction: the read and the update must agree.
+        return Err(CommitError::Store(codec::corrupt(format_args!(
+            "recorded {written} outcomes where {} were recordable",
+            recorded.len()
+        ))));
+    }
     // In the plan's (arrival) order.
     let mut decided = Vec::with_capacity(recorded.len());
     let mut granted = 0;

@@ -112,7 +112,14 @@ async fn insert_many(
     let json = serde_json::to_string(&rows).map_err(encode)?;
     // Rows are inserted in the array's order, so their `seq` follows it. A row over its user's
     // cap is left out here and answered by `insert_one`, which counts exactly.
-    let returned: Vec<(String, i64)> = sqlx::query_as(
+    //
+    // What was inserted is read back afterwards as one row (the rows past the largest `seq`
+    // before: this transaction is the only writer) rather than by `RETURNING`, which would hand
+    // each row over from sqlx's connection thread on its own.
+    let before: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM booking_requests")
+        .fetch_one(&mut *conn)
+        .await?;
+    sqlx::query(
         "INSERT INTO booking_requests \
              (request_id, user_id, show_id, seat_ids, status, idempotency_key, created_at, \
               expires_at) \
@@ -124,12 +131,20 @@ async fn insert_many(
                 WHERE b.user_id = value ->> 1 AND b.show_id = value ->> 2 \
                   AND b.status IN ('QUEUED', 'PROCESSING') AND b.dead_lettered_at IS NULL) \
                + (value ->> 7) < (value ->> 6) \
-         ON CONFLICT (request_id) DO NOTHING \
-         RETURNING request_id, seq",
+         ON CONFLICT (request_id) DO NOTHING",
     )
     .bind(json)
-    .fetch_all(&mut *conn)
+    .execute(&mut *conn)
     .await?;
+    let inserted: String = sqlx::query_scalar(
+        "SELECT json_group_array(json_array(request_id, seq)) FROM booking_requests \
+         WHERE seq > ?1",
+    )
+    .bind(before)
+    .fetch_one(&mut *conn)
+    .await?;
+    let returned: Vec<(String, i64)> =
+        serde_json::from_str(&inserted).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     let seqs: HashMap<String, i64> = returned.into_iter().collect();
     Ok(which
         .iter()
