@@ -9,7 +9,10 @@
 //!
 //! What a batch writes is the core's `CommitPlan` (the same one PostgreSQL executes), one
 //! set-based statement per step, as on PostgreSQL. SQLite has no arrays to bind, so each step's
-//! rows go in as one JSON array parameter that the statement reads with `json_each`. A statement
+//! rows go in as one JSON array parameter that the statement reads with `jsonb_each` where its
+//! rows are arrays or objects (`json_each` would hand each row over as JSON text, which every
+//! `->>` then parses again: under callgrind that was a seventh of a request's instructions), and
+//! with `json_each` where they are plain ids. A statement
 //! per row would cost far more than it looks: the connection is in-process, but sqlx runs it on
 //! its own thread, and every statement is a hand-over to that thread and back (measured: a
 //! batch's per-row statements were most of the server's CPU per request; see
@@ -280,7 +283,7 @@ async fn write_batch(
     // its own, and a flash sale's batch has hundreds.
     let recordable: String = sqlx::query_scalar(
         "SELECT json_group_array(r.request_id) \
-         FROM json_each(?1) AS o JOIN booking_requests AS r \
+         FROM jsonb_each(?1) AS o JOIN booking_requests AS r \
            ON r.request_id = o.value ->> 'request_id' \
          WHERE +r.show_id = ?2 AND +r.status IN ('QUEUED', 'PROCESSING') \
            AND (o.value ->> 'grant_to' IS NULL OR r.user_id = o.value ->> 'grant_to')",
@@ -297,7 +300,7 @@ async fn write_batch(
              result_message = o.value ->> 'message', hold_id = o.value ->> 'hold_id', \
              hold_expires_at = o.value ->> 'hold_expires_at', \
              unavailable = o.value ->> 'unavailable', alternatives = o.value ->> 'alternatives' \
-         FROM json_each(?1) AS o \
+         FROM jsonb_each(?1) AS o \
          WHERE r.request_id = o.value ->> 'request_id' AND +r.show_id = ?2 \
            AND +r.status IN ('QUEUED', 'PROCESSING') \
            AND (o.value ->> 'grant_to' IS NULL OR r.user_id = o.value ->> 'grant_to')",
@@ -357,7 +360,7 @@ async fn write_batch(
             "UPDATE holds SET status = 'RELEASED', ended_at = ?3 \
              WHERE +show_id = ?2 AND +status = 'HELD' \
                AND (hold_id, user_id) IN \
-                   (SELECT value ->> 0, value ->> 1 FROM json_each(?1)) \
+                   (SELECT value ->> 0, value ->> 1 FROM jsonb_each(?1)) \
              RETURNING hold_id",
         )
         .bind(codec::to_json(&releases)?)
@@ -411,7 +414,7 @@ async fn write_batch(
              SELECT value ->> 'hold_id', value ->> 'request_id', value ->> 'user_id', ?2, \
                     value ->> 'seat_ids', value ->> 'status', ?3, value ->> 'expires_at', \
                     value ->> 'ended_at' \
-             FROM json_each(?1)",
+             FROM jsonb_each(?1)",
         )
         .bind(codec::to_json(&holds)?)
         .bind(&show_text)
@@ -440,7 +443,7 @@ async fn write_batch(
         // join in the SELECT.
         let claimed = sqlx::query(
             "INSERT INTO seat_claims (show_id, seat_id, hold_id, kind, expires_at) \
-             SELECT ?2, value ->> 0, value ->> 1, 'HOLD', value ->> 2 FROM json_each(?1) \
+             SELECT ?2, value ->> 0, value ->> 1, 'HOLD', value ->> 2 FROM jsonb_each(?1) \
              WHERE true \
              ON CONFLICT (show_id, seat_id) DO UPDATE \
              SET hold_id = excluded.hold_id, kind = 'HOLD', expires_at = excluded.expires_at \

@@ -125,7 +125,7 @@ async fn insert_many(
               expires_at) \
          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, 'QUEUED', NULL, \
                 value ->> 4, value ->> 5 \
-         FROM json_each(?1) \
+         FROM jsonb_each(?1) \
          WHERE value ->> 6 IS NULL \
             OR (SELECT COUNT(*) FROM booking_requests b \
                 WHERE b.user_id = value ->> 1 AND b.show_id = value ->> 2 \
