@@ -244,6 +244,17 @@ fn commit_error(e: sqlx::Error) -> CommitError {
     CommitError::Store(codec::store_error(e))
 }
 
+/// Which outcomes `o` (rows of the bound plan) may be recorded on their requests `r`: the request
+/// is still undecided, and a grant's is still its user's. One clause for the read of what will be
+/// recorded and for the update that records it, so the two cannot drift apart.
+macro_rules! recordable_outcomes {
+    () => {
+        "WHERE r.request_id = o.value ->> 'request_id' AND +r.show_id = ?2 \
+           AND +r.status IN ('QUEUED', 'PROCESSING') \
+           AND (o.value ->> 'grant_to' IS NULL OR r.user_id = o.value ->> 'grant_to')"
+    };
+}
+
 /// The body of `commit_batch`, inside its transaction, in the plan's order (see
 /// `booking_core::commit`). Any error means: roll back.
 async fn write_batch(
@@ -281,30 +292,25 @@ async fn write_batch(
     // Which of them are still to record, read first in the same (immediate) transaction, as one
     // row: an `UPDATE ... RETURNING` would hand each row over from sqlx's connection thread on
     // its own, and a flash sale's batch has hundreds.
-    let recordable: String = sqlx::query_scalar(
-        "SELECT json_group_array(r.request_id) \
-         FROM jsonb_each(?1) AS o JOIN booking_requests AS r \
-           ON r.request_id = o.value ->> 'request_id' \
-         WHERE +r.show_id = ?2 AND +r.status IN ('QUEUED', 'PROCESSING') \
-           AND (o.value ->> 'grant_to' IS NULL OR r.user_id = o.value ->> 'grant_to')",
-    )
+    let recordable: String = sqlx::query_scalar(concat!(
+        "SELECT json_group_array(r.request_id) FROM jsonb_each(?1) AS o, booking_requests AS r ",
+        recordable_outcomes!()
+    ))
     .bind(&outcomes)
     .bind(&show_text)
     .fetch_one(&mut *conn)
     .await
     .map_err(commit_error)?;
     let recorded: HashSet<String> = codec::from_json(&recordable, "request_id")?;
-    let written = sqlx::query(
+    let written = sqlx::query(concat!(
         "UPDATE booking_requests AS r \
          SET status = o.value ->> 'status', processed_at = ?3, \
              result_message = o.value ->> 'message', hold_id = o.value ->> 'hold_id', \
              hold_expires_at = o.value ->> 'hold_expires_at', \
              unavailable = o.value ->> 'unavailable', alternatives = o.value ->> 'alternatives' \
-         FROM jsonb_each(?1) AS o \
-         WHERE r.request_id = o.value ->> 'request_id' AND +r.show_id = ?2 \
-           AND +r.status IN ('QUEUED', 'PROCESSING') \
-           AND (o.value ->> 'grant_to' IS NULL OR r.user_id = o.value ->> 'grant_to')",
-    )
+         FROM jsonb_each(?1) AS o ",
+        recordable_outcomes!()
+    ))
     .bind(&outcomes)
     .bind(&show_text)
     .bind(at)

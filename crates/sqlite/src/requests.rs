@@ -74,10 +74,9 @@ impl RequestStore for SqliteStore {
         .await
         .map_err(codec::store_error)?
         .rows_affected();
-        let distinct: HashSet<&RequestId> = requests.iter().collect();
+        let distinct: HashSet<RequestId> = requests.iter().copied().collect();
         if claimed == distinct.len() as u64 {
-            let all: HashSet<RequestId> = distinct.into_iter().copied().collect();
-            return Ok(booking_sql::updated_in_order(requests, |id| *id, &all));
+            return Ok(booking_sql::updated_in_order(requests, |id| *id, &distinct));
         }
         // Some were decided already (a duplicate delivery): which ones the claim took, in one
         // row. It left each undecided one PROCESSING; one decided since then drops out, as
