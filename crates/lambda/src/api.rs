@@ -31,7 +31,8 @@ pub async fn serve() -> Result<(), lambda_runtime::Error> {
 
 /// The router with every adapter wired from the environment.
 pub async fn app_from_env() -> Result<Router, WiringError> {
-    let shared = Shared::from_env().await?;
+    let mode = AuthMode::from_env()?;
+    let shared = Shared::from_env(mode.token_key()).await?;
     let queue_url = config::required("BOOKING_QUEUE_URL")?;
     let counters: Arc<dyn QueueCounters> = shared.mirror.clone();
     let queue: Arc<dyn RequestQueue> = Arc::new(SqsQueue::new(
@@ -39,14 +40,13 @@ pub async fn app_from_env() -> Result<Router, WiringError> {
         queue_url,
         counters,
     ));
-    let mode = AuthMode::from_env()?;
     let mut builder = shared.app()?.queue(QueueAdapter::External(queue));
     // In authorizer mode the identity provider's tokens, checked by the gateway, are the only
     // way in: no shared key is loaded, so none can mint an identity (the builder's default key
     // is random and verifies no bearer token).
     let admin = match mode {
         AuthMode::Bearer => {
-            builder = builder.authenticator(shared.authenticator().await?);
+            builder = builder.authenticator(shared.authenticator()?);
             None
         }
         AuthMode::Authorizer => Some(Arc::new(

@@ -152,6 +152,14 @@ pub enum AuthMode {
 }
 
 impl AuthMode {
+    /// Whether the function needs the token key: only when it verifies tokens itself.
+    pub fn token_key(self) -> crate::wiring::TokenKey {
+        match self {
+            Self::Bearer => crate::wiring::TokenKey::Fetch,
+            Self::Authorizer => crate::wiring::TokenKey::NotNeeded,
+        }
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         match optional("AUTH_MODE").as_deref() {
             None | Some("bearer") => Ok(Self::Bearer),

@@ -8,7 +8,7 @@
 //! the sockets whose token has expired (API Gateway holds them; nothing is pushed to them once
 //! the token has expired, and this sweep ends them within a minute).
 
-use crate::wiring::{Shared, WiringError};
+use crate::wiring::{Shared, TokenKey, WiringError};
 use booking_app::sweeper::{SweepReport, Sweeper};
 use booking_aws::GatewayNotifier;
 use booking_core::Chain;
@@ -55,7 +55,7 @@ pub struct ExpirerReport {
 
 impl Expirer {
     pub async fn from_env() -> Result<Self, WiringError> {
-        let shared = Shared::from_env().await?;
+        let shared = Shared::from_env(TokenKey::NotNeeded).await?;
         // Invoked once a minute: every sweep finishes what cancelled shows still have open.
         let sweeper = shared
             .app()?

@@ -80,7 +80,8 @@ fn error(code: &str, message: &str) -> ServerMessage {
 
 impl WebSocketRoutes {
     pub async fn from_env() -> Result<Self, WiringError> {
-        let shared = Shared::from_env().await?;
+        let mode = AuthMode::from_env()?;
+        let shared = Shared::from_env(mode.token_key()).await?;
         let registry = shared
             .registry()?
             .ok_or(config::ConfigError::Missing("CONNECTIONS_TABLE"))?;
@@ -91,8 +92,8 @@ impl WebSocketRoutes {
             booking_app::config::env_or("MAX_SOCKETS_PER_USER", DEFAULT_MAX_SOCKETS_PER_USER)
                 .map_err(config::ConfigError::from)?
                 .max(1);
-        let auth = match AuthMode::from_env()? {
-            AuthMode::Bearer => ConnectAuth::from(shared.authenticator().await?),
+        let auth = match mode {
+            AuthMode::Bearer => ConnectAuth::from(shared.authenticator()?),
             AuthMode::Authorizer => ConnectAuth::Authorizer,
         };
         Ok(Self::new(auth, registry, notifier, shared.store.clone())

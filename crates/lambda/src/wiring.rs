@@ -1,7 +1,13 @@
 //! What every function builds once per process (cold start): the SDK configuration, the
-//! PostgreSQL pool, the Redis mirror and counters, and (where configured) the WebSocket registry
-//! and notifier. Invocations reuse them. Each function then takes what it serves from the app's
-//! composition root ([`Shared::app`]): the router, the batch processor or the sweeper.
+//! PostgreSQL pool, the Redis mirror and counters, the token key where the function verifies
+//! tokens, and (where configured) the WebSocket registry and notifier. Invocations reuse them.
+//! Each function then takes what it serves from the app's composition root ([`Shared::app`]):
+//! the router, the batch processor or the sweeper.
+//!
+//! The connections are opened side by side, not one after another: a cold start is paid by the
+//! request that caused it, and each part is a network round trip or a TLS handshake (PostgreSQL's
+//! alone was most of a start measured sequentially), so the start takes as long as the slowest
+//! part instead of their sum.
 
 use crate::config::{self, ConfigError, optional, required};
 use booking_app::auth::Authenticator;
@@ -32,60 +38,67 @@ pub enum WiringError {
     IdentityProvider(#[from] crate::authorizer::KeyFetchError),
 }
 
+/// Whether a function verifies bearer tokens itself, and so needs the token key (`JWT_SECRET`,
+/// or the secret `JWT_SECRET_ARN`) at cold start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKey {
+    /// Fetch it alongside the connections ([`Shared::authenticator`] then uses it).
+    Fetch,
+    /// The function verifies no tokens (or the gateway's authorizer does).
+    NotNeeded,
+}
+
 pub struct Shared {
     pub sdk: aws_config::SdkConfig,
     pub store: Arc<PgStore>,
     pub mirror: Arc<RedisMirror>,
     pub booking: BookingConfig,
+    /// The bearer tokens' HS256 key, when the function asked for it ([`TokenKey::Fetch`]).
+    token_secret: Option<String>,
+}
+
+/// Milliseconds since `started`.
+fn ms_since(started: std::time::Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1e3
 }
 
 impl Shared {
-    pub async fn from_env() -> Result<Self, WiringError> {
+    pub async fn from_env(token_key: TokenKey) -> Result<Self, WiringError> {
         let started = std::time::Instant::now();
         let sdk = booking_aws::sdk_config().await;
-        let sdk_ms = started.elapsed().as_secs_f64() * 1e3;
+        let sdk_ms = ms_since(started);
         let booking = BookingConfig::from_env().map_err(ConfigError::from)?;
-        let url = config::database_url(&sdk).await?;
-        // One invocation at a time per instance and many instances: a small pool each, and
-        // direct intake (there are no concurrent callers in one instance to group).
-        let store = PgStore::connect(
-            &url,
-            PgOptions {
-                max_connections: 3,
-                acquire_timeout: Duration::from_secs(5),
-                idle_timeout: Some(Duration::from_secs(300)),
-                intake: IntakeMode::Direct,
-                application_name: "seatbook-lambda".to_owned(),
-                ..PgOptions::default()
+        let (store, mirror, token_secret) = tokio::try_join!(
+            async {
+                let store = connect_postgres(&sdk).await?;
+                Ok::<_, WiringError>((store, ms_since(started)))
             },
-        )
-        .await
-        .map_err(WiringError::Postgres)?;
-        let postgres_ms = started.elapsed().as_secs_f64() * 1e3 - sdk_ms;
-        let redis_url = required("REDIS_URL")?;
-        // ElastiCache's certificates chain to the system's trust store; REDIS_CA_FILE names a
-        // private CA's instead.
-        let redis_ca = match config::optional("REDIS_CA_FILE") {
-            Some(path) => Some(std::fs::read(&path).map_err(|e| ConfigError::Invalid {
-                name: "REDIS_CA_FILE",
-                reason: format!("{path} cannot be read: {e}"),
-            })?),
-            None => None,
-        };
-        let mirror = RedisMirror::connect_trusting(&redis_url, redis_ca.as_deref())
-            .await
-            .map_err(WiringError::Redis)?;
+            async {
+                let mirror = connect_redis().await?;
+                Ok::<_, WiringError>((mirror, ms_since(started)))
+            },
+            async {
+                Ok::<_, WiringError>(match token_key {
+                    TokenKey::Fetch => Some((config::jwt_secret(&sdk).await?, ms_since(started))),
+                    TokenKey::NotNeeded => None,
+                })
+            },
+        )?;
+        // Each part's time is from the start of the cold start, so the slowest is the total.
         tracing::info!(
             sdk_ms,
-            postgres_ms,
-            total_ms = started.elapsed().as_secs_f64() * 1e3,
+            postgres_ready_ms = store.1,
+            redis_ready_ms = mirror.1,
+            token_key_ready_ms = token_secret.as_ref().map(|(_, ms)| *ms),
+            total_ms = ms_since(started),
             "cold start: shared clients ready"
         );
         Ok(Self {
             sdk,
-            store: Arc::new(store),
-            mirror: Arc::new(mirror),
+            store: Arc::new(store.0),
+            mirror: Arc::new(mirror.0),
             booking,
+            token_secret: token_secret.map(|(secret, _)| secret),
         })
     }
 
@@ -114,13 +127,17 @@ impl Shared {
         Ok(builder)
     }
 
-    /// The HS256 key of bearer tokens, as an authenticator with the token rules of the
-    /// environment (`JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_MAX_LIFETIME_SECONDS`). A key shorter
-    /// than 32 bytes is refused. (The development secret is not refused here: the functions run
-    /// under cargo-lambda with it; deployed, the template generates the key in Secrets Manager.)
-    pub async fn authenticator(&self) -> Result<Authenticator, WiringError> {
-        let secret = config::jwt_secret(&self.sdk).await?;
-        booking_app::auth::check_secret(&secret, false).map_err(ConfigError::from)?;
+    /// The HS256 key of bearer tokens (fetched at cold start: [`TokenKey::Fetch`]), as an
+    /// authenticator with the token rules of the environment (`JWT_ISSUER`, `JWT_AUDIENCE`,
+    /// `JWT_MAX_LIFETIME_SECONDS`). A key shorter than 32 bytes is refused. (The development
+    /// secret is not refused here: the functions run under cargo-lambda with it; deployed, the
+    /// template generates the key in Secrets Manager.)
+    pub fn authenticator(&self) -> Result<Authenticator, WiringError> {
+        let secret = self
+            .token_secret
+            .as_deref()
+            .ok_or(ConfigError::Missing("JWT_SECRET"))?;
+        booking_app::auth::check_secret(secret, false).map_err(ConfigError::from)?;
         let rules = booking_app::auth::TokenRules::from_env().map_err(ConfigError::from)?;
         Ok(Authenticator::hs256_with(secret.as_bytes(), rules))
     }
@@ -157,4 +174,42 @@ impl Shared {
             registry,
         ))))
     }
+}
+
+/// The PostgreSQL pool, with its first connection open (so a wrong URL or an unreachable
+/// database stops the cold start with its cause, not the first request).
+async fn connect_postgres(sdk: &aws_config::SdkConfig) -> Result<PgStore, WiringError> {
+    let url = config::database_url(sdk).await?;
+    // One invocation at a time per instance and many instances: a small pool each, and
+    // direct intake (there are no concurrent callers in one instance to group).
+    PgStore::connect(
+        &url,
+        PgOptions {
+            max_connections: 3,
+            acquire_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(300)),
+            intake: IntakeMode::Direct,
+            application_name: "seatbook-lambda".to_owned(),
+            ..PgOptions::default()
+        },
+    )
+    .await
+    .map_err(WiringError::Postgres)
+}
+
+/// The Redis mirror (seat map, counters, rate limits) on one managed connection.
+async fn connect_redis() -> Result<RedisMirror, WiringError> {
+    let redis_url = required("REDIS_URL")?;
+    // ElastiCache's certificates chain to the system's trust store; REDIS_CA_FILE names a
+    // private CA's instead.
+    let redis_ca = match config::optional("REDIS_CA_FILE") {
+        Some(path) => Some(std::fs::read(&path).map_err(|e| ConfigError::Invalid {
+            name: "REDIS_CA_FILE",
+            reason: format!("{path} cannot be read: {e}"),
+        })?),
+        None => None,
+    };
+    RedisMirror::connect_trusting(&redis_url, redis_ca.as_deref())
+        .await
+        .map_err(WiringError::Redis)
 }

@@ -26,7 +26,7 @@
 //! and re-sends their stored outcome.
 
 use crate::config;
-use crate::wiring::{Shared, WiringError};
+use crate::wiring::{Shared, TokenKey, WiringError};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use booking_app::processor::{BatchProcessor, ProcessError};
@@ -68,7 +68,7 @@ enum Failure {
 
 impl Worker {
     pub async fn from_env() -> Result<Self, WiringError> {
-        let shared = Shared::from_env().await?;
+        let shared = Shared::from_env(TokenKey::NotNeeded).await?;
         let app = shared.app()?.build();
         let dead_letters = SqsDeadLetters::new(
             aws_sdk_sqs::Client::new(&shared.sdk),

@@ -185,7 +185,12 @@ fn spawn_function(name: &str, env: Vec<(String, String)>) -> Process {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env)
-        .stdout(Stdio::null())
+        // The functions log to stdout, as on Lambda: shown only when asked for (`LAMBDA_LOG`).
+        .stdout(if std::env::var_os("LAMBDA_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| panic!("start {name}: {e}"));
@@ -364,7 +369,11 @@ impl Stack {
             ("CONNECTIONS_TABLE", self.resources.table.clone()),
             ("WEBSOCKET_ENDPOINT", self.gateway.url.clone()),
             ("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true".to_owned()),
-            ("RUST_LOG", "warn".to_owned()),
+            // `LAMBDA_LOG=info` shows each function's cold start, part by part.
+            (
+                "RUST_LOG",
+                std::env::var("LAMBDA_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            ),
             // Out of the way of the other cases (each user writes a few times at most, and the
             // catalog is read from one address); `rate_limits_hold_deployed` proves them.
             ("RATE_LIMIT_HOLDS", "off".to_owned()),
