@@ -12,7 +12,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use uuid::Uuid;
+
+/// Each socket's read buffer. tungstenite's default, 128 KiB a socket, made the tool's own
+/// sockets cost 1.3 GiB at 10,000 users; the server's messages are a few KiB at most, and a
+/// larger one is simply read in several chunks.
+const READ_BUFFER: usize = 4 * 1024;
 
 #[derive(Deserialize)]
 struct Incoming<'a> {
@@ -54,7 +60,11 @@ pub(crate) async fn open(
     let url = format!("{ws_base}/ws?token={token}");
     let (mut ws, _) = tokio::time::timeout(
         SETUP_TIMEOUT,
-        tokio_tungstenite::connect_async_with_config(url, None, true),
+        tokio_tungstenite::connect_async_with_config(
+            url,
+            Some(WebSocketConfig::default().read_buffer_size(READ_BUFFER)),
+            true,
+        ),
     )
     .await
     .map_err(|_| format!("{who}: WebSocket connect timed out"))?
