@@ -52,6 +52,9 @@ pub struct ServerConfig {
     /// `CORS_ALLOWED_ORIGINS`: the HTTP transport's defences.
     pub http: HttpLimits,
     pub booking: BookingConfig,
+    /// `FAULT_DELIVER_TWICE=true`: fault injection for tests and the load tool; every decided
+    /// batch is delivered to the decider a second time (see [`booking_local::LaneOptions`]).
+    pub deliver_twice: bool,
 }
 
 impl ServerConfig {
@@ -94,6 +97,7 @@ impl ServerConfig {
             dev_secret,
             token_rules: TokenRules::from_env()?,
             max_batch,
+            deliver_twice: env_or("FAULT_DELIVER_TWICE", false)?,
             sweep_interval: Duration::from_millis(sweep_ms),
             shutdown_grace: Duration::from_secs(env_or("SHUTDOWN_GRACE_SECONDS", 10u64)?),
             local_management_api,

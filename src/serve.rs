@@ -119,8 +119,12 @@ pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
     let lanes = LaneOptions {
         max_batch: config.max_batch,
         max_attempts: config.booking.max_attempts,
+        deliver_twice: config.deliver_twice,
         ..LaneOptions::default()
     };
+    if config.deliver_twice {
+        tracing::warn!("FAULT_DELIVER_TWICE=true: every batch is delivered twice (a test setting)");
+    }
     // The mock provider keeps its ledger beside the data, so that, like a real provider, it
     // remembers across a crash what it charged (recovery after a restart asks it).
     std::fs::create_dir_all(&config.data_dir)

@@ -79,6 +79,10 @@ pub struct LaneOptions {
     pub max_backoff: Duration,
     /// Failed tries (that count) before a request is set aside as a dead letter (`MAX_ATTEMPTS`).
     pub max_attempts: u32,
+    /// Fault injection for tests and the load tool (`FAULT_DELIVER_TWICE`): every decided batch
+    /// is handed to the decider a second time, as SQS delivers a message again when its delete
+    /// was lost. The second delivery must decide nothing and only repeat the stored outcomes.
+    pub deliver_twice: bool,
 }
 
 impl Default for LaneOptions {
@@ -87,6 +91,7 @@ impl Default for LaneOptions {
             max_batch: 512,
             max_backoff: Duration::from_secs(5),
             max_attempts: 5,
+            deliver_twice: false,
         }
     }
 }
@@ -225,7 +230,11 @@ async fn run_lane(
         }
 
         let started = Instant::now();
-        if let Err(exhausted) = decide(&processor, lane.show, &batch, &options).await {
+        let decided = decide(&processor, lane.show, &batch, &options).await;
+        if decided.is_ok() && options.deliver_twice {
+            deliver_again(&processor, lane.show, &batch).await;
+        }
+        if let Err(exhausted) = decided {
             if let [request] = &batch[..] {
                 set_aside(&processor, request, &exhausted, &options).await;
             } else {
@@ -256,6 +265,24 @@ async fn run_lane(
         state.in_flight = 0;
         drop(state);
         shared.progress.notify_waiters();
+    }
+}
+
+/// `deliver_twice`: the decided batch once more, right after its first delivery. What it
+/// decides (it must be nothing) is logged; a failure is only logged, since the first delivery
+/// already decided the batch.
+async fn deliver_again(processor: &BatchProcessor, show: ShowId, batch: &[BookingRequest]) {
+    match processor.process(show, batch).await {
+        Ok(report) if report.duplicates == batch.len() => {}
+        Ok(report) => tracing::error!(
+            show_id = %show,
+            size = batch.len(),
+            duplicates = report.duplicates,
+            "a second delivery of a decided batch was not recognised as a duplicate"
+        ),
+        Err(e) => {
+            tracing::warn!(show_id = %show, error = %Chain(&e), "second delivery of a batch failed")
+        }
     }
 }
 

@@ -47,6 +47,7 @@ async fn app_failing(failures: usize, error: fn() -> StoreError) -> (TestApp, Ar
         max_batch: 512,
         max_backoff: Duration::from_millis(40),
         max_attempts: 5,
+        ..LaneOptions::default()
     };
     options.wrap_stores = Some(Box::new(move |mut stores: Stores| {
         stores.holds = Arc::new(HookedHolds::new(stores.holds, hook));
