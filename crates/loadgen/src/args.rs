@@ -2,6 +2,7 @@
 //! plain [`Options`] the runs work from (defaults filled in, `--quick` applied, the base URL
 //! checked), so that the runs never look at clap's types.
 
+use crate::faults::Faults;
 use crate::token::{DEV_JWT_SECRET, GRAND_HALL};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::IpAddr;
@@ -47,8 +48,8 @@ pub struct TargetArgs {
     #[arg(long)]
     pub allow_remote: bool,
     /// Start a server for the run (fresh data directory, limits that are about something else
-    /// turned off) and stop it afterwards: `embedded`, or `postgres` (with --database-url and
-    /// --redis-url).
+    /// turned off) and stop it afterwards: `embedded`, or `postgres` (with --database-url, and
+    /// --redis-url or a Redis of the tool's own).
     #[arg(long, value_enum)]
     pub start: Option<StartBackend>,
     /// The `seatbook` binary --start runs (default: `seatbook` next to this program).
@@ -57,7 +58,7 @@ pub struct TargetArgs {
     /// PostgreSQL for `--start postgres` (use a database of its own: the run writes to it).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
-    /// Redis for `--start postgres`.
+    /// Redis for `--start postgres` (default: a `redis-server` of the tool's own, in memory).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Processes whose CPU (or, for `sockets`, memory) counts as the server's: the server, and
@@ -150,6 +151,29 @@ pub struct FlashSaleArgs {
     /// prove that nothing accepted was lost.
     #[arg(long, default_value_t = 0, requires = "start", value_parser = clap::value_parser!(u16).range(0..=100))]
     pub kill: u16,
+    /// Flush the started server's Redis (FLUSHDB) this many times during the window: every
+    /// seat lock and cached seat map gone at once (needs --start postgres).
+    #[arg(long, default_value_t = 0, requires = "start", value_parser = clap::value_parser!(u16).range(0..=100))]
+    pub redis_flush: u16,
+    /// Stop the tool's own Redis (kill -9) this many times during the window, each for
+    /// --outage seconds, then start it again, empty (needs --start postgres without
+    /// --redis-url).
+    #[arg(long, default_value_t = 0, requires = "start", value_parser = clap::value_parser!(u16).range(0..=100))]
+    pub redis_stop: u16,
+    /// Cut the started server off from PostgreSQL this many times during the window, each for
+    /// --outage seconds, as a database restart does: new connections to the run's database
+    /// refused, every open one terminated (needs --start postgres, psql, and a role that may
+    /// alter the database).
+    #[arg(long, default_value_t = 0, requires = "start", value_parser = clap::value_parser!(u16).range(0..=100))]
+    pub postgres_outage: u16,
+    /// How long each --redis-stop and --postgres-outage lasts, seconds.
+    #[arg(long, default_value_t = 2.0, value_parser = outage_seconds)]
+    pub outage: f64,
+    /// Have the started server deliver every batch to its decider twice, as SQS redelivers a
+    /// message whose delete was lost (FAULT_DELIVER_TWICE): the checks then prove that each
+    /// request is still decided once (repeated results must agree).
+    #[arg(long, requires = "start")]
+    pub deliver_twice: bool,
     /// Skip the checks after the run.
     #[arg(long)]
     pub no_verify: bool,
@@ -207,6 +231,9 @@ fn window_seconds(value: &str) -> Result<f64, String> {
 }
 fn drain_seconds(value: &str) -> Result<f64, String> {
     between(value, 0.0, 600.0)
+}
+fn outage_seconds(value: &str) -> Result<f64, String> {
+    between(value, 0.0, 60.0)
 }
 fn share(value: &str) -> Result<f64, String> {
     between(value, 0.0, 1.0)
@@ -266,8 +293,9 @@ pub struct Options {
     pub user_prefix: String,
     pub subscribe: bool,
     pub seed: u64,
-    /// kill -9 and restarts of the started server during the window.
-    pub kills: usize,
+    /// What goes wrong during the window (kill -9, Redis, PostgreSQL) and during the whole run
+    /// (batches delivered twice).
+    pub faults: Faults,
     pub verify: bool,
     /// 0 = every accepted request.
     pub verify_polls: usize,
@@ -340,13 +368,8 @@ fn common(t: TargetArgs, env_secret: Option<String>) -> Result<Common, String> {
             Target::Url { base, ws_base }
         }
         Some(backend) => {
-            if backend == StartBackend::Postgres
-                && (t.database_url.is_none() || t.redis_url.is_none())
-            {
-                return Err(
-                    "--start postgres needs --database-url and --redis-url (or DATABASE_URL and REDIS_URL)"
-                        .into(),
-                );
+            if backend == StartBackend::Postgres && t.database_url.is_none() {
+                return Err("--start postgres needs --database-url (or DATABASE_URL)".into());
             }
             let server_bin = match t.server_bin {
                 Some(p) => p,
@@ -356,7 +379,7 @@ fn common(t: TargetArgs, env_secret: Option<String>) -> Result<Common, String> {
                 backend,
                 server_bin,
                 database_url: t.database_url,
-                redis_url: t.redis_url,
+                redis_url: t.redis_url.filter(|u| !u.is_empty()),
                 env: Vec::new(),
             })
         }
@@ -398,6 +421,17 @@ fn flash_sale(a: FlashSaleArgs, env_secret: Option<String>) -> Result<Options, S
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
     });
+    let faults = Faults {
+        kills: usize::from(a.kill),
+        redis_flushes: usize::from(a.redis_flush),
+        redis_stops: usize::from(a.redis_stop),
+        postgres_outages: usize::from(a.postgres_outage),
+        outage: Duration::from_secs_f64(a.outage),
+        deliver_twice: a.deliver_twice,
+    };
+    check_faults(&faults, &common.target)?;
+    let duration = Duration::from_secs_f64(pick(a.duration, 3.0, 10.0));
+    faults.schedule(duration)?;
     let seats = usize::from(a.seats);
     let max_seats = usize::from(a.max_seats);
     let multi_share = pick(a.multi_share, 0.3, 0.2);
@@ -410,7 +444,7 @@ fn flash_sale(a: FlashSaleArgs, env_secret: Option<String>) -> Result<Options, S
         ws_base: String::new(),
         show: a.show,
         rate: pick(a.rate, 0.0, 0.0),
-        duration: Duration::from_secs_f64(pick(a.duration, 3.0, 10.0)),
+        duration,
         users: a.users.map_or(if q { 300 } else { 10_000 }, |u| u as usize),
         seats,
         multi_share,
@@ -426,12 +460,32 @@ fn flash_sale(a: FlashSaleArgs, env_secret: Option<String>) -> Result<Options, S
         user_prefix: a.user_prefix,
         subscribe: a.subscribe,
         seed,
-        kills: usize::from(a.kill),
+        faults,
         verify: !a.no_verify,
         verify_polls: a.verify_polls.unwrap_or(if q { 0 } else { 20_000 }),
         report: a.report,
         plot: a.plot,
     })
+}
+
+/// Faults that the started server's backend cannot have are refused on the command line, not
+/// mid-run.
+fn check_faults(f: &Faults, target: &Target) -> Result<(), String> {
+    let Target::Start(start) = target else {
+        return Ok(());
+    };
+    let postgres = start.backend == StartBackend::Postgres;
+    if !postgres && (f.redis_flushes > 0 || f.redis_stops > 0 || f.postgres_outages > 0) {
+        return Err(
+            "--redis-flush, --redis-stop and --postgres-outage need --start postgres".into(),
+        );
+    }
+    if f.redis_stops > 0 && start.redis_url.is_some() {
+        return Err(
+            "--redis-stop stops the tool's own Redis: leave out --redis-url (and REDIS_URL)".into(),
+        );
+    }
+    Ok(())
 }
 
 /// Validates the base URL; returns it without a trailing slash and its `ws://` twin.
@@ -558,12 +612,23 @@ mod tests {
     }
 
     #[test]
-    fn postgres_start_needs_both_urls() {
+    fn postgres_start_needs_a_database_and_may_bring_its_own_redis() {
         let err = flash(&["--start", "postgres", "--server-bin", "/bin/true"]);
-        // DATABASE_URL/REDIS_URL may be set in the environment running the tests.
-        if std::env::var_os("DATABASE_URL").is_none() || std::env::var_os("REDIS_URL").is_none() {
+        // DATABASE_URL may be set in the environment running the tests.
+        if std::env::var_os("DATABASE_URL").is_none() {
             assert!(err.unwrap_err().contains("--database-url"));
         }
+        let own = flash(&[
+            "--start",
+            "postgres",
+            "--server-bin",
+            "/bin/true",
+            "--database-url",
+            "postgres://x/y",
+            "--redis-url=",
+        ])
+        .unwrap();
+        assert!(matches!(own.common.target, Target::Start(ref s) if s.redis_url.is_none()));
         let o = flash(&[
             "--start",
             "postgres",
@@ -577,6 +642,58 @@ mod tests {
         .unwrap();
         assert!(
             matches!(o.common.target, Target::Start(ref s) if s.backend == StartBackend::Postgres)
+        );
+    }
+
+    #[test]
+    fn faults_are_checked_against_the_backend() {
+        let pg = [
+            "--start",
+            "postgres",
+            "--server-bin",
+            "/bin/true",
+            "--database-url",
+            "postgres://x/y",
+            "--redis-url=",
+        ];
+        let with = |extra: &[&str], base: &[&str]| {
+            flash(&[base, extra].concat()).map(|o| o.faults.clone())
+        };
+        let f = with(
+            &[
+                "--kill=1",
+                "--redis-flush=2",
+                "--redis-stop=3",
+                "--postgres-outage=4",
+                "--outage=0.5",
+                "--deliver-twice",
+            ],
+            &pg,
+        )
+        .unwrap();
+        assert_eq!(
+            (f.kills, f.redis_flushes, f.redis_stops, f.postgres_outages),
+            (1, 2, 3, 4)
+        );
+        assert_eq!(f.outage, Duration::from_millis(500));
+        assert!(f.deliver_twice);
+        let embedded = ["--start", "embedded", "--server-bin", "/bin/true"];
+        assert!(with(&["--deliver-twice", "--kill=2"], &embedded).is_ok());
+        for bad in ["--redis-flush=1", "--redis-stop=1", "--postgres-outage=1"] {
+            assert!(
+                with(&[bad], &embedded).is_err(),
+                "{bad} on the embedded store"
+            );
+            assert!(flash(&[bad]).is_err(), "{bad} without --start");
+        }
+        let mut given_redis = pg.to_vec();
+        given_redis[6] = "--redis-url=redis://x";
+        assert!(with(&["--redis-stop=1"], &given_redis).is_err());
+        assert!(with(&["--redis-flush=1"], &given_redis).is_ok());
+        assert!(with(&["--outage=61"], &pg).is_err());
+        assert!(
+            with(&["--postgres-outage=2", "--outage=3", "--duration=6"], &pg).is_err(),
+            "6 s of outages in a 6 s window"
         );
     }
 

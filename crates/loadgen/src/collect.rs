@@ -209,7 +209,8 @@ pub async fn verify(
         held_at_end,
         sole_client,
         unanswered: &book.unanswered,
-        restarts: ctx.opts.kills > 0,
+        restarts: ctx.opts.faults.kills > 0,
+        redelivered: ctx.opts.faults.deliver_twice,
     };
     Ok(verify::check(&evidence))
 }

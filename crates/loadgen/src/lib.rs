@@ -17,6 +17,7 @@
 pub mod args;
 mod collect;
 mod cpu;
+pub mod faults;
 pub mod idle;
 mod plot;
 mod progress;

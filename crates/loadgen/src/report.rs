@@ -2,6 +2,7 @@
 //! the per-second timeline and the checks).
 
 use crate::args::Options;
+use crate::faults::FaultKind;
 use crate::run::Outcomes;
 use crate::stats::Outcome;
 use crate::verify::Verification;
@@ -177,7 +178,23 @@ pub fn print(opts: &Options, threads: usize, o: &Outcomes) {
             o.accepted_after_last_restart.unwrap_or(0)
         );
     }
-    if b.duplicate_results > 0 || o.ws_closed > 0 || o.ws_unparsed > 0 {
+    for f in o.faults.iter().filter(|f| f.kind != FaultKind::Kill) {
+        println!(
+            "  fault                {:>9}   at {:.2} s for {:.2} s: accepted meanwhile {}, accepting again {} after it",
+            f.kind.name(),
+            f.at_s,
+            f.lasted_s,
+            f.accepted_during,
+            f.accepting_again_after_s
+                .map_or("never".to_owned(), |s| format!("{:.3} s", s)),
+        );
+    }
+    if opts.faults.deliver_twice {
+        println!(
+            "  delivered twice      {:>9}   repeated results (the stored outcome pushed again)",
+            b.duplicate_results
+        );
+    } else if b.duplicate_results > 0 || o.ws_closed > 0 || o.ws_unparsed > 0 {
         println!(
             "  anomalies            duplicate results {}, WebSockets closed during the run {}, unparsable messages {}",
             b.duplicate_results, o.ws_closed, o.ws_unparsed
@@ -282,11 +299,12 @@ pub fn workload(opts: &Options) -> String {
 fn print_checks(v: &Verification) {
     println!("checks: {}", if v.passed() { "PASSED" } else { "FAILED" });
     println!(
-        "  exactly one result   {} accepted ({} more unanswered, maybe accepted): results missing {}, duplicated {}, lost to restarts {}; polled {} (errors {}, undecided {}, disagreeing {})",
+        "  exactly one result   {} accepted ({} more unanswered or answered 5xx, maybe accepted): results missing {}, duplicated {}, conflicting {}, lost to restarts {}; polled {} (errors {}, undecided {}, disagreeing {})",
         v.accepted,
         v.unanswered_posts,
         v.results_missing,
         v.results_duplicated,
+        v.results_conflicting,
         v.results_lost_to_restarts,
         v.polled,
         v.poll_errors,
@@ -384,7 +402,9 @@ fn summary(opts: &Options, threads: usize, o: &Outcomes) -> Value {
         "duplicateResults": b.duplicate_results,
         "wsClosed": o.ws_closed,
         "wsReconnects": o.ws_reconnects,
-        "kills": opts.kills,
+        "kills": opts.faults.kills,
+        "faults": o.faults,
+        "deliveredTwice": opts.faults.deliver_twice,
         "outagesS": o.outages.iter().map(|d| d.as_secs_f64()).collect::<Vec<_>>(),
         "acceptedAfterLastRestart": o.accepted_after_last_restart,
         "windowS": w,

@@ -5,6 +5,7 @@
 
 use crate::args::{Options, Target};
 use crate::cpu::{self, CpuUse};
+use crate::faults::{self, FaultKind, Injected, Shared};
 use crate::progress::Progress;
 use crate::server::StartedServer;
 use crate::sockets::connect_user;
@@ -14,7 +15,7 @@ use crate::{collect, token};
 use booking_core::UserId;
 use futures_util::StreamExt;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -137,6 +138,39 @@ pub struct Outcomes {
     pub outages: Vec<Duration>,
     /// `--kill`: requests sent after the last restart and accepted.
     pub accepted_after_last_restart: Option<u64>,
+    /// Every fault injected during the window, in order.
+    pub faults: Vec<FaultReport>,
+}
+
+/// One injected fault and how the server took it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultReport {
+    pub kind: FaultKind,
+    /// When it began, seconds after the load started.
+    pub at_s: f64,
+    /// Until what it took away was back (the server, Redis, the database), seconds.
+    pub lasted_s: f64,
+    /// 202s answered while it lasted.
+    pub accepted_during: u64,
+    /// From its end to the first 202 answered after it, seconds (None: no 202 after it).
+    pub accepting_again_after_s: Option<f64>,
+}
+
+impl FaultReport {
+    fn of(f: &Injected, load_start: Instant, began_ns: u64, restored_ns: u64, book: &Book) -> Self {
+        let answered = || book.records.iter().map(|r| r.answered_ns);
+        let first_after = answered().filter(|&a| a >= restored_ns).min();
+        Self {
+            kind: f.kind,
+            at_s: (f.began - load_start).as_secs_f64(),
+            lasted_s: (f.restored - f.began).as_secs_f64(),
+            accepted_during: answered()
+                .filter(|&a| a >= began_ns && a < restored_ns)
+                .count() as u64,
+            accepting_again_after_s: first_after.map(|a| (a - restored_ns) as f64 / 1e9),
+        }
+    }
 }
 
 /// Runs the whole thing. Errors are set-up failures; load-time failures are counted.
@@ -147,7 +181,12 @@ pub async fn run(mut opts: Options) -> Result<Outcomes, String> {
             (opts.base, opts.ws_base) = (base, ws_base);
             None
         }
-        Target::Start(start) => {
+        Target::Start(mut start) => {
+            if opts.faults.deliver_twice {
+                start
+                    .env
+                    .push(("FAULT_DELIVER_TWICE".to_owned(), "true".to_owned()));
+            }
             let sockets = opts.users;
             let s = tokio::task::spawn_blocking(move || {
                 let s = StartedServer::start(&start, sockets);
@@ -171,32 +210,6 @@ pub async fn run(mut opts: Options) -> Result<Outcomes, String> {
             .ok();
     }
     outcome
-}
-
-/// The server --start made, shared with the task that crashes it.
-type Shared = Arc<std::sync::Mutex<StartedServer>>;
-
-/// `--kill N`: N crashes and restarts, evenly spaced over the window; returns each outage and
-/// when the server was back.
-async fn crash_now_and_then(
-    server: Shared,
-    kills: usize,
-    start: Instant,
-    window: Duration,
-) -> Result<Vec<(Duration, Instant)>, String> {
-    let mut outages: Vec<(Duration, Instant)> = Vec::with_capacity(kills);
-    for i in 1..=kills {
-        let at = start + window.mul_f64(i as f64 / (kills + 1) as f64);
-        tokio::time::sleep_until(at.into()).await;
-        let server = server.clone();
-        let outage = tokio::task::spawn_blocking(move || {
-            server.lock().expect("server lock").crash_and_restart()
-        })
-        .await
-        .map_err(|e| format!("--kill: {e}"))??;
-        outages.push((outage, Instant::now()));
-    }
-    Ok(outages)
 }
 
 async fn run_against(
@@ -311,12 +324,13 @@ async fn run_against(
     ctx.stats.load_starts(start);
     let end = start + ctx.opts.duration;
     let progress = Progress::start(&ctx, start);
-    let crashes = match (&server, ctx.opts.kills) {
-        (Some(server), kills) if kills > 0 => Some(tokio::spawn(crash_now_and_then(
+    let schedule = ctx.opts.faults.schedule(ctx.opts.duration)?;
+    let faults = match &server {
+        Some(server) if !schedule.is_empty() => Some(tokio::spawn(faults::inject(
             server.clone(),
-            kills,
+            schedule,
+            ctx.opts.faults.outage,
             start,
-            ctx.opts.duration,
         ))),
         _ => None,
     };
@@ -326,8 +340,8 @@ async fn run_against(
     } else {
         closed_loop(ctx.clone(), end).await;
     }
-    let outages = match crashes {
-        Some(task) => task.await.map_err(|e| format!("--kill: {e}"))??,
+    let injected = match faults {
+        Some(task) => task.await.map_err(|e| format!("faults: {e}"))??,
         None => Vec::new(),
     };
     let window_end = Instant::now();
@@ -353,7 +367,7 @@ async fn run_against(
         // run out the drain: once results stop coming, polling settles the rest.
         let last_result =
             ctx.origin + Duration::from_nanos(ctx.stats.last_result_ns.load(Ordering::Relaxed));
-        if ctx.opts.kills > 0
+        if ctx.opts.faults.kills > 0
             && s.in_flight == 0
             && now > last_result.max(window_end) + QUIET_AFTER_CRASHES
         {
@@ -374,10 +388,28 @@ async fn run_against(
     let lane = lane_stats(&ctx).await;
 
     let book = ctx.stats.take_book();
-    let accepted_after_last_restart = outages.last().map(|&(_, back)| {
-        let back_ns = (back - ctx.origin).as_nanos() as u64;
+    let since_origin = |at: Instant| (at - ctx.origin).as_nanos() as u64;
+    let kills: Vec<_> = injected
+        .iter()
+        .filter(|f| f.kind == FaultKind::Kill)
+        .collect();
+    let accepted_after_last_restart = kills.last().map(|f| {
+        let back_ns = since_origin(f.restored);
         book.records.iter().filter(|r| r.sent_ns > back_ns).count() as u64
     });
+    let outages = kills.iter().map(|f| f.restored - f.began).collect();
+    let faults = injected
+        .iter()
+        .map(|f| {
+            FaultReport::of(
+                f,
+                start,
+                since_origin(f.began),
+                since_origin(f.restored),
+                &book,
+            )
+        })
+        .collect();
     let verification = if ctx.opts.verify {
         let sole_client = started.is_some();
         Some(collect::verify(&ctx, &book, &seat_map, sole_client).await?)
@@ -426,8 +458,9 @@ async fn run_against(
         verification,
         started,
         base: ctx.opts.base.clone(),
-        outages: outages.into_iter().map(|(d, _)| d).collect(),
+        outages,
         accepted_after_last_restart,
+        faults,
     })
 }
 
@@ -590,7 +623,14 @@ async fn send_one(
             Ok(a) => stats.accepted(a.request_id, user as u32, seats, sent, answered),
             Err(_) => stats.rejected("202 (body without requestId)".to_owned(), answered),
         },
-        Ok((status, body)) => stats.rejected(format!("{status} {}", error_code(&body)), answered),
+        Ok((status, body)) => {
+            // A server error may come after the request was stored (a commit whose answer the
+            // database connection lost): like a lost answer, it may have been accepted.
+            if status >= 500 {
+                stats.maybe_accepted(seats, sent);
+            }
+            stats.rejected(format!("{status} {}", error_code(&body)), answered)
+        }
         Err(e) => {
             // Refused at connect: it never reached the server. Anything else may have been
             // accepted before the answer was lost (a server killed mid-request).

@@ -2,7 +2,11 @@
 //! fresh data directory, with the limits that are about something else (per-user request caps
 //! and rate limits, the socket cap) turned out of the way, so that the run measures the booking
 //! path and the checks see every request that reached it. `--kill N` crashes it (kill -9) and
-//! starts it again on the same port and data, mid-sale.
+//! starts it again on the same port and data, mid-sale; the other faults ([`crate::faults`])
+//! work on its Redis and PostgreSQL.
+//!
+//! `--start postgres` without `--redis-url` runs a Redis of the tool's own (an in-memory
+//! `redis-server` on a free loopback port), which `--redis-stop` may then stop and start again.
 
 use crate::args::{StartBackend, StartOptions};
 use std::io::{BufRead, BufReader};
@@ -25,6 +29,8 @@ pub struct StartedServer {
     addr: String,
     /// Removed when the server is dropped, after it has stopped.
     data_dir: tempfile::TempDir,
+    /// The Redis the tool runs for `--start postgres` without `--redis-url`.
+    pub own_redis: Option<OwnRedis>,
 }
 
 impl StartedServer {
@@ -35,16 +41,25 @@ impl StartedServer {
             .prefix("loadgen-server-")
             .tempdir()
             .map_err(|e| format!("--start: cannot make a data directory: {e}"))?;
-        let (child, addr) = spawn(opts, data_dir.path(), "127.0.0.1:0", sockets)?;
+        let own_redis = match (opts.backend, &opts.redis_url) {
+            (StartBackend::Postgres, None) => Some(OwnRedis::start()?),
+            _ => None,
+        };
+        let mut opts = opts.clone();
+        if let Some(r) = &own_redis {
+            opts.redis_url = Some(r.url());
+        }
+        let (child, addr) = spawn(&opts, data_dir.path(), "127.0.0.1:0", sockets)?;
         Ok(Self {
             pid: child.id(),
             child,
             base: format!("http://{addr}"),
             ws_base: format!("ws://{addr}"),
-            opts: opts.clone(),
+            opts,
             sockets,
             addr,
             data_dir,
+            own_redis,
         })
     }
 
@@ -72,6 +87,11 @@ impl StartedServer {
         ))
     }
 
+    /// What the server was started with (`redis_url` filled in with the tool's own Redis).
+    pub fn options(&self) -> &StartOptions {
+        &self.opts
+    }
+
     /// Stops the server: SIGTERM (its clean shutdown), then SIGKILL after a few seconds.
     pub fn stop(&mut self) {
         if matches!(self.child.try_wait(), Ok(Some(_))) {
@@ -95,6 +115,68 @@ impl StartedServer {
 impl Drop for StartedServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// An in-memory `redis-server` of the tool's own on a free loopback port; killed when dropped.
+pub struct OwnRedis {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl OwnRedis {
+    fn start() -> Result<Self, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("--start: no free port for Redis: {e}"))?
+            .port();
+        let mut redis = Self { child: None, port };
+        redis.run()?;
+        Ok(redis)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// kill -9: connections refused until [`OwnRedis::run`]; it keeps nothing, so it comes
+    /// back empty.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs the server (again) on the same port and waits until it takes connections.
+    pub fn run(&mut self) -> Result<(), String> {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!("--start postgres without --redis-url runs redis-server, which failed: {e}")
+            })?;
+        self.child = Some(child);
+        for _ in 0..250 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!(
+            "redis-server did not listen on port {} within 5 s",
+            self.port
+        ))
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

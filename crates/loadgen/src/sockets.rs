@@ -128,7 +128,7 @@ async fn serve_user(ctx: Arc<Ctx>, who: String, token: String, mut ws: Ws) {
         if ctx.finished.load(Ordering::Relaxed) {
             return;
         }
-        if ctx.opts.kills == 0 {
+        if ctx.opts.faults.kills == 0 {
             ctx.stats.ws_closed.fetch_add(1, Ordering::Relaxed);
             return;
         }

@@ -67,9 +67,25 @@ pub struct Record {
     /// Nanoseconds after the run's time origin: POST sent, 202 read.
     pub sent_ns: u64,
     pub answered_ns: u64,
-    /// The first BOOKING_RESULT, and how many arrived in all (more than one is a defect).
+    /// The first BOOKING_RESULT, and how many arrived in all (more than one is a defect unless
+    /// deliveries were duplicated on purpose, and even then they must agree).
     pub pushed: Option<Pushed>,
     pub pushes: u32,
+    /// Later BOOKING_RESULTs whose outcome or hold differ from the first: always a defect.
+    pub pushes_disagreeing: u32,
+}
+
+/// Whether two results for one request say the same thing.
+fn agree(a: &Pushed, b: &Pushed) -> bool {
+    a.outcome == b.outcome && a.hold_id == b.hold_id
+}
+
+/// Results whose 202 has not been seen yet: the first, how many in all, how many disagreed.
+#[derive(Debug)]
+struct Early {
+    first: Pushed,
+    pushes: u32,
+    disagreeing: u32,
 }
 
 /// One second of the load, for the timeline and the plot.
@@ -89,8 +105,8 @@ pub struct Book {
     load_start_ns: u64,
     pub records: Vec<Record>,
     index: HashMap<Uuid, u32>,
-    /// Results whose 202 has not (yet) been seen, with how many arrived.
-    early: HashMap<Uuid, (Pushed, u32)>,
+    /// Results whose 202 has not (yet) been seen.
+    early: HashMap<Uuid, Early>,
     /// POST sent → BOOKING_RESULT received, µs.
     pub e2e: Histogram<u64>,
     /// POST sent → 202 body read, µs.
@@ -100,8 +116,9 @@ pub struct Book {
     pub matched: u64,
     pub duplicate_results: u64,
     pub timeline: Vec<Second>,
-    /// POSTs that got no answer but may have reached the server (not refused at connect):
-    /// their seats, and when they were sent. The checks must allow for them.
+    /// POSTs that got no answer but may have reached the server (not refused at connect), or a
+    /// server error that may have come after the request was stored: their seats, and when
+    /// they were sent. The checks must allow for them.
     pub unanswered: Vec<(Box<[u32]>, u64)>,
 }
 
@@ -230,14 +247,14 @@ impl Stats {
                 // The same id accepted twice: cannot happen without Idempotency-Key; keep the first.
                 return;
             }
-            let (pushed, pushes) = match b.early.remove(&id) {
-                Some((pushed, n)) => {
-                    b.matched_latency(sent_ns, pushed.received_ns);
-                    (Some(pushed), n)
+            let (pushed, pushes, pushes_disagreeing) = match b.early.remove(&id) {
+                Some(e) => {
+                    b.matched_latency(sent_ns, e.first.received_ns);
+                    (Some(e.first), e.pushes, e.disagreeing)
                 }
                 None => {
                     b.waiting_result += 1;
-                    (None, 0)
+                    (None, 0, 0)
                 }
             };
             b.index.insert(id, b.records.len() as u32);
@@ -249,6 +266,7 @@ impl Stats {
                 answered_ns,
                 pushed,
                 pushes,
+                pushes_disagreeing,
             });
         });
     }
@@ -272,6 +290,12 @@ impl Stats {
                     let r = &mut b.records[i as usize];
                     r.pushes += 1;
                     if r.pushes > 1 {
+                        if r.pushed
+                            .as_ref()
+                            .is_some_and(|first| !agree(first, &pushed))
+                        {
+                            r.pushes_disagreeing += 1;
+                        }
                         b.duplicate_results += 1;
                         return;
                     }
@@ -281,9 +305,16 @@ impl Stats {
                     b.matched_latency(sent_ns, received_ns);
                 }
                 None => {
-                    let entry = b.early.entry(id).or_insert((pushed, 0));
-                    entry.1 += 1;
-                    if entry.1 > 1 {
+                    let entry = b.early.entry(id).or_insert(Early {
+                        first: pushed,
+                        pushes: 0,
+                        disagreeing: 0,
+                    });
+                    entry.pushes += 1;
+                    if entry.pushes > 1 {
+                        if !agree(&entry.first, &pushed) {
+                            entry.disagreeing += 1;
+                        }
                         b.duplicate_results += 1;
                     }
                 }
@@ -305,7 +336,8 @@ impl Stats {
             .or_default() += 1;
     }
 
-    /// A POST sent at `sent` for `seats` that got no answer, though it may have been accepted.
+    /// A POST sent at `sent` for `seats` that got no answer (or a 5xx), though it may have been
+    /// accepted.
     pub fn maybe_accepted(&self, seats: Box<[u32]>, sent: Instant) {
         self.with_book(|b| {
             let at = b.ns(sent);
@@ -366,21 +398,31 @@ mod tests {
         // b: result before the 202 body was read.
         s.result(b, Outcome::Failed, None, t0 + ms(3));
         s.accepted(b, 1, Box::new([3, 4]), t0 + ms(1), t0 + ms(4));
-        // a again: a second result for one request.
+        // a again: a second result for one request, the same; then a third that disagrees.
         s.result(a, Outcome::Success, hold, t0 + ms(6));
+        s.result(a, Outcome::Failed, None, t0 + ms(7));
+        // b: a second result, before the 202 too, that disagrees.
+        s.result(b, Outcome::Success, hold, t0 + ms(3));
         // c: a result for nothing we sent.
         s.result(Uuid::new_v4(), Outcome::Expired, None, t0);
         let snap = s.snapshot();
         assert_eq!(
             (snap.accepted, snap.decided, snap.waiting_result),
-            (2, 4, 0)
+            (2, 6, 0)
         );
         let book = s.take_book();
         assert_eq!(
             (book.matched, book.unmatched(), book.duplicate_results),
-            (2, 1, 1)
+            (2, 1, 3)
         );
-        assert_eq!(book.records[0].pushes, 2);
+        assert_eq!(
+            (book.records[0].pushes, book.records[0].pushes_disagreeing),
+            (3, 1)
+        );
+        assert_eq!(
+            (book.records[1].pushes, book.records[1].pushes_disagreeing),
+            (2, 1)
+        );
         assert_eq!(book.records[0].pushed.unwrap().hold_id, hold);
         assert_eq!(book.records[1].pushed.unwrap().outcome, Outcome::Failed);
         assert_eq!(&*book.records[1].seats, &[3, 4]);
@@ -398,7 +440,7 @@ mod tests {
         assert_eq!(book.timeline.len(), 1);
         assert_eq!(
             (book.timeline[0].accepted, book.timeline[0].decided),
-            (2, 4)
+            (2, 6)
         );
     }
 }

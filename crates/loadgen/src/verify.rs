@@ -18,9 +18,13 @@
 //!   nothing that could have taken the seat arrived before it. The count must be 0. The report
 //!   also says how many failures were **explained** (a seat of theirs was granted to a request
 //!   proven earlier) and how many could be neither proven nor explained from the client's view.
-//!   A POST that got no answer may still have been accepted, and may have won a seat without
-//!   the run knowing: a failure is therefore never called a violation when such a POST, sent
+//!   A POST that got no answer, or a 5xx (a database that lost the answer to a commit), may
+//!   still have been accepted, and may have won a seat without the run knowing: a failure is therefore never called a violation when such a POST, sent
 //!   before its 202 came back, asked for one of its seats.
+//!
+//! With `--deliver-twice` the server pushes a duplicate delivery's stored outcome again (its
+//! owner may have missed the first push); repeated results are then allowed, but must agree.
+//! Results that disagree are a defect in every run.
 //!
 //! After restarts (`--kill`), a result pushed in the instant before a crash can be lost with the
 //! socket it was pushed on; a request with no push but a terminal state on polling is then
@@ -64,10 +68,14 @@ pub struct Evidence<'a> {
     pub held_at_end: Vec<bool>,
     /// The tool started the server: nothing but this run booked on it.
     pub sole_client: bool,
-    /// POSTs whose answer never came but which may have been accepted: (seats, sent).
+    /// POSTs whose answer never came (or was a 5xx) but which may have been accepted: (seats,
+    /// sent).
     pub unanswered: &'a [(Box<[u32]>, u64)],
     /// The server was restarted during the run.
     pub restarts: bool,
+    /// The server delivered every batch twice (`--deliver-twice`): a request's result may be
+    /// pushed again, and then must say the same.
+    pub redelivered: bool,
 }
 
 /// The checks' findings. `passed()` is the verdict.
@@ -79,10 +87,13 @@ pub struct Verification {
     pub results_missing: u64,
     /// After restarts: decided requests whose push was lost with the server.
     pub results_lost_to_restarts: u64,
-    /// POSTs that got no answer but may have been accepted.
+    /// POSTs that got no answer (or a 5xx) but may have been accepted.
     pub unanswered_posts: u64,
-    /// Accepted requests with more than one BOOKING_RESULT.
+    /// Accepted requests with more than one BOOKING_RESULT, all saying the same: a defect,
+    /// unless batches were delivered twice on purpose.
     pub results_duplicated: u64,
+    /// Accepted requests with BOOKING_RESULTs that disagree (outcome or hold): always a defect.
+    pub results_conflicting: u64,
     pub polled: u64,
     pub poll_errors: u64,
     /// Polls still QUEUED or PROCESSING after the drain.
@@ -149,9 +160,15 @@ pub fn check(e: &Evidence<'_>) -> Verification {
         }
     };
     flag(v.results_missing, "accepted requests got no BOOKING_RESULT");
+    if !e.redelivered {
+        flag(
+            v.results_duplicated,
+            "accepted requests got more than one BOOKING_RESULT",
+        );
+    }
     flag(
-        v.results_duplicated,
-        "accepted requests got more than one BOOKING_RESULT",
+        v.results_conflicting,
+        "accepted requests got BOOKING_RESULTs that disagree",
     );
     flag(v.poll_errors, "polls failed");
     flag(
@@ -193,6 +210,9 @@ fn exactly_once(e: &Evidence<'_>, v: &mut Verification) {
             0 => v.results_missing += 1,
             1 => {}
             _ => v.results_duplicated += 1,
+        }
+        if r.pushes_disagreeing > 0 {
+            v.results_conflicting += 1;
         }
         let Some(polled) = polled else {
             continue;
@@ -332,6 +352,7 @@ mod tests {
                 received_ns: answered + 1,
             }),
             pushes: 1,
+            pushes_disagreeing: 0,
         }
     }
 
@@ -440,6 +461,32 @@ mod tests {
             hold_id: None,
         }))];
         assert!(!check(&e).passed());
+    }
+
+    #[test]
+    fn repeated_results_pass_only_when_batches_were_delivered_twice_and_never_when_they_disagree() {
+        let mut rs = [record(0, &[0], 0, 10, Outcome::Failed)];
+        rs[0].pushes = 2;
+        let mut e = evidence(&rs);
+        e.available_at_start = vec![false; 4];
+        let v = check(&e);
+        assert_eq!((v.results_duplicated, v.results_conflicting), (1, 0));
+        assert!(
+            !v.passed(),
+            "a repeat without duplicate deliveries is a defect"
+        );
+        e.redelivered = true;
+        assert!(check(&e).passed(), "an agreeing repeat of a redelivery");
+        rs[0].pushes_disagreeing = 1;
+        let mut e = evidence(&rs);
+        e.available_at_start = vec![false; 4];
+        e.redelivered = true;
+        let v = check(&e);
+        assert_eq!(v.results_conflicting, 1);
+        assert!(
+            !v.passed(),
+            "results that disagree are a defect in every run"
+        );
     }
 
     #[test]
