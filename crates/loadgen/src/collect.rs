@@ -5,7 +5,7 @@
 
 use crate::run::{Ctx, Rng, SeatMapInfo, fetch_seat_map};
 use crate::stats::{Book, Outcome};
-use crate::verify::{self, Evidence, HoldState, Polled, Verification};
+use crate::verify::{self, Evidence, HoldState, Polled, Verification, terminal};
 use futures_util::StreamExt;
 use reqwest::header::AUTHORIZATION;
 use serde::Deserialize;
@@ -17,6 +17,8 @@ const PARALLELISM: usize = 32;
 /// Polls of a still-undecided request, a pause apart, before it counts as undecided.
 const UNDECIDED_RETRIES: usize = 10;
 const UNDECIDED_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long pushes of requests that polling found decided are waited for.
+const LATE_RESULT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -121,8 +123,7 @@ pub async fn verify(
             .await;
         pending = Vec::new();
         for (i, answer) in answers {
-            if matches!(&answer, Ok(p) if !matches!(p.status.as_str(), "SUCCESS" | "FAILED" | "EXPIRED"))
-            {
+            if matches!(&answer, Ok(p) if !terminal(&p.status)) {
                 pending.push(i);
             }
             polled[i] = Some(answer);
@@ -132,6 +133,26 @@ pub async fn verify(
         }
     }
 
+    // A request found decided whose push has not come yet: its push left the server after the
+    // commit the poll read, so it is on its way unless a crash took its socket. Wait for those
+    // (bounded) before a missing push is judged.
+    let late_wait_ends = std::time::Instant::now() + LATE_RESULT_WAIT;
+    let awaited: Vec<Uuid> = records
+        .iter()
+        .zip(&polled)
+        .filter(|(r, p)| r.pushes == 0 && matches!(p, Some(Ok(p)) if terminal(&p.status)))
+        .map(|(r, _)| r.id)
+        .collect();
+    let late = loop {
+        let late = ctx.stats.late_results();
+        if awaited.iter().all(|id| late.contains_key(id))
+            || std::time::Instant::now() >= late_wait_ends
+        {
+            break late;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+
     // Every hold a result named, with its owner.
     let mut holds_to_read: Vec<(Uuid, u32)> = Vec::new();
     let mut seen = HashSet::new();
@@ -139,7 +160,12 @@ pub async fn verify(
         let pushed = r
             .pushed
             .filter(|p| p.outcome == Outcome::Success)
-            .and_then(|p| p.hold_id);
+            .and_then(|p| p.hold_id)
+            .or_else(|| {
+                late.get(&r.id)
+                    .and_then(|l| l.iter().find(|(o, _)| *o == Outcome::Success))
+                    .and_then(|&(_, hold)| hold)
+            });
         let polled = match p {
             Some(Ok(p)) if p.status == "SUCCESS" => p.hold_id,
             _ => None,
@@ -209,6 +235,7 @@ pub async fn verify(
         held_at_end,
         sole_client,
         unanswered: &book.unanswered,
+        late,
         restarts: ctx.opts.faults.kills > 0,
         redelivered: ctx.opts.faults.deliver_twice,
     };

@@ -299,13 +299,14 @@ pub fn workload(opts: &Options) -> String {
 fn print_checks(v: &Verification) {
     println!("checks: {}", if v.passed() { "PASSED" } else { "FAILED" });
     println!(
-        "  exactly one result   {} accepted ({} more unanswered or answered 5xx, maybe accepted): results missing {}, duplicated {}, conflicting {}, lost to restarts {}; polled {} (errors {}, undecided {}, disagreeing {})",
+        "  exactly one result   {} accepted ({} more unanswered or answered 5xx, maybe accepted): results missing {}, duplicated {}, conflicting {}, lost to restarts {}, pushed after the drain {}; polled {} (errors {}, undecided {}, disagreeing {})",
         v.accepted,
         v.unanswered_posts,
         v.results_missing,
         v.results_duplicated,
         v.results_conflicting,
         v.results_lost_to_restarts,
+        v.results_after_the_drain,
         v.polled,
         v.poll_errors,
         v.poll_not_terminal,

@@ -75,6 +75,9 @@ pub struct Record {
     pub pushes_disagreeing: u32,
 }
 
+/// Results that arrived after the drain, by request: (outcome, hold) of each.
+pub type LateResults = HashMap<Uuid, Vec<(Outcome, Option<Uuid>)>>;
+
 /// Whether two results for one request say the same thing.
 fn agree(a: &Pushed, b: &Pushed) -> bool {
     a.outcome == b.outcome && a.hold_id == b.hold_id
@@ -179,6 +182,8 @@ pub struct Stats {
     pub rejected_by_code: Mutex<BTreeMap<String, u64>>,
     pub transport_by_kind: Mutex<BTreeMap<String, u64>>,
     pub book: Mutex<Option<Book>>,
+    /// BOOKING_RESULTs that arrived after the drain, by request: (outcome, hold).
+    late_results: Mutex<LateResults>,
 }
 
 /// The counters at one instant.
@@ -275,7 +280,7 @@ impl Stats {
     pub fn result(&self, id: Uuid, outcome: Outcome, hold_id: Option<Uuid>, received: Instant) {
         self.decided.fetch_add(1, Ordering::Relaxed);
         self.by_outcome[outcome.index()].fetch_add(1, Ordering::Relaxed);
-        self.with_book(|b| {
+        let booked = self.with_book(|b| {
             let received_ns = b.ns(received);
             self.last_result_ns
                 .fetch_max(received_ns, Ordering::Relaxed);
@@ -297,7 +302,7 @@ impl Stats {
                             r.pushes_disagreeing += 1;
                         }
                         b.duplicate_results += 1;
-                        return;
+                        return true;
                     }
                     r.pushed = Some(pushed);
                     let sent_ns = r.sent_ns;
@@ -319,7 +324,22 @@ impl Stats {
                     }
                 }
             }
+            true
         });
+        if !booked {
+            // After the drain: the report's figures are fixed, but the checks still want it.
+            self.late_results
+                .lock()
+                .expect("poisoned")
+                .entry(id)
+                .or_default()
+                .push((outcome, hold_id));
+        }
+    }
+
+    /// The BOOKING_RESULTs that arrived after the book was taken (during the checks).
+    pub fn late_results(&self) -> LateResults {
+        self.late_results.lock().expect("poisoned").clone()
     }
 
     pub fn rejected(&self, key: String, answered: Instant) {

@@ -26,11 +26,13 @@
 //! owner may have missed the first push); repeated results are then allowed, but must agree.
 //! Results that disagree are a defect in every run.
 //!
+//! Results that arrive after the drain, while the checks poll, still count (as pushed after the
+//! drain): a request that polling finds decided has had its push sent, and it is waited for.
 //! After restarts (`--kill`), a result pushed in the instant before a crash can be lost with the
-//! socket it was pushed on; a request with no push but a terminal state on polling is then
+//! socket it was pushed on; a request with no push even then but a terminal state on polling is
 //! counted as lost to a restart, not as a failure. Undecided or wrongly decided ones still fail.
 
-use crate::stats::{Outcome, Record};
+use crate::stats::{LateResults, Outcome, Record};
 use serde::Serialize;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -71,6 +73,8 @@ pub struct Evidence<'a> {
     /// POSTs whose answer never came (or was a 5xx) but which may have been accepted: (seats,
     /// sent).
     pub unanswered: &'a [(Box<[u32]>, u64)],
+    /// BOOKING_RESULTs that arrived after the drain, while the checks ran: (outcome, hold).
+    pub late: LateResults,
     /// The server was restarted during the run.
     pub restarts: bool,
     /// The server delivered every batch twice (`--deliver-twice`): a request's result may be
@@ -85,8 +89,12 @@ pub struct Verification {
     pub accepted: u64,
     /// Accepted requests with no BOOKING_RESULT (and, after restarts, no decision either).
     pub results_missing: u64,
-    /// After restarts: decided requests whose push was lost with the server.
+    /// After restarts: decided requests whose push was lost with the server (none came, not
+    /// even after polling found them decided).
     pub results_lost_to_restarts: u64,
+    /// Accepted requests whose (first) BOOKING_RESULT came only after the drain, during the
+    /// checks: not a defect, but the drain was too short to see them.
+    pub results_after_the_drain: u64,
     /// POSTs that got no answer (or a 5xx) but may have been accepted.
     pub unanswered_posts: u64,
     /// Accepted requests with more than one BOOKING_RESULT, all saying the same: a defect,
@@ -137,7 +145,7 @@ impl Verification {
     }
 }
 
-fn terminal(status: &str) -> bool {
+pub(crate) fn terminal(status: &str) -> bool {
     matches!(status, "SUCCESS" | "FAILED" | "EXPIRED")
 }
 
@@ -203,7 +211,15 @@ pub fn check(e: &Evidence<'_>) -> Verification {
 fn exactly_once(e: &Evidence<'_>, v: &mut Verification) {
     for (i, r) in e.records.iter().enumerate() {
         let polled = e.polled.get(i).and_then(Option::as_ref);
-        match r.pushes {
+        let late = e.late.get(&r.id).map(Vec::as_slice).unwrap_or_default();
+        let first = r
+            .pushed
+            .map(|p| (p.outcome, p.hold_id))
+            .or_else(|| late.first().copied());
+        if r.pushes == 0 && !late.is_empty() {
+            v.results_after_the_drain += 1;
+        }
+        match r.pushes as usize + late.len() {
             0 if e.restarts && matches!(polled, Some(Ok(p)) if terminal(&p.status)) => {
                 v.results_lost_to_restarts += 1
             }
@@ -211,7 +227,7 @@ fn exactly_once(e: &Evidence<'_>, v: &mut Verification) {
             1 => {}
             _ => v.results_duplicated += 1,
         }
-        if r.pushes_disagreeing > 0 {
+        if r.pushes_disagreeing > 0 || late.iter().any(|&l| Some(l) != first) {
             v.results_conflicting += 1;
         }
         let Some(polled) = polled else {
@@ -222,8 +238,8 @@ fn exactly_once(e: &Evidence<'_>, v: &mut Verification) {
             Err(_) => v.poll_errors += 1,
             Ok(p) if !terminal(&p.status) => v.poll_not_terminal += 1,
             Ok(p) => {
-                if let Some(pushed) = &r.pushed
-                    && (pushed.outcome.name() != p.status || pushed.hold_id != p.hold_id)
+                if let Some((outcome, hold_id)) = first
+                    && (outcome.name() != p.status || hold_id != p.hold_id)
                 {
                     v.poll_disagrees += 1;
                 }
@@ -275,6 +291,9 @@ fn holds(e: &Evidence<'_>, v: &mut Verification) {
 fn status_of(e: &Evidence<'_>, i: usize) -> Option<Outcome> {
     if let Some(p) = &e.records[i].pushed {
         return Some(p.outcome);
+    }
+    if let Some(&(outcome, _)) = e.late.get(&e.records[i].id).and_then(|l| l.first()) {
+        return Some(outcome);
     }
     match e.polled.get(i).and_then(Option::as_ref) {
         Some(Ok(p)) => Some(Outcome::parse(&p.status)),
@@ -455,6 +474,22 @@ mod tests {
         let v = check(&e);
         assert_eq!((v.results_missing, v.results_lost_to_restarts), (0, 1));
         assert!(v.passed());
+        // A push that came during the checks was late, not lost.
+        e.late = HashMap::from([(rs[0].id, vec![(Outcome::Failed, None)])]);
+        let v = check(&e);
+        assert_eq!(
+            (
+                v.results_lost_to_restarts,
+                v.results_after_the_drain,
+                v.results_missing
+            ),
+            (0, 1, 0)
+        );
+        assert!(v.passed());
+        // ... and one that says otherwise than polling is a disagreement.
+        e.late = HashMap::from([(rs[0].id, vec![(Outcome::Success, None)])]);
+        assert_eq!(check(&e).poll_disagrees, 1);
+        e.late.clear();
         // Still undecided after the drain is a defect, restarts or not.
         e.polled = vec![Some(Ok(Polled {
             status: "QUEUED".into(),
