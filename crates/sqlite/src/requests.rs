@@ -4,8 +4,8 @@
 //! placeholder per id: the statement text stays fixed (prepared once, cached) and no list is ever
 //! too long for SQLite's limit on bound parameters.
 
-use crate::SqliteStore;
 use crate::codec::{self, EXPIRED_MESSAGE, request_columns};
+use crate::{SqliteStore, Synchronous};
 use async_trait::async_trait;
 use booking_core::ports::{
     DeadLetteredRequest, Inserted, Purged, RequestStore, ShowQueueCounts, StoreError,
@@ -61,6 +61,20 @@ impl RequestStore for SqliteStore {
         }
         let ids: Vec<String> = requests.iter().map(ToString::to_string).collect();
         let ids = codec::to_json(&ids)?;
+        // The claim's own commit is not fsynced (synchronous NORMAL for this one transaction):
+        // a claim only keeps a second decider off the requests, and a power cut that lost it
+        // would only leave them QUEUED, to be claimed again after the restart. It becomes
+        // durable with the next fsynced commit (the batch's, which syncs the whole WAL). That
+        // takes one of the two fsyncs off every batch's path. The connection is held for the
+        // three statements, so no other write (an intake group's 202s) commits unsynced.
+        let mut conn = self.writer_connection().await?;
+        let relax = self.inner.synchronous == Synchronous::Full;
+        if relax {
+            sqlx::query("PRAGMA synchronous = NORMAL")
+                .execute(&mut *conn)
+                .await
+                .map_err(codec::store_error)?;
+        }
         // No `RETURNING`: sqlx hands every returned row to the caller through a channel of its
         // own, a thread hand-over per row, and a flash sale's batch has hundreds. The count
         // says whether every request was still undecided, as it nearly always is.
@@ -70,10 +84,19 @@ impl RequestStore for SqliteStore {
                AND status IN ('QUEUED', 'PROCESSING')",
         )
         .bind(&ids)
-        .execute(self.writer())
-        .await
-        .map_err(codec::store_error)?
-        .rows_affected();
+        .execute(&mut *conn)
+        .await;
+        if relax
+            && let Err(e) = sqlx::query("PRAGMA synchronous = FULL")
+                .execute(&mut *conn)
+                .await
+        {
+            // A writer left unsynced must never commit a 202 again: drop the connection; the
+            // pool opens a new one with the configured setting.
+            drop(conn.detach());
+            return Err(codec::store_error(e));
+        }
+        let claimed = claimed.map_err(codec::store_error)?.rows_affected();
         let distinct: HashSet<RequestId> = requests.iter().copied().collect();
         if claimed == distinct.len() as u64 {
             return Ok(booking_sql::updated_in_order(requests, |id| *id, &distinct));
@@ -86,7 +109,7 @@ impl RequestStore for SqliteStore {
              WHERE request_id IN (SELECT value FROM json_each(?1)) AND status = 'PROCESSING'",
         )
         .bind(&ids)
-        .fetch_one(self.writer())
+        .fetch_one(&mut *conn)
         .await
         .map_err(codec::store_error)?;
         let updated: HashSet<String> = codec::from_json(&processing, "request_id")?;
@@ -404,5 +427,53 @@ impl RequestStore for SqliteStore {
         // RETURNING gives no order; callers get arrival order, like everywhere else.
         expired.sort_by_key(|r| r.seq);
         Ok(expired)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{SqliteOptions, SqliteStore, Synchronous};
+    use booking_core::ports::{Inserted, RequestStore};
+    use booking_testkit::support::{create_show, fresh_user, new_request, now};
+
+    /// `PRAGMA synchronous` of the writer connection: 2 is FULL, 1 NORMAL.
+    async fn writer_synchronous(store: &SqliteStore) -> i64 {
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(store.writer())
+            .await
+            .unwrap()
+    }
+
+    /// The claim relaxes fsync for its own commit only: after it, the writer is back to the
+    /// configured setting, so the next 202 is as durable as ever (and a store configured
+    /// NORMAL stays NORMAL).
+    #[tokio::test]
+    async fn the_claim_leaves_the_writer_as_durable_as_configured() {
+        for (synchronous, expected) in [(Synchronous::Full, 2), (Synchronous::Normal, 1)] {
+            let dir = tempfile::tempdir().unwrap();
+            let options = SqliteOptions {
+                synchronous,
+                ..SqliteOptions::default()
+            };
+            let store = SqliteStore::open(&dir.path().join("c.db"), options)
+                .await
+                .unwrap();
+            let show = create_show(&store, 1, 4).await;
+            let Inserted::New(request) = store
+                .insert_request(new_request(&show, &fresh_user("u"), &["A1"], now()))
+                .await
+                .unwrap()
+            else {
+                panic!("a new request")
+            };
+            assert_eq!(writer_synchronous(&store).await, expected);
+            let claimed = store.begin_processing(&[request.request_id]).await.unwrap();
+            assert_eq!(claimed, [request.request_id]);
+            assert_eq!(
+                writer_synchronous(&store).await,
+                expected,
+                "{synchronous:?} after the claim"
+            );
+        }
     }
 }
