@@ -618,44 +618,31 @@ mod tests {
         if std::env::var_os("DATABASE_URL").is_none() {
             assert!(err.unwrap_err().contains("--database-url"));
         }
-        let own = flash(&[
-            "--start",
-            "postgres",
-            "--server-bin",
-            "/bin/true",
-            "--database-url",
-            "postgres://x/y",
-            "--redis-url=",
-        ])
-        .unwrap();
+        let own = flash(&POSTGRES_OWN_REDIS).unwrap();
         assert!(matches!(own.common.target, Target::Start(ref s) if s.redis_url.is_none()));
-        let o = flash(&[
-            "--start",
-            "postgres",
-            "--server-bin",
-            "/bin/true",
-            "--database-url",
-            "postgres://x/y",
-            "--redis-url",
-            "redis://x",
-        ])
-        .unwrap();
+        let mut given = POSTGRES_OWN_REDIS;
+        given[6] = "--redis-url=redis://x";
+        let o = flash(&given).unwrap();
         assert!(
-            matches!(o.common.target, Target::Start(ref s) if s.backend == StartBackend::Postgres)
+            matches!(o.common.target, Target::Start(ref s) if s.backend == StartBackend::Postgres && s.redis_url.as_deref() == Some("redis://x"))
         );
     }
 
+    /// `--start postgres` with a Redis of the tool's own (`--redis-url` given empty, so that a
+    /// REDIS_URL in the environment running the tests does not count).
+    const POSTGRES_OWN_REDIS: [&str; 7] = [
+        "--start",
+        "postgres",
+        "--server-bin",
+        "/bin/true",
+        "--database-url",
+        "postgres://x/y",
+        "--redis-url=",
+    ];
+
     #[test]
     fn faults_are_checked_against_the_backend() {
-        let pg = [
-            "--start",
-            "postgres",
-            "--server-bin",
-            "/bin/true",
-            "--database-url",
-            "postgres://x/y",
-            "--redis-url=",
-        ];
+        let pg = POSTGRES_OWN_REDIS;
         let with = |extra: &[&str], base: &[&str]| {
             flash(&[base, extra].concat()).map(|o| o.faults.clone())
         };
