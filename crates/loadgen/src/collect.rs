@@ -143,15 +143,10 @@ pub async fn verify(
         .filter(|(r, p)| r.pushes == 0 && matches!(p, Some(Ok(p)) if terminal(&p.status)))
         .map(|(r, _)| r.id)
         .collect();
-    let late = loop {
-        let late = ctx.stats.late_results();
-        if awaited.iter().all(|id| late.contains_key(id))
-            || std::time::Instant::now() >= late_wait_ends
-        {
-            break late;
-        }
+    while !ctx.stats.late_results_for_all(&awaited) && std::time::Instant::now() < late_wait_ends {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    }
+    let late = ctx.stats.late_results();
 
     // Every hold a result named, with its owner.
     let mut holds_to_read: Vec<(Uuid, u32)> = Vec::new();

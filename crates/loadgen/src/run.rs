@@ -158,7 +158,10 @@ pub struct FaultReport {
 }
 
 impl FaultReport {
-    fn of(f: &Injected, load_start: Instant, began_ns: u64, restored_ns: u64, book: &Book) -> Self {
+    /// `origin` is the time origin of the book's nanoseconds.
+    fn of(f: &Injected, origin: Instant, load_start: Instant, book: &Book) -> Self {
+        let ns = |at: Instant| (at - origin).as_nanos() as u64;
+        let (began_ns, restored_ns) = (ns(f.began), ns(f.restored));
         let answered = || book.records.iter().map(|r| r.answered_ns);
         let first_after = answered().filter(|&a| a >= restored_ns).min();
         Self {
@@ -388,27 +391,18 @@ async fn run_against(
     let lane = lane_stats(&ctx).await;
 
     let book = ctx.stats.take_book();
-    let since_origin = |at: Instant| (at - ctx.origin).as_nanos() as u64;
     let kills: Vec<_> = injected
         .iter()
         .filter(|f| f.kind == FaultKind::Kill)
         .collect();
     let accepted_after_last_restart = kills.last().map(|f| {
-        let back_ns = since_origin(f.restored);
+        let back_ns = (f.restored - ctx.origin).as_nanos() as u64;
         book.records.iter().filter(|r| r.sent_ns > back_ns).count() as u64
     });
     let outages = kills.iter().map(|f| f.restored - f.began).collect();
     let faults = injected
         .iter()
-        .map(|f| {
-            FaultReport::of(
-                f,
-                start,
-                since_origin(f.began),
-                since_origin(f.restored),
-                &book,
-            )
-        })
+        .map(|f| FaultReport::of(f, ctx.origin, start, &book))
         .collect();
     let verification = if ctx.opts.verify {
         let sole_client = started.is_some();

@@ -337,6 +337,12 @@ impl Stats {
         }
     }
 
+    /// Whether a late BOOKING_RESULT has arrived for every one of `ids`.
+    pub fn late_results_for_all(&self, ids: &[Uuid]) -> bool {
+        let late = self.late_results.lock().expect("poisoned");
+        ids.iter().all(|id| late.contains_key(id))
+    }
+
     /// The BOOKING_RESULTs that arrived after the book was taken (during the checks).
     pub fn late_results(&self) -> LateResults {
         self.late_results.lock().expect("poisoned").clone()
