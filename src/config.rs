@@ -55,6 +55,9 @@ pub struct ServerConfig {
     /// `FAULT_DELIVER_TWICE=true`: fault injection for tests and the load tool; every decided
     /// batch is delivered to the decider a second time (see [`booking_local::LaneOptions`]).
     pub deliver_twice: bool,
+    /// `PAGE_DIR`: serve the page's files from this directory (read on every request) instead of
+    /// the copies built into the binary; for editing the page without rebuilding.
+    pub page_dir: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -98,6 +101,7 @@ impl ServerConfig {
             token_rules: TokenRules::from_env()?,
             max_batch,
             deliver_twice: env_or("FAULT_DELIVER_TWICE", false)?,
+            page_dir: non_empty("PAGE_DIR").map(PathBuf::from),
             sweep_interval: Duration::from_millis(sweep_ms),
             shutdown_grace: Duration::from_secs(env_or("SHUTDOWN_GRACE_SECONDS", 10u64)?),
             local_management_api,
@@ -172,6 +176,27 @@ fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
 
 fn non_empty(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// How the server writes its logs (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines, coloured on a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `LOG_FORMAT=json|text`; unset: text on a terminal, JSON otherwise (a service manager or a
+/// container collecting the output wants lines it can parse).
+pub fn log_format() -> Result<LogFormat, ConfigError> {
+    match non_empty("LOG_FORMAT").as_deref() {
+        Some("json") => Ok(LogFormat::Json),
+        Some("text") => Ok(LogFormat::Text),
+        Some(other) => Err(invalid("LOG_FORMAT", other, "use json or text")),
+        None if std::io::IsTerminal::is_terminal(&std::io::stdout()) => Ok(LogFormat::Text),
+        None => Ok(LogFormat::Json),
+    }
 }
 
 /// The secret and whether it is the development default.

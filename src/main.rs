@@ -170,12 +170,19 @@ fn import(args: &[String]) -> Result<(), Failure> {
 }
 
 fn serve() -> Result<(), Failure> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match config::log_format()? {
+        // One JSON object per line, with the request span's fields (request_id, user_id,
+        // show_id), for log collectors.
+        config::LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        config::LogFormat::Text => logs.init(),
+    }
     let config = config::ServerConfig::from_env()?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(serve::run(config))?;

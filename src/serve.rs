@@ -19,6 +19,7 @@ use booking_core::ports::{
     CatalogError, MirrorError, RateLimiter, RequestQueue, SeatMirror, ShowLocks, StoreError,
 };
 use booking_core::{Clock, SystemClock};
+use booking_local::page::PageOptions;
 use booking_local::{LaneOptions, LocalLanes, MemoryMirror, WsHub};
 use booking_postgres::{PgOptions, PgStore};
 use booking_redis::RedisMirror;
@@ -169,6 +170,12 @@ pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
         app.service().clone(),
         app.authenticator().clone(),
     ));
+    router = router.merge(booking_local::page::routes(PageOptions {
+        dir: config.page_dir.clone(),
+        // The user switcher's tokens, only while the secret is the public development one: with
+        // it anyone can mint tokens anyway, and the server only accepts it on loopback.
+        dev_tokens: config.dev_secret.then(|| app.authenticator().clone()),
+    }));
     if config.local_management_api {
         router = router.merge(booking_local::websocket::management_routes(
             hub,
@@ -192,6 +199,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
     if config.local_management_api {
         println!("LOCAL_MANAGEMENT_API: /@connections is served to loopback callers");
     }
+    println!("the page: http://{addr}/");
     println!("get a token: cargo run --release -- token alice   (add --admin for the admin role)");
 
     // When the stop was asked for: the grace period counts from there.

@@ -49,12 +49,17 @@ macro_rules! on_every_backend {
     )+};
 }
 
+/// Most lines of a server's output a test keeps.
+pub const KEPT_LINES: usize = 10_000;
+
 pub struct Server {
     child: Option<Child>,
     pub base: String,
     pub ws_base: String,
     pub data_dir: PathBuf,
     env: Vec<(String, String)>,
+    /// The server's standard output so far (its logs), at most [`KEPT_LINES`] lines.
+    output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _tmp: Option<tempfile::TempDir>,
     _database: Option<TestDatabase>,
     _redis: Option<PrivateRedis>,
@@ -117,9 +122,17 @@ impl Server {
         let mut child = cmd.spawn().expect("spawn seatbook");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = output.clone();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             while let Some(Ok(line)) = lines.next() {
+                {
+                    let mut kept = kept.lock().unwrap();
+                    if kept.len() < KEPT_LINES {
+                        kept.push(line.clone());
+                    }
+                }
                 if let Some(rest) = line.strip_prefix("seatbook listening on http://") {
                     let addr = rest
                         .split_whitespace()
@@ -139,10 +152,16 @@ impl Server {
             ws_base: format!("ws://{addr}"),
             data_dir: data_dir.to_path_buf(),
             env,
+            output,
             _tmp: None,
             _database: None,
             _redis: None,
         }
+    }
+
+    /// What the server has written to its standard output so far, line by line.
+    pub fn output(&self) -> Vec<String> {
+        self.output.lock().unwrap().clone()
     }
 
     /// The server's process id (to read its memory from `/proc`).

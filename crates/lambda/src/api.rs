@@ -57,12 +57,13 @@ pub async fn app_from_env() -> Result<Router, WiringError> {
         .build()
         .router()
         .layer(axum::middleware::from_fn(client_address_from_context));
-    Ok(match admin {
+    let app = match admin {
         None => app,
         Some(admin) => app.layer(axum::middleware::from_fn(move |request, next| {
             caller_from_authorizer(admin.clone(), request, next)
         })),
-    })
+    };
+    Ok(booking_app::http::request_id::traced(app))
 }
 
 /// Moves the caller's address, as API Gateway saw it, into the request as a [`ClientAddress`]

@@ -41,7 +41,8 @@ where
 }
 
 /// Logs as JSON lines (CloudWatch parses them), filtered by `RUST_LOG` (default `info`), without
-/// ANSI colours or timestamps (Lambda adds its own).
+/// ANSI colours or timestamps (Lambda adds its own); each line carries its span's fields (the
+/// HTTP request's `request_id`, `user_id`, `show_id`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -50,6 +51,6 @@ pub fn init_tracing() {
         .with_env_filter(filter)
         .with_ansi(false)
         .without_time()
-        .with_current_span(false)
+        .with_current_span(true)
         .try_init();
 }

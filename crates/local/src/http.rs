@@ -94,6 +94,8 @@ pub fn guarded(router: Router, limits: &HttpLimits) -> Router {
         max_body_bytes: limits.max_body_bytes,
     });
     let router = router.layer(axum::middleware::from_fn_with_state(guard, guard_request));
+    // Outside the guard, so that its 503s and 413s carry a request id too.
+    let router = booking_app::http::request_id::traced(router);
     if limits.cors_allowed_origins.is_empty() {
         return router;
     }
@@ -107,11 +109,13 @@ pub fn guarded(router: Router, limits: &HttpLimits) -> Router {
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
                 HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static(booking_app::http::request_id::REQUEST_ID),
             ])
             .expose_headers([
                 header::LOCATION,
                 header::RETRY_AFTER,
                 HeaderName::from_static("idempotency-replayed"),
+                HeaderName::from_static(booking_app::http::request_id::REQUEST_ID),
             ])
             .max_age(Duration::from_secs(600)),
     )

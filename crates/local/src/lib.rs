@@ -14,6 +14,7 @@
 //! - [`memory_mirror`]: the seat mirror and queue counters without Redis.
 //! - [`http`]: the HTTP transport with what `axum::serve` leaves out: header and body timeouts,
 //!   load shedding, readable 413s, CORS.
+//! - [`page`]: the seat-selector page at `/`, and the local user switcher's tokens.
 
 // Unit tests are built with every dev-dependency of the package; each uses only some.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
@@ -22,6 +23,7 @@ pub mod http;
 pub mod hub;
 pub mod lanes;
 pub mod memory_mirror;
+pub mod page;
 pub mod websocket;
 
 pub use hub::WsHub;

@@ -95,14 +95,19 @@ pub struct AuthorizedCaller(pub Caller);
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(AuthorizedCaller(caller)) = parts.extensions.get::<AuthorizedCaller>() {
-            return Ok(caller.clone());
-        }
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        state.auth.verify_header(header)
+        let caller = match parts.extensions.get::<AuthorizedCaller>() {
+            Some(AuthorizedCaller(caller)) => caller.clone(),
+            None => {
+                let header = parts
+                    .headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                state.auth.verify_header(header)?
+            }
+        };
+        // Every later log line of this request names its user (the request span's field).
+        tracing::Span::current().record("user_id", caller.user_id.as_str());
+        Ok(caller)
     }
 }
 

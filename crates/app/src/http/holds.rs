@@ -121,6 +121,10 @@ async fn create_hold(
     key_use: Option<Extension<KeyUse>>,
     ApiJson(body): ApiJson<HoldBody>,
 ) -> Result<Response, ApiError> {
+    // Only a well-formed id goes into the logs: the body's string is the caller's.
+    if let Ok(show) = body.show_id.parse::<ShowId>() {
+        tracing::Span::current().record("show_id", tracing::field::display(show));
+    }
     // Under an Idempotency-Key, the request is stored with the key's use id: a retry after a
     // crash (the first attempt's answer never kept) finds the request the first attempt made.
     let accepted = state

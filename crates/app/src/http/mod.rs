@@ -16,6 +16,7 @@ mod health;
 mod holds;
 pub mod idempotency;
 mod orders;
+pub mod request_id;
 mod requests;
 
 pub use admin_catalog::MAX_CATALOG_BYTES;
