@@ -4,7 +4,7 @@
 //! correlates its own logs), otherwise a fresh UUID; either way it is echoed in the answer's
 //! `x-request-id`, so a user who reports a problem can quote it and an operator can find every
 //! log line of that request. A caller's id is kept only if it is 1 to 128 characters of
-//! letters, digits and `-_.:`: anything else (control characters, quotes, megabytes) would be
+//! letters, digits and `-_.:=`: anything else (control characters, quotes, megabytes) would be
 //! written into the logs verbatim, so it is replaced rather than trusted.
 //!
 //! The span (`request`, target `http`, from tower-http's trace layer) has the fields `request_id`, `method`,
@@ -81,13 +81,14 @@ async fn drop_unusable_request_id(mut request: Request, next: Next) -> Response 
     next.run(request).await
 }
 
-/// 1 to [`MAX_LEN`] characters of `A-Z a-z 0-9 - _ . :`.
+/// 1 to [`MAX_LEN`] characters of `A-Z a-z 0-9 - _ . : =` (the `=` for trace ids such as
+/// `Root=1-…` that proxies forward).
 fn usable(id: &HeaderValue) -> bool {
     let bytes = id.as_bytes();
     (1..=MAX_LEN).contains(&bytes.len())
         && bytes
             .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:=".contains(b))
 }
 
 #[cfg(test)]
