@@ -1,1 +1,755 @@
-// placeholder: the page is being written
+// The seat-selector page: a client of the public API like any other. It reads the catalog and the
+// seat map over HTTP, sends hold requests, learns their results over the WebSocket (and by polling
+// the request, which is always right, when a push is late or the socket is down), and walks a
+// granted hold through order and payment. Everything it shows comes from the server; the only
+// state it keeps is who the user is (per tab, in sessionStorage) and what it is waiting for.
+
+const API = "/api/v1";
+const MAX_SEATS = 10;
+const STORAGE = { user: "seatbook.user", token: "seatbook.token" };
+
+const $ = (id) => document.getElementById(id);
+const el = {
+  userForm: $("user-form"),
+  userLabel: document.querySelector('label[for="user-input"]'),
+  userInput: $("user-input"),
+  currentUser: $("current-user"),
+  connection: $("connection"),
+  movie: $("movie"),
+  show: $("show"),
+  showInfo: $("show-info"),
+  legend: $("legend"),
+  map: $("map"),
+  selection: $("selection"),
+  hold: $("hold"),
+  status: $("status"),
+  result: $("result"),
+  alternatives: $("alternatives"),
+  holdPanel: $("hold-panel"),
+  holdSeats: $("hold-seats"),
+  countdown: $("countdown"),
+  release: $("release"),
+  order: $("order"),
+  payForm: $("pay-form"),
+  paymentToken: $("payment-token"),
+  pay: $("pay"),
+  orderStatus: $("order-status"),
+  ticket: $("ticket"),
+};
+
+const state = {
+  devTokens: true, // whether the server mints tokens for the user switcher
+  userId: null,
+  token: null,
+  shows: [], // the current movie's shows
+  seatmap: null, // the current show's seat map, as last read and updated by pushes
+  seats: new Map(), // seatId -> seat (with its live status)
+  selected: new Set(),
+  pending: null, // { requestId, showId, seatIds, pollTimer } while a request waits
+  hold: null, // { holdId, showId, seatIds, expiresAt, amountCents, currency }
+  order: null, // the order made from the hold, as the server last described it
+  socket: null,
+  socketLive: false,
+  reconnectDelay: 500,
+  countdownTimer: null,
+  paying: false, // a confirm-payment call of this tab is in flight
+};
+
+// What an order that ended without a reason of its own is told as.
+const ENDED = { FAILED: "The payment failed", EXPIRED: "The order expired", CANCELLED: "The order was cancelled" };
+
+// ---- HTTP ----------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, body, retryAfter) {
+    const error = body && body.error ? body.error : {};
+    super(error.message || `HTTP ${status}`);
+    this.status = status;
+    this.code = error.code || "HTTP_" + status;
+    this.details = error.details || {};
+    this.retryAfter = retryAfter;
+  }
+}
+
+async function api(method, path, body, { idempotent = false, auth = true, retried = false } = {}) {
+  const headers = {};
+  if (auth && state.token) headers["Authorization"] = "Bearer " + state.token;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  // A key per user action, so that a retried POST can never hold or charge twice.
+  if (idempotent) headers["Idempotency-Key"] = idempotent === true ? crypto.randomUUID() : idempotent;
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = null;
+  }
+  if (response.status === 401 && auth && state.devTokens && !retried) {
+    // The switcher's tokens live an hour: mint a fresh one and try once more, same key.
+    await signIn(state.userId);
+    return api(method, path, body, { idempotent: headers["Idempotency-Key"] || false, auth, retried: true });
+  }
+  if (!response.ok) throw new ApiError(response.status, json, response.headers.get("Retry-After"));
+  return { status: response.status, body: json };
+}
+
+// ---- who the user is -----------------------------------------------------------------------
+
+async function signIn(userIdOrToken) {
+  if (state.devTokens) {
+    try {
+      const { body } = await api("POST", "/dev/tokens", { userId: userIdOrToken }, { auth: false });
+      state.userId = body.userId;
+      state.token = body.token;
+    } catch (error) {
+      if (error.status !== 404) throw error;
+      // A server with a real secret mints nothing: the user brings a token.
+      state.devTokens = false;
+      el.userLabel.textContent = "Token";
+      el.userInput.type = "password";
+      el.userInput.value = "";
+      el.userInput.placeholder = "paste a token";
+      throw new Error("This server mints no tokens: paste one");
+    }
+  } else {
+    state.token = userIdOrToken;
+    state.userId = subjectOf(userIdOrToken);
+  }
+  sessionStorage.setItem(STORAGE.user, state.userId);
+  sessionStorage.setItem(STORAGE.token, state.token);
+  el.currentUser.textContent = "signed in as " + state.userId;
+  el.currentUser.dataset.user = state.userId;
+}
+
+function subjectOf(token) {
+  try {
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(payload)).sub || "?";
+  } catch {
+    return "?";
+  }
+}
+
+async function switchUser(event) {
+  event.preventDefault();
+  const value = el.userInput.value.trim();
+  if (!value) return;
+  try {
+    await signIn(value);
+  } catch (error) {
+    say(error.message, "error");
+    return;
+  }
+  // What the previous user was doing is theirs, not this one's.
+  forgetBooking();
+  say("");
+  connect();
+  await loadSeatmap();
+}
+
+// ---- catalog and seat map ------------------------------------------------------------------
+
+async function loadMovies() {
+  const { body } = await api("GET", `${API}/movies`, undefined, { auth: false });
+  el.movie.replaceChildren(
+    ...body.movies.map((movie) => option(movie.movieId, movie.title)),
+  );
+  await loadShows();
+}
+
+async function loadShows() {
+  const movieId = el.movie.value;
+  if (!movieId) return;
+  const { body } = await api("GET", `${API}/movies/${movieId}/shows`, undefined, { auth: false });
+  state.shows = body.shows;
+  el.show.replaceChildren(
+    ...body.shows.map((show) =>
+      option(
+        show.showId,
+        `${when(show.startsAt)} · ${show.auditorium}${show.status === "CANCELLED" ? " (cancelled)" : ""}`,
+      ),
+    ),
+  );
+  const firstOnSale = body.shows.find((show) => show.status !== "CANCELLED");
+  if (firstOnSale) el.show.value = firstOnSale.showId;
+  await loadSeatmap();
+}
+
+async function loadSeatmap() {
+  const showId = el.show.value;
+  if (!showId) {
+    el.map.replaceChildren();
+    return;
+  }
+  const previous = state.seatmap && state.seatmap.showId;
+  const { body } = await api("GET", `${API}/shows/${showId}/seatmap`, undefined, { auth: false });
+  if (el.show.value !== showId) return; // another show was picked meanwhile
+  if (previous !== showId) {
+    if (previous) send({ action: "unsubscribe", showId: previous });
+    state.selected.clear();
+  }
+  state.seatmap = body;
+  state.seats = new Map();
+  for (const row of body.rows) for (const seat of row.seats) state.seats.set(seat.seatId, { ...seat });
+  send({ action: "subscribe", showId });
+  renderShow();
+  document.body.dataset.ready = "true";
+}
+
+function renderShow() {
+  const show = state.seatmap;
+  const cancelled = show.status === "CANCELLED";
+  el.showInfo.textContent = cancelled
+    ? `Cancelled${show.cancellationReason ? ": " + show.cancellationReason : ""}. Nothing can be booked.`
+    : `${when(show.startsAt)}, ${show.auditorium}, ${show.totalSeats} seats`;
+  el.legend.replaceChildren(
+    ...show.categories.map((category) => {
+      const item = document.createElement("li");
+      item.className = "category category-" + category.code.toLowerCase();
+      item.textContent = `${category.name} ${money(category.priceCents, category.currency)}`;
+      return item;
+    }),
+    ...["AVAILABLE", "HELD", "BOOKED", "BLOCKED", "YOURS"].map((status) => {
+      const item = document.createElement("li");
+      item.className = "status status-" + status.toLowerCase();
+      item.textContent = status.toLowerCase();
+      return item;
+    }),
+  );
+  el.map.replaceChildren(
+    ...show.rows.map((row) => {
+      const line = document.createElement("div");
+      line.className = "row";
+      const label = document.createElement("span");
+      label.className = "row-label";
+      label.textContent = row.row;
+      line.append(label, ...row.seats.map((seat) => seatButton(seat.seatId)));
+      return line;
+    }),
+  );
+  renderSelection();
+}
+
+function seatButton(seatId) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "seat";
+  button.dataset.seat = seatId;
+  button.addEventListener("click", () => toggle(seatId));
+  paintSeat(button);
+  return button;
+}
+
+function paintSeat(button) {
+  const seat = state.seats.get(button.dataset.seat);
+  const category = state.seatmap.categories.find((c) => c.code === seat.category);
+  const mine = Boolean(state.hold && state.hold.seatIds.includes(seat.seatId) && seat.status !== "AVAILABLE");
+  const selected = state.selected.has(seat.seatId);
+  button.dataset.status = seat.status;
+  button.dataset.category = seat.category.toLowerCase();
+  if (mine) button.dataset.mine = "true";
+  else delete button.dataset.mine;
+  button.textContent = String(seat.number);
+  button.setAttribute("aria-pressed", String(selected));
+  button.disabled = seat.status !== "AVAILABLE" || state.seatmap.status === "CANCELLED";
+  const price = category ? `, ${category.name}, ${money(category.priceCents, category.currency)}` : "";
+  const row = seat.seatId.replace(/\d+$/, "");
+  button.setAttribute(
+    "aria-label",
+    `Row ${row} seat ${seat.number}${price}, ${mine ? "held by you" : seat.status.toLowerCase()}`,
+  );
+}
+
+function repaint(seatIds) {
+  for (const seatId of seatIds) {
+    const button = el.map.querySelector(`button[data-seat="${CSS.escape(seatId)}"]`);
+    if (button) paintSeat(button);
+  }
+}
+
+function toggle(seatId) {
+  const seat = state.seats.get(seatId);
+  if (!seat || seat.status !== "AVAILABLE") return;
+  if (state.selected.has(seatId)) state.selected.delete(seatId);
+  else if (state.selected.size < MAX_SEATS) state.selected.add(seatId);
+  else say(`At most ${MAX_SEATS} seats per request.`, "error");
+  repaint([seatId]);
+  renderSelection();
+}
+
+function renderSelection() {
+  const seats = [...state.selected];
+  if (seats.length === 0) {
+    el.selection.textContent = "No seats selected.";
+  } else {
+    const total = seats.reduce((sum, seatId) => sum + priceOf(seatId), 0);
+    el.selection.textContent = `Selected: ${seats.join(", ")} (${money(total, currency())})`;
+  }
+  el.hold.disabled =
+    seats.length === 0 || state.pending !== null || !state.token || state.seatmap.status === "CANCELLED";
+}
+
+// ---- holding -------------------------------------------------------------------------------
+
+async function requestHold() {
+  const seatIds = [...state.selected];
+  const showId = state.seatmap.showId;
+  clearOutcome();
+  state.pending = { requestId: null, showId, seatIds, pollTimer: null };
+  renderSelection();
+  say("Sending…");
+  try {
+    const { body } = await api("POST", `${API}/holds`, { showId, seatIds }, { idempotent: true });
+    state.pending.requestId = body.requestId;
+    state.pending.statusUrl = body.statusUrl;
+    sayQueued(body);
+    schedulePoll(state.socketLive ? 1500 : 300);
+  } catch (error) {
+    state.pending = null;
+    renderSelection();
+    say(refusal(error), "error");
+  }
+}
+
+function sayQueued(request) {
+  if (request.queuePosition == null) say("Being decided…");
+  else say(`In the queue: position ${request.queuePosition}, about ${request.estimatedWaitSeconds ?? 1} s.`);
+}
+
+// Polling is the fallback that is always right: a push can be lost, the store cannot.
+function schedulePoll(delay) {
+  const pending = state.pending;
+  if (!pending) return;
+  clearTimeout(pending.pollTimer);
+  pending.pollTimer = setTimeout(() => poll(pending), delay);
+}
+
+async function poll(pending) {
+  if (state.pending !== pending) return;
+  try {
+    const { body } = await api("GET", pending.statusUrl);
+    if (state.pending !== pending) return;
+    if (body.status === "QUEUED" || body.status === "PROCESSING") {
+      sayQueued(body);
+      schedulePoll(state.socketLive ? 2000 : 1000);
+    } else {
+      decided(body);
+    }
+  } catch (error) {
+    if (state.pending !== pending) return;
+    say(refusal(error) + " Retrying…", "error");
+    schedulePoll(2000);
+  }
+}
+
+async function pushedResult(message) {
+  const pending = state.pending;
+  if (!pending || pending.requestId !== message.requestId) return; // another tab's, or a repeat
+  if (message.status === "SUCCESS") {
+    // The push names the hold; its expiry and price come from the hold itself.
+    decided({ ...message, showId: pending.showId });
+  } else {
+    // The alternatives are only in the stored request.
+    await poll(pending);
+  }
+}
+
+async function decided(request) {
+  const pending = state.pending;
+  if (!pending) return;
+  clearTimeout(pending.pollTimer);
+  state.pending = null;
+  el.result.dataset.outcome = request.status;
+  el.result.textContent = request.message;
+  el.result.className = "result result-" + request.status.toLowerCase();
+  if (request.status === "SUCCESS") {
+    say("");
+    state.selected.clear();
+    try {
+      const { body } = await api("GET", `${API}/holds/${request.holdId}`);
+      showHold(body);
+    } catch (error) {
+      say(refusal(error), "error");
+    }
+  } else if (request.status === "FAILED") {
+    say("");
+    for (const seatId of request.unavailableSeatIds || []) state.selected.delete(seatId);
+    showAlternatives(request.availableAlternatives || []);
+    repaint(pending.seatIds);
+  } else {
+    say("");
+  }
+  renderSelection();
+}
+
+function showAlternatives(seatIds) {
+  if (seatIds.length === 0) {
+    el.alternatives.replaceChildren();
+    return;
+  }
+  const label = document.createElement("span");
+  label.textContent = "Free nearby: ";
+  el.alternatives.replaceChildren(
+    label,
+    ...seatIds.map((seatId) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "alternative";
+      button.dataset.alt = seatId;
+      button.textContent = seatId;
+      button.addEventListener("click", () => {
+        if (state.seats.get(seatId)?.status === "AVAILABLE" && !state.selected.has(seatId)) toggle(seatId);
+      });
+      return button;
+    }),
+  );
+}
+
+function showHold(hold) {
+  state.hold = hold;
+  state.order = null;
+  el.holdPanel.hidden = false;
+  el.payForm.hidden = true;
+  el.order.disabled = false;
+  el.release.disabled = false;
+  el.holdSeats.textContent = `${hold.seatIds.join(", ")}: ${money(hold.amountCents, hold.currency)}`;
+  el.orderStatus.textContent = "";
+  el.ticket.hidden = true;
+  // The seats are ours now, whatever push is still on its way.
+  for (const seatId of hold.seatIds) {
+    const seat = state.seats.get(seatId);
+    if (seat && hold.showId === state.seatmap.showId) seat.status = "HELD";
+  }
+  repaint(hold.seatIds);
+  startCountdown(hold.expiresAt);
+}
+
+function startCountdown(expiresAt) {
+  clearInterval(state.countdownTimer);
+  const deadline = Date.parse(expiresAt);
+  const tick = () => {
+    const left = Math.max(0, Math.ceil((deadline - Date.now()) / 1000));
+    el.countdown.textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}`;
+    if (left === 0) clearInterval(state.countdownTimer);
+  };
+  tick();
+  state.countdownTimer = setInterval(tick, 250);
+}
+
+async function release() {
+  const hold = state.hold;
+  if (!hold) return;
+  el.release.disabled = true;
+  try {
+    await api("POST", `${API}/holds/${hold.holdId}/release`);
+    endHold(`Released ${hold.seatIds.join(", ")}.`);
+    markSeats(hold.showId, hold.seatIds, "AVAILABLE");
+  } catch (error) {
+    el.release.disabled = false;
+    say(refusal(error), "error");
+  }
+}
+
+function endHold(message) {
+  const hold = state.hold;
+  state.hold = null;
+  clearInterval(state.countdownTimer);
+  el.holdPanel.hidden = true;
+  if (message) say(message);
+  if (hold) repaint(hold.seatIds);
+}
+
+// ---- order and payment ---------------------------------------------------------------------
+
+async function makeOrder() {
+  const hold = state.hold;
+  if (!hold) return;
+  el.order.disabled = true;
+  el.release.disabled = true;
+  try {
+    const { body } = await api("POST", `${API}/orders`, { holdId: hold.holdId }, { idempotent: `order-${hold.holdId}` });
+    state.order = body;
+    el.payForm.hidden = false;
+    el.orderStatus.textContent = `Order ${shortId(body.orderId)}: ${money(body.amountCents, body.currency)}, pay before the time runs out.`;
+    el.orderStatus.dataset.status = body.status;
+    startCountdown(body.expiresAt);
+  } catch (error) {
+    el.order.disabled = false;
+    el.release.disabled = false;
+    say(refusal(error), "error");
+  }
+}
+
+async function pay(event) {
+  event.preventDefault();
+  const order = state.order;
+  if (!order) return;
+  el.pay.disabled = true;
+  state.paying = true;
+  const paymentToken = el.paymentToken.value;
+  try {
+    const { body } = await api(
+      "POST",
+      `${API}/orders/${order.orderId}/confirm-payment`,
+      { paymentToken },
+      { idempotent: true },
+    );
+    orderChanged(body);
+  } catch (error) {
+    if (error.code === "PAYMENT_DECLINED" || error.code === "PAYMENT_FAILED") {
+      const { body } = await api("GET", `${API}/orders/${order.orderId}`);
+      orderChanged(body, refusal(error));
+    } else {
+      say(refusal(error), "error");
+    }
+  } finally {
+    state.paying = false;
+    el.pay.disabled = false;
+  }
+}
+
+function orderChanged(order, why) {
+  if (!state.order || state.order.orderId !== order.orderId) return;
+  state.order = { ...state.order, ...order };
+  const hold = state.hold;
+  el.orderStatus.dataset.status = order.status;
+  if (order.status === "CONFIRMED") {
+    el.orderStatus.textContent = `Paid. Order ${shortId(order.orderId)} is confirmed.`;
+    el.ticket.hidden = false;
+    el.ticket.textContent = "Your ticket: " + order.ticketCode;
+    el.ticket.dataset.code = order.ticketCode;
+    endHold("");
+    if (hold) markSeats(hold.showId, hold.seatIds, "BOOKED");
+  } else if (order.status === "FAILED" || order.status === "EXPIRED" || order.status === "CANCELLED") {
+    el.orderStatus.textContent = `${why || order.reason || ENDED[order.status]}: the seats are free again.`;
+    endHold("");
+    if (hold) markSeats(hold.showId, hold.seatIds, "AVAILABLE");
+    state.order = null;
+  } else {
+    el.orderStatus.textContent = `Order ${shortId(order.orderId)}: ${order.status}.`;
+  }
+}
+
+// ---- the WebSocket ---------------------------------------------------------------------------
+
+function connect() {
+  if (state.socket) {
+    state.socket.onclose = null;
+    state.socket.close(1000);
+  }
+  state.socketLive = false;
+  // A new connection has subscribed to nothing yet.
+  delete el.map.dataset.subscribed;
+  if (!state.token) return;
+  setConnection("connecting");
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const socket = new WebSocket(`${scheme}//${location.host}/ws?token=${encodeURIComponent(state.token)}`);
+  state.socket = socket;
+  socket.onopen = () => {
+    state.socketLive = true;
+    state.reconnectDelay = 500;
+    setConnection("live");
+    // Pushes missed while the socket was down are not replayed: read the map again.
+    if (state.seatmap) loadSeatmap().catch(() => {});
+    if (state.pending) schedulePoll(0);
+  };
+  socket.onmessage = (event) => {
+    let message;
+    try {
+      message = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    onPush(message);
+  };
+  socket.onclose = async (event) => {
+    if (state.socket !== socket) return;
+    state.socketLive = false;
+    setConnection("offline");
+    if (state.pending) schedulePoll(300);
+    if (event.code === 4001 && state.devTokens) await signIn(state.userId).catch(() => {});
+    setTimeout(() => {
+      if (state.socket === socket) connect();
+    }, state.reconnectDelay);
+    state.reconnectDelay = Math.min(state.reconnectDelay * 2, 10000);
+  };
+}
+
+function send(message) {
+  if (state.socket && state.socket.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify(message));
+}
+
+function onPush(message) {
+  switch (message.type) {
+    case "BOOKING_RESULT":
+      pushedResult(message);
+      break;
+    case "SEATS_CHANGED":
+      if (state.seatmap && message.showId === state.seatmap.showId) {
+        for (const { seatId, status } of message.seats) {
+          const seat = state.seats.get(seatId);
+          if (!seat) continue;
+          seat.status = status;
+          if (status !== "AVAILABLE") state.selected.delete(seatId);
+        }
+        repaint(message.seats.map((seat) => seat.seatId));
+        renderSelection();
+      }
+      break;
+    case "HOLD_EXPIRED":
+      if (state.hold && state.hold.holdId === message.holdId) {
+        const hold = state.hold;
+        endHold(`Your hold on ${hold.seatIds.join(", ")} expired; the seats are free again.`);
+        el.result.dataset.outcome = "HOLD_EXPIRED";
+        el.result.textContent = "Hold expired";
+        markSeats(hold.showId, hold.seatIds, "AVAILABLE", true);
+      }
+      break;
+    case "ORDER_UPDATED":
+      // While this tab pays, the answer to its own call says more (why a card was declined).
+      if (!state.paying) orderChanged(message);
+      break;
+    case "SUBSCRIBED":
+      // Seat changes of this show arrive from now on (a hook for the browser tests, too).
+      el.map.dataset.subscribed = message.showId;
+      break;
+    case "SHOW_CANCELLED":
+      say(`A show you had booked was cancelled${message.reason ? ": " + message.reason : ""}.`, "error");
+      if (state.seatmap && state.seatmap.showId === message.showId) loadSeatmap().catch(() => {});
+      break;
+    default:
+      break;
+  }
+}
+
+// A change this tab made itself, shown at once; the show's SEATS_CHANGED confirms it. `onlyIfHeld`
+// keeps a seat that a newer hold has already taken from flashing back to available.
+function markSeats(showId, seatIds, status, onlyIfHeld = false) {
+  if (!state.seatmap || state.seatmap.showId !== showId) return;
+  for (const seatId of seatIds) {
+    const seat = state.seats.get(seatId);
+    if (seat && (!onlyIfHeld || seat.status === "HELD")) seat.status = status;
+  }
+  repaint(seatIds);
+  renderSelection();
+}
+
+function setConnection(connection) {
+  el.connection.dataset.state = connection;
+  el.connection.textContent = { live: "live", connecting: "connecting…", offline: "offline: polling" }[connection];
+}
+
+// ---- small things ----------------------------------------------------------------------------
+
+function forgetBooking() {
+  if (state.pending) clearTimeout(state.pending.pollTimer);
+  state.pending = null;
+  state.order = null;
+  endHold("");
+  clearOutcome();
+  state.selected.clear();
+}
+
+function clearOutcome() {
+  delete el.result.dataset.outcome;
+  el.result.textContent = "";
+  el.result.className = "result";
+  el.alternatives.replaceChildren();
+  el.orderStatus.textContent = "";
+  delete el.orderStatus.dataset.status;
+  el.ticket.hidden = true;
+}
+
+function say(text, kind) {
+  el.status.textContent = text;
+  el.status.className = kind === "error" ? "error" : "";
+}
+
+function refusal(error) {
+  if (error instanceof ApiError) {
+    const wait = error.retryAfter ? ` Try again in ${error.retryAfter} s.` : "";
+    return `${error.message} (${error.code}).${wait}`;
+  }
+  return "The server cannot be reached.";
+}
+
+function priceOf(seatId) {
+  const seat = state.seats.get(seatId);
+  const category = seat && state.seatmap.categories.find((c) => c.code === seat.category);
+  return category ? category.priceCents : 0;
+}
+
+function currency() {
+  return state.seatmap.categories[0]?.currency || "EUR";
+}
+
+function money(cents, code) {
+  return new Intl.NumberFormat("en-IE", { style: "currency", currency: code }).format(cents / 100);
+}
+
+function when(iso) {
+  return (
+    new Date(iso).toLocaleString("en-GB", {
+      weekday: "short",
+      day: "numeric",
+      month: "short",
+      hour: "2-digit",
+      minute: "2-digit",
+      timeZone: "UTC",
+    }) + " UTC"
+  );
+}
+
+function shortId(id) {
+  return id.slice(0, 8);
+}
+
+function option(value, text) {
+  const item = document.createElement("option");
+  item.value = value;
+  item.textContent = text;
+  return item;
+}
+
+// ---- start -----------------------------------------------------------------------------------
+
+el.userForm.addEventListener("submit", switchUser);
+el.movie.addEventListener("change", () => loadShows().catch((error) => say(refusal(error), "error")));
+el.show.addEventListener("change", () => loadSeatmap().catch((error) => say(refusal(error), "error")));
+el.hold.addEventListener("click", requestHold);
+el.release.addEventListener("click", release);
+el.order.addEventListener("click", makeOrder);
+el.payForm.addEventListener("submit", pay);
+
+async function start() {
+  setConnection("offline");
+  const user = sessionStorage.getItem(STORAGE.user);
+  const token = sessionStorage.getItem(STORAGE.token);
+  try {
+    if (user && token && subjectOf(token) === user) {
+      state.userId = user;
+      state.token = token;
+      el.currentUser.textContent = "signed in as " + user;
+      el.currentUser.dataset.user = user;
+    } else {
+      // A user of its own per tab, so that two tabs are two people from the first click.
+      await signIn("guest-" + crypto.randomUUID().slice(0, 8));
+    }
+    el.userInput.value = state.devTokens ? state.userId : "";
+  } catch (error) {
+    say(error.message, "error");
+  }
+  connect();
+  try {
+    await loadMovies();
+  } catch (error) {
+    say(refusal(error), "error");
+  }
+}
+
+start();

@@ -1,5 +1,5 @@
 //! The seat-selector page at `/`: what a cinema-goer (or a developer trying the system) opens in a
-//! browser. Plain HTML, CSS and one JavaScript module, embedded in the binary so that the run
+//! browser. Plain HTML, CSS, one JavaScript module and an icon, embedded in the binary so that the run
 //! command needs no build step and no files beside it; the page talks to the same public API and
 //! WebSocket as any other client, so it shows nothing a client could not see.
 //!
@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The page's files: name under `/page/`, content type, embedded bytes.
-const FILES: [(&str, &str, &str); 3] = [
+const FILES: [(&str, &str, &str); 4] = [
     (
         "index.html",
         "text/html; charset=utf-8",
@@ -38,6 +38,11 @@ const FILES: [(&str, &str, &str); 3] = [
         "style.css",
         "text/css; charset=utf-8",
         include_str!("../page/style.css"),
+    ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("../page/favicon.svg"),
     ),
 ];
 
