@@ -10,10 +10,14 @@ import { join } from "node:path";
 export const BASE_URL = process.env.BASE_URL;
 const ARTIFACTS_DIR = process.env.ARTIFACTS_DIR || "target/browser-artifacts/manual";
 const TIMEOUT_MS = 15_000;
+const DESKTOP = { width: 1280, height: 900 };
+/** A phone-sized screen (the CSS size of a common phone), opened as a mobile, touch device. */
+export const PHONE = { width: 390, height: 844 };
 
 /**
  * Runs `body({ open, expectRefusal })` in a fresh browser and exits non-zero if anything failed.
- * `open(label)` opens the page in a context of its own; `expectRefusal(page, urlPattern)` lets
+ * `open(label, { viewport })` opens the page in a context of its own (a desktop window unless
+ * `viewport` is given, such as `PHONE`); `expectRefusal(page, urlPattern)` lets
  * that page be refused (4xx) by URLs matching the pattern without failing the scenario.
  */
 export async function scenario(name, body) {
@@ -37,8 +41,8 @@ export async function scenario(name, body) {
   const pages = [];
   const problems = [];
   const expected = new Map(); // page -> URL patterns of refusals the scenario provokes
-  const open = async (label) => {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const open = async (label, { viewport = DESKTOP } = {}) => {
+    const context = await browser.newContext({ viewport, isMobile: viewport === PHONE, hasTouch: viewport === PHONE });
     const page = await context.newPage();
     page.setDefaultTimeout(TIMEOUT_MS);
     page.on("pageerror", (error) => problems.push(`${label}: page error: ${error.message}`));
@@ -50,6 +54,7 @@ export async function scenario(name, body) {
       problems.push(`${label}: console error: ${message.text()} (${url})`);
     });
     pages.push({ label, page });
+    await relayPushes(page);
     await page.goto(BASE_URL + "/");
     await page.waitForSelector("body[data-ready=true]");
     await page.waitForSelector('#connection[data-state="live"]');
@@ -74,6 +79,44 @@ export async function scenario(name, body) {
     await browser.close();
   }
   process.exit(failed ? 1 : 0);
+}
+
+// Every page's WebSocket goes to the real server through a relay the scenario can pause, so that
+// a scenario can hold the server's pushes back for a moment (see `pausePushes`).
+const relays = new WeakMap(); // page -> { paused, held: [[route, message]] }
+
+async function relayPushes(page) {
+  const relay = { paused: false, held: [] };
+  relays.set(page, relay);
+  await page.routeWebSocket(/\/ws(\?|$)/, (route) => {
+    const server = route.connectToServer();
+    server.onMessage((message) => {
+      if (relay.paused) relay.held.push([route, message]);
+      else route.send(message);
+    });
+  });
+}
+
+/**
+ * Holds back the server's pushes to `page` until `resumePushes`: the page's clicks still reach the
+ * server, but it does not hear what other people did meanwhile, as a person who clicks a moment
+ * before the news arrives.
+ */
+export function pausePushes(page) {
+  relays.get(page).paused = true;
+}
+
+/** Delivers the pushes held back since `pausePushes`, in order, and relays the rest at once. */
+export function resumePushes(page) {
+  const relay = relays.get(page);
+  relay.paused = false;
+  for (const [route, message] of relay.held.splice(0)) {
+    try {
+      route.send(message);
+    } catch {
+      // that socket has closed since; the page reads the map again when it reconnects
+    }
+  }
 }
 
 /** Signs the page in as `userId` with the user switcher, and waits until it is live again. */
@@ -132,9 +175,17 @@ export const GRAND_HALL = {
   showId: "5e0c1a6e-8f1e-4c3a-9b2d-000000000001",
 };
 
-/** Picks `show` ({ movieId, showId }) with the page's selectors and waits until it is live. */
+/** Picks `show` ({ movieId, showId }) with the page's movie, day and show pickers, and waits until
+ * the page is subscribed to it. */
 export async function chooseShow(page, show) {
   await page.getByTestId("movie").selectOption(show.movieId);
+  const day = await page.evaluate(async ({ movieId, showId }) => {
+    const response = await fetch(`/api/v1/movies/${movieId}/shows`);
+    const { shows } = await response.json();
+    return shows.find((candidate) => candidate.showId === showId).startsAt.slice(0, 10);
+  }, show);
+  await page.waitForSelector(`#day option[value="${day}"]`, { state: "attached" });
+  await page.getByTestId("day").selectOption(day);
   await page.waitForSelector(`#show option[value="${show.showId}"]`, { state: "attached" });
   await page.getByTestId("show").selectOption(show.showId);
   await page.waitForFunction(
@@ -143,9 +194,9 @@ export async function chooseShow(page, show) {
   );
 }
 
-/** Opens the page as `userId` on the demo's Grand Hall show. */
-export async function openAs(open, userId) {
-  const page = await open(userId);
+/** Opens the page as `userId` on the demo's Grand Hall show (`options` as for `open`). */
+export async function openAs(open, userId, options) {
+  const page = await open(userId, options);
   await signInAs(page, userId);
   await chooseShow(page, GRAND_HALL);
   return page;

@@ -1,14 +1,16 @@
 // Two people in two browsers want the same seat at the same moment. Exactly one gets it; the other
 // is told so, is offered seats nearby, and sees the seat held without reloading; when the winner
-// lets it go, the loser's map shows it free again, live.
+// lets it go, the loser's map shows it free again, live. One of them is on a phone.
 
-import { scenario, openAs, seat, seatShows, outcome, markWindow, assertNotReloaded, assert } from "./lib.mjs";
+import { scenario, openAs, PHONE, pausePushes, resumePushes, seat, seatShows, outcome, markWindow, assertNotReloaded, assert } from "./lib.mjs";
 
 const SEAT = "C7";
 
 scenario("race", async ({ open }) => {
   const ana = await openAs(open, "ana");
-  const ben = await openAs(open, "ben");
+  const ben = await openAs(open, "ben", { viewport: PHONE });
+  const overflow = await ben.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert(overflow <= 0, `on a phone the page should not scroll sideways (${overflow}px too wide)`);
 
   for (const page of [ana, ben]) {
     await seat(page, SEAT).click();
@@ -16,7 +18,19 @@ scenario("race", async ({ open }) => {
   }
   await markWindow(ana);
   await markWindow(ben);
+  // Both press "Hold" before either hears of the other's request: without the pause, the first
+  // decision's SEATS_CHANGED can reach the other page before its click, which then (rightly) has
+  // nothing left to request.
+  pausePushes(ana);
+  pausePushes(ben);
+  const sent = [ana, ben].map((page) =>
+    page.waitForResponse((response) => response.url().endsWith("/api/v1/holds") && response.request().method() === "POST"),
+  );
   await Promise.all([ana.getByTestId("hold").click(), ben.getByTestId("hold").click()]);
+  const answers = await Promise.all(sent);
+  assert(answers.every((answer) => answer.status() === 202), "both requests should be accepted (202)");
+  resumePushes(ana);
+  resumePushes(ben);
 
   const outcomes = { ana: await outcome(ana), ben: await outcome(ben) };
   const winners = Object.entries(outcomes).filter(([, result]) => result === "SUCCESS");

@@ -16,6 +16,7 @@ const el = {
   currentUser: $("current-user"),
   connection: $("connection"),
   movie: $("movie"),
+  day: $("day"),
   show: $("show"),
   showInfo: $("show-info"),
   legend: $("legend"),
@@ -166,17 +167,29 @@ async function loadShows() {
   const movieId = el.movie.value;
   if (!movieId) return;
   const { body } = await api("GET", `${API}/movies/${movieId}/shows`, undefined, { auth: false });
+  if (el.movie.value !== movieId) return; // another movie was picked meanwhile
   state.shows = body.shows;
+  const days = [...new Set(body.shows.map((show) => dayOf(show.startsAt)))];
+  el.day.replaceChildren(...days.map((day) => option(day, dayLabel(day))));
+  // Open on the first show still on sale, and on its day.
+  const firstOnSale = body.shows.find((show) => show.status !== "CANCELLED") || body.shows[0];
+  if (firstOnSale) el.day.value = dayOf(firstOnSale.startsAt);
+  await showsOfDay(firstOnSale && firstOnSale.showId);
+}
+
+// Lists the chosen day's shows and opens `showId`, or the day's first show on sale.
+async function showsOfDay(showId) {
+  const shows = state.shows.filter((show) => dayOf(show.startsAt) === el.day.value);
   el.show.replaceChildren(
-    ...body.shows.map((show) =>
+    ...shows.map((show) =>
       option(
         show.showId,
-        `${when(show.startsAt)} · ${show.auditorium}${show.status === "CANCELLED" ? " (cancelled)" : ""}`,
+        `${time(show.startsAt)} · ${show.auditorium}${show.status === "CANCELLED" ? " (cancelled)" : ""}`,
       ),
     ),
   );
-  const firstOnSale = body.shows.find((show) => show.status !== "CANCELLED");
-  if (firstOnSale) el.show.value = firstOnSale.showId;
+  const chosen = shows.find((show) => show.showId === showId) || shows.find((show) => show.status !== "CANCELLED");
+  if (chosen) el.show.value = chosen.showId;
   await loadSeatmap();
 }
 
@@ -705,6 +718,26 @@ function when(iso) {
   );
 }
 
+// Days and times are shown in UTC, the zone the API speaks; a day is its ISO date.
+function dayOf(iso) {
+  return iso.slice(0, 10);
+}
+
+function dayLabel(day) {
+  return new Date(day + "T00:00:00Z").toLocaleDateString("en-GB", {
+    weekday: "short",
+    day: "numeric",
+    month: "short",
+    timeZone: "UTC",
+  });
+}
+
+function time(iso) {
+  return (
+    new Date(iso).toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", timeZone: "UTC" }) + " UTC"
+  );
+}
+
 function shortId(id) {
   return id.slice(0, 8);
 }
@@ -720,6 +753,7 @@ function option(value, text) {
 
 el.userForm.addEventListener("submit", switchUser);
 el.movie.addEventListener("change", () => loadShows().catch((error) => say(refusal(error), "error")));
+el.day.addEventListener("change", () => showsOfDay().catch((error) => say(refusal(error), "error")));
 el.show.addEventListener("change", () => loadSeatmap().catch((error) => say(refusal(error), "error")));
 el.hold.addEventListener("click", requestHold);
 el.release.addEventListener("click", release);
