@@ -16,7 +16,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
-use support::{Server, Target, client, get, json_of};
+use support::{Server, Target, client, get, post};
 
 #[tokio::test]
 async fn the_page_is_served_at_the_root_with_a_strict_content_security_policy() {
@@ -71,13 +71,14 @@ async fn only_the_page_files_are_served() {
 #[tokio::test]
 async fn the_user_switcher_mints_tokens_the_api_accepts_with_the_development_secret() {
     let server = Server::start(&[]);
-    let resp = client()
-        .post(server.url("/dev/tokens"))
-        .json(&json!({"userId": "ana"}))
-        .send()
-        .await
-        .expect("POST");
-    let (status, body) = json_of(resp).await;
+    let (status, body) = post(
+        &client(),
+        &server,
+        "/dev/tokens",
+        None,
+        json!({"userId": "ana"}),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["userId"], "ana");
     let token = body["token"].as_str().expect("token");
@@ -89,13 +90,7 @@ async fn the_user_switcher_mints_tokens_the_api_accepts_with_the_development_sec
     assert_eq!(status, 403);
 
     for bad in [json!({"userId": ""}), json!({"userId": 7}), json!({})] {
-        let resp = client()
-            .post(server.url("/dev/tokens"))
-            .json(&bad)
-            .send()
-            .await
-            .expect("POST");
-        let (status, body) = json_of(resp).await;
+        let (status, body) = post(&client(), &server, "/dev/tokens", None, bad.clone()).await;
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body["error"]["code"].is_string(), "{bad}: {body}");
     }
@@ -104,13 +99,14 @@ async fn the_user_switcher_mints_tokens_the_api_accepts_with_the_development_sec
 #[tokio::test]
 async fn there_is_no_user_switcher_with_a_real_secret() {
     let server = Server::start(&[("JWT_SECRET", "a-real-secret-of-at-least-thirty-two-bytes")]);
-    let resp = client()
-        .post(server.url("/dev/tokens"))
-        .json(&json!({"userId": "ana"}))
-        .send()
-        .await
-        .expect("POST");
-    let (status, body) = json_of(resp).await;
+    let (status, body) = post(
+        &client(),
+        &server,
+        "/dev/tokens",
+        None,
+        json!({"userId": "ana"}),
+    )
+    .await;
     assert_eq!(status, 404, "{body}");
     // The page itself is still served: it asks for a token instead.
     let resp = client().get(server.url("/")).send().await.expect("GET /");
