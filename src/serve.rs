@@ -176,12 +176,18 @@ pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
         // it anyone can mint tokens anyway, and the server only accepts it on loopback.
         dev_tokens: config.dev_secret.then(|| app.authenticator().clone()),
     }));
+    router = router.merge(booking_local::metrics::routes(
+        app.service().clone(),
+        hub.clone(),
+    ));
     if config.local_management_api {
         router = router.merge(booking_local::websocket::management_routes(
             hub,
             config.booking.max_body_bytes,
         ));
     }
+    // Counted by route pattern and status, every route above included.
+    let router = router.layer(axum::middleware::from_fn(booking_app::metrics::record_http));
 
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await

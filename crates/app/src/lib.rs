@@ -16,6 +16,7 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod orders;
 pub mod payments;
 pub mod processor;

@@ -141,7 +141,10 @@ impl Limits {
         let key = format!("{}:{who}", kind.prefix());
         match self.limiter.acquire(&key, &rule).await {
             Ok(RateVerdict::Allowed) => Ok(()),
-            Ok(RateVerdict::Limited { retry_after }) => Err(rate_limited(retry_after)),
+            Ok(RateVerdict::Limited { retry_after }) => {
+                crate::metrics::rate_limited(kind.prefix());
+                Err(rate_limited(retry_after))
+            }
             Err(e) => {
                 tracing::warn!(error = %Chain(&e), "rate limiter unavailable; letting the request through");
                 Ok(())

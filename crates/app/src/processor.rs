@@ -151,6 +151,7 @@ impl BatchProcessor {
         batch: &[BookingRequest],
         resend: Resend,
     ) -> Result<BatchReport, ProcessError> {
+        let started = std::time::Instant::now();
         // Read fresh under the show's lock: a show cancelled a moment ago grants nothing more.
         let stored = self
             .ports
@@ -259,6 +260,7 @@ impl BatchProcessor {
                             .seats_changed(show, &outcome.seat_changes)
                             .await;
                     }
+                    crate::metrics::batch_decided(&report, started.elapsed());
                     return Ok(report);
                 }
                 Err(CommitError::SeatConflict) => {

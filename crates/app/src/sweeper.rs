@@ -199,6 +199,7 @@ impl Sweeper {
             WindUp::default()
         };
         let purged = self.purge_if_due(now).await?;
+        crate::metrics::expired(holds.len(), requests.len(), orders_expired);
         Ok(SweepReport {
             holds_expired: holds.len(),
             requests_expired: requests.len(),

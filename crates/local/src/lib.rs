@@ -23,6 +23,7 @@ pub mod http;
 pub mod hub;
 pub mod lanes;
 pub mod memory_mirror;
+pub mod metrics;
 pub mod page;
 pub mod websocket;
 
