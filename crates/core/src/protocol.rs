@@ -103,7 +103,7 @@ pub const DEFAULT_MAX_SOCKETS_PER_USER: usize = 5;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     #[test]
     fn messages_match_the_contract() {
@@ -162,5 +162,183 @@ mod tests {
             serde_json::to_value(changed).unwrap(),
             json!({"type":"SEATS_CHANGED","showId":s.to_string(),"seats":[{"seatId":"B2","status":"HELD"}]})
         );
+    }
+
+    /// The published schema of the WebSocket messages (docs/websocket-messages.schema.json).
+    const SCHEMA: &str = include_str!("../../../docs/websocket-messages.schema.json");
+
+    /// Checks `value` against `node` of the schema, for the keywords the schema uses (`$ref`,
+    /// `oneOf`, `const`, `enum`, `type`, `properties`, `required`, `additionalProperties`,
+    /// `items`); patterns are left to the id types' own parsers.
+    fn conforms(root: &Value, node: &Value, value: &Value) -> Result<(), String> {
+        if let Some(reference) = node.get("$ref").and_then(Value::as_str) {
+            let name = reference.strip_prefix("#/$defs/").expect("local reference");
+            return conforms(root, &root["$defs"][name], value);
+        }
+        if let Some(choices) = node.get("oneOf").and_then(Value::as_array) {
+            let fits = choices
+                .iter()
+                .filter(|c| conforms(root, c, value).is_ok())
+                .count();
+            return if fits == 1 {
+                Ok(())
+            } else {
+                Err(format!("{value} fits {fits} of {} choices", choices.len()))
+            };
+        }
+        if let Some(want) = node.get("const")
+            && want != value
+        {
+            return Err(format!("{value} is not {want}"));
+        }
+        if let Some(allowed) = node.get("enum").and_then(Value::as_array)
+            && !allowed.contains(value)
+        {
+            return Err(format!("{value} is not one of {allowed:?}"));
+        }
+        let fits_type = match node.get("type").and_then(Value::as_str) {
+            None => true,
+            Some("object") => value.is_object(),
+            Some("array") => value.is_array(),
+            Some("string") => value.is_string(),
+            Some("null") => value.is_null(),
+            Some(other) => panic!("the checker does not know type {other}"),
+        };
+        if !fits_type {
+            return Err(format!("{value} is not of type {}", node["type"]));
+        }
+        if let (Some(object), Some(properties)) = (value.as_object(), node.get("properties")) {
+            for key in node["required"].as_array().into_iter().flatten() {
+                let key = key.as_str().expect("key");
+                if !object.contains_key(key) {
+                    return Err(format!("{value} lacks {key}"));
+                }
+            }
+            for (key, field) in object {
+                match properties.get(key) {
+                    Some(schema) => {
+                        conforms(root, schema, field).map_err(|e| format!("{key}: {e}"))?
+                    }
+                    None if node["additionalProperties"] == false => {
+                        return Err(format!("{value} has {key}, which the schema does not name"));
+                    }
+                    None => {}
+                }
+            }
+        }
+        if let (Some(items), Some(schema)) = (value.as_array(), node.get("items")) {
+            for item in items {
+                conforms(root, schema, item)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn one_of_each_server_message() -> Vec<ServerMessage> {
+        let show = ShowId::new_random();
+        let seat: SeatId = "C7".parse().unwrap();
+        let mut messages = vec![];
+        for status in [
+            RequestStatus::Success,
+            RequestStatus::Failed,
+            RequestStatus::Expired,
+        ] {
+            messages.push(ServerMessage::BookingResult(BookingResult {
+                request_id: RequestId::new_random(),
+                status,
+                hold_id: (status == RequestStatus::Success).then(HoldId::new_random),
+                seat_ids: vec![seat],
+                message: "m".into(),
+            }));
+        }
+        messages.push(ServerMessage::SeatsChanged {
+            show_id: show,
+            seats: SeatStatus::ALL
+                .iter()
+                .map(|&status| SeatState {
+                    seat_id: seat,
+                    status,
+                })
+                .collect(),
+        });
+        messages.push(ServerMessage::HoldExpired {
+            hold_id: HoldId::new_random(),
+            show_id: show,
+            seat_ids: vec![seat],
+        });
+        for &status in OrderStatus::ALL {
+            messages.push(ServerMessage::OrderUpdated {
+                order_id: OrderId::new_random(),
+                status,
+                ticket_code: (status == OrderStatus::Confirmed)
+                    .then(|| "TKT-4QK7-ZC1M-X0DP-B2N9".to_owned()),
+            });
+        }
+        messages.push(ServerMessage::ShowCancelled {
+            show_id: show,
+            reason: String::new(),
+        });
+        messages.push(ServerMessage::Subscribed { show_id: show });
+        messages.push(ServerMessage::Pong);
+        messages.push(ServerMessage::Error {
+            code: "INVALID_MESSAGE".into(),
+            message: "m".into(),
+        });
+        messages
+    }
+
+    #[test]
+    fn every_server_message_conforms_to_the_published_schema_and_every_type_there_is_sent() {
+        let root: Value = serde_json::from_str(SCHEMA).expect("the schema is JSON");
+        let server = &root["$defs"]["ServerMessage"];
+        let mut types_sent = std::collections::BTreeSet::new();
+        for message in one_of_each_server_message() {
+            let value = serde_json::to_value(&message).unwrap();
+            conforms(&root, server, &value).unwrap_or_else(|e| panic!("{value}: {e}"));
+            types_sent.insert(value["type"].as_str().unwrap().to_owned());
+        }
+        let described: std::collections::BTreeSet<String> = server["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r["$ref"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("#/$defs/")
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(
+            types_sent, described,
+            "the schema describes exactly the messages sent"
+        );
+        // And it is not a schema that takes anything.
+        for wrong in [
+            json!({"type": "SUBSCRIBED"}),
+            json!({"type": "pong", "extra": 1}),
+            json!({"type": "ORDER_UPDATED", "orderId": "x", "status": "PAID"}),
+            json!({"type": "NOPE"}),
+        ] {
+            assert!(conforms(&root, server, &wrong).is_err(), "{wrong} passed");
+        }
+    }
+
+    #[test]
+    fn every_client_message_the_schema_describes_is_understood() {
+        let root: Value = serde_json::from_str(SCHEMA).expect("the schema is JSON");
+        let show = ShowId::new_random();
+        let client = &root["$defs"]["ClientMessage"];
+        for message in [
+            ClientMessage::Subscribe { show_id: show },
+            ClientMessage::Unsubscribe { show_id: show },
+            ClientMessage::Ping,
+        ] {
+            let value = serde_json::to_value(&message).unwrap();
+            conforms(&root, client, &value).unwrap_or_else(|e| panic!("{value}: {e}"));
+            let back: ClientMessage = serde_json::from_value(value).unwrap();
+            assert_eq!(back, message);
+        }
+        assert_eq!(client["oneOf"].as_array().unwrap().len(), 3);
     }
 }
