@@ -186,8 +186,6 @@ pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
             config.booking.max_body_bytes,
         ));
     }
-    // Counted by route pattern and status, every route above included.
-    let router = router.layer(axum::middleware::from_fn(booking_app::metrics::record_http));
 
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await

@@ -4,12 +4,13 @@
 //! Recording goes through the `metrics` facade, which does nothing until a process installs a
 //! recorder: the local server installs a Prometheus one and serves it at `/metrics`
 //! (`booking-local`), so the same calls in the Lambda functions cost next to nothing there.
-//! Labels are bounded on purpose: routes are the router's patterns (`/api/v1/holds/{holdId}`,
-//! never the path a client sent), and a request that matched no route counts as `unmatched`, so
-//! that hostile paths cannot make a series each.
+//! Labels are bounded on purpose: routes are [`route_of`](crate::http::route_of) (the router's
+//! patterns, `unmatched` for a path no route serves), so that hostile paths cannot make a series
+//! each.
 
 use crate::processor::BatchReport;
-use axum::extract::{MatchedPath, Request};
+use crate::sweeper::SweepReport;
+use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, histogram};
@@ -108,10 +109,7 @@ pub fn describe() {
 pub async fn record_http(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let route = crate::http::route_of(&request).to_owned();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
     histogram!(HTTP_DURATION, "method" => method.clone(), "route" => route.clone())
@@ -133,10 +131,10 @@ pub fn batch_decided(report: &BatchReport, elapsed: Duration) {
 }
 
 /// What one sweep ended because time ran out.
-pub fn expired(holds: usize, requests: usize, orders: usize) {
-    counter!(HOLDS_EXPIRED).increment(holds as u64);
-    counter!(ORDERS_EXPIRED).increment(orders as u64);
-    counter!(REQUESTS_DECIDED, "outcome" => "expired").increment(requests as u64);
+pub fn swept(report: &SweepReport) {
+    counter!(HOLDS_EXPIRED).increment(report.holds_expired as u64);
+    counter!(ORDERS_EXPIRED).increment(report.orders_expired as u64);
+    counter!(REQUESTS_DECIDED, "outcome" => "expired").increment(report.requests_expired as u64);
 }
 
 /// A request refused by the rate limit `limit`.

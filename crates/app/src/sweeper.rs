@@ -199,8 +199,7 @@ impl Sweeper {
             WindUp::default()
         };
         let purged = self.purge_if_due(now).await?;
-        crate::metrics::expired(holds.len(), requests.len(), orders_expired);
-        Ok(SweepReport {
+        let report = SweepReport {
             holds_expired: holds.len(),
             requests_expired: requests.len(),
             orders_expired,
@@ -208,7 +207,9 @@ impl Sweeper {
             keys_forgotten,
             purged,
             wound_up,
-        })
+        };
+        crate::metrics::swept(&report);
+        Ok(report)
     }
 
     /// Sweeps every `interval` until `stop` turns true (or its sender is dropped); a sweep in

@@ -121,10 +121,17 @@ async function signIn(userIdOrToken) {
     state.token = userIdOrToken;
     state.userId = subjectOf(userIdOrToken);
   }
-  sessionStorage.setItem(STORAGE.user, state.userId);
-  sessionStorage.setItem(STORAGE.token, state.token);
-  el.currentUser.textContent = "signed in as " + state.userId;
-  el.currentUser.dataset.user = state.userId;
+  signedIn(state.userId, state.token);
+}
+
+// Remembers who this tab is (for a reload) and says so.
+function signedIn(userId, token) {
+  state.userId = userId;
+  state.token = token;
+  sessionStorage.setItem(STORAGE.user, userId);
+  sessionStorage.setItem(STORAGE.token, token);
+  el.currentUser.textContent = "signed in as " + userId;
+  el.currentUser.dataset.user = userId;
 }
 
 function subjectOf(token) {
@@ -766,10 +773,7 @@ async function start() {
   const token = sessionStorage.getItem(STORAGE.token);
   try {
     if (user && token && subjectOf(token) === user) {
-      state.userId = user;
-      state.token = token;
-      el.currentUser.textContent = "signed in as " + user;
-      el.currentUser.dataset.user = user;
+      signedIn(user, token);
     } else {
       // A user of its own per tab, so that two tabs are two people from the first click.
       await signIn("guest-" + crypto.randomUUID().slice(0, 8));

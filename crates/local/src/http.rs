@@ -86,7 +86,8 @@ struct Guard {
 /// make the server buffer megabytes.
 const CATALOG_IMPORT: &str = "/api/v1/admin/catalog";
 
-/// The router with the shedding, body and CORS defences around it.
+/// The router with the shedding, body and CORS defences around it, and the request id, span and
+/// HTTP metrics of every request (the ones those defences refuse included).
 pub fn guarded(router: Router, limits: &HttpLimits) -> Router {
     let guard = Arc::new(Guard {
         permits: Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1))),
@@ -94,7 +95,8 @@ pub fn guarded(router: Router, limits: &HttpLimits) -> Router {
         max_body_bytes: limits.max_body_bytes,
     });
     let router = router.layer(axum::middleware::from_fn_with_state(guard, guard_request));
-    // Outside the guard, so that its 503s and 413s carry a request id too.
+    // Outside the guard, so that its 503s and 413s carry a request id and are counted too.
+    let router = router.layer(axum::middleware::from_fn(booking_app::metrics::record_http));
     let router = booking_app::http::request_id::traced(router);
     if limits.cors_allowed_origins.is_empty() {
         return router;

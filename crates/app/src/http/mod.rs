@@ -44,6 +44,16 @@ pub struct AppState {
     pub limits: Arc<Limits>,
 }
 
+/// The route a request matched, as the router's pattern (`/api/v1/holds/{hold_id}`), or
+/// `unmatched`: what logs and metrics name a request by, never the raw path, so that ids in paths
+/// (or a hostile client's paths) do not make a distinct value each.
+pub fn route_of(request: &axum::extract::Request) -> &str {
+    request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", axum::extract::MatchedPath::as_str)
+}
+
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.service.config().max_body_bytes;

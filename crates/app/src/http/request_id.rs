@@ -8,11 +8,10 @@
 //! written into the logs verbatim, so it is replaced rather than trusted.
 //!
 //! The span (`request`, target `http`, from tower-http's trace layer) has the fields `request_id`, `method`,
-//! `route` (the matched route template, never the raw path, so ids in paths do not explode the
-//! number of distinct values), and `user_id` and `show_id`, filled in by the handlers once known.
+//! `route` ([`route_of`](super::route_of): the matched route template, never the raw path), and `user_id` and `show_id`, filled in by the handlers once known.
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -50,10 +49,7 @@ fn request_span(request: &Request) -> tracing::Span {
         .get::<RequestId>()
         .and_then(|id| id.header_value().to_str().ok())
         .unwrap_or("");
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
+    let route = super::route_of(request);
     // At ERROR level, so that the span is on at any `RUST_LOG` that logs anything: a warning
     // logged during a request under `RUST_LOG=warn` still names its request. `http=off` in
     // `RUST_LOG` turns it off.
