@@ -97,7 +97,7 @@ async fn requests_decisions_and_rate_limit_refusals_are_counted_by_route_status_
         Some(1.0)
     );
     // The poll route is counted by its pattern, never by the id in the path.
-    let polled = r#"seatbook_http_requests_total{method="GET",route="/api/v1/booking-requests/{request_id}",status="200"}"#;
+    let polled = r#"seatbook_http_requests_total{method="GET",route="/api/v1/booking-requests/{requestId}",status="200"}"#;
     assert!(sample(&text, polled).unwrap_or(0.0) >= 2.0, "{text}");
     assert!(!text.contains("evil"), "a raw path became a label:\n{text}");
     assert!(

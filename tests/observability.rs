@@ -94,7 +94,7 @@ async fn json_logs_name_the_request_its_route_user_and_show() {
     assert_eq!(resp.status(), 404);
     let line = wait_for_line(&server, |line| line["span"]["request_id"] == "unknown-show");
     assert_eq!(
-        line["span"]["route"], "/api/v1/shows/{show_id}/seatmap",
+        line["span"]["route"], "/api/v1/shows/{showId}/seatmap",
         "{line}"
     );
 

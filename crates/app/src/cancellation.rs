@@ -38,7 +38,7 @@ use std::sync::Arc;
 pub const WIND_UP_WINDOW: chrono::Duration = chrono::Duration::days(7);
 
 /// What one wind-up of a cancelled show did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WindUp {
     /// Undecided requests ended FAILED.

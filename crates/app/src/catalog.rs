@@ -74,8 +74,9 @@ impl std::fmt::Display for CatalogIssue {
 }
 
 /// A movie as an operator writes it (the id comes from the path or is made up).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = NewMovie)]
 pub struct MovieInput {
     pub title: String,
     #[serde(default)]
@@ -103,8 +104,9 @@ impl MovieInput {
 }
 
 /// A show as an operator writes it over the API.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = NewShow)]
 pub struct ShowInput {
     pub movie_id: MovieId,
     pub starts_at: DateTime<Utc>,
@@ -152,18 +154,21 @@ impl<'de> Deserialize<'de> for StartTime {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// A hall of a catalog file: a layout that shows name instead of repeating it.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct HallEntry {
+#[schema(as = CatalogHall)]
+pub(crate) struct HallEntry {
     name: String,
     layout: LayoutSpec,
 }
 
 /// A movie of a catalog file: its id and [`MovieInput`]'s fields (`deny_unknown_fields` does not
 /// work through `flatten`, so they are listed again).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct MovieEntry {
+#[schema(as = CatalogMovie)]
+pub(crate) struct MovieEntry {
     movie_id: MovieId,
     title: String,
     #[serde(default)]
@@ -176,23 +181,31 @@ struct MovieEntry {
     language: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// A show of a catalog file: in a named hall (with its prices and blocked seats changed, if
+/// given) or with a layout of its own.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ShowEntry {
+#[schema(as = CatalogShow)]
+pub(crate) struct ShowEntry {
     show_id: ShowId,
     movie_id: MovieId,
+    /// An RFC 3339 instant, or days after the import at a time of day: `+2d 19:30`.
+    #[schema(value_type = String)]
     starts_at: StartTime,
     hall: Option<String>,
     auditorium: Option<String>,
     layout: Option<LayoutSpec>,
+    /// Price per seat by category code, in cents.
     #[serde(default)]
     prices: BTreeMap<String, i64>,
     blocked: Option<Vec<SeatId>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// A whole catalog: halls, movies and shows.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CatalogFile {
+#[schema(as = CatalogFile)]
+pub(crate) struct CatalogFile {
     #[serde(default)]
     halls: Vec<HallEntry>,
     #[serde(default)]
@@ -352,7 +365,7 @@ fn build_show(
 }
 
 /// A day with shows of a movie, and how many.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DayWithShows {
     pub date: NaiveDate,

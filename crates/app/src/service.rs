@@ -77,7 +77,7 @@ const DISCARDED_MESSAGE: &str = "The request could not be processed and was with
 const RATE_WINDOW: chrono::Duration = chrono::Duration::seconds(60);
 
 /// One show's queue, for operators.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueStats {
     pub show_id: ShowId,
@@ -101,7 +101,7 @@ pub struct QueueStats {
 }
 
 /// Decided requests by outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Outcomes {
     pub success: u64,

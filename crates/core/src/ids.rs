@@ -8,7 +8,27 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaFormat, Type};
 use uuid::Uuid;
+
+/// The form of a seat id on the wire (row letters in either case on the way in; always upper
+/// case on the way out).
+pub const SEAT_PATTERN: &str = "^[A-Za-z]{1,2}[1-9][0-9]{0,2}$";
+
+/// A UUID in the hyphenated form, the only one ids take on the wire.
+const UUID_PATTERN: &str =
+    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+
+/// Visible ASCII, as token ids (user ids, keys, payment tokens) are made of.
+const VISIBLE_ASCII: &str = "^[!-~]+$";
+
+/// The schema of an id that is a string: its type and what it is.
+fn described_string(description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+}
 
 /// Why a string was not accepted as an id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +81,17 @@ macro_rules! uuid_id {
                 self.0.hyphenated().fmt(f)
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                described_string(concat!("A ", $kind, ": a UUID, hyphenated"))
+                    .format(Some(SchemaFormat::Custom("uuid".to_owned())))
+                    .pattern(Some(UUID_PATTERN))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -203,6 +234,17 @@ impl fmt::Display for SeatId {
     }
 }
 
+impl utoipa::PartialSchema for SeatId {
+    fn schema() -> RefOr<Schema> {
+        described_string("A seat: its row's letters (A to ZZ) and its number in the row (1 to 999)")
+            .pattern(Some(SEAT_PATTERN))
+            .examples(["A12"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SeatId {}
+
 impl Serialize for SeatId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -250,6 +292,18 @@ macro_rules! token_id {
                 f.write_str(&self.0)
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                described_string(concat!("A ", $kind, ": 1 to ", stringify!($max), " visible ASCII characters"))
+                    .pattern(Some(VISIBLE_ASCII))
+                    .min_length(Some(1))
+                    .max_length(Some($max))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

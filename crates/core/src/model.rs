@@ -19,6 +19,7 @@ macro_rules! status_enum {
         $(#[$doc])*
         #[derive(
             Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize,
+            ::utoipa::ToSchema,
         )]
         #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
         pub enum $name { $($(#[$vdoc])* $variant),+ }
@@ -101,7 +102,7 @@ impl HoldStatus {
 }
 
 /// A movie in the catalog.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Movie {
     pub movie_id: MovieId,

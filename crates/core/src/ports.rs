@@ -127,7 +127,7 @@ pub enum CatalogError {
 
 /// What a catalog write did, counted: new, replaced with something different, or equal to what
 /// was stored (a re-import of the same file changes nothing).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CatalogWrite {
     pub movies_created: u32,

@@ -22,19 +22,7 @@ pub fn workspace_root() -> PathBuf {
 pub fn tools_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let script = workspace_root().join("scripts/aws-tools.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "{} failed: the AWS test tools (moto, cargo-lambda) come from PyPI; see its output above",
-            script.display()
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        PathBuf::from(text.lines().last().expect("the script prints its bin dir").trim())
+        crate::tools::bin_dir_of("aws-tools.sh", "the AWS test tools (moto, cargo-lambda)")
     })
     .clone()
 }

@@ -53,6 +53,7 @@ pub mod stores;
 pub mod support;
 pub mod tls;
 pub mod tls_postgres;
+pub mod tools;
 pub mod workload;
 
 pub use stores::{ContractStore, EXPIRED_MESSAGE, case_names, run_all, run_all_concurrently};

@@ -6,39 +6,72 @@
 
 use super::AppState;
 use super::extract::{Admin, ApiQuery, Segment};
+use super::openapi::ErrorBody;
 use crate::error::ApiError;
+use crate::service::QueueStats;
+use axum::Json;
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use booking_core::ports::DeadLetteredRequest;
 use booking_core::{BookingRequest, RequestId, RequestStatus, SeatId, ShowId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/queues", get(queue_stats))
-        .route("/api/v1/admin/shows/{show_id}/pause", post(pause_show))
-        .route("/api/v1/admin/shows/{show_id}/resume", post(resume_show))
-        .route("/api/v1/admin/dead-letters", get(list_dead_letters))
-        .route(
-            "/api/v1/admin/dead-letters/{request_id}/redrive",
-            post(redrive_dead_letter),
-        )
-        .route(
-            "/api/v1/admin/dead-letters/{request_id}/discard",
-            post(discard_dead_letter),
-        )
-        .route(
-            "/api/v1/admin/shows/{show_id}/dead-letters/redrive",
-            post(redrive_show),
-        )
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(queue_stats))
+        .routes(routes!(pause_show))
+        .routes(routes!(resume_show))
+        .routes(routes!(list_dead_letters))
+        .routes(routes!(redrive_dead_letter))
+        .routes(routes!(discard_dead_letter))
+        .routes(routes!(redrive_show))
+}
+
+/// Every show's queue, as of `generatedAt`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct QueuesView {
+    generated_at: DateTime<Utc>,
+    shows: Vec<QueueStats>,
+}
+
+/// Whether a show's lane is paused now.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct PauseView {
+    show_id: ShowId,
+    paused: bool,
+}
+
+/// The dead letters, oldest first.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct DeadLettersView {
+    dead_letters: Vec<DeadLetterView>,
+}
+
+/// The requests a redrive put back in the queue, in arrival order.
+#[derive(Serialize, ToSchema)]
+struct RedrivenView {
+    redriven: Vec<RequestId>,
+}
+
+/// A discarded dead letter: FAILED, its owner told why.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct DiscardedView {
+    request_id: RequestId,
+    status: RequestStatus,
+    message: Option<String>,
 }
 
 /// A dead letter as operators see it: the request, why it was set aside, after how many tries.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = DeadLetter)]
 struct DeadLetterView {
     request_id: RequestId,
     show_id: ShowId,
@@ -70,53 +103,106 @@ impl From<DeadLetteredRequest> for DeadLetterView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct DeadLettersQuery {
+    /// Only this show's.
+    #[param(value_type = Option<ShowId>)]
     show_id: Option<String>,
 }
 
+/// List dead letters
+///
+/// Requests set aside after `MAX_ATTEMPTS` failed tries, waiting for an operator.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/dead-letters",
+    tag = "operations",
+    security(("bearerAuth" = ["admin"])),
+    params(DeadLettersQuery),
+    responses(
+        (status = 200, description = "The dead letters", body = DeadLettersView),
+        (status = 400, description = "INVALID_QUERY", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: not an admin", body = ErrorBody),
+        (status = 404, description = "SHOW_NOT_FOUND: `showId` names no show", body = ErrorBody),
+    ),
+)]
 async fn list_dead_letters(
     State(state): State<AppState>,
     _admin: Admin,
     ApiQuery(q): ApiQuery<DeadLettersQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DeadLettersView>, ApiError> {
     let letters = state.service.dead_letters(q.show_id.as_deref()).await?;
-    let views: Vec<DeadLetterView> = letters.into_iter().map(DeadLetterView::from).collect();
-    Ok(Json(json!({ "deadLetters": views })))
+    let dead_letters = letters.into_iter().map(DeadLetterView::from).collect();
+    Ok(Json(DeadLettersView { dead_letters }))
 }
 
 /// What a redrive put back in the queue.
-fn redriven(requests: &[BookingRequest]) -> Json<serde_json::Value> {
-    let ids: Vec<RequestId> = requests.iter().map(|r| r.request_id).collect();
-    Json(json!({ "redriven": ids }))
+fn redriven(requests: &[BookingRequest]) -> Json<RedrivenView> {
+    let redriven = requests.iter().map(|r| r.request_id).collect();
+    Json(RedrivenView { redriven })
 }
 
+/// Redrive a dead letter
+///
+/// Puts the request back in its show's queue, to be decided again.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/dead-letters/{requestId}/redrive",
+    tag = "operations",
+    security(("bearerAuth" = ["admin"])),
+    params(("requestId" = RequestId, Path)),
+    responses(
+        (status = 200, description = "The request, queued again", body = RedrivenView),
+        (status = 403, description = "FORBIDDEN: not an admin", body = ErrorBody),
+        (status = 404, description = "DEAD_LETTER_NOT_FOUND: the request is not a dead letter", body = ErrorBody),
+    ),
+)]
 async fn redrive_dead_letter(
     State(state): State<AppState>,
     _admin: Admin,
     Segment(id): Segment,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RedrivenView>, ApiError> {
     let request = state.service.redrive_dead_letter(&id).await?;
     Ok(redriven(std::slice::from_ref(&request)))
 }
 
+/// Redrive a show's dead letters
+///
+/// Puts every dead letter of the show back in its queue, in arrival order.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/shows/{showId}/dead-letters/redrive",
+    tag = "operations",
+    security(("bearerAuth" = ["admin"])),
+    params(("showId" = ShowId, Path)),
+    responses(
+        (status = 200, description = "The requests queued again", body = RedrivenView),
+        (status = 403, description = "FORBIDDEN: not an admin", body = ErrorBody),
+        (status = 404, description = "SHOW_NOT_FOUND: no such show", body = ErrorBody),
+    ),
+)]
 async fn redrive_show(
     State(state): State<AppState>,
     _admin: Admin,
     Segment(id): Segment,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RedrivenView>, ApiError> {
     Ok(redriven(&state.service.redrive_show(&id).await?))
 }
 
-#[derive(Deserialize, Default)]
+/// Why an operator acts (optional).
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ReasonBody {
+#[schema(as = Reason)]
+pub(super) struct ReasonBody {
+    /// At most 500 characters, no control characters.
+    #[schema(max_length = 500)]
     reason: Option<String>,
 }
 
-/// The reason of an operator's action, from a body that is optional: none, or
-/// `{"reason": "..."}`.
+/// The reason of an operator's action, from a body that is optional: none (no body, or JSON
+/// `null`), or `{"reason": "..."}`.
 pub(super) fn optional_reason(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Option<String>, ApiError> {
@@ -124,7 +210,7 @@ pub(super) fn optional_reason(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    Ok(serde_json::from_slice::<ReasonBody>(&body)
+    Ok(serde_json::from_slice::<Option<ReasonBody>>(&body)
         .map_err(|e| {
             if e.is_syntax() || e.is_eof() {
                 ApiError::bad_request("MALFORMED_JSON", "Request body is not valid JSON")
@@ -132,50 +218,115 @@ pub(super) fn optional_reason(
                 ApiError::bad_request("INVALID_REQUEST", e.to_string())
             }
         })?
-        .reason)
+        .and_then(|body| body.reason))
 }
 
+/// Discard a dead letter
+///
+/// Ends the request FAILED and tells its owner (with the reason, if one is given).
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/dead-letters/{requestId}/discard",
+    tag = "operations",
+    security(("bearerAuth" = ["admin"])),
+    params(("requestId" = RequestId, Path)),
+    request_body(content = Option<ReasonBody>, description = "Optional: no body, or a reason"),
+    responses(
+        (status = 200, description = "The request, FAILED", body = DiscardedView),
+        (status = 403, description = "FORBIDDEN: not an admin", body = ErrorBody),
+        (status = 404, description = "DEAD_LETTER_NOT_FOUND: the request is not a dead letter", body = ErrorBody),
+        (status = 422, description = "INVALID_REASON: `reason` is too long or has control characters", body = ErrorBody),
+    ),
+)]
 async fn discard_dead_letter(
     State(state): State<AppState>,
     _admin: Admin,
     Segment(id): Segment,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DiscardedView>, ApiError> {
     let reason = optional_reason(body)?;
     let request = state
         .service
         .discard_dead_letter(&id, reason.as_deref())
         .await?;
-    Ok(Json(json!({
-        "requestId": request.request_id,
-        "status": request.status,
-        "message": request.outcome.as_ref().map(|o| o.message()),
-    })))
+    Ok(Json(DiscardedView {
+        request_id: request.request_id,
+        status: request.status,
+        message: request.outcome.as_ref().map(|o| o.message()),
+    }))
 }
 
+/// Read every show's queue
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/queues",
+    tag = "operations",
+    security(("bearerAuth" = ["admin"])),
+    responses(
+        (status = 200, description = "Each show's queue: waiting, in flight, decided, rates", body = QueuesView),
+        (status = 403, description = "FORBIDDEN: not an admin", body = ErrorBody),
+    ),
+)]
 async fn queue_stats(
     State(state): State<AppState>,
     _admin: Admin,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<QueuesView>, ApiError> {
     let shows = state.service.queue_stats().await?;
-    let now = state.service.ports().clock.now();
-    Ok(Json(json!({ "generatedAt": now, "shows": shows })))
+    let generated_at = state.service.ports().clock.now();
+    Ok(Json(QueuesView {
+        generated_at,
+        shows,
+    }))
 }
 
+/// Pause a show's lane
+///
+/// Its requests keep queueing, in order, and are decided once it is resumed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/shows/{showId}/pause",
+    tag = "operations",
+    security(("bearerAuth" = ["admin"])),
+    params(("showId" = ShowId, Path)),
+    responses(
+        (status = 200, description = "Paused", body = PauseView),
+        (status = 403, description = "FORBIDDEN: not an admin", body = ErrorBody),
+        (status = 404, description = "SHOW_NOT_FOUND: no such show", body = ErrorBody),
+    ),
+)]
 async fn pause_show(
     State(state): State<AppState>,
     _admin: Admin,
     Segment(id): Segment,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let show = state.service.set_paused(&id, true).await?;
-    Ok(Json(json!({ "showId": show, "paused": true })))
+) -> Result<Json<PauseView>, ApiError> {
+    let show_id = state.service.set_paused(&id, true).await?;
+    Ok(Json(PauseView {
+        show_id,
+        paused: true,
+    }))
 }
 
+/// Resume a show's lane
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/shows/{showId}/resume",
+    tag = "operations",
+    security(("bearerAuth" = ["admin"])),
+    params(("showId" = ShowId, Path)),
+    responses(
+        (status = 200, description = "Resumed", body = PauseView),
+        (status = 403, description = "FORBIDDEN: not an admin", body = ErrorBody),
+        (status = 404, description = "SHOW_NOT_FOUND: no such show", body = ErrorBody),
+    ),
+)]
 async fn resume_show(
     State(state): State<AppState>,
     _admin: Admin,
     Segment(id): Segment,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let show = state.service.set_paused(&id, false).await?;
-    Ok(Json(json!({ "showId": show, "paused": false })))
+) -> Result<Json<PauseView>, ApiError> {
+    let show_id = state.service.set_paused(&id, false).await?;
+    Ok(Json(PauseView {
+        show_id,
+        paused: false,
+    }))
 }

@@ -10,17 +10,22 @@ use super::AppState;
 use super::catalog::ShowView;
 use super::extract::{Admin, ApiJson, Segment};
 use super::idempotency::KeyUse;
-use crate::catalog::{MovieInput, ShowInput};
+use super::openapi::ErrorBody;
+use crate::cancellation::WindUp;
+use crate::catalog::{CatalogFile, MovieInput, ShowInput};
 use crate::error::{ApiError, BookingError};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{post, put};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use booking_core::ports::CatalogWrite;
-use booking_core::{MovieId, ShowId};
+use booking_core::{Movie, MovieId, ShowId};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Where a whole catalog file is posted.
 pub const CATALOG_IMPORT_PATH: &str = "/api/v1/admin/catalog";
@@ -28,17 +33,26 @@ pub const CATALOG_IMPORT_PATH: &str = "/api/v1/admin/catalog";
 /// file of any size).
 pub const MAX_CATALOG_BYTES: usize = 4 * 1024 * 1024;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/movies", post(create_movie))
-        .route("/api/v1/admin/movies/{movie_id}", put(put_movie))
-        .route("/api/v1/admin/shows", post(create_show))
-        .route("/api/v1/admin/shows/{show_id}", put(put_show))
-        .route("/api/v1/admin/shows/{show_id}/cancel", post(cancel_show))
-        .route(
-            CATALOG_IMPORT_PATH,
-            post(import_catalog).layer(DefaultBodyLimit::max(MAX_CATALOG_BYTES)),
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_movie))
+        .routes(routes!(put_movie))
+        .routes(routes!(create_show))
+        .routes(routes!(put_show))
+        .routes(routes!(cancel_show))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(import_catalog))
+                .layer(DefaultBodyLimit::max(MAX_CATALOG_BYTES)),
         )
+}
+
+/// A cancelled show, and what its wind-up ended.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct CancelledView {
+    show: ShowView,
+    wound_up: WindUp,
 }
 
 /// The id a `POST` gives what it makes: derived from the key's use (the same on every retry of
@@ -66,6 +80,23 @@ fn created_or_ok(created: bool) -> StatusCode {
     }
 }
 
+/// Add a movie
+///
+/// Its id is made up (derived from the `Idempotency-Key`'s use when there is one, so a retry
+/// finds the same movie).
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/movies",
+    tag = "catalog administration",
+    security(("bearerAuth" = ["admin"])),
+    request_body = MovieInput,
+    responses(
+        (status = 201, description = "The movie", body = Movie,
+            headers(("Location" = String, description = "The movie's URL"))),
+        (status = 403, description = "FORBIDDEN: not an admin", body = ErrorBody),
+        (status = 422, description = "INVALID_CATALOG: every value at fault in `details.issues`", body = ErrorBody),
+    ),
+)]
 async fn create_movie(
     State(state): State<AppState>,
     _admin: Admin,
@@ -81,6 +112,24 @@ async fn create_movie(
     ))
 }
 
+/// Add or replace a movie
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/movies/{movieId}",
+    tag = "catalog administration",
+    security(("bearerAuth" = ["admin"])),
+    params(("movieId" = MovieId, Path)),
+    request_body = MovieInput,
+    responses(
+        (status = 200, description = "Replaced (or unchanged)", body = Movie,
+            headers(("Location" = String, description = "The movie's URL"))),
+        (status = 201, description = "Added", body = Movie,
+            headers(("Location" = String, description = "The movie's URL"))),
+        (status = 403, description = "FORBIDDEN: not an admin", body = ErrorBody),
+        (status = 404, description = "MOVIE_NOT_FOUND: the id is not a UUID", body = ErrorBody),
+        (status = 422, description = "INVALID_CATALOG: every value at fault in `details.issues`", body = ErrorBody),
+    ),
+)]
 async fn put_movie(
     State(state): State<AppState>,
     _admin: Admin,
@@ -96,6 +145,21 @@ async fn put_movie(
     ))
 }
 
+/// Add a show
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/shows",
+    tag = "catalog administration",
+    security(("bearerAuth" = ["admin"])),
+    request_body = ShowInput,
+    responses(
+        (status = 201, description = "The show", body = ShowView,
+            headers(("Location" = String, description = "The show's seat map"))),
+        (status = 403, description = "FORBIDDEN: not an admin", body = ErrorBody),
+        (status = 404, description = "MOVIE_NOT_FOUND: no such movie", body = ErrorBody),
+        (status = 422, description = "INVALID_CATALOG: every value at fault in `details.issues`", body = ErrorBody),
+    ),
+)]
 async fn create_show(
     State(state): State<AppState>,
     _admin: Admin,
@@ -111,6 +175,27 @@ async fn create_show(
     ))
 }
 
+/// Add or replace a show
+///
+/// How prices and blocked seats change before a show goes on sale.
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/shows/{showId}",
+    tag = "catalog administration",
+    security(("bearerAuth" = ["admin"])),
+    params(("showId" = ShowId, Path)),
+    request_body = ShowInput,
+    responses(
+        (status = 200, description = "Replaced (or unchanged)", body = ShowView,
+            headers(("Location" = String, description = "The show's seat map"))),
+        (status = 201, description = "Added", body = ShowView,
+            headers(("Location" = String, description = "The show's seat map"))),
+        (status = 403, description = "FORBIDDEN: not an admin", body = ErrorBody),
+        (status = 404, description = "SHOW_NOT_FOUND: the id is not a UUID; MOVIE_NOT_FOUND: no such movie", body = ErrorBody),
+        (status = 409, description = "SHOW_ON_SALE: its seats, prices and movie are fixed; SHOW_CANCELLED", body = ErrorBody),
+        (status = 422, description = "INVALID_CATALOG: every value at fault in `details.issues`", body = ErrorBody),
+    ),
+)]
 async fn put_show(
     State(state): State<AppState>,
     _admin: Admin,
@@ -126,25 +211,56 @@ async fn put_show(
     ))
 }
 
-/// Cancels a show (body optional: `{"reason": "..."}`, shown to its buyers) and answers the show
-/// as it is now and what its wind-up ended. Repeatable: a second call keeps the first reason and
-/// finishes what is left.
+/// Cancel a show
+///
+/// Fails its undecided requests, releases its holds, cancels its unpaid orders and refunds its
+/// paid ones; the reason (optional) is shown to its buyers. Repeatable: a second call keeps the
+/// first reason and finishes what is left.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/shows/{showId}/cancel",
+    tag = "catalog administration",
+    security(("bearerAuth" = ["admin"])),
+    params(("showId" = ShowId, Path)),
+    request_body(content = Option<super::admin::ReasonBody>, description = "Optional: no body, or a reason"),
+    responses(
+        (status = 200, description = "The show, CANCELLED, and what its wind-up ended", body = CancelledView),
+        (status = 403, description = "FORBIDDEN: not an admin", body = ErrorBody),
+        (status = 404, description = "SHOW_NOT_FOUND: no such show", body = ErrorBody),
+        (status = 422, description = "INVALID_REASON: `reason` is too long or has control characters", body = ErrorBody),
+    ),
+)]
 async fn cancel_show(
     State(state): State<AppState>,
     _admin: Admin,
     Segment(raw): Segment,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<CancelledView>, ApiError> {
     let reason = super::admin::optional_reason(body)?;
     let (show, wound_up) = state.catalog.cancel_show(&raw, reason.as_deref()).await?;
-    Ok(Json(serde_json::json!({
-        "show": ShowView::from(&show),
-        "woundUp": wound_up,
-    })))
+    Ok(Json(CancelledView {
+        show: ShowView::from(&show),
+        wound_up,
+    }))
 }
 
-/// A whole catalog file, written all or nothing; answers what it created, changed and found
-/// unchanged.
+/// Import a catalog file
+///
+/// Halls, movies and shows, written all or nothing (the format of `seatbook import`); answers
+/// what it created, changed and found unchanged. At most 4 MiB over HTTP.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/catalog",
+    tag = "catalog administration",
+    security(("bearerAuth" = ["admin"])),
+    request_body = CatalogFile,
+    responses(
+        (status = 200, description = "What the import wrote", body = CatalogWrite),
+        (status = 403, description = "FORBIDDEN: not an admin", body = ErrorBody),
+        (status = 409, description = "SHOW_ON_SALE, SHOW_CANCELLED: a show of the file can no longer change", body = ErrorBody),
+        (status = 422, description = "INVALID_CATALOG: every value at fault in `details.issues`", body = ErrorBody),
+    ),
+)]
 async fn import_catalog(
     State(state): State<AppState>,
     _admin: Admin,

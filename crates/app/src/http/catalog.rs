@@ -3,27 +3,41 @@
 
 use super::AppState;
 use super::extract::{ApiQuery, Segment};
-use crate::error::ApiError;
+use super::openapi::ErrorBody;
+use crate::catalog::DayWithShows;
+use crate::error::{ApiError, BookingError};
 use crate::service::SeatMap;
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use booking_core::{Category, Movie, MovieId, SeatId, SeatStatus, Show, ShowId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/movies", get(list_movies))
-        .route("/api/v1/movies/{movie_id}", get(get_movie))
-        .route("/api/v1/movies/{movie_id}/shows", get(list_shows))
-        .route("/api/v1/movies/{movie_id}/availability", get(availability))
-        .route("/api/v1/shows/{show_id}/seatmap", get(seat_map))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_movies))
+        .routes(routes!(get_movie))
+        .routes(routes!(list_shows))
+        .routes(routes!(availability))
+        .routes(routes!(seat_map))
 }
 
-#[derive(Serialize)]
+/// Whether a show still sells.
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(super) enum ShowState {
+    Scheduled,
+    /// For good: it sells nothing any more.
+    Cancelled,
+}
+
+/// A show: when and where, and its price categories.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Show)]
 pub(super) struct ShowView {
     show_id: ShowId,
     movie_id: MovieId,
@@ -31,8 +45,7 @@ pub(super) struct ShowView {
     auditorium: String,
     total_seats: usize,
     categories: Vec<Category>,
-    /// `SCHEDULED`, or `CANCELLED` (for good: it sells nothing any more).
-    status: &'static str,
+    status: ShowState,
     #[serde(skip_serializing_if = "Option::is_none")]
     cancelled_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,9 +62,9 @@ impl From<&Show> for ShowView {
             total_seats: s.layout.len(),
             categories: s.layout.categories().to_vec(),
             status: if s.is_cancelled() {
-                "CANCELLED"
+                ShowState::Cancelled
             } else {
-                "SCHEDULED"
+                ShowState::Scheduled
             },
             cancelled_at: s.cancelled.as_ref().map(|c| c.at),
             cancellation_reason: s.cancelled.as_ref().map(|c| c.reason.clone()),
@@ -59,8 +72,10 @@ impl From<&Show> for ShowView {
     }
 }
 
-#[derive(Serialize)]
+/// One seat and its status as of now.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Seat)]
 struct SeatView {
     seat_id: SeatId,
     number: u16,
@@ -68,14 +83,17 @@ struct SeatView {
     status: SeatStatus,
 }
 
-#[derive(Serialize)]
+/// A row of seats, all of one category.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Row)]
 struct RowView {
     row: String,
     seats: Vec<SeatView>,
 }
 
-#[derive(Serialize, Default)]
+/// How many seats are in each status.
+#[derive(Serialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SeatSummary {
     available: usize,
@@ -84,8 +102,10 @@ struct SeatSummary {
     blocked: usize,
 }
 
-#[derive(Serialize)]
+/// A show and every seat of it, row by row.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = SeatMap)]
 struct SeatMapView {
     #[serde(flatten)]
     show: ShowView,
@@ -133,11 +153,53 @@ impl From<&SeatMap> for SeatMapView {
     }
 }
 
-async fn list_movies(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let movies: Vec<Movie> = state.service.movies().await?;
-    Ok(Json(json!({ "movies": movies })))
+/// The catalog's movies.
+#[derive(Serialize, ToSchema)]
+struct MoviesView {
+    movies: Vec<Movie>,
 }
 
+/// A movie's shows, by start time.
+#[derive(Serialize, ToSchema)]
+struct ShowsView {
+    shows: Vec<ShowView>,
+}
+
+/// The days on which a movie has shows still to start.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct AvailabilityView {
+    movie_id: MovieId,
+    dates: Vec<DayWithShows>,
+}
+
+/// List the movies
+#[utoipa::path(
+    get,
+    path = "/api/v1/movies",
+    tag = "catalog",
+    responses(
+        (status = 200, description = "Every movie of the catalog", body = MoviesView),
+        (status = 429, description = "RATE_LIMITED: too many requests from this address", body = ErrorBody),
+    ),
+)]
+async fn list_movies(State(state): State<AppState>) -> Result<Json<MoviesView>, ApiError> {
+    let movies: Vec<Movie> = state.service.movies().await?;
+    Ok(Json(MoviesView { movies }))
+}
+
+/// Read a movie
+#[utoipa::path(
+    get,
+    path = "/api/v1/movies/{movieId}",
+    tag = "catalog",
+    params(("movieId" = MovieId, Path)),
+    responses(
+        (status = 200, description = "The movie", body = Movie),
+        (status = 404, description = "MOVIE_NOT_FOUND: no such movie (also for a malformed id)", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many requests from this address", body = ErrorBody),
+    ),
+)]
 async fn get_movie(
     State(state): State<AppState>,
     Segment(id): Segment,
@@ -145,21 +207,49 @@ async fn get_movie(
     Ok(Json(state.service.movie(&id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ShowsQuery {
+    /// Only the shows starting on this day (UTC), as YYYY-MM-DD.
+    #[param(value_type = Option<String>, format = Date)]
     date: Option<String>,
 }
 
+/// List a movie's shows
+#[utoipa::path(
+    get,
+    path = "/api/v1/movies/{movieId}/shows",
+    tag = "catalog",
+    params(("movieId" = MovieId, Path), ShowsQuery),
+    responses(
+        (status = 200, description = "The movie's shows, by start time", body = ShowsView),
+        (status = 400, description = "INVALID_DATE: `date` is not YYYY-MM-DD; INVALID_QUERY", body = ErrorBody),
+        (status = 404, description = "MOVIE_NOT_FOUND: no such movie", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many requests from this address", body = ErrorBody),
+    ),
+)]
 async fn list_shows(
     State(state): State<AppState>,
     Segment(id): Segment,
     ApiQuery(q): ApiQuery<ShowsQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ShowsView>, ApiError> {
     let shows = state.service.shows_of(&id, q.date.as_deref()).await?;
-    let views: Vec<ShowView> = shows.iter().map(ShowView::from).collect();
-    Ok(Json(json!({ "shows": views })))
+    let shows = shows.iter().map(ShowView::from).collect();
+    Ok(Json(ShowsView { shows }))
 }
 
+/// Read a show's seat map
+#[utoipa::path(
+    get,
+    path = "/api/v1/shows/{showId}/seatmap",
+    tag = "catalog",
+    params(("showId" = ShowId, Path)),
+    responses(
+        (status = 200, description = "The show and each seat's status as of now", body = SeatMapView),
+        (status = 404, description = "SHOW_NOT_FOUND: no such show", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many requests from this address", body = ErrorBody),
+    ),
+)]
 async fn seat_map(
     State(state): State<AppState>,
     Segment(id): Segment,
@@ -168,11 +258,26 @@ async fn seat_map(
     Ok(Json(SeatMapView::from(&map)))
 }
 
+/// List the days a movie plays
+///
 /// The days on which a movie has shows still to start: what a date picker offers.
+#[utoipa::path(
+    get,
+    path = "/api/v1/movies/{movieId}/availability",
+    tag = "catalog",
+    params(("movieId" = MovieId, Path)),
+    responses(
+        (status = 200, description = "The days with shows to come (empty if none)", body = AvailabilityView),
+        (status = 404, description = "MOVIE_NOT_FOUND: no such movie", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many requests from this address", body = ErrorBody),
+    ),
+)]
 async fn availability(
     State(state): State<AppState>,
     Segment(id): Segment,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let days = state.catalog.availability(&id).await?;
-    Ok(Json(json!({ "movieId": id, "dates": days })))
+) -> Result<Json<AvailabilityView>, ApiError> {
+    let dates = state.catalog.availability(&id).await?;
+    // Found, so well formed.
+    let movie_id = id.parse().map_err(|_| BookingError::MovieNotFound)?;
+    Ok(Json(AvailabilityView { movie_id, dates }))
 }

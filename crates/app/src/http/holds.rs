@@ -4,38 +4,46 @@
 use super::AppState;
 use super::extract::{ApiJson, HoldWrites, Limited, Segment};
 use super::idempotency::KeyUse;
+use super::openapi::ErrorBody;
 use super::requests::status_url;
 use crate::auth::Caller;
 use crate::error::{ApiError, BookingError};
 use crate::service::{Accepted, HoldRequestInput};
 use axum::Extension;
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use booking_core::{
     BookingRequest, Hold, HoldId, HoldStatus, RequestId, RequestOutcome, RequestStatus, SeatId,
     Show, ShowId,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/holds", post(create_hold))
-        .route("/api/v1/holds/{hold_id}", get(get_hold))
-        .route("/api/v1/holds/{hold_id}/release", post(release_hold))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_hold))
+        .routes(routes!(get_hold))
+        .routes(routes!(release_hold))
 }
 
-#[derive(Serialize)]
+/// A hold request accepted: durable and queued, to be decided in arrival order.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Accepted)]
 struct AcceptedView {
     request_id: RequestId,
     status: RequestStatus,
+    /// Requests ahead of this one in the show's queue, counting itself (null when decided).
     queue_position: Option<u64>,
+    /// About how long until it is decided (null when decided).
     estimated_wait_seconds: Option<u64>,
     message: String,
+    /// Where the request's status and result are polled.
     status_url: String,
 }
 
@@ -63,8 +71,10 @@ impl From<&Accepted> for AcceptedView {
     }
 }
 
-#[derive(Serialize)]
+/// Seats held for the caller until `expiresAt`, to be ordered and paid before then.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Hold)]
 struct HoldView {
     hold_id: HoldId,
     request_id: RequestId,
@@ -73,8 +83,10 @@ struct HoldView {
     status: HoldStatus,
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
+    /// When it stopped being HELD (released, expired or converted).
     #[serde(skip_serializing_if = "Option::is_none")]
     ended_at: Option<DateTime<Utc>>,
+    /// The seats' price, in the currency's minor unit.
     amount_cents: i64,
     currency: String,
 }
@@ -108,13 +120,40 @@ impl HoldView {
     }
 }
 
-#[derive(Deserialize)]
+/// The seats asked for.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = HoldRequest)]
 struct HoldBody {
+    #[schema(value_type = ShowId)]
     show_id: String,
+    /// One to `MAX_SEATS_PER_REQUEST` (default 10) distinct seats of the show.
+    #[schema(value_type = Vec<SeatId>, min_items = 1)]
     seat_ids: Vec<String>,
 }
 
+/// Ask for seats
+///
+/// Answered 202 once the request is durable and queued; it is decided in arrival order per show
+/// and its result arrives over the WebSocket and at `statusUrl`. In direct mode
+/// (`QUEUE_BASED_BOOKING=false`) it is decided at once: 201 with the hold, or 409.
+#[utoipa::path(
+    post,
+    path = "/api/v1/holds",
+    tag = "holds",
+    security(("bearerAuth" = [])),
+    request_body = HoldBody,
+    responses(
+        (status = 202, description = "Accepted and queued (or, for a reused Idempotency-Key, the earlier request as it stands)", body = AcceptedView,
+            headers(("Location" = String, description = "The request's status URL"))),
+        (status = 201, description = "Direct mode: the seats are held", body = HoldView,
+            headers(("Location" = String, description = "The hold's URL"))),
+        (status = 404, description = "SHOW_NOT_FOUND: no such show", body = ErrorBody),
+        (status = 409, description = "SHOW_CANCELLED: the show was cancelled; direct mode: SEATS_UNAVAILABLE (with alternatives), REQUEST_EXPIRED", body = ErrorBody),
+        (status = 422, description = "NO_SEATS, TOO_MANY_SEATS, INVALID_SEAT_ID, SEAT_NOT_IN_LAYOUT, SEAT_BLOCKED, DUPLICATE_SEATS: the seats asked for are not a valid choice", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED, or TOO_MANY_OPEN_REQUESTS: the caller already waits on too many requests for the show", body = ErrorBody),
+    ),
+)]
 async fn create_hold(
     State(state): State<AppState>,
     Limited(caller, _): Limited<HoldWrites>,
@@ -191,6 +230,18 @@ async fn decided(
     }
 }
 
+/// Read a hold
+#[utoipa::path(
+    get,
+    path = "/api/v1/holds/{holdId}",
+    tag = "holds",
+    security(("bearerAuth" = [])),
+    params(("holdId" = HoldId, Path)),
+    responses(
+        (status = 200, description = "The hold", body = HoldView),
+        (status = 404, description = "HOLD_NOT_FOUND: no such hold, or not the caller's", body = ErrorBody),
+    ),
+)]
 async fn get_hold(
     State(state): State<AppState>,
     caller: Caller,
@@ -200,6 +251,21 @@ async fn get_hold(
     Ok(Json(HoldView::new(&hold, &show)))
 }
 
+/// Release a hold
+///
+/// Ends a live hold at once, so its seats go back on sale before it would have expired.
+#[utoipa::path(
+    post,
+    path = "/api/v1/holds/{holdId}/release",
+    tag = "holds",
+    security(("bearerAuth" = [])),
+    params(("holdId" = HoldId, Path)),
+    responses(
+        (status = 200, description = "The hold, RELEASED", body = HoldView),
+        (status = 404, description = "HOLD_NOT_FOUND: no such hold, or not the caller's", body = ErrorBody),
+        (status = 409, description = "HOLD_NOT_ACTIVE: the hold is already RELEASED, EXPIRED or CONVERTED (`details.status`)", body = ErrorBody),
+    ),
+)]
 async fn release_hold(
     State(state): State<AppState>,
     caller: Caller,

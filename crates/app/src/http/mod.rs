@@ -15,6 +15,7 @@ pub mod extract;
 mod health;
 mod holds;
 pub mod idempotency;
+pub mod openapi;
 mod orders;
 pub mod request_id;
 mod requests;
@@ -33,6 +34,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
 use std::sync::Arc;
 use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
 
 /// Everything a handler can reach.
 #[derive(Clone)]
@@ -54,22 +57,54 @@ pub fn route_of(request: &axum::extract::Request) -> &str {
         .map_or("unmatched", axum::extract::MatchedPath::as_str)
 }
 
-/// Builds the router.
-pub fn router(state: AppState) -> Router {
-    let body_limit = state.service.config().max_body_bytes;
-    Router::new()
+/// Every documented route, with the catalog's routes passed through `catalog_layer` (the
+/// per-address limit, which needs the state; the document does not).
+fn documented(
+    catalog_layer: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>,
+) -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(health::routes())
-        .merge(
-            catalog::routes().route_layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                extract::limit_by_address,
-            )),
-        )
+        .merge(catalog_layer(catalog::routes()))
         .merge(holds::routes())
         .merge(orders::routes())
         .merge(requests::routes())
         .merge(admin::routes())
         .merge(admin_catalog::routes())
+}
+
+/// The OpenAPI document of the router's routes (what `GET /api/v1/openapi.json` serves).
+pub fn document() -> utoipa::openapi::OpenApi {
+    openapi::finish(documented(|routes| routes).into_openapi())
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.service.config().max_body_bytes;
+    let (routes, document) = documented(|routes| {
+        routes.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            extract::limit_by_address,
+        ))
+    })
+    .split_for_parts();
+    let document = axum::body::Bytes::from(
+        openapi::finish(document)
+            .to_json()
+            .expect("the document serializes"),
+    );
+    routes
+        .route(
+            openapi::DOCUMENT_PATH,
+            axum::routing::get(move || async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    )],
+                    document,
+                )
+            }),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

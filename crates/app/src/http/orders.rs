@@ -5,35 +5,37 @@
 use super::AppState;
 use super::extract::{ApiJson, ApiQuery, Limited, OrderWrites, PaymentWrites, Segment};
 use super::idempotency::KeyUse;
+use super::openapi::ErrorBody;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use axum::Extension;
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use booking_core::{
-    HoldId, Order, OrderId, OrderStatus, Payment, PaymentId, PaymentKind, PaymentStatus, SeatId,
-    ShowId,
+    HoldId, Order, OrderId, OrderStatus, Payment, PaymentId, PaymentKind, PaymentStatus,
+    PaymentToken, SeatId, ShowId,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/orders", post(create_order))
-        .route("/api/v1/orders/{order_id}", get(get_order))
-        .route(
-            "/api/v1/orders/{order_id}/confirm-payment",
-            post(confirm_payment),
-        )
-        .route("/api/v1/orders/{order_id}/cancel", post(cancel_order))
-        .route("/api/v1/me/orders", get(my_orders))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_order))
+        .routes(routes!(get_order))
+        .routes(routes!(confirm_payment))
+        .routes(routes!(cancel_order))
+        .routes(routes!(my_orders))
 }
 
-#[derive(Serialize)]
+/// A charge or a refund of an order.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Payment)]
 struct PaymentView {
     payment_id: PaymentId,
     kind: PaymentKind,
@@ -62,8 +64,10 @@ impl From<&Payment> for PaymentView {
     }
 }
 
-#[derive(Serialize)]
+/// An order of a hold's seats: paid by `expiresAt`, it is CONFIRMED with a ticket.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Order)]
 struct OrderView {
     order_id: OrderId,
     status: OrderStatus,
@@ -76,10 +80,13 @@ struct OrderView {
     /// The payment deadline.
     expires_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// Once CONFIRMED: the code on the ticket.
     #[serde(skip_serializing_if = "Option::is_none")]
     ticket_code: Option<String>,
+    /// Why it ended, or is ending (a decline, a late payment, a cancellation).
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
+    /// Its charges and refunds (on `GET /orders/{orderId}` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     payments: Option<Vec<PaymentView>>,
 }
@@ -109,9 +116,12 @@ fn order_url(id: OrderId) -> String {
     format!("/api/v1/orders/{id}")
 }
 
-#[derive(Deserialize)]
+/// The hold to make into an order.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = NewOrder)]
 struct CreateOrderBody {
+    #[schema(value_type = HoldId)]
     hold_id: String,
 }
 
@@ -120,6 +130,25 @@ fn use_of(key_use: &Option<Extension<KeyUse>>) -> Option<&str> {
     key_use.as_ref().map(|Extension(KeyUse(id))| id.as_str())
 }
 
+/// Order a hold
+///
+/// Makes the caller's live hold into an order awaiting payment; the seats stay held until its
+/// payment deadline.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders",
+    tag = "orders",
+    security(("bearerAuth" = [])),
+    request_body = CreateOrderBody,
+    responses(
+        (status = 201, description = "The order, PAYMENT_PENDING", body = OrderView,
+            headers(("Location" = String, description = "The order's URL"))),
+        (status = 404, description = "HOLD_NOT_FOUND: no such hold, or not the caller's", body = ErrorBody),
+        (status = 409, description = "HOLD_NOT_ACTIVE: the hold is RELEASED, EXPIRED or already CONVERTED (`details.orderId`); SHOW_CANCELLED", body = ErrorBody),
+        (status = 422, description = "SEATS_NOT_PRICED: the seats cannot be sold together", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many orders", body = ErrorBody),
+    ),
+)]
 async fn create_order(
     State(state): State<AppState>,
     Limited(caller, _): Limited<OrderWrites>,
@@ -139,6 +168,18 @@ async fn create_order(
         .into_response())
 }
 
+/// Read an order
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders/{orderId}",
+    tag = "orders",
+    security(("bearerAuth" = [])),
+    params(("orderId" = OrderId, Path)),
+    responses(
+        (status = 200, description = "The order with its payments", body = OrderView),
+        (status = 404, description = "ORDER_NOT_FOUND: no such order, or not the caller's", body = ErrorBody),
+    ),
+)]
 async fn get_order(
     State(state): State<AppState>,
     caller: Caller,
@@ -148,12 +189,36 @@ async fn get_order(
     Ok(Json(OrderView::new(&order, Some(&payments))))
 }
 
-#[derive(Deserialize)]
+/// What the payment form handed over.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = PaymentConfirmation)]
 struct ConfirmBody {
+    /// The provider's single-use token (the mock provider: `tok_visa`, `tok_decline`).
+    #[schema(value_type = PaymentToken)]
     payment_token: String,
 }
 
+/// Pay an order
+///
+/// Charges the order's amount; once the provider agrees, the order is CONFIRMED with a ticket
+/// code. Retry with the same `Idempotency-Key`: nothing is charged twice.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders/{orderId}/confirm-payment",
+    tag = "orders",
+    security(("bearerAuth" = [])),
+    params(("orderId" = OrderId, Path)),
+    request_body = ConfirmBody,
+    responses(
+        (status = 200, description = "The order, CONFIRMED with its ticket code", body = OrderView),
+        (status = 402, description = "PAYMENT_DECLINED: the order is FAILED and its seats free (`details.reason`)", body = ErrorBody),
+        (status = 404, description = "ORDER_NOT_FOUND: no such order, or not the caller's", body = ErrorBody),
+        (status = 409, description = "ORDER_EXPIRED, ORDER_NOT_PENDING (`details.status`), PAYMENT_IN_PROGRESS, SHOW_CANCELLED", body = ErrorBody),
+        (status = 422, description = "INVALID_PAYMENT_TOKEN: not 1 to 255 visible ASCII characters", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many payment attempts", body = ErrorBody),
+    ),
+)]
 async fn confirm_payment(
     State(state): State<AppState>,
     Limited(caller, _): Limited<PaymentWrites>,
@@ -168,6 +233,22 @@ async fn confirm_payment(
     Ok(Json(OrderView::new(&order, None)))
 }
 
+/// Cancel an order
+///
+/// Frees its seats; a paid order is refunded first.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders/{orderId}/cancel",
+    tag = "orders",
+    security(("bearerAuth" = [])),
+    params(("orderId" = OrderId, Path)),
+    responses(
+        (status = 200, description = "The order, CANCELLED (or still cancelling while a refund is pending)", body = OrderView),
+        (status = 404, description = "ORDER_NOT_FOUND: no such order, or not the caller's", body = ErrorBody),
+        (status = 409, description = "ORDER_NOT_CANCELLABLE (`details.status`), PAYMENT_IN_PROGRESS", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many payment attempts", body = ErrorBody),
+    ),
+)]
 async fn cancel_order(
     State(state): State<AppState>,
     Limited(caller, _): Limited<PaymentWrites>,
@@ -181,20 +262,39 @@ async fn cancel_order(
     Ok(Json(OrderView::new(&order, None)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
+    /// Where the previous page ended (its `nextCursor`).
+    #[param(min_length = 1)]
     cursor: Option<String>,
+    /// Orders per page (1 to 100, default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
 }
 
-#[derive(Serialize)]
+/// A page of the caller's orders, newest first.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct OrdersView {
     orders: Vec<OrderView>,
+    /// Pass as `cursor` for the next page; null on the last.
     next_cursor: Option<String>,
 }
 
+/// List my orders
+#[utoipa::path(
+    get,
+    path = "/api/v1/me/orders",
+    tag = "orders",
+    security(("bearerAuth" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of the caller's orders", body = OrdersView),
+        (status = 400, description = "INVALID_CURSOR, INVALID_LIMIT (`details.max`), INVALID_QUERY", body = ErrorBody),
+    ),
+)]
 async fn my_orders(
     State(state): State<AppState>,
     caller: Caller,

@@ -3,23 +3,23 @@
 
 use super::AppState;
 use super::extract::Segment;
+use super::openapi::ErrorBody;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use booking_core::ports::QueueTicket;
 use booking_core::{
     BookingRequest, HoldId, RequestId, RequestOutcome, RequestStatus, SeatId, ShowId,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new().route(
-        "/api/v1/booking-requests/{request_id}",
-        get(get_booking_request),
-    )
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(get_booking_request))
 }
 
 /// Where a request's status is polled.
@@ -27,8 +27,10 @@ pub(super) fn status_url(id: RequestId) -> String {
     format!("/api/v1/booking-requests/{id}")
 }
 
-#[derive(Serialize)]
+/// A hold request: where it is, and once decided, its result.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = BookingRequest)]
 struct RequestView {
     request_id: RequestId,
     status: RequestStatus,
@@ -96,6 +98,22 @@ impl RequestView {
     }
 }
 
+/// Poll a hold request
+///
+/// Always correct, whatever happened to the WebSocket pushes: QUEUED or PROCESSING with the
+/// queue position, then SUCCESS with the hold, FAILED with the seats taken and alternatives, or
+/// EXPIRED.
+#[utoipa::path(
+    get,
+    path = "/api/v1/booking-requests/{requestId}",
+    tag = "holds",
+    security(("bearerAuth" = [])),
+    params(("requestId" = RequestId, Path)),
+    responses(
+        (status = 200, description = "The request", body = RequestView),
+        (status = 404, description = "REQUEST_NOT_FOUND: no such request, or not the caller's", body = ErrorBody),
+    ),
+)]
 async fn get_booking_request(
     State(state): State<AppState>,
     caller: Caller,
