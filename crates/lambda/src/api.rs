@@ -26,7 +26,7 @@ use std::sync::Arc;
 /// The api function: `lambda_http` serving the router.
 pub async fn serve() -> Result<(), lambda_runtime::Error> {
     let app = app_from_env().await?;
-    lambda_http::run(app).await
+    metrics_cloudwatch_embedded::lambda::service::run_http(crate::metrics(), app).await
 }
 
 /// The router with every adapter wired from the environment.
@@ -56,7 +56,8 @@ pub async fn app_from_env() -> Result<Router, WiringError> {
     let app = builder
         .build()
         .router()
-        .layer(axum::middleware::from_fn(client_address_from_context));
+        .layer(axum::middleware::from_fn(client_address_from_context))
+        .layer(axum::middleware::from_fn(booking_app::metrics::record_http));
     let app = match admin {
         None => app,
         Some(admin) => app.layer(axum::middleware::from_fn(move |request, next| {

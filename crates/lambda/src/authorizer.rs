@@ -32,7 +32,7 @@ const REFETCH_AFTER: Duration = Duration::from_secs(60);
 /// The authorizer function: one verdict per `$connect`.
 pub async fn serve() -> Result<(), lambda_runtime::Error> {
     let authorizer = &*Box::leak(Box::new(ConnectAuthorizer::from_env().await?));
-    lambda_runtime::run(lambda_runtime::service_fn(
+    crate::serve_events(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {
             // The refusal goes back as the invocation's error, whose message API Gateway reads.
             authorizer

@@ -23,7 +23,7 @@ const SOCKETS_PER_SWEEP: usize = 2_000;
 /// matter).
 pub async fn serve() -> Result<(), lambda_runtime::Error> {
     let expirer = &*Box::leak(Box::new(Expirer::from_env().await?));
-    lambda_runtime::run(lambda_runtime::service_fn(
+    crate::serve_events(lambda_runtime::service_fn(
         move |_event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
             let report = expirer.handle().await?;
             Ok::<serde_json::Value, lambda_runtime::Error>(serde_json::json!({

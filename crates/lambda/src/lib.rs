@@ -40,6 +40,50 @@ where
         .block_on(serve())
 }
 
+/// The recorder of the functions' metrics (the same `booking_app::metrics` the local server
+/// serves at `/metrics`): CloudWatch's embedded metric format, one JSON document per label set
+/// printed on stdout after each invocation, which CloudWatch Logs turns into metrics with no
+/// agent and no API call. Namespace `METRICS_NAMESPACE` (default `seatbook`); every document
+/// carries the function's name as the `function` dimension and the invocation's `requestId`.
+pub fn metrics() -> &'static metrics_cloudwatch_embedded::Collector {
+    static COLLECTOR: std::sync::OnceLock<&'static metrics_cloudwatch_embedded::Collector> =
+        std::sync::OnceLock::new();
+    COLLECTOR.get_or_init(|| {
+        let namespace =
+            std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| "seatbook".to_owned());
+        let mut builder = metrics_cloudwatch_embedded::Builder::new()
+            .cloudwatch_namespace(namespace)
+            .with_lambda_request_id("requestId")
+            .lambda_cold_start_metric(COLD_STARTS);
+        if let Ok(function) = std::env::var("AWS_LAMBDA_FUNCTION_NAME") {
+            builder = builder.with_dimension("function", function);
+        }
+        let collector = builder.init().expect("the process's one metrics recorder");
+        booking_app::metrics::describe();
+        collector
+    })
+}
+
+/// Counted once per process, at its first invocation.
+pub const COLD_STARTS: &str = "seatbook_cold_starts_total";
+
+/// Answers invocations with `handler` until the runtime stops the process, flushing the
+/// metrics after each one (see [`metrics`]).
+pub async fn serve_events<A, R>(
+    handler: impl lambda_runtime::Service<
+        lambda_runtime::LambdaEvent<A>,
+        Response = R,
+        Error = lambda_runtime::Error,
+        Future: Send,
+    >,
+) -> Result<(), lambda_runtime::Error>
+where
+    A: for<'de> serde::Deserialize<'de>,
+    R: serde::Serialize,
+{
+    metrics_cloudwatch_embedded::lambda::service::run(metrics(), handler).await
+}
+
 /// Logs as JSON lines (CloudWatch parses them), filtered by `RUST_LOG` (default `info`), without
 /// ANSI colours or timestamps (Lambda adds its own); each line carries its span's fields (the
 /// HTTP request's `request_id`, `user_id`, `show_id`).

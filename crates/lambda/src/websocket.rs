@@ -28,7 +28,7 @@ use std::sync::Arc;
 /// The websocket function: `$connect`, `$disconnect` and `$default` of the WebSocket API.
 pub async fn serve() -> Result<(), lambda_runtime::Error> {
     let routes = &*Box::leak(Box::new(WebSocketRoutes::from_env().await?));
-    lambda_runtime::run(lambda_runtime::service_fn(
+    crate::serve_events(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
             Ok::<ApiGatewayProxyResponse, lambda_runtime::Error>(routes.handle(event.payload).await)
         },

@@ -38,7 +38,7 @@ use std::sync::Arc;
 /// The worker function: SQS FIFO batches, partial failures reported the FIFO way.
 pub async fn serve() -> Result<(), lambda_runtime::Error> {
     let worker = &*Box::leak(Box::new(Worker::from_env().await?));
-    lambda_runtime::run(lambda_runtime::service_fn(
+    crate::serve_events(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<SqsEvent>| async move {
             Ok::<SqsBatchResponse, lambda_runtime::Error>(worker.handle(event.payload).await)
         },

@@ -137,6 +137,8 @@ async fn the_functions_work_end_to_end_under_the_lambda_runtime() {
         rate_limits_hold_deployed,
         websocket_connections_are_authorized_by_the_identity_provider,
         sockets_are_closed_when_their_token_expires,
+        // Last: it reads what the cases above made the functions count.
+        metrics_reach_cloudwatch_as_embedded_metric_documents,
     );
 }
 
@@ -1427,4 +1429,125 @@ async fn every_sample_event_is_handled(stack: &Stack) {
         (&json!(0), &json!(0)),
         "each is expired once"
     );
+}
+
+/// The embedded-metric documents a function printed: JSON lines with an `_aws` member, each
+/// checked against the format (every metric and dimension it declares has its value).
+fn metric_documents(stack: &Stack, function: &str) -> Vec<Value> {
+    let lines = stack.outputs[function].lock().unwrap().clone();
+    let documents: Vec<Value> = lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|doc| doc.get("_aws").is_some())
+        .collect();
+    for doc in &documents {
+        assert!(
+            doc["_aws"]["Timestamp"].as_u64().unwrap() > 1_600_000_000_000,
+            "{doc}"
+        );
+        let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "seatbook", "{doc}");
+        for dimension in directive["Dimensions"][0].as_array().unwrap() {
+            assert!(
+                doc[dimension.as_str().unwrap()].is_string(),
+                "{dimension} in {doc}"
+            );
+        }
+        assert_eq!(doc["function"], function, "{doc}");
+        for metric in directive["Metrics"].as_array().unwrap() {
+            let value = &doc[metric["Name"].as_str().unwrap()];
+            assert!(value.is_number() || value.is_array(), "{metric} in {doc}");
+        }
+        assert!(doc["requestId"].is_string(), "{doc}");
+    }
+    documents
+}
+
+/// The sum of `metric` over the documents whose dimensions include `labels`.
+fn total(documents: &[Value], metric: &str, labels: &[(&str, &str)]) -> f64 {
+    documents
+        .iter()
+        .filter(|doc| labels.iter().all(|(k, v)| doc[*k] == *v))
+        .filter_map(|doc| doc[metric].as_f64())
+        .sum()
+}
+
+async fn metrics_reach_cloudwatch_as_embedded_metric_documents(stack: &Stack) {
+    // A hold through the api function and its decision by the worker, counted where they ran.
+    let api_before = total(
+        &metric_documents(stack, "api"),
+        "seatbook_http_requests_total",
+        &[("route", "/api/v1/holds"), ("status", "202")],
+    );
+    let worker_before = total(
+        &metric_documents(stack, "worker"),
+        "seatbook_requests_decided_total",
+        &[("outcome", "success")],
+    );
+    let request = post_hold(stack, "metrics-watcher", &["M7"]).await;
+    let (batch, handles) = stack.receive_batch(&stack.resources.queue_url).await;
+    let failed = stack.deliver_to_worker(&batch, &handles).await;
+    assert!(failed.is_empty(), "nothing failed: {failed:?}");
+    let decided = stack.store.get_request(request).await.unwrap().unwrap();
+    assert_eq!(decided.status, RequestStatus::Success, "{decided:?}");
+
+    let api = metric_documents(stack, "api");
+    let held = total(
+        &api,
+        "seatbook_http_requests_total",
+        &[
+            ("method", "POST"),
+            ("route", "/api/v1/holds"),
+            ("status", "202"),
+        ],
+    );
+    assert_eq!(
+        held,
+        api_before + 1.0,
+        "one more 202 for POST /api/v1/holds"
+    );
+    let timed = api
+        .iter()
+        .filter(|doc| doc["route"] == "/api/v1/holds")
+        .find_map(|doc| {
+            doc["seatbook_http_request_duration_seconds"]
+                .as_array()
+                .cloned()
+        })
+        .expect("a duration document for /api/v1/holds");
+    assert!(timed.iter().all(|s| s.as_f64().unwrap() > 0.0), "{timed:?}");
+    let unit = api
+        .iter()
+        .flat_map(|doc| {
+            doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+                .as_array()
+                .unwrap()
+                .clone()
+        })
+        .find(|m| m["Name"] == "seatbook_http_request_duration_seconds")
+        .unwrap();
+    assert_eq!(unit["Unit"], "Seconds", "{unit}");
+
+    let worker = metric_documents(stack, "worker");
+    let granted = total(
+        &worker,
+        "seatbook_requests_decided_total",
+        &[("outcome", "success")],
+    );
+    assert!(granted > worker_before, "{worker_before} -> {granted}");
+    assert!(
+        worker
+            .iter()
+            .any(|doc| doc["seatbook_decision_batch_size"].is_array()),
+        "no batch size in {worker:?}"
+    );
+    // Each function's first invocation was its cold start, counted once.
+    for function in ["api", "worker"] {
+        let documents = metric_documents(stack, function);
+        assert_eq!(
+            total(&documents, "seatbook_cold_starts_total", &[]),
+            1.0,
+            "{function}"
+        );
+    }
 }

@@ -169,6 +169,8 @@ pub struct Stack {
     pub http: reqwest::Client,
     /// Milliseconds from each function's process start to its first handled invocation.
     pub startup_ms: HashMap<&'static str, f64>,
+    /// What each of [`FUNCTIONS`] printed on stdout.
+    pub outputs: HashMap<&'static str, Output>,
     _runtime: Process,
     _functions: Vec<Process>,
 }
@@ -178,23 +180,38 @@ pub fn token(user: &str, admin: bool) -> String {
     Authenticator::hs256(DEV_JWT_SECRET.as_bytes()).mint(&user, admin, chrono::Duration::hours(1))
 }
 
+/// What a function printed on stdout (its logs and its embedded-metric documents), line by line.
+pub type Output = Arc<std::sync::Mutex<Vec<String>>>;
+
 /// Starts a function's binary with exactly `env` (and `PATH`), as Lambda would; later entries
-/// of `env` win over earlier ones.
-fn spawn_function(name: &str, env: Vec<(String, String)>) -> Process {
-    let child = Command::new(binary(name))
+/// of `env` win over earlier ones. Its stdout is kept, as CloudWatch keeps it; `LAMBDA_LOG`
+/// shows it too.
+fn spawn_function(name: &str, env: Vec<(String, String)>) -> (Process, Output) {
+    let mut child = Command::new(binary(name))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env)
-        // The functions log to stdout, as on Lambda: shown only when asked for (`LAMBDA_LOG`).
-        .stdout(if std::env::var_os("LAMBDA_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| panic!("start {name}: {e}"));
-    Process(child)
+    let output = Output::default();
+    let stdout = child.stdout.take().expect("piped stdout");
+    let kept = output.clone();
+    let show = std::env::var_os("LAMBDA_LOG").is_some();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if show {
+                println!("{line}");
+            }
+            kept.lock().unwrap().push(line);
+        }
+    });
+    (Process(child), output)
 }
 
 /// Starts cargo-lambda's emulator of the Lambda APIs on a free port, once it listens.
@@ -256,6 +273,7 @@ impl Stack {
                 .build()
                 .expect("HTTP client"),
             startup_ms: HashMap::new(),
+            outputs: HashMap::new(),
             _runtime: runtime,
             _functions: Vec::new(),
         };
@@ -273,7 +291,7 @@ impl Stack {
             format!("http://127.0.0.1:{direct_port}/.rt/api"),
         ));
         env.push(("QUEUE_BASED_BOOKING".to_owned(), "false".to_owned()));
-        stack._functions.push(spawn_function("api", env));
+        stack._functions.push(spawn_function("api", env).0);
         stack.direct_api_port = direct_port;
 
         let (short_port, short_runtime) = start_emulator();
@@ -284,14 +302,14 @@ impl Stack {
             format!("http://127.0.0.1:{short_port}/.rt/api"),
         ));
         env.push(("ORDER_PAYMENT_TTL_SECONDS".to_owned(), "1".to_owned()));
-        stack._functions.push(spawn_function("api", env));
+        stack._functions.push(spawn_function("api", env).0);
         let mut env = stack.env("worker");
         env.push((
             "AWS_LAMBDA_RUNTIME_API".to_owned(),
             format!("http://127.0.0.1:{short_port}/.rt/worker"),
         ));
         env.push(("HOLD_TTL_SECONDS".to_owned(), "1".to_owned()));
-        stack._functions.push(spawn_function("worker", env));
+        stack._functions.push(spawn_function("worker", env).0);
         stack.short_port = short_port;
 
         // `AUTH_MODE=authorizer`: the `$connect` authorizer and a websocket function that trusts
@@ -300,7 +318,7 @@ impl Stack {
         stack._functions.push(authorized_runtime);
         stack.authorized_port = authorized_port;
         for name in ["authorizer", "websocket"] {
-            let function = spawn_function(name, stack.authorized_env(name));
+            let (function, _) = spawn_function(name, stack.authorized_env(name));
             stack._functions.push(function);
         }
         stack
@@ -388,8 +406,9 @@ impl Stack {
     /// function), which includes its cold start: config, pools, clients.
     async fn start_function(&mut self, name: &'static str) {
         let started = Instant::now();
-        let function = spawn_function(name, self.env(name));
+        let (function, output) = spawn_function(name, self.env(name));
         self._functions.push(function);
+        self.outputs.insert(name, output);
         let probe = match name {
             "api" => crate::support::load_event("api/health.json"),
             "worker" => json!({ "Records": [] }),
