@@ -38,27 +38,13 @@ const REQUESTS: usize = 10_000;
 /// Requests per `decide_batch` call: one SQS FIFO batch.
 const BATCH: usize = 10;
 
-/// A small deterministic generator (splitmix64), so every run decides the same requests.
-struct Rng(u64);
+/// A small deterministic generator, so every run decides the same requests.
+type Rng = booking_core::rng::SplitMix64;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// Roughly normal around `centre` (sum of four uniforms), clamped to `1..=max`.
-    fn around(&mut self, centre: u64, spread: u64, max: u64) -> u64 {
-        let sum: u64 = (0..4).map(|_| self.below(2 * spread + 1)).sum();
-        (centre + sum / 2).saturating_sub(spread * 2).clamp(1, max)
-    }
+/// Roughly normal around `centre` (sum of four uniforms), clamped to `1..=max`.
+fn around(rng: &mut Rng, centre: u64, spread: u64, max: u64) -> u64 {
+    let sum: u64 = (0..4).map(|_| rng.below(2 * spread + 1)).sum();
+    (centre + sum / 2).saturating_sub(spread * 2).clamp(1, max)
 }
 
 fn now() -> DateTime<Utc> {
@@ -88,7 +74,7 @@ fn seat(row: u64, number: u64) -> SeatId {
 }
 
 fn uniform_single_seat() -> Vec<PendingRequest> {
-    let mut rng = Rng(1);
+    let mut rng = Rng::new(1);
     (0..REQUESTS)
         .map(|k| {
             let s = seat(rng.below(ROWS as u64), 1 + rng.below(PER_ROW as u64));
@@ -98,18 +84,18 @@ fn uniform_single_seat() -> Vec<PendingRequest> {
 }
 
 fn hot_centre_single_seat() -> Vec<PendingRequest> {
-    let mut rng = Rng(2);
+    let mut rng = Rng::new(2);
     (0..REQUESTS)
         .map(|k| {
-            let row = rng.around(ROWS as u64 / 2, 4, ROWS as u64) - 1;
-            let number = rng.around(PER_ROW as u64 / 2 + 1, 5, PER_ROW as u64);
+            let row = around(&mut rng, ROWS as u64 / 2, 4, ROWS as u64) - 1;
+            let number = around(&mut rng, PER_ROW as u64 / 2 + 1, 5, PER_ROW as u64);
             request(k, user(k as u64), vec![seat(row, number)])
         })
         .collect()
 }
 
 fn churn_single_seat() -> Vec<PendingRequest> {
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     (0..REQUESTS)
         .map(|k| {
             let s = seat(rng.below(ROWS as u64), 1 + rng.below(PER_ROW as u64));
@@ -119,7 +105,7 @@ fn churn_single_seat() -> Vec<PendingRequest> {
 }
 
 fn four_adjacent_seats() -> Vec<PendingRequest> {
-    let mut rng = Rng(4);
+    let mut rng = Rng::new(4);
     (0..REQUESTS)
         .map(|k| {
             let row = rng.below(ROWS as u64);

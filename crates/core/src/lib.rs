@@ -21,6 +21,8 @@ pub mod order;
 pub mod ports;
 pub mod protocol;
 pub mod rate;
+pub mod rng;
+pub mod waiting_room;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{

@@ -1,0 +1,588 @@
+//! A show's waiting room, as pure rules: who has a place, in which order they are let in, how
+//! fast, and when a place or an admission is given up. No I/O and no clock of its own: the
+//! stores keep a room's state, and the processes call these rules with the time and the
+//! randomness (so that tests can replay any history).
+//!
+//! Order. Whoever arrives before the sale opens joins a *pre-queue*; at the opening its order is
+//! drawn once, a uniform shuffle from a seed drawn at that moment, so arriving first by a
+//! millisecond (or by a bot farm's head start) buys nothing. Whoever arrives later queues behind
+//! the pre-queue in arrival order. One user holds at most one place per room.
+//!
+//! Admission. Places are let in, in order, at the room's rate (a bucket of one second's worth,
+//! so a quiet room does not bank a surge), and never beyond `max_active` shoppers at once when
+//! that is set. An admitted user has `admission_ttl` to start shopping (their first hold); a
+//! shopper counts as active until they finish (bought, or left) or `shopping_ttl` passes. Either
+//! way their capacity comes back at once: an admission nobody uses cannot stall the room.
+//!
+//! Abandonment. A waiting place must be seen (a poll, a socket's ping) within `grace`, or it is
+//! given up and skipped, so a closed tab does not hold the queue; a short disconnect keeps it.
+
+use crate::ids::UserId;
+use crate::rng::SplitMix64;
+use chrono::{DateTime, Duration, Utc};
+use std::collections::HashMap;
+
+/// How a room lets people in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomPolicy {
+    /// When the sale opens: the pre-queue's order is drawn then, and admission starts.
+    pub opens_at: DateTime<Utc>,
+    /// Admissions per second (at least 1).
+    pub admit_per_second: u32,
+    /// At most this many admitted or shopping at once, if set.
+    pub max_active: Option<u32>,
+    /// How long an admission waits for its first use.
+    pub admission_ttl: Duration,
+    /// How long a shopper counts as active at most.
+    pub shopping_ttl: Duration,
+    /// How long a waiting place stays without being seen.
+    pub grace: Duration,
+}
+
+/// Where a place is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaceState {
+    Waiting,
+    /// Let in; must start shopping before `expires_at`.
+    Admitted {
+        expires_at: DateTime<Utc>,
+    },
+    /// Shopping since `since`.
+    Shopping {
+        since: DateTime<Utc>,
+    },
+    /// Bought, or left: its capacity is back.
+    Done,
+    /// Not seen within the grace period while waiting.
+    Abandoned,
+    /// Admitted, but the admission or the shopping time ran out.
+    Expired,
+}
+
+impl PlaceState {
+    /// Admitted or shopping: what `max_active` counts.
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Admitted { .. } | Self::Shopping { .. })
+    }
+}
+
+/// One user's place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// The place's number, in arrival order (1, 2, …): unique in its room.
+    pub ticket: u64,
+    pub user: UserId,
+    pub joined_at: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub state: PlaceState,
+}
+
+/// What `join` found or made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    pub ticket: u64,
+    /// False when the user already had a live place (which is kept: one place per user).
+    pub created: bool,
+}
+
+/// What a `tick` changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tick {
+    /// Let in now, in order: (ticket, user, admission deadline).
+    pub admitted: Vec<(u64, UserId, DateTime<Utc>)>,
+    /// Waiting places given up for not being seen.
+    pub abandoned: Vec<u64>,
+    /// Admissions or shopping sessions that ran out.
+    pub expired: Vec<u64>,
+}
+
+/// Why an admission cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AdmissionError {
+    #[error("no place in this waiting room")]
+    NoPlace,
+    #[error("not admitted yet")]
+    NotAdmitted,
+    #[error("the admission has expired")]
+    Expired,
+}
+
+/// One room's state.
+#[derive(Debug, Clone)]
+pub struct Room {
+    policy: RoomPolicy,
+    /// Every place, by ticket order; `order` says the admission order.
+    places: Vec<Place>,
+    by_user: HashMap<UserId, usize>,
+    /// Indexes into `places`, in admission order; fixed for the pre-queue at the opening.
+    order: Vec<usize>,
+    /// How far admission has got in `order`.
+    next: usize,
+    opened: bool,
+    /// Admission credit, in thousandths of an admission.
+    credit_milli: u64,
+    credited_at: Option<DateTime<Utc>>,
+}
+
+impl Room {
+    pub fn new(policy: RoomPolicy) -> Self {
+        Self {
+            policy,
+            places: Vec::new(),
+            by_user: HashMap::new(),
+            order: Vec::new(),
+            next: 0,
+            opened: false,
+            credit_milli: 0,
+            credited_at: None,
+        }
+    }
+
+    pub fn policy(&self) -> &RoomPolicy {
+        &self.policy
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.opened
+    }
+
+    /// The user's place, if they have one.
+    pub fn place_of(&self, user: &UserId) -> Option<&Place> {
+        self.by_user.get(user).map(|&i| &self.places[i])
+    }
+
+    /// Gives `user` a place, or finds their live one. A user whose place ended (done, abandoned,
+    /// expired) joins again at the back.
+    pub fn join(&mut self, user: &UserId, now: DateTime<Utc>) -> Joined {
+        if let Some(&i) = self.by_user.get(user) {
+            let place = &mut self.places[i];
+            if matches!(
+                place.state,
+                PlaceState::Waiting | PlaceState::Admitted { .. } | PlaceState::Shopping { .. }
+            ) {
+                place.last_seen = now;
+                return Joined {
+                    ticket: place.ticket,
+                    created: false,
+                };
+            }
+        }
+        let ticket = self.places.len() as u64 + 1;
+        self.places.push(Place {
+            ticket,
+            user: user.clone(),
+            joined_at: now,
+            last_seen: now,
+            state: PlaceState::Waiting,
+        });
+        let index = self.places.len() - 1;
+        self.by_user.insert(user.clone(), index);
+        // Before the opening the pre-queue's order is not known yet: it is drawn in `open`.
+        if self.opened {
+            self.order.push(index);
+        }
+        Joined {
+            ticket,
+            created: true,
+        }
+    }
+
+    /// A sign of life from a waiting user (a poll, a ping): keeps their place.
+    pub fn seen(&mut self, user: &UserId, now: DateTime<Utc>) {
+        if let Some(&i) = self.by_user.get(user) {
+            self.places[i].last_seen = now;
+        }
+    }
+
+    /// Opens the room: the pre-queue (everyone who joined before) is shuffled uniformly with
+    /// `seed`, which the caller draws at the opening from a secure source.
+    pub fn open(&mut self, seed: [u8; 32], now: DateTime<Utc>) {
+        if self.opened {
+            return;
+        }
+        self.opened = true;
+        // The opening may let in one second's worth at once.
+        self.credited_at = Some(now);
+        self.credit_milli = u64::from(self.policy.admit_per_second.max(1)) * 1_000;
+        let mut pre_queue: Vec<usize> = (0..self.places.len()).collect();
+        shuffle(&mut pre_queue, seed);
+        self.order = pre_queue;
+        // Whoever was in the pre-queue waited since the opening at the latest: a gap in their
+        // signs of life before it does not count against them.
+        for place in &mut self.places {
+            place.last_seen = place.last_seen.max(now);
+        }
+    }
+
+    /// The user's position among those still waiting (1 = next), once the order is drawn.
+    pub fn position(&self, user: &UserId) -> Option<u64> {
+        let &index = self.by_user.get(user)?;
+        if self.places[index].state != PlaceState::Waiting || !self.opened {
+            return None;
+        }
+        let ahead = self.order[self.next..]
+            .iter()
+            .take_while(|&&i| i != index)
+            .filter(|&&i| self.places[i].state == PlaceState::Waiting)
+            .count();
+        Some(ahead as u64 + 1)
+    }
+
+    /// Places waiting now.
+    pub fn waiting(&self) -> usize {
+        self.places
+            .iter()
+            .filter(|p| p.state == PlaceState::Waiting)
+            .count()
+    }
+
+    /// Places admitted or shopping now.
+    pub fn active(&self) -> usize {
+        self.places.iter().filter(|p| p.state.is_active()).count()
+    }
+
+    /// About how long the place at `position` waits, at the room's rate.
+    pub fn estimated_wait_seconds(&self, position: u64) -> u64 {
+        position.div_ceil(u64::from(self.policy.admit_per_second.max(1)))
+    }
+
+    /// Moves the room to `now`: opens it when its time has come (with `seed`), gives up places
+    /// not seen within the grace period and admissions or sessions that ran out, then lets in
+    /// as many as the rate and `max_active` allow, in order.
+    pub fn tick(&mut self, now: DateTime<Utc>, seed: impl FnOnce() -> [u8; 32]) -> Tick {
+        let mut tick = Tick::default();
+        if !self.opened {
+            if now < self.policy.opens_at {
+                return tick;
+            }
+            self.open(seed(), now);
+        }
+        for place in &mut self.places {
+            match place.state {
+                PlaceState::Waiting if now - place.last_seen > self.policy.grace => {
+                    place.state = PlaceState::Abandoned;
+                    tick.abandoned.push(place.ticket);
+                }
+                PlaceState::Admitted { expires_at } if now >= expires_at => {
+                    place.state = PlaceState::Expired;
+                    tick.expired.push(place.ticket);
+                }
+                PlaceState::Shopping { since } if now - since >= self.policy.shopping_ttl => {
+                    place.state = PlaceState::Expired;
+                    tick.expired.push(place.ticket);
+                }
+                _ => {}
+            }
+        }
+        self.credit(now);
+        let mut room_for = self.policy.max_active.map_or(usize::MAX, |max| {
+            (max as usize).saturating_sub(self.active())
+        });
+        while self.credit_milli >= 1_000 && room_for > 0 && self.next < self.order.len() {
+            let index = self.order[self.next];
+            self.next += 1;
+            let place = &mut self.places[index];
+            if place.state != PlaceState::Waiting {
+                continue;
+            }
+            let expires_at = now + self.policy.admission_ttl;
+            place.state = PlaceState::Admitted { expires_at };
+            tick.admitted
+                .push((place.ticket, place.user.clone(), expires_at));
+            self.credit_milli -= 1_000;
+            room_for -= 1;
+        }
+        tick
+    }
+
+    /// Adds the admissions earned since the last tick, up to one second's worth.
+    fn credit(&mut self, now: DateTime<Utc>) {
+        let rate = u64::from(self.policy.admit_per_second.max(1));
+        let since = self.credited_at.unwrap_or(now);
+        let elapsed_ms = (now - since).num_milliseconds().max(0) as u64;
+        self.credit_milli = self
+            .credit_milli
+            .saturating_add(elapsed_ms.saturating_mul(rate))
+            .min(rate * 1_000);
+        self.credited_at = Some(now.max(since));
+    }
+
+    /// The user's first hold: their admission becomes a shopping session.
+    pub fn start_shopping(
+        &mut self,
+        user: &UserId,
+        now: DateTime<Utc>,
+    ) -> Result<(), AdmissionError> {
+        let &index = self.by_user.get(user).ok_or(AdmissionError::NoPlace)?;
+        let place = &mut self.places[index];
+        match place.state {
+            PlaceState::Admitted { expires_at } if now < expires_at => {
+                place.state = PlaceState::Shopping { since: now };
+                Ok(())
+            }
+            PlaceState::Shopping { .. } => Ok(()),
+            PlaceState::Admitted { .. } | PlaceState::Expired => Err(AdmissionError::Expired),
+            _ => Err(AdmissionError::NotAdmitted),
+        }
+    }
+
+    /// The user bought, or left: their capacity is free at once.
+    pub fn finish(&mut self, user: &UserId) {
+        if let Some(&index) = self.by_user.get(user) {
+            let place = &mut self.places[index];
+            if place.state.is_active() || place.state == PlaceState::Waiting {
+                place.state = PlaceState::Done;
+            }
+        }
+    }
+}
+
+/// Fisher–Yates with a generator seeded by `seed`: every order of `items` equally likely.
+fn shuffle(items: &mut [usize], seed: [u8; 32]) {
+    let mut rng = SplitMix64::from_seed(seed);
+    for i in (1..items.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        items.swap(i, j);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        Utc.timestamp_millis_opt(1_800_000_000_000 + ms).unwrap()
+    }
+
+    fn user(i: usize) -> UserId {
+        format!("user-{i}").parse().unwrap()
+    }
+
+    fn policy() -> RoomPolicy {
+        RoomPolicy {
+            opens_at: at(0),
+            admit_per_second: 10,
+            max_active: None,
+            admission_ttl: Duration::seconds(60),
+            shopping_ttl: Duration::minutes(15),
+            grace: Duration::seconds(30),
+        }
+    }
+
+    fn seed(run: u64) -> [u8; 32] {
+        let mut rng = SplitMix64::new(run);
+        let mut seed = [0u8; 32];
+        for chunk in seed.chunks_exact_mut(8) {
+            chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+        }
+        seed
+    }
+
+    /// The users admitted by `tick`s until nobody is waiting, in order.
+    fn admission_order(room: &mut Room, from_ms: i64) -> Vec<UserId> {
+        let mut order = Vec::new();
+        let mut now = from_ms;
+        while room.waiting() > 0 {
+            order.extend(
+                room.tick(at(now), || seed(0))
+                    .admitted
+                    .into_iter()
+                    .map(|a| a.1),
+            );
+            now += 1_000;
+        }
+        order
+    }
+
+    /// Pearson's chi-square of `counts` against a uniform expectation.
+    fn chi_square(counts: &HashMap<Vec<usize>, u64>, cells: usize, runs: u64) -> f64 {
+        let expected = runs as f64 / cells as f64;
+        let seen: f64 = counts
+            .values()
+            .map(|&c| (c as f64 - expected).powi(2) / expected)
+            .sum();
+        seen + (cells - counts.len()) as f64 * expected
+    }
+
+    #[test]
+    fn the_pre_queue_is_shuffled_uniformly() {
+        // Five users who joined before the opening, in the same order every run; over 60,000
+        // openings every one of the 120 orders must come up about equally often. The seeds are
+        // fixed, so the test is deterministic; 180 is the chi-square of 119 degrees of freedom
+        // that a uniform shuffle exceeds with a probability of about 0.0002.
+        const RUNS: u64 = 60_000;
+        let mut counts: HashMap<Vec<usize>, u64> = HashMap::new();
+        for run in 0..RUNS {
+            let mut room = Room::new(RoomPolicy {
+                admit_per_second: 100,
+                ..policy()
+            });
+            for i in 0..5 {
+                room.join(&user(i), at(-1_000 + i as i64));
+            }
+            room.open(seed(run), at(0));
+            let order: Vec<usize> = admission_order(&mut room, 0)
+                .iter()
+                .map(|u| (0..5).position(|i| user(i) == *u).unwrap())
+                .collect();
+            *counts.entry(order).or_default() += 1;
+        }
+        let statistic = chi_square(&counts, 120, RUNS);
+        assert!(
+            statistic < 180.0,
+            "chi-square {statistic:.1} over 119 degrees of freedom"
+        );
+
+        // The statistic has the power to see a biased shuffle: the classic mistake (swap each
+        // item with any item, not only with those not yet placed) fails it by far.
+        let mut biased: HashMap<Vec<usize>, u64> = HashMap::new();
+        for run in 0..RUNS {
+            let mut items: Vec<usize> = (0..5).collect();
+            let mut rng = SplitMix64::from_seed(seed(run));
+            for i in 0..5 {
+                let j = rng.below(5) as usize;
+                items.swap(i, j);
+            }
+            *biased.entry(items).or_default() += 1;
+        }
+        let biased = chi_square(&biased, 120, RUNS);
+        assert!(biased > 1_000.0, "a biased shuffle reads {biased:.1}");
+        println!(
+            "chi-square over 119 degrees of freedom: {statistic:.1}; biased shuffle: {biased:.1}"
+        );
+    }
+
+    #[test]
+    fn the_order_is_unknown_before_the_opening_and_later_arrivals_queue_behind() {
+        let mut room = Room::new(policy());
+        for i in 0..3 {
+            room.join(&user(i), at(-500));
+        }
+        assert_eq!(
+            room.position(&user(0)),
+            None,
+            "not drawn before the opening"
+        );
+        assert!(room.tick(at(-1), || seed(1)).admitted.is_empty());
+        room.open(seed(1), at(0));
+        for i in 3..40 {
+            room.join(&user(i), at(i as i64));
+        }
+        let positions: Vec<u64> = (0..40).map(|i| room.position(&user(i)).unwrap()).collect();
+        let mut sorted = positions.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (1..=40).collect::<Vec<u64>>());
+        // The pre-queue first (in its drawn order), then arrival order.
+        assert!(positions[..3].iter().all(|&p| p <= 3), "{positions:?}");
+        assert_eq!(positions[3..], (4..=40).collect::<Vec<u64>>()[..]);
+        let order = admission_order(&mut room, 0);
+        assert_eq!(order[3..], (3..40).map(user).collect::<Vec<_>>()[..]);
+        assert_eq!(room.estimated_wait_seconds(25), 3);
+    }
+
+    #[test]
+    fn admission_keeps_to_the_rate_without_banking_a_surge() {
+        let mut room = Room::new(policy()); // 10 a second
+        for i in 0..200 {
+            room.join(&user(i), at(-1_000));
+        }
+        let mut admitted = 0;
+        for step in 0..=50 {
+            let now = step * 100; // every 100 ms for 5 s
+            for i in 0..200 {
+                room.seen(&user(i), at(now));
+            }
+            admitted += room.tick(at(now), || seed(2)).admitted.len();
+            // One second's worth at the opening, then 10 a second.
+            assert!(admitted as i64 <= 10 + now / 100, "{admitted} by {now} ms");
+        }
+        assert_eq!(admitted, 60);
+
+        // A room idle for a minute lets in one second's worth at once, not a minute's.
+        let mut room = Room::new(policy());
+        room.tick(at(0), || seed(3));
+        for i in 0..100 {
+            room.join(&user(i), at(60_000));
+        }
+        assert_eq!(room.tick(at(60_000), || seed(3)).admitted.len(), 10);
+    }
+
+    #[test]
+    fn at_most_max_active_and_capacity_comes_back_at_once() {
+        let mut room = Room::new(RoomPolicy {
+            admit_per_second: 1_000,
+            max_active: Some(3),
+            admission_ttl: Duration::seconds(10),
+            ..policy()
+        });
+        for i in 0..10 {
+            room.join(&user(i), at(-1));
+        }
+        let first = room.tick(at(0), || seed(4)).admitted;
+        assert_eq!(first.len(), 3);
+        assert!(room.tick(at(1_000), || seed(4)).admitted.is_empty(), "full");
+
+        // One buys, one leaves: two more at once.
+        room.start_shopping(&first[0].1, at(1_500)).unwrap();
+        room.finish(&first[0].1);
+        room.finish(&first[1].1);
+        assert_eq!(room.tick(at(2_000), || seed(4)).admitted.len(), 2);
+        // One never comes back: at its deadline its place goes to the next.
+        let late = room.tick(at(10_000), || seed(4));
+        assert_eq!(late.expired, vec![first[2].0]);
+        assert_eq!(late.admitted.len(), 1);
+        assert_eq!(
+            room.start_shopping(&first[2].1, at(10_001)),
+            Err(AdmissionError::Expired)
+        );
+        assert_eq!(room.active(), 3);
+    }
+
+    #[test]
+    fn a_place_not_seen_within_the_grace_period_is_skipped() {
+        let mut room = Room::new(RoomPolicy {
+            admit_per_second: 1,
+            ..policy()
+        });
+        room.tick(at(0), || seed(5)); // opens
+        for i in 0..3 {
+            room.join(&user(i), at(1 + i as i64));
+        }
+        room.tick(at(10), || seed(5)); // user 0 admitted
+        room.seen(&user(2), at(25_000)); // user 1 closed the tab
+        let tick = room.tick(at(31_000), || seed(5));
+        assert_eq!(tick.abandoned, vec![2]);
+        assert_eq!(tick.admitted.len(), 1);
+        assert_eq!(tick.admitted[0].1, user(2));
+        assert_eq!(
+            room.place_of(&user(1)).unwrap().state,
+            PlaceState::Abandoned
+        );
+        // Joining again is a new place, at the back.
+        let again = room.join(&user(1), at(32_000));
+        assert!(again.created);
+        assert_eq!(again.ticket, 4);
+    }
+
+    #[test]
+    fn one_place_per_user_and_admission_is_needed_to_shop() {
+        let mut room = Room::new(policy());
+        let first = room.join(&user(1), at(-10));
+        let second = room.join(&user(1), at(-5));
+        assert_eq!(first.ticket, second.ticket);
+        assert!(!second.created);
+        assert_eq!(room.waiting(), 1);
+        assert_eq!(
+            room.start_shopping(&user(1), at(-1)),
+            Err(AdmissionError::NotAdmitted)
+        );
+        assert_eq!(
+            room.start_shopping(&user(2), at(-1)),
+            Err(AdmissionError::NoPlace)
+        );
+        room.tick(at(0), || seed(6));
+        assert_eq!(room.start_shopping(&user(1), at(1)), Ok(()));
+        assert_eq!(room.start_shopping(&user(1), at(2)), Ok(()), "repeatable");
+    }
+}
