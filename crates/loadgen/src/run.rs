@@ -35,19 +35,15 @@ const QUIET_AFTER_CRASHES: Duration = Duration::from_secs(3);
 /// WebSockets opened at once during set-up.
 const CONNECT_PARALLELISM: usize = 32;
 
-/// Small, fast PRNG (SplitMix64); quality is ample for picking users and seats.
-pub struct Rng(u64);
+/// Small, fast PRNG (the core's SplitMix64); quality is ample for picking users and seats.
+pub struct Rng(booking_core::rng::SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Self(seed)
+        Self(booking_core::rng::SplitMix64::new(seed))
     }
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     /// Uniform in `0..n` (n > 0).
     pub fn below(&mut self, n: usize) -> usize {
