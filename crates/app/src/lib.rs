@@ -7,6 +7,7 @@
 // Unit tests are built with every dev-dependency of the package; each uses only some.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 
+pub mod admission;
 pub mod app;
 pub mod auth;
 pub mod cancellation;
