@@ -33,6 +33,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 /// Every show's queue, as of `generatedAt`.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Queues)]
 struct QueuesView {
     generated_at: DateTime<Utc>,
     shows: Vec<QueueStats>,
@@ -41,6 +42,7 @@ struct QueuesView {
 /// Whether a show's lane is paused now.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = PauseState)]
 struct PauseView {
     show_id: ShowId,
     paused: bool,
@@ -49,12 +51,14 @@ struct PauseView {
 /// The dead letters, oldest first.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = DeadLetters)]
 struct DeadLettersView {
     dead_letters: Vec<DeadLetterView>,
 }
 
 /// The requests a redrive put back in the queue, in arrival order.
 #[derive(Serialize, ToSchema)]
+#[schema(as = Redriven)]
 struct RedrivenView {
     redriven: Vec<RequestId>,
 }
@@ -62,6 +66,7 @@ struct RedrivenView {
 /// A discarded dead letter: FAILED, its owner told why.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = DiscardedDeadLetter)]
 struct DiscardedView {
     request_id: RequestId,
     status: RequestStatus,

@@ -50,6 +50,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 /// A cancelled show, and what its wind-up ended.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ShowCancellation)]
 struct CancelledView {
     show: ShowView,
     wound_up: WindUp,

@@ -155,12 +155,14 @@ impl From<&SeatMap> for SeatMapView {
 
 /// The catalog's movies.
 #[derive(Serialize, ToSchema)]
+#[schema(as = Movies)]
 struct MoviesView {
     movies: Vec<Movie>,
 }
 
 /// A movie's shows, by start time.
 #[derive(Serialize, ToSchema)]
+#[schema(as = Shows)]
 struct ShowsView {
     shows: Vec<ShowView>,
 }
@@ -168,6 +170,7 @@ struct ShowsView {
 /// The days on which a movie has shows still to start.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Availability)]
 struct AvailabilityView {
     movie_id: MovieId,
     dates: Vec<DayWithShows>,

@@ -277,6 +277,7 @@ struct PageQuery {
 /// A page of the caller's orders, newest first.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = OrdersPage)]
 struct OrdersView {
     orders: Vec<OrderView>,
     /// Pass as `cursor` for the next page; null on the last.
