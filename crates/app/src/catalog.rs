@@ -491,8 +491,12 @@ impl CatalogAdmin {
             .await
     }
 
-    /// The days on which a movie has shows still to start (and not cancelled), in order.
-    pub async fn availability(&self, raw_movie: &str) -> Result<Vec<DayWithShows>, BookingError> {
+    /// The movie's id and the days on which it has shows still to start (and not cancelled), in
+    /// order.
+    pub async fn availability(
+        &self,
+        raw_movie: &str,
+    ) -> Result<(MovieId, Vec<DayWithShows>), BookingError> {
         let movie = self.booking.movie(raw_movie).await?;
         let now = self.ports.clock.now();
         let shows = self.ports.catalog.list_shows(movie.movie_id, None).await?;
@@ -510,7 +514,7 @@ impl CatalogAdmin {
                 }),
             }
         }
-        Ok(days)
+        Ok((movie.movie_id, days))
     }
 }
 

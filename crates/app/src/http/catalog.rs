@@ -5,7 +5,7 @@ use super::AppState;
 use super::extract::{ApiQuery, Segment};
 use super::openapi::ErrorBody;
 use crate::catalog::DayWithShows;
-use crate::error::{ApiError, BookingError};
+use crate::error::ApiError;
 use crate::service::SeatMap;
 use axum::Json;
 use axum::extract::State;
@@ -279,8 +279,6 @@ async fn availability(
     State(state): State<AppState>,
     Segment(id): Segment,
 ) -> Result<Json<AvailabilityView>, ApiError> {
-    let dates = state.catalog.availability(&id).await?;
-    // Found, so well formed.
-    let movie_id = id.parse().map_err(|_| BookingError::MovieNotFound)?;
+    let (movie_id, dates) = state.catalog.availability(&id).await?;
     Ok(Json(AvailabilityView { movie_id, dates }))
 }

@@ -425,13 +425,8 @@ fn idempotency_key() -> Parameter {
             "Makes the POST safe to retry: a retry with the same key and body gets the first \
              answer again (with `Idempotency-Replayed: true`) instead of running twice",
         ))
-        .schema(Some(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .min_length(Some(1))
-                .max_length(Some(128))
-                .pattern(Some("^[!-~]+$")),
-        ))
+        // The key's own schema, as the core parses it.
+        .schema(Some(booking_core::IdempotencyKey::schema()))
         .build()
 }
 
