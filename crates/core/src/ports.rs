@@ -13,6 +13,7 @@ use crate::model::{BookingRequest, Hold, HoldStatus, Movie, NewBookingRequest, S
 use crate::order::{NewOrder, Order, OrderStatus, Payment};
 use crate::protocol::{BookingResult, ServerMessage};
 use crate::rate::{RateRule, RateVerdict};
+use crate::waiting_room::{AdmissionError, Joined, PlaceStatus, RoomCounts, RoomPolicy, Tick};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -54,6 +55,66 @@ pub enum Inserted {
     /// different processes at the same instant may still pass it together (it bounds queue spam,
     /// it is not an invariant).
     TooManyOpen { max: u32 },
+}
+
+/// Show waiting rooms: each show's room (its policy, whether its order is drawn, its admission
+/// credit) and its places, kept so that every process of a deployment, and a restarted local
+/// server, sees the same room. The rules are [`crate::waiting_room`]'s; each adapter applies them
+/// atomically per room (a room's changes are serialised on its row), and the contract suite
+/// checks every adapter against the pure [`Room`](crate::waiting_room::Room) on the same history.
+#[async_trait]
+pub trait WaitingRoomStore: Send + Sync + 'static {
+    /// Switches the show's room on, or changes its policy; its places, order and credit are
+    /// kept.
+    async fn put_room(&self, show: ShowId, policy: &RoomPolicy) -> Result<(), StoreError>;
+    /// Switches the show's room off and forgets its places; false if it had none.
+    async fn remove_room(&self, show: ShowId) -> Result<bool, StoreError>;
+    /// The show's room: its policy, whether its order is drawn, and its places by state.
+    async fn room(&self, show: ShowId) -> Result<Option<RoomSummary>, StoreError>;
+    /// The shows that have a room, for the ticker.
+    async fn rooms(&self) -> Result<Vec<ShowId>, StoreError>;
+    /// [`Room::join`](crate::waiting_room::Room::join); `None` if the show has no room.
+    async fn join_room(
+        &self,
+        show: ShowId,
+        user: &UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Joined>, StoreError>;
+    /// The user's place (their live one, else their last) and its position; with `seen_at`,
+    /// first a sign of life ([`Room::seen`](crate::waiting_room::Room::seen)).
+    async fn place(
+        &self,
+        show: ShowId,
+        user: &UserId,
+        seen_at: Option<DateTime<Utc>>,
+    ) -> Result<Option<PlaceStatus>, StoreError>;
+    /// [`Room::tick`](crate::waiting_room::Room::tick), with `seed` for the opening's draw.
+    async fn tick_room(
+        &self,
+        show: ShowId,
+        now: DateTime<Utc>,
+        seed: [u8; 32],
+    ) -> Result<Tick, StoreError>;
+    /// [`Room::start_shopping`](crate::waiting_room::Room::start_shopping) for the place
+    /// `ticket` (the one the admission token names: an older place's token admits nobody).
+    async fn start_shopping(
+        &self,
+        show: ShowId,
+        user: &UserId,
+        ticket: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), AdmissionError>, StoreError>;
+    /// [`Room::finish`](crate::waiting_room::Room::finish): true if a live place ended.
+    async fn finish_place(&self, show: ShowId, user: &UserId) -> Result<bool, StoreError>;
+}
+
+/// A room as [`WaitingRoomStore::room`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomSummary {
+    pub policy: RoomPolicy,
+    /// The pre-queue's order is drawn and admission has started.
+    pub opened: bool,
+    pub counts: RoomCounts,
 }
 
 /// Movies and shows.

@@ -64,6 +64,109 @@ impl PlaceState {
     pub fn is_active(self) -> bool {
         matches!(self, Self::Admitted { .. } | Self::Shopping { .. })
     }
+
+    /// Waiting, admitted or shopping: the one place a user may have in a room.
+    pub fn is_live(self) -> bool {
+        self == Self::Waiting || self.is_active()
+    }
+
+    /// The state a store kept as its name and its two instants (the admission's deadline, the
+    /// start of shopping); `None` if they do not make a state.
+    pub fn from_parts(
+        name: &str,
+        admitted_until: Option<DateTime<Utc>>,
+        shopping_since: Option<DateTime<Utc>>,
+    ) -> Option<Self> {
+        Some(match name {
+            "WAITING" => Self::Waiting,
+            "ADMITTED" => Self::Admitted {
+                expires_at: admitted_until?,
+            },
+            "SHOPPING" => Self::Shopping {
+                since: shopping_since?,
+            },
+            "DONE" => Self::Done,
+            "ABANDONED" => Self::Abandoned,
+            "EXPIRED" => Self::Expired,
+            _ => return None,
+        })
+    }
+
+    /// What a hold at `now` does to a place in this state: `Ok(Some(shopping))` starts its
+    /// shopping session, `Ok(None)` is a hold within a session already started.
+    pub fn start_shopping(self, now: DateTime<Utc>) -> Result<Option<Self>, AdmissionError> {
+        match self {
+            Self::Admitted { expires_at } if now < expires_at => {
+                Ok(Some(Self::Shopping { since: now }))
+            }
+            Self::Shopping { .. } => Ok(None),
+            Self::Admitted { .. } | Self::Expired => Err(AdmissionError::Expired),
+            Self::Waiting | Self::Done | Self::Abandoned => Err(AdmissionError::NotAdmitted),
+        }
+    }
+
+    /// The state's name, as the API and the stores spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Waiting => "WAITING",
+            Self::Admitted { .. } => "ADMITTED",
+            Self::Shopping { .. } => "SHOPPING",
+            Self::Done => "DONE",
+            Self::Abandoned => "ABANDONED",
+            Self::Expired => "EXPIRED",
+        }
+    }
+}
+
+/// How many places of a room are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoomCounts {
+    pub waiting: u64,
+    pub admitted: u64,
+    pub shopping: u64,
+    /// Bought, or left.
+    pub done: u64,
+    pub abandoned: u64,
+    pub expired: u64,
+}
+
+impl RoomCounts {
+    /// Counts one place in `state`.
+    pub fn add(&mut self, state: PlaceState, count: u64) {
+        let cell = match state {
+            PlaceState::Waiting => &mut self.waiting,
+            PlaceState::Admitted { .. } => &mut self.admitted,
+            PlaceState::Shopping { .. } => &mut self.shopping,
+            PlaceState::Done => &mut self.done,
+            PlaceState::Abandoned => &mut self.abandoned,
+            PlaceState::Expired => &mut self.expired,
+        };
+        *cell += count;
+    }
+
+    /// Counts `count` places in the state named `name`; false if no state has that name.
+    pub fn add_named(&mut self, name: &str, count: u64) -> bool {
+        let epoch = Some(DateTime::<Utc>::UNIX_EPOCH);
+        match PlaceState::from_parts(name, epoch, epoch) {
+            Some(state) => {
+                self.add(state, count);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Admitted or shopping.
+    pub fn active(&self) -> u64 {
+        self.admitted + self.shopping
+    }
+}
+
+/// A user's place and, while it waits and the order is drawn, its position (1 = next).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaceStatus {
+    pub place: Place,
+    pub position: Option<u64>,
 }
 
 /// One user's place.
@@ -119,9 +222,57 @@ pub struct Room {
     /// How far admission has got in `order`.
     next: usize,
     opened: bool,
-    /// Admission credit, in thousandths of an admission.
-    credit_milli: u64,
-    credited_at: Option<DateTime<Utc>>,
+    credit: AdmissionCredit,
+}
+
+/// The admissions a room has earned and not spent: its rate's bucket, holding at most one
+/// second's worth, so a quiet room does not bank a surge. The stores keep its two numbers with
+/// the room and call the same rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdmissionCredit {
+    /// In thousandths of an admission.
+    pub milli: u64,
+    /// When it was last earned up to.
+    pub at: Option<DateTime<Utc>>,
+}
+
+impl AdmissionCredit {
+    /// A full bucket at the opening: it may let in one second's worth at once.
+    pub fn at_opening(rate: u32, now: DateTime<Utc>) -> Self {
+        Self {
+            milli: u64::from(rate.max(1)) * 1_000,
+            at: Some(now),
+        }
+    }
+
+    /// Adds what was earned since it was last earned up to, at most one second's worth.
+    pub fn earn(&mut self, rate: u32, now: DateTime<Utc>) {
+        let rate = u64::from(rate.max(1));
+        let since = self.at.unwrap_or(now);
+        let elapsed_ms = (now - since).num_milliseconds().max(0) as u64;
+        self.milli = self
+            .milli
+            .saturating_add(elapsed_ms.saturating_mul(rate))
+            .min(rate * 1_000);
+        self.at = Some(now.max(since));
+    }
+
+    /// Whole admissions available.
+    pub fn admissions(&self) -> u64 {
+        self.milli / 1_000
+    }
+
+    /// Spends `count` admissions (at most what is available).
+    pub fn spend(&mut self, count: u64) {
+        self.milli -= count.min(self.admissions()) * 1_000;
+    }
+}
+
+/// How many to let in now: what the credit allows, within the room left under `max_active`
+/// with `active` admitted or shopping.
+pub fn admissions_now(credit: &AdmissionCredit, max_active: Option<u32>, active: u64) -> u64 {
+    let room_for = max_active.map_or(u64::MAX, |max| u64::from(max).saturating_sub(active));
+    credit.admissions().min(room_for)
 }
 
 impl Room {
@@ -133,8 +284,7 @@ impl Room {
             order: Vec::new(),
             next: 0,
             opened: false,
-            credit_milli: 0,
-            credited_at: None,
+            credit: AdmissionCredit::default(),
         }
     }
 
@@ -149,6 +299,20 @@ impl Room {
     /// The user's place, if they have one.
     pub fn place_of(&self, user: &UserId) -> Option<&Place> {
         self.by_user.get(user).map(|&i| &self.places[i])
+    }
+
+    /// Every place, in ticket order.
+    pub fn places(&self) -> &[Place] {
+        &self.places
+    }
+
+    /// How many places are in each state.
+    pub fn counts(&self) -> RoomCounts {
+        let mut counts = RoomCounts::default();
+        for place in &self.places {
+            counts.add(place.state, 1);
+        }
+        counts
     }
 
     /// Gives `user` a place, or finds their live one. A user whose place ended (done, abandoned,
@@ -201,12 +365,8 @@ impl Room {
             return;
         }
         self.opened = true;
-        // The opening may let in one second's worth at once.
-        self.credited_at = Some(now);
-        self.credit_milli = u64::from(self.policy.admit_per_second.max(1)) * 1_000;
-        let mut pre_queue: Vec<usize> = (0..self.places.len()).collect();
-        shuffle(&mut pre_queue, seed);
-        self.order = pre_queue;
+        self.credit = AdmissionCredit::at_opening(self.policy.admit_per_second, now);
+        self.order = draw_order(self.places.len(), seed);
         // Whoever was in the pre-queue waited since the opening at the latest: a gap in their
         // signs of life before it does not count against them.
         for place in &mut self.places {
@@ -274,11 +434,9 @@ impl Room {
                 _ => {}
             }
         }
-        self.credit(now);
-        let mut room_for = self.policy.max_active.map_or(usize::MAX, |max| {
-            (max as usize).saturating_sub(self.active())
-        });
-        while self.credit_milli >= 1_000 && room_for > 0 && self.next < self.order.len() {
+        self.credit.earn(self.policy.admit_per_second, now);
+        let mut left = admissions_now(&self.credit, self.policy.max_active, self.active() as u64);
+        while left > 0 && self.next < self.order.len() {
             let index = self.order[self.next];
             self.next += 1;
             let place = &mut self.places[index];
@@ -289,22 +447,10 @@ impl Room {
             place.state = PlaceState::Admitted { expires_at };
             tick.admitted
                 .push((place.ticket, place.user.clone(), expires_at));
-            self.credit_milli -= 1_000;
-            room_for -= 1;
+            self.credit.spend(1);
+            left -= 1;
         }
         tick
-    }
-
-    /// Adds the admissions earned since the last tick, up to one second's worth.
-    fn credit(&mut self, now: DateTime<Utc>) {
-        let rate = u64::from(self.policy.admit_per_second.max(1));
-        let since = self.credited_at.unwrap_or(now);
-        let elapsed_ms = (now - since).num_milliseconds().max(0) as u64;
-        self.credit_milli = self
-            .credit_milli
-            .saturating_add(elapsed_ms.saturating_mul(rate))
-            .min(rate * 1_000);
-        self.credited_at = Some(now.max(since));
     }
 
     /// The user's first hold: their admission becomes a shopping session.
@@ -315,15 +461,10 @@ impl Room {
     ) -> Result<(), AdmissionError> {
         let &index = self.by_user.get(user).ok_or(AdmissionError::NoPlace)?;
         let place = &mut self.places[index];
-        match place.state {
-            PlaceState::Admitted { expires_at } if now < expires_at => {
-                place.state = PlaceState::Shopping { since: now };
-                Ok(())
-            }
-            PlaceState::Shopping { .. } => Ok(()),
-            PlaceState::Admitted { .. } | PlaceState::Expired => Err(AdmissionError::Expired),
-            _ => Err(AdmissionError::NotAdmitted),
+        if let Some(shopping) = place.state.start_shopping(now)? {
+            place.state = shopping;
         }
+        Ok(())
     }
 
     /// The user bought, or left: their capacity is free at once.
@@ -337,13 +478,28 @@ impl Room {
     }
 }
 
-/// Fisher–Yates with a generator seeded by `seed`: every order of `items` equally likely.
-fn shuffle(items: &mut [usize], seed: [u8; 32]) {
+/// The rank (1 = first let in) of each of the pre-queue's `count` places, tickets `1..=count`
+/// in that order: the stores' form of [`draw_order`].
+pub fn pre_queue_ranks(count: u64, seed: [u8; 32]) -> Vec<u64> {
+    let order = draw_order(count as usize, seed);
+    let mut ranks = vec![0; order.len()];
+    for (rank, &index) in order.iter().enumerate() {
+        ranks[index] = rank as u64 + 1;
+    }
+    ranks
+}
+
+/// The pre-queue's admission order for `count` places (indexes `0..count` in ticket order):
+/// Fisher–Yates with a generator seeded by `seed`, every order equally likely. The stores call
+/// this too, so a room draws the same order from the same seed wherever it is kept.
+pub fn draw_order(count: usize, seed: [u8; 32]) -> Vec<usize> {
+    let mut items: Vec<usize> = (0..count).collect();
     let mut rng = SplitMix64::from_seed(seed);
     for i in (1..items.len()).rev() {
         let j = rng.below(i as u64 + 1) as usize;
         items.swap(i, j);
     }
+    items
 }
 
 #[cfg(test)]

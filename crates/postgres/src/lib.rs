@@ -43,6 +43,7 @@ mod intake;
 mod orders;
 mod requests;
 mod show_locks;
+mod waiting_rooms;
 
 pub use booking_sql::IntakeStats;
 

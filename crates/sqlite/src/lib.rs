@@ -36,6 +36,7 @@ mod idempotency;
 mod intake;
 mod orders;
 mod requests;
+mod waiting_rooms;
 
 pub use booking_sql::IntakeStats;
 

@@ -23,8 +23,8 @@
 //! against stale state), `holds` (expiry by time, release rules), `sweeps` (the global expiry
 //! sweeps), `orders` (converting a hold, the order's seat claims, listing, `expire_orders`),
 //! `charges` (starting and settling charges), `refunds` (cancels, refunds, unsettled payments),
-//! `cancellations` (a cancelled show's mark, queue and open orders), `keys` (idempotency keys)
-//! and `catalog` (movies, shows, ping), and all re-exported here. Every runner expands
+//! `cancellations` (a cancelled show's mark, queue and open orders), `keys` (idempotency keys),
+//! `waiting_rooms` (a stored room against the pure rules) and `catalog` (movies, shows, ping), and all re-exported here. Every runner expands
 //! the one list of case names in `__with_cases!` below, so a new case goes in its topic's file,
 //! in that `pub use`, and in that list.
 //!
@@ -45,6 +45,7 @@ mod keys;
 mod orders;
 mod refunds;
 mod sweeps;
+mod waiting_rooms;
 
 pub use batches::{
     begin_processing_skips_decided, commit_batch_records_every_outcome,
@@ -94,8 +95,14 @@ pub use sweeps::{
     expire_holds_sweeps_overdue, expire_overdue_requests_sweeps_queued,
     purge_history_removes_old_history_and_keeps_sales,
 };
+pub use waiting_rooms::{
+    a_room_is_switched_on_changed_and_off, a_stored_room_follows_the_pure_rules,
+    one_live_place_per_user_whatever_the_race,
+};
 
-use booking_core::ports::{CatalogStore, HoldStore, IdempotencyStore, OrderStore, RequestStore};
+use booking_core::ports::{
+    CatalogStore, HoldStore, IdempotencyStore, OrderStore, RequestStore, WaitingRoomStore,
+};
 use chrono::{DateTime, Utc};
 
 /// The message of a request that was not decided before its deadline.
@@ -105,7 +112,14 @@ pub use booking_core::model::REQUEST_EXPIRED_MESSAGE as EXPIRED_MESSAGE;
 /// so that concurrent cases can hand it to spawned tasks (adapters are handles around a pool,
 /// cheap to clone).
 pub trait ContractStore:
-    CatalogStore + RequestStore + HoldStore + OrderStore + IdempotencyStore + StoredInstants + Clone
+    CatalogStore
+    + RequestStore
+    + HoldStore
+    + OrderStore
+    + IdempotencyStore
+    + WaitingRoomStore
+    + StoredInstants
+    + Clone
 {
 }
 impl<T> ContractStore for T where
@@ -114,6 +128,7 @@ impl<T> ContractStore for T where
         + HoldStore
         + OrderStore
         + IdempotencyStore
+        + WaitingRoomStore
         + StoredInstants
         + Clone
 {
@@ -194,6 +209,9 @@ macro_rules! __with_cases {
             a_show_is_cancelled_once_and_for_good,
             fail_undecided_ends_a_shows_queue,
             open_orders_are_listed_and_cancelled_with_their_reason,
+            a_stored_room_follows_the_pure_rules,
+            one_live_place_per_user_whatever_the_race,
+            a_room_is_switched_on_changed_and_off,
         }
     };
 }
