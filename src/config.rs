@@ -36,6 +36,10 @@ pub struct ServerConfig {
     pub dev_secret: bool,
     /// `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_MAX_LIFETIME_SECONDS`.
     pub token_rules: TokenRules,
+    /// `ADMISSION_SECRET`: the key of the waiting rooms' admission tokens (at least 32 bytes).
+    /// Unset: a random key kept in `DATA_DIR/admission.key`, made at the first start, so that
+    /// tokens outlive a restart.
+    pub admission_secret: Option<String>,
     /// `MAX_BATCH`: most requests a lane decides in one batch.
     pub max_batch: usize,
     /// `SWEEP_INTERVAL_MS`: how often expired holds and requests are written down.
@@ -84,7 +88,21 @@ impl ServerConfig {
             ));
         }
         let booking = BookingConfig::from_env()?;
+        let admission_secret = non_empty("ADMISSION_SECRET");
+        if let Some(secret) = &admission_secret
+            && secret.len() < booking_app::admission::MIN_KEY_BYTES
+        {
+            return Err(invalid(
+                "ADMISSION_SECRET",
+                "<secret>",
+                &format!(
+                    "must be at least {} bytes",
+                    booking_app::admission::MIN_KEY_BYTES
+                ),
+            ));
+        }
         Ok(Self {
+            admission_secret,
             bind,
             data_dir: env_or("DATA_DIR", PathBuf::from("data"))?,
             synchronous,

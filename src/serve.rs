@@ -12,6 +12,7 @@
 //! did not get to stays QUEUED in the store and is decided first on the next start.
 
 use crate::config::{ServerConfig, redact};
+use booking_app::admission::AdmissionKey;
 use booking_app::limits::MemoryRateLimiter;
 use booking_app::show_locks::InProcessShowLocks;
 use booking_app::{App, Authenticator, MockPaymentProvider, QueueAdapter, Stores};
@@ -42,6 +43,8 @@ pub enum ServeError {
     Seed(String, #[source] CatalogError),
     #[error("cannot reach Redis at {0}")]
     Redis(String, #[source] MirrorError),
+    #[error("cannot read or create the admission key at {0}")]
+    AdmissionKey(String, #[source] std::io::Error),
     #[error("cannot listen on {0}")]
     Listen(SocketAddr, #[source] std::io::Error),
 }
@@ -108,6 +111,34 @@ async fn open_mirror(
     })
 }
 
+/// The waiting rooms' admission key: `ADMISSION_SECRET`, or the one kept in
+/// `DATA_DIR/admission.key` (made at the first start, readable by its owner only), so that an
+/// admission handed out before a restart still admits after it.
+fn admission_key(config: &ServerConfig) -> Result<AdmissionKey, ServeError> {
+    if let Some(secret) = &config.admission_secret {
+        return Ok(AdmissionKey::new(secret.as_bytes()).expect("checked by the configuration"));
+    }
+    let path = config.data_dir.join("admission.key");
+    let failed = |e| ServeError::AdmissionKey(path.display().to_string(), e);
+    let secret = match std::fs::read_to_string(&path) {
+        Ok(secret) => secret.trim().to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = booking_app::admission::random_secret();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path).map_err(failed)?;
+            std::io::Write::write_all(&mut file, secret.as_bytes()).map_err(failed)?;
+            file.sync_all().map_err(failed)?;
+            secret
+        }
+        Err(e) => return Err(failed(e)),
+    };
+    AdmissionKey::new(secret.as_bytes())
+        .map_err(|e| failed(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+}
+
 pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
     let (stores, description, show_locks) = open_stores(&config).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -133,7 +164,8 @@ pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
     let ledger = config.data_dir.join("mock-payments.jsonl");
     let payments = MockPaymentProvider::open(&ledger)
         .map_err(|e| ServeError::Ledger(ledger.display().to_string(), e))?;
-    let mut builder = App::builder(stores, config.booking.clone());
+    let mut builder =
+        App::builder(stores, config.booking.clone()).admission_key(admission_key(&config)?);
     if !config.booking.queue_based {
         tracing::info!("QUEUE_BASED_BOOKING=false: hold requests are decided as they arrive");
         builder = builder.show_locks(show_locks);
@@ -178,6 +210,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
     }));
     router = router.merge(booking_local::metrics::routes(
         app.service().clone(),
+        app.waiting_rooms().clone(),
         hub.clone(),
     ));
     if config.local_management_api {

@@ -114,6 +114,8 @@ impl Server {
             .env("RATE_LIMIT_ORDERS", "off")
             .env("RATE_LIMIT_PAYMENTS", "off")
             .env("RATE_LIMIT_PER_IP", "off")
+            .env("RATE_LIMIT_JOINS", "off")
+            .env("RATE_LIMIT_JOINS_PER_IP", "off")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in &env {

@@ -69,6 +69,16 @@ struct AdmissionClaims {
     aud: String,
 }
 
+/// A fresh random secret of 64 hexadecimal characters (from the operating system's generator,
+/// by way of two random UUIDs): for a key nobody else knows.
+pub fn random_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
 /// Mints and checks admission tokens.
 pub struct AdmissionKey {
     encoding: EncodingKey,

@@ -15,6 +15,7 @@
 //! finishes deciding what it holds, within the grace period), then the sweeper, then the
 //! notifier (pushes already queued go out before each socket gets its close frame).
 
+use crate::admission::AdmissionKey;
 use crate::auth::Authenticator;
 use crate::cancellation::Cancellations;
 use crate::catalog::CatalogAdmin;
@@ -26,6 +27,7 @@ use crate::payments::MockPaymentProvider;
 use crate::processor::BatchProcessor;
 use crate::service::BookingService;
 use crate::sweeper::Sweeper;
+use crate::waiting_rooms::WaitingRooms;
 use async_trait::async_trait;
 use axum::Router;
 use booking_core::Chain;
@@ -33,6 +35,7 @@ use booking_core::engine::SeatChange;
 use booking_core::ports::{
     CatalogStore, HoldStore, IdempotencyStore, Notifier, OrderStore, PaymentProvider, QueueError,
     QueueTicket, RateLimiter, RequestQueue, RequestStore, SeatMirror, ShowLocks, StoreError,
+    WaitingRoomStore,
 };
 use booking_core::protocol::{BookingResult, ServerMessage};
 use booking_core::{BookingRequest, Clock, ShowId, SystemClock, UserId};
@@ -89,20 +92,27 @@ pub struct Stores {
     pub holds: Arc<dyn HoldStore>,
     pub orders: Arc<dyn OrderStore>,
     pub idempotency: Arc<dyn IdempotencyStore>,
+    pub waiting_rooms: Arc<dyn WaitingRoomStore>,
 }
 
 impl Stores {
     /// Every state port served by one adapter.
     pub fn of<S>(store: Arc<S>) -> Self
     where
-        S: CatalogStore + RequestStore + HoldStore + OrderStore + IdempotencyStore,
+        S: CatalogStore
+            + RequestStore
+            + HoldStore
+            + OrderStore
+            + IdempotencyStore
+            + WaitingRoomStore,
     {
         Self {
             catalog: store.clone(),
             requests: store.clone(),
             holds: store.clone(),
             orders: store.clone(),
-            idempotency: store,
+            idempotency: store.clone(),
+            waiting_rooms: store,
         }
     }
 }
@@ -143,9 +153,17 @@ pub struct AppBuilder {
     auth: Option<Authenticator>,
     show_locks: Option<Arc<dyn ShowLocks>>,
     rate_limiter: Option<Arc<dyn RateLimiter>>,
+    admission_key: Option<AdmissionKey>,
 }
 
 impl AppBuilder {
+    /// The key of the waiting rooms' admission tokens (default: a random one, which only this
+    /// process knows: enough for one process; a deployment gives every instance the same).
+    pub fn admission_key(mut self, key: AdmissionKey) -> Self {
+        self.admission_key = Some(key);
+        self
+    }
+
     /// Where rate-limit buckets are kept (default: this process's memory). Shared ones (Redis)
     /// make every process of a deployment enforce one limit per caller.
     pub fn rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
@@ -232,6 +250,16 @@ impl AppBuilder {
             direct,
             self.config,
         ));
+        let waiting_rooms = Arc::new(WaitingRooms::new(
+            self.stores.waiting_rooms,
+            service.clone(),
+            ports.clock.clone(),
+            self.admission_key.unwrap_or_else(|| {
+                AdmissionKey::new(crate::admission::random_secret().as_bytes())
+                    .expect("a random key is long enough")
+            }),
+            ports.notifier.clone(),
+        ));
         let cancellations = Arc::new(Cancellations::new(ports.clone(), orders.clone()));
         let catalog = Arc::new(CatalogAdmin::new(
             ports.clone(),
@@ -245,20 +273,26 @@ impl AppBuilder {
             catalog,
             processor,
             decides_here,
-            auth: Arc::new(
-                self.auth
-                    .unwrap_or_else(|| Authenticator::hs256(random_key().as_bytes())),
-            ),
+            auth: Arc::new(self.auth.unwrap_or_else(|| {
+                Authenticator::hs256(crate::admission::random_secret().as_bytes())
+            })),
             sweeper: Mutex::new(None),
             limits,
+            waiting_rooms,
         }
     }
 }
+
+/// How often the local ticker moves every waiting room on: admissions go out in steps of a
+/// fifth of a second's worth.
+pub const WAITING_ROOM_TICK: Duration = Duration::from_millis(200);
 
 /// A running sweeper task and the switch that stops it.
 struct SweeperTask {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    /// The waiting rooms' ticker, stopped by the same switch.
+    ticker: JoinHandle<()>,
 }
 
 /// The application: its use cases wired to one set of adapters.
@@ -273,6 +307,7 @@ pub struct App {
     auth: Arc<Authenticator>,
     sweeper: Mutex<Option<SweeperTask>>,
     limits: Arc<Limits>,
+    waiting_rooms: Arc<WaitingRooms>,
 }
 
 /// What [`App::shutdown`] left behind.
@@ -297,6 +332,7 @@ impl App {
             auth: None,
             show_locks: None,
             rate_limiter: None,
+            admission_key: None,
         }
     }
 
@@ -308,7 +344,13 @@ impl App {
             catalog: self.catalog.clone(),
             auth: self.auth.clone(),
             limits: self.limits.clone(),
+            waiting_rooms: self.waiting_rooms.clone(),
         })
+    }
+
+    /// The shows' waiting rooms.
+    pub fn waiting_rooms(&self) -> &Arc<WaitingRooms> {
+        &self.waiting_rooms
     }
 
     /// Catalog administration (the admin API and `seatbook import`).
@@ -386,17 +428,24 @@ impl App {
         Ok(count)
     }
 
-    /// Runs the expiry sweep every `interval` until [`App::shutdown`].
+    /// Runs the expiry sweep every `interval`, and the waiting rooms' ticker every
+    /// [`WAITING_ROOM_TICK`], until [`App::shutdown`].
     pub fn spawn_sweeper(&self, interval: Duration) {
         let (stop, stopped) = watch::channel(false);
+        let ticker = tokio::spawn(
+            self.waiting_rooms
+                .clone()
+                .run(WAITING_ROOM_TICK, stopped.clone()),
+        );
         let task = tokio::spawn(self.sweeper().run(interval, stopped));
         let previous = self
             .sweeper
             .lock()
             .expect("sweeper slot poisoned")
-            .replace(SweeperTask { stop, task });
+            .replace(SweeperTask { stop, task, ticker });
         if let Some(previous) = previous {
             previous.task.abort();
+            previous.ticker.abort();
         }
     }
 
@@ -409,8 +458,13 @@ impl App {
         let left = || grace.saturating_sub(started.elapsed());
         let undecided = self.service.queue().drain(grace).await;
         let sweeper = self.sweeper.lock().expect("sweeper slot poisoned").take();
-        if let Some(SweeperTask { stop, task }) = sweeper {
+        if let Some(SweeperTask { stop, task, ticker }) = sweeper {
             let _ = stop.send(true);
+            if tokio::time::timeout(left(), ticker).await.is_err() {
+                tracing::warn!(
+                    "the waiting-room ticker was still running when the grace period ran out"
+                );
+            }
             if tokio::time::timeout(left(), task).await.is_err() {
                 tracing::warn!("the expiry sweep was still running when the grace period ran out");
             }
@@ -419,11 +473,6 @@ impl App {
         self.ports.notifier.close(left()).await;
         ShutdownReport { undecided }
     }
-}
-
-/// A key nobody knows: with it, no bearer token verifies.
-fn random_key() -> String {
-    format!("{}{}", uuid::Uuid::new_v4(), uuid::Uuid::new_v4())
 }
 
 /// The notifier of a deployment without WebSockets: outcomes are there to poll.

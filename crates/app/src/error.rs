@@ -111,6 +111,19 @@ pub enum BookingError {
     /// The show was cancelled: it takes no hold request, order, payment or catalog change.
     #[error("Show {0} was cancelled")]
     ShowCancelled(ShowId),
+    /// The show's waiting room is on and the caller shows no valid admission of their place
+    /// (`reason`: MISSING, INVALID, EXPIRED, OTHER_USER, OTHER_SHOW, NOT_ADMITTED).
+    #[error("This show's waiting room is on: join it and use the admission token it gives you")]
+    AdmissionRequired { reason: &'static str },
+    /// The show has no waiting room (none is on).
+    #[error("This show has no waiting room")]
+    WaitingRoomNotFound,
+    /// The caller has no place in the show's waiting room.
+    #[error("You have no place in this show's waiting room; join it first")]
+    NotInWaitingRoom,
+    /// An admin's waiting-room settings are out of bounds.
+    #[error("{0}")]
+    InvalidWaitingRoom(String),
     /// A store failed (unavailable: worth retrying; corrupt: it is not).
     #[error("booking store failed")]
     Store(#[from] StoreError),
@@ -162,6 +175,10 @@ impl BookingError {
             Self::SeatsUnavailable { .. } => "SEATS_UNAVAILABLE",
             Self::RequestExpired { .. } => "REQUEST_EXPIRED",
             Self::InvalidReason => "INVALID_REASON",
+            Self::AdmissionRequired { .. } => "ADMISSION_REQUIRED",
+            Self::WaitingRoomNotFound => "WAITING_ROOM_NOT_FOUND",
+            Self::NotInWaitingRoom => "NOT_IN_WAITING_ROOM",
+            Self::InvalidWaitingRoom(_) => "INVALID_WAITING_ROOM",
             Self::IdempotencyKeyInFlight => "IDEMPOTENCY_KEY_IN_FLIGHT",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::Store(e) if !e.is_unavailable() => "INTERNAL_ERROR",
@@ -271,6 +288,7 @@ impl IntoResponse for ApiError {
                 | "UNSUPPORTED_MEDIA_TYPE"
                 | "TOO_MANY_OPEN_REQUESTS"
                 | "RATE_LIMITED"
+                | "ADMISSION_REQUIRED"
         );
         let mut error = json!({ "code": self.code, "message": self.message });
         if let Some(details) = self.details {
@@ -297,7 +315,9 @@ impl From<BookingError> for ApiError {
         e.log();
         let status = match &e {
             ShowNotFound | MovieNotFound | RequestNotFound | HoldNotFound | OrderNotFound
-            | DeadLetterNotFound => StatusCode::NOT_FOUND,
+            | DeadLetterNotFound | WaitingRoomNotFound | NotInWaitingRoom => StatusCode::NOT_FOUND,
+            AdmissionRequired { .. } => StatusCode::FORBIDDEN,
+            InvalidWaitingRoom(_) => StatusCode::UNPROCESSABLE_ENTITY,
             HoldNotActive(_)
             | HoldConverted { .. }
             | OrderExpired
@@ -339,6 +359,7 @@ impl From<BookingError> for ApiError {
                 "orderId": order_id, "status": OrderStatus::Failed, "reason": reason
             })),
             InvalidLimit { max } => Some(json!({ "max": max })),
+            AdmissionRequired { reason } => Some(json!({ "reason": reason })),
             InvalidCatalog(issues) => Some(json!({ "issues": issues })),
             ShowOnSale(show) | ShowCancelled(show) => Some(json!({ "showId": show })),
             TooManyOpenRequests { max } => Some(json!({ "max": max })),

@@ -24,6 +24,7 @@ pub mod processor;
 pub mod service;
 pub mod show_locks;
 pub mod sweeper;
+pub mod waiting_rooms;
 
 pub use app::{App, AppBuilder, Ports, QueueAdapter, Stores};
 pub use auth::{Authenticator, Caller};

@@ -35,6 +35,11 @@ pub enum LimitKind {
     Payments,
     /// Routes anyone may call (the catalog, the seat map), per client address.
     Anonymous,
+    /// Joining a waiting room, per user.
+    Joins,
+    /// Joining a waiting room, per client address: against one machine farming places with
+    /// many accounts.
+    JoinsPerAddress,
 }
 
 impl LimitKind {
@@ -44,6 +49,8 @@ impl LimitKind {
             Self::Orders => "orders",
             Self::Payments => "payments",
             Self::Anonymous => "ip",
+            Self::Joins => "joins",
+            Self::JoinsPerAddress => "joins-ip",
         }
     }
 }
@@ -60,6 +67,11 @@ pub struct RateLimits {
     /// `RATE_LIMIT_PER_IP`, default `50/s,burst=200`: generous, because a whole campus or a
     /// mobile carrier's NAT can share one address.
     pub anonymous: RateSetting,
+    /// `RATE_LIMIT_JOINS`, default `10/min,burst=5`: a user needs one place per show.
+    pub joins: RateSetting,
+    /// `RATE_LIMIT_JOINS_PER_IP`, default `300/min,burst=100`: a campus behind one address
+    /// joins a premiere at once; a farm of accounts on one machine does not get far.
+    pub joins_per_address: RateSetting,
 }
 
 impl Default for RateLimits {
@@ -70,6 +82,8 @@ impl Default for RateLimits {
             orders: per_minute(30, 5),
             payments: per_minute(30, 5),
             anonymous: Some(RateRule::new(50, Duration::from_secs(1), 200)),
+            joins: per_minute(10, 5),
+            joins_per_address: per_minute(300, 100),
         }
     }
 }
@@ -81,6 +95,8 @@ impl RateLimits {
         orders: None,
         payments: None,
         anonymous: None,
+        joins: None,
+        joins_per_address: None,
     };
 
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -90,6 +106,8 @@ impl RateLimits {
             orders: setting("RATE_LIMIT_ORDERS", d.orders)?,
             payments: setting("RATE_LIMIT_PAYMENTS", d.payments)?,
             anonymous: setting("RATE_LIMIT_PER_IP", d.anonymous)?,
+            joins: setting("RATE_LIMIT_JOINS", d.joins)?,
+            joins_per_address: setting("RATE_LIMIT_JOINS_PER_IP", d.joins_per_address)?,
         })
     }
 
@@ -99,6 +117,8 @@ impl RateLimits {
             LimitKind::Orders => self.orders,
             LimitKind::Payments => self.payments,
             LimitKind::Anonymous => self.anonymous,
+            LimitKind::Joins => self.joins,
+            LimitKind::JoinsPerAddress => self.joins_per_address,
         }
     }
 }
@@ -155,6 +175,18 @@ impl Limits {
     /// [`Limits::check`] for a caller known only by address.
     pub async fn check_address(&self, address: IpAddr) -> Result<(), ApiError> {
         self.check(LimitKind::Anonymous, &bucket_of(address)).await
+    }
+
+    /// [`Limits::check`] of a waiting-room join: the user's bucket, then their address's.
+    pub async fn check_join(&self, user: &str, address: Option<IpAddr>) -> Result<(), ApiError> {
+        self.check(LimitKind::Joins, user).await?;
+        match address {
+            Some(address) => {
+                self.check(LimitKind::JoinsPerAddress, &bucket_of(address))
+                    .await
+            }
+            None => Ok(()),
+        }
     }
 }
 

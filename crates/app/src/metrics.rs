@@ -27,7 +27,8 @@ pub const REQUESTS_DECIDED: &str = "seatbook_requests_decided_total";
 pub const BATCH_SIZE: &str = "seatbook_decision_batch_size";
 /// Time a batch takes: read the show, decide, commit, push the outcomes.
 pub const BATCH_DURATION: &str = "seatbook_decision_batch_duration_seconds";
-/// Requests refused with 429 `RATE_LIMITED`, by `limit`: `holds`, `orders`, `payments`, `ip`.
+/// Requests refused with 429 `RATE_LIMITED`, by `limit`: `holds`, `orders`, `payments`, `ip`,
+/// `joins`, `joins-ip`.
 pub const RATE_LIMITED: &str = "seatbook_rate_limited_total";
 /// Holds the sweep ended because their time ran out.
 pub const HOLDS_EXPIRED: &str = "seatbook_holds_expired_total";
@@ -41,6 +42,12 @@ pub const QUEUE_IN_FLIGHT: &str = "seatbook_queue_in_flight";
 pub const QUEUE_DEAD_LETTERS: &str = "seatbook_queue_dead_letters";
 /// How long the oldest waiting request of a show has waited, by `show_id`.
 pub const QUEUE_OLDEST_AGE: &str = "seatbook_queue_oldest_waiting_age_seconds";
+/// Waiting-room places that moved on, by `event`: `admitted` (let in), `abandoned` (not seen
+/// within the grace period) or `expired` (an admission unused, or a shopping session, ran out).
+pub const WAITING_ROOM_EVENTS: &str = "seatbook_waiting_room_events_total";
+/// Places of a show's waiting room, by `show_id` and `state` (read from the store at each
+/// scrape): WAITING, ADMITTED, SHOPPING, DONE (bought or left), ABANDONED, EXPIRED.
+pub const WAITING_ROOM_PLACES: &str = "seatbook_waiting_room_places";
 /// Open WebSocket connections.
 pub const WEBSOCKET_CONNECTIONS: &str = "seatbook_websocket_connections";
 
@@ -103,6 +110,14 @@ pub fn describe() {
         "Age of the oldest waiting request, by show"
     );
     describe_gauge!(WEBSOCKET_CONNECTIONS, "Open WebSocket connections");
+    describe_counter!(
+        WAITING_ROOM_EVENTS,
+        "Waiting-room places admitted, abandoned or expired, by event"
+    );
+    describe_gauge!(
+        WAITING_ROOM_PLACES,
+        "Places of a show's waiting room, by show and state"
+    );
 }
 
 /// Middleware: counts and times every HTTP request by its route pattern and status.
@@ -135,6 +150,19 @@ pub fn swept(report: &SweepReport) {
     counter!(HOLDS_EXPIRED).increment(report.holds_expired as u64);
     counter!(ORDERS_EXPIRED).increment(report.orders_expired as u64);
     counter!(REQUESTS_DECIDED, "outcome" => "expired").increment(report.requests_expired as u64);
+}
+
+/// What one tick of a waiting room changed.
+pub fn waiting_room_tick(tick: &booking_core::waiting_room::Tick) {
+    for (event, count) in [
+        ("admitted", tick.admitted.len()),
+        ("abandoned", tick.abandoned.len()),
+        ("expired", tick.expired.len()),
+    ] {
+        if count > 0 {
+            counter!(WAITING_ROOM_EVENTS, "event" => event).increment(count as u64);
+        }
+    }
 }
 
 /// A request refused by the rate limit `limit`.

@@ -174,7 +174,7 @@ impl BookingService {
             .remove(&show_id);
     }
 
-    async fn require_show(&self, raw: &str) -> Result<Show, BookingError> {
+    pub(crate) async fn require_show(&self, raw: &str) -> Result<Show, BookingError> {
         let show_id: ShowId = raw.parse().map_err(|_| BookingError::ShowNotFound)?;
         self.show(show_id).await?.ok_or(BookingError::ShowNotFound)
     }

@@ -71,6 +71,8 @@ pub trait WaitingRoomStore: Send + Sync + 'static {
     async fn remove_room(&self, show: ShowId) -> Result<bool, StoreError>;
     /// The show's room: its policy, whether its order is drawn, and its places by state.
     async fn room(&self, show: ShowId) -> Result<Option<RoomSummary>, StoreError>;
+    /// The show's room's policy alone (what every poll needs; cheaper than [`Self::room`]).
+    async fn room_policy(&self, show: ShowId) -> Result<Option<RoomPolicy>, StoreError>;
     /// The shows that have a room, for the ticker.
     async fn rooms(&self) -> Result<Vec<ShowId>, StoreError>;
     /// [`Room::join`](crate::waiting_room::Room::join); `None` if the show has no room.
@@ -88,6 +90,9 @@ pub trait WaitingRoomStore: Send + Sync + 'static {
         user: &UserId,
         seen_at: Option<DateTime<Utc>>,
     ) -> Result<Option<PlaceStatus>, StoreError>;
+    /// Everyone waiting with a position (the order is drawn), in admission order: the first is
+    /// position 1. For the coalesced position pushes.
+    async fn waiting_places(&self, show: ShowId) -> Result<Vec<(UserId, u64)>, StoreError>;
     /// [`Room::tick`](crate::waiting_room::Room::tick), with `seed` for the opening's draw.
     async fn tick_room(
         &self,

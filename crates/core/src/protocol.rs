@@ -66,6 +66,23 @@ pub enum ServerMessage {
     /// also told in its own message.
     #[serde(rename = "SHOW_CANCELLED", rename_all = "camelCase")]
     ShowCancelled { show_id: ShowId, reason: String },
+    /// The recipient's place in a show's waiting room: sent when they are let in (with the
+    /// admission token), and while they wait, now and then (coalesced: not at every admission).
+    #[serde(rename = "WAITING_ROOM_POSITION", rename_all = "camelCase")]
+    WaitingRoomPosition {
+        show_id: ShowId,
+        ticket: u64,
+        /// WAITING or ADMITTED.
+        state: String,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        position: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        estimated_wait_seconds: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        admission_token: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        admission_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// Acknowledges a `subscribe`: from now on this connection gets the show's SEATS_CHANGED.
     #[serde(rename = "SUBSCRIBED", rename_all = "camelCase")]
     Subscribed { show_id: ShowId },
@@ -168,7 +185,7 @@ mod tests {
     const SCHEMA: &str = include_str!("../../../docs/websocket-messages.schema.json");
 
     /// Checks `value` against `node` of the schema, for the keywords the schema uses (`$ref`,
-    /// `oneOf`, `const`, `enum`, `type`, `properties`, `required`, `additionalProperties`,
+    /// `oneOf`, `const`, `enum`, `type` (object, array, string, integer, null), `properties`, `required`, `additionalProperties`,
     /// `items`); patterns are left to the id types' own parsers.
     fn conforms(root: &Value, node: &Value, value: &Value) -> Result<(), String> {
         if let Some(reference) = node.get("$ref").and_then(Value::as_str) {
@@ -201,6 +218,7 @@ mod tests {
             Some("object") => value.is_object(),
             Some("array") => value.is_array(),
             Some("string") => value.is_string(),
+            Some("integer") => value.is_u64() || value.is_i64(),
             Some("null") => value.is_null(),
             Some(other) => panic!("the checker does not know type {other}"),
         };
@@ -277,6 +295,24 @@ mod tests {
         messages.push(ServerMessage::ShowCancelled {
             show_id: show,
             reason: String::new(),
+        });
+        messages.push(ServerMessage::WaitingRoomPosition {
+            show_id: show,
+            ticket: 7,
+            state: "WAITING".into(),
+            position: Some(3),
+            estimated_wait_seconds: Some(1),
+            admission_token: None,
+            admission_expires_at: None,
+        });
+        messages.push(ServerMessage::WaitingRoomPosition {
+            show_id: show,
+            ticket: 8,
+            state: "ADMITTED".into(),
+            position: None,
+            estimated_wait_seconds: None,
+            admission_token: Some("a.b.c".into()),
+            admission_expires_at: Some(chrono::DateTime::UNIX_EPOCH),
         });
         messages.push(ServerMessage::Subscribed { show_id: show });
         messages.push(ServerMessage::Pong);

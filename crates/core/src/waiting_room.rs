@@ -93,14 +93,21 @@ impl PlaceState {
     }
 
     /// What a hold at `now` does to a place in this state: `Ok(Some(shopping))` starts its
-    /// shopping session, `Ok(None)` is a hold within a session already started.
-    pub fn start_shopping(self, now: DateTime<Utc>) -> Result<Option<Self>, AdmissionError> {
+    /// shopping session, `Ok(None)` is a hold within a session already started (and not past
+    /// `shopping_ttl`: a lapsed session is over at once, whether or not a tick has marked it).
+    pub fn start_shopping(
+        self,
+        now: DateTime<Utc>,
+        shopping_ttl: Duration,
+    ) -> Result<Option<Self>, AdmissionError> {
         match self {
             Self::Admitted { expires_at } if now < expires_at => {
                 Ok(Some(Self::Shopping { since: now }))
             }
-            Self::Shopping { .. } => Ok(None),
-            Self::Admitted { .. } | Self::Expired => Err(AdmissionError::Expired),
+            Self::Shopping { since } if now - since < shopping_ttl => Ok(None),
+            Self::Admitted { .. } | Self::Shopping { .. } | Self::Expired => {
+                Err(AdmissionError::Expired)
+            }
             Self::Waiting | Self::Done | Self::Abandoned => Err(AdmissionError::NotAdmitted),
         }
     }
@@ -461,7 +468,7 @@ impl Room {
     ) -> Result<(), AdmissionError> {
         let &index = self.by_user.get(user).ok_or(AdmissionError::NoPlace)?;
         let place = &mut self.places[index];
-        if let Some(shopping) = place.state.start_shopping(now)? {
+        if let Some(shopping) = place.state.start_shopping(now, self.policy.shopping_ttl)? {
             place.state = shopping;
         }
         Ok(())
@@ -740,5 +747,11 @@ mod tests {
         room.tick(at(0), || seed(6));
         assert_eq!(room.start_shopping(&user(1), at(1)), Ok(()));
         assert_eq!(room.start_shopping(&user(1), at(2)), Ok(()), "repeatable");
+        // A session past its time is over at once, before any tick marks it.
+        let lapsed = at(1) + policy().shopping_ttl;
+        assert_eq!(
+            room.start_shopping(&user(1), lapsed),
+            Err(AdmissionError::Expired)
+        );
     }
 }

@@ -142,6 +142,19 @@ pub async fn jwt_secret(sdk: &aws_config::SdkConfig) -> Result<String, ConfigErr
     secret_string(&client, &arn).await
 }
 
+/// The waiting rooms' admission key: `ADMISSION_SECRET`, or the secret `ADMISSION_SECRET_ARN`;
+/// `None` when neither is set.
+pub async fn admission_secret(sdk: &aws_config::SdkConfig) -> Result<Option<String>, ConfigError> {
+    if let Some(secret) = optional("ADMISSION_SECRET") {
+        return Ok(Some(secret));
+    }
+    let Some(arn) = optional("ADMISSION_SECRET_ARN") else {
+        return Ok(None);
+    };
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    secret_string(&client, &arn).await.map(Some)
+}
+
 /// How the api function learns who calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {

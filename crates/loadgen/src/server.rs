@@ -203,6 +203,8 @@ fn spawn(
         .env("RATE_LIMIT_ORDERS", "off")
         .env("RATE_LIMIT_PAYMENTS", "off")
         .env("RATE_LIMIT_PER_IP", "off")
+        .env("RATE_LIMIT_JOINS", "off")
+        .env("RATE_LIMIT_JOINS_PER_IP", "off")
         .env("MAX_SOCKETS", (sockets + 1000).to_string())
         .env("MAX_CONCURRENT_REQUESTS", "4096")
         .env_remove("DATABASE_URL")

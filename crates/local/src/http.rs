@@ -111,6 +111,7 @@ pub fn guarded(router: Router, limits: &HttpLimits) -> Router {
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
                 HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static(booking_app::http::waiting_rooms::ADMISSION_HEADER),
                 HeaderName::from_static(booking_app::http::request_id::REQUEST_ID),
             ])
             .expose_headers([

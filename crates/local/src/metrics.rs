@@ -17,7 +17,9 @@ use axum::routing::get;
 use booking_app::error::ApiError;
 use booking_app::metrics as names;
 use booking_app::service::BookingService;
+use booking_app::waiting_rooms::WaitingRooms;
 use booking_core::ShowId;
+use booking_core::waiting_room::RoomCounts;
 use metrics::gauge;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::collections::HashSet;
@@ -46,19 +48,24 @@ pub fn recorder() -> &'static PrometheusHandle {
 struct Scrape {
     handle: &'static PrometheusHandle,
     service: Arc<BookingService>,
+    rooms: Arc<WaitingRooms>,
     hub: Arc<WsHub>,
     /// Shows given queue gauges at the last scrape: one that is no longer listed has nothing
     /// waiting any more, and its gauges are set to 0 rather than left at their last value.
     shows: Mutex<HashSet<ShowId>>,
+    /// Shows given waiting-room gauges at the last scrape, likewise (a room switched off).
+    rooms_seen: Mutex<HashSet<ShowId>>,
 }
 
 /// `GET /metrics`, reading the queues from `service` and the sockets from `hub`.
-pub fn routes(service: Arc<BookingService>, hub: Arc<WsHub>) -> Router {
+pub fn routes(service: Arc<BookingService>, rooms: Arc<WaitingRooms>, hub: Arc<WsHub>) -> Router {
     let scrape = Arc::new(Scrape {
         handle: recorder(),
         service,
+        rooms,
         hub,
         shows: Mutex::new(HashSet::new()),
+        rooms_seen: Mutex::new(HashSet::new()),
     });
     Router::new()
         .route("/metrics", get(metrics))
@@ -88,6 +95,23 @@ async fn metrics(State(scrape): State<Arc<Scrape>>) -> Response {
         *previous = current;
     }
     gauge!(names::WEBSOCKET_CONNECTIONS).set(scrape.hub.connection_count() as f64);
+    match scrape.rooms.summaries().await {
+        Ok(rooms) => {
+            let mut previous = scrape.rooms_seen.lock().unwrap_or_else(|p| p.into_inner());
+            let current: HashSet<ShowId> = rooms.iter().map(|(show, _)| *show).collect();
+            for gone in previous.difference(&current) {
+                set_room_gauges(*gone, RoomCounts::default());
+            }
+            for (show, room) in rooms {
+                set_room_gauges(show, room.counts);
+            }
+            *previous = current;
+        }
+        // The other metrics are still worth a scrape; the rooms' gauges keep their last values.
+        Err(e) => {
+            tracing::warn!(error = %booking_core::Chain(&e), "could not read the waiting rooms for /metrics")
+        }
+    }
     scrape.handle.run_upkeep();
     (
         StatusCode::OK,
@@ -98,6 +122,20 @@ async fn metrics(State(scrape): State<Arc<Scrape>>) -> Response {
         scrape.handle.render(),
     )
         .into_response()
+}
+
+fn set_room_gauges(show: ShowId, c: RoomCounts) {
+    for (state, count) in [
+        ("WAITING", c.waiting),
+        ("ADMITTED", c.admitted),
+        ("SHOPPING", c.shopping),
+        ("DONE", c.done),
+        ("ABANDONED", c.abandoned),
+        ("EXPIRED", c.expired),
+    ] {
+        gauge!(names::WAITING_ROOM_PLACES, "show_id" => show.to_string(), "state" => state)
+            .set(count as f64);
+    }
 }
 
 fn set_queue_gauges(show: ShowId, waiting: u64, in_flight: u64, dead: u64, oldest_age: u64) {

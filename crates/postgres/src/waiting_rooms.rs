@@ -201,6 +201,13 @@ impl WaitingRoomStore for PgStore {
         }))
     }
 
+    async fn room_policy(&self, show: ShowId) -> Result<Option<RoomPolicy>, StoreError> {
+        let mut conn = self.pool().acquire().await.map_err(codec::store_error)?;
+        Ok(load_room(&mut conn, show, false)
+            .await?
+            .map(|room| room.policy))
+    }
+
     async fn rooms(&self) -> Result<Vec<ShowId>, StoreError> {
         let shows = sqlx::query_scalar!("SELECT show_id FROM waiting_rooms")
             .fetch_all(self.pool())
@@ -309,6 +316,26 @@ impl WaitingRoomStore for PgStore {
         };
         tx.commit().await.map_err(codec::store_error)?;
         Ok(Some(PlaceStatus { place, position }))
+    }
+
+    async fn waiting_places(&self, show: ShowId) -> Result<Vec<(UserId, u64)>, StoreError> {
+        let rows = sqlx::query!(
+            "SELECT user_id, ticket FROM waiting_room_places \
+             WHERE show_id = $1 AND state = 'WAITING' AND queue_rank IS NOT NULL \
+             ORDER BY queue_rank",
+            show.as_uuid()
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(codec::store_error)?;
+        rows.into_iter()
+            .map(|r| {
+                Ok((
+                    codec::parse(&r.user_id, "waiting_room_places.user_id")?,
+                    r.ticket as u64,
+                ))
+            })
+            .collect()
     }
 
     #[tracing::instrument(skip_all, fields(%show))]
@@ -449,6 +476,9 @@ impl WaitingRoomStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<Result<(), AdmissionError>, StoreError> {
         let mut tx = self.pool().begin().await.map_err(codec::store_error)?;
+        let Some(StoredRoom { policy, .. }) = load_room(&mut tx, show, false).await? else {
+            return Ok(Err(AdmissionError::NoPlace));
+        };
         let Some((place, _)) = latest_place(&mut tx, show, user).await? else {
             return Ok(Err(AdmissionError::NoPlace));
         };
@@ -458,7 +488,7 @@ impl WaitingRoomStore for PgStore {
         } else {
             place
                 .state
-                .start_shopping(now)
+                .start_shopping(now, policy.shopping_ttl)
                 .map(|shopping| shopping.is_some())
         };
         if verdict == Ok(true) {

@@ -221,6 +221,11 @@ impl WaitingRoomStore for SqliteStore {
         }))
     }
 
+    async fn room_policy(&self, show: ShowId) -> Result<Option<RoomPolicy>, StoreError> {
+        let mut conn = self.readers().acquire().await.map_err(codec::store_error)?;
+        Ok(load_room(&mut conn, show).await?.map(|room| room.policy))
+    }
+
     async fn rooms(&self) -> Result<Vec<ShowId>, StoreError> {
         let rows: Vec<(String,)> = sqlx::query_as("SELECT show_id FROM waiting_rooms")
             .fetch_all(self.readers())
@@ -344,6 +349,26 @@ impl WaitingRoomStore for SqliteStore {
             _ => None,
         };
         Ok(Some(PlaceStatus { place, position }))
+    }
+
+    async fn waiting_places(&self, show: ShowId) -> Result<Vec<(UserId, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT user_id, ticket FROM waiting_room_places \
+             WHERE show_id = ?1 AND state = 'WAITING' AND queue_rank IS NOT NULL \
+             ORDER BY queue_rank",
+        )
+        .bind(show.to_string())
+        .fetch_all(self.readers())
+        .await
+        .map_err(codec::store_error)?;
+        rows.into_iter()
+            .map(|(user, ticket)| {
+                Ok((
+                    codec::parse(&user, "waiting_room_places.user_id")?,
+                    ticket as u64,
+                ))
+            })
+            .collect()
     }
 
     #[tracing::instrument(skip_all, fields(%show))]
@@ -492,6 +517,9 @@ impl WaitingRoomStore for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(codec::store_error)?;
+        let Some(StoredRoom { policy, .. }) = load_room(&mut tx, show).await? else {
+            return Ok(Err(AdmissionError::NoPlace));
+        };
         let Some((place, _)) = latest_place(&mut tx, show, user).await? else {
             return Ok(Err(AdmissionError::NoPlace));
         };
@@ -501,7 +529,7 @@ impl WaitingRoomStore for SqliteStore {
         } else {
             place
                 .state
-                .start_shopping(now)
+                .start_shopping(now, policy.shopping_ttl)
                 .map(|shopping| shopping.is_some())
         };
         if verdict == Ok(true) {

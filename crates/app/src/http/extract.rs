@@ -162,23 +162,39 @@ impl<R: LimitedRoute> FromRequestParts<AppState> for Limited<R> {
     }
 }
 
+/// A caller joining a waiting room within their join limits, per user and per client address
+/// (429 `RATE_LIMITED` otherwise): one machine cannot farm places with many accounts.
+pub struct JoinLimited(pub Caller);
+
+impl FromRequestParts<AppState> for JoinLimited {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let address = client_address(&parts.extensions);
+        state
+            .limits
+            .check_join(caller.user_id.as_str(), address)
+            .await?;
+        Ok(JoinLimited(caller))
+    }
+}
+
+/// The client's address: as the api function's gateway saw it, else the socket's peer.
+fn client_address(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    extensions.get::<ClientAddress>().map(|a| a.0).or_else(|| {
+        extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+    })
+}
+
 /// Middleware for the routes anyone may call: each client address within its rate limit.
 pub async fn limit_by_address(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let address = request
-        .extensions()
-        .get::<ClientAddress>()
-        .map(|a| a.0)
-        .or_else(|| {
-            request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip())
-        });
-    if let Some(address) = address {
+    if let Some(address) = client_address(request.extensions()) {
         state.limits.check_address(address).await?;
     }
     Ok(next.run(request).await)

@@ -6,13 +6,14 @@ use super::extract::{ApiJson, HoldWrites, Limited, Segment};
 use super::idempotency::KeyUse;
 use super::openapi::ErrorBody;
 use super::requests::status_url;
+use super::waiting_rooms::ADMISSION_HEADER;
 use crate::auth::Caller;
 use crate::error::{ApiError, BookingError};
 use crate::service::{Accepted, HoldRequestInput};
 use axum::Extension;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use booking_core::{
     BookingRequest, Hold, HoldId, HoldStatus, RequestId, RequestOutcome, RequestStatus, SeatId,
@@ -142,12 +143,14 @@ struct HoldBody {
     path = "/api/v1/holds",
     tag = "holds",
     security(("bearerAuth" = [])),
+    params(("Admission-Token" = Option<String>, Header, description = "The admission token of the caller's place in the show's waiting room, when the room is on")),
     request_body = HoldBody,
     responses(
         (status = 202, description = "Accepted and queued (or, for a reused Idempotency-Key, the earlier request as it stands)", body = AcceptedView,
             headers(("Location" = String, description = "The request's status URL"))),
         (status = 201, description = "Direct mode: the seats are held", body = HoldView,
             headers(("Location" = String, description = "The hold's URL"))),
+        (status = 403, description = "ADMISSION_REQUIRED: the show's waiting room is on and the `Admission-Token` header carries no valid admission of the caller's place (`details.reason`)", body = ErrorBody),
         (status = 404, description = "SHOW_NOT_FOUND: no such show", body = ErrorBody),
         (status = 409, description = "SHOW_CANCELLED: the show was cancelled; direct mode: SEATS_UNAVAILABLE (with alternatives), REQUEST_EXPIRED", body = ErrorBody),
         (status = 422, description = "NO_SEATS, TOO_MANY_SEATS, INVALID_SEAT_ID, SEAT_NOT_IN_LAYOUT, SEAT_BLOCKED, DUPLICATE_SEATS: the seats asked for are not a valid choice", body = ErrorBody),
@@ -158,11 +161,20 @@ async fn create_hold(
     State(state): State<AppState>,
     Limited(caller, _): Limited<HoldWrites>,
     key_use: Option<Extension<KeyUse>>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<HoldBody>,
 ) -> Result<Response, ApiError> {
     // Only a well-formed id goes into the logs: the body's string is the caller's.
     if let Ok(show) = body.show_id.parse::<ShowId>() {
         tracing::Span::current().record("show_id", tracing::field::display(show));
+        // A show whose waiting room is on takes requests from those it let in only.
+        let token = headers
+            .get(ADMISSION_HEADER)
+            .and_then(|value| value.to_str().ok());
+        state
+            .waiting_rooms
+            .admit_hold(&caller.user_id, show, token)
+            .await?;
     }
     // Under an Idempotency-Key, the request is stored with the key's use id: a retry after a
     // crash (the first attempt's answer never kept) finds the request the first attempt made.

@@ -19,6 +19,7 @@ pub mod openapi;
 mod orders;
 pub mod request_id;
 mod requests;
+pub mod waiting_rooms;
 
 pub use admin_catalog::MAX_CATALOG_BYTES;
 pub use extract::{Admin, ApiJson, ApiQuery, AuthorizedCaller, Limited, Segment};
@@ -45,6 +46,7 @@ pub struct AppState {
     pub catalog: Arc<CatalogAdmin>,
     pub auth: Arc<Authenticator>,
     pub limits: Arc<Limits>,
+    pub waiting_rooms: Arc<crate::waiting_rooms::WaitingRooms>,
 }
 
 /// The route a request matched, as the router's pattern (`/api/v1/holds/{hold_id}`), or
@@ -70,6 +72,7 @@ fn documented(
         .merge(requests::routes())
         .merge(admin::routes())
         .merge(admin_catalog::routes())
+        .merge(waiting_rooms::routes())
 }
 
 /// The OpenAPI document of the router's routes (what `GET /api/v1/openapi.json` serves).

@@ -155,12 +155,28 @@ pub const ERROR_CODES: &[(&str, &str)] = &[
         "422: a catalog write was refused; every value at fault in `details.issues`",
     ),
     (
+        "INVALID_WAITING_ROOM",
+        "422: a waiting-room setting is out of bounds (the message says which)",
+    ),
+    (
         "INVALID_REASON",
         "422: `reason` is over 500 characters or has control characters",
     ),
     (
         "IDEMPOTENCY_KEY_REUSED",
         "422: this Idempotency-Key was used for a different request",
+    ),
+    (
+        "ADMISSION_REQUIRED",
+        "403: the show's waiting room is on and no valid admission token of the caller's place was sent (`details.reason`)",
+    ),
+    (
+        "WAITING_ROOM_NOT_FOUND",
+        "404: the show has no waiting room",
+    ),
+    (
+        "NOT_IN_WAITING_ROOM",
+        "404: the caller has no place in the show's waiting room",
     ),
     (
         "RATE_LIMITED",
@@ -462,10 +478,11 @@ mod tests {
         // that Lambda serves too.
         let reference = repository_file("docs/API.md");
         let mut listed = BTreeSet::new();
-        for line in reference
-            .lines()
-            .filter(|l| l.starts_with("| GET") || l.starts_with("| P"))
-        {
+        for line in reference.lines().filter(|l| {
+            ["| GET", "| P", "| DELETE"]
+                .iter()
+                .any(|m| l.starts_with(m))
+        }) {
             let cells: Vec<&str> = line.split('|').map(str::trim).collect();
             let path = cells[2].split('`').nth(1).unwrap_or_default();
             let path = path.split('?').next().unwrap_or_default();
@@ -523,41 +540,80 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_public_operation_is_public_in_the_deployed_http_api() {
-        // The SAM template's HTTP API routes what needs no token around the JWT authorizer, by
-        // exact path or by a `{proxy+}` under a prefix; a public route missing there would answer
-        // 401 deployed (in authorizer mode) while it answers locally.
+    /// The SAM template's HTTP API routes: each path, and whether its operations ask for the
+    /// JWT authorizer.
+    fn deployed_routes() -> Vec<(String, bool)> {
         let template = repository_file("template.yaml");
-        let routed: Vec<&str> = template
-            .lines()
-            .filter_map(|l| l.strip_prefix("          /"))
-            .filter_map(|l| l.strip_suffix(':'))
-            .collect();
-        let json = serde_json::to_value(crate::http::document()).unwrap();
-        let mut public = 0;
-        for (path, item) in json["paths"].as_object().unwrap() {
-            for (method, operation) in item.as_object().unwrap() {
-                if operation.get("security").is_some() {
-                    continue;
-                }
-                public += 1;
-                assert_eq!(method, "get", "{path}: a public route that writes");
-                let path = &path[1..];
-                let covered = routed
-                    .iter()
-                    .any(|route| match route.strip_suffix("{proxy+}") {
-                        Some("") => false, // the catch-all, behind the authorizer
-                        Some(prefix) => path.starts_with(prefix),
-                        None => *route == path,
-                    });
-                assert!(
-                    covered,
-                    "/{path} is public but not routed around the authorizer"
-                );
+        let mut routes: Vec<(String, bool)> = Vec::new();
+        for line in template.lines() {
+            if let Some(path) = line
+                .strip_prefix("          /")
+                .and_then(|l| l.strip_suffix(':'))
+            {
+                routes.push((path.to_owned(), false));
+            } else if line.starts_with("        components:") {
+                break;
+            } else if line.trim_start().starts_with("security:")
+                && let Some(route) = routes.last_mut()
+            {
+                route.1 = true;
             }
         }
-        assert!(public >= 6, "{public}");
+        routes
+    }
+
+    /// The route API Gateway picks for `path` (without its leading `/`): an exact one (path
+    /// parameters named as in the document) before the longest `{proxy+}` prefix.
+    fn deployed_route_of<'a>(routes: &'a [(String, bool)], path: &str) -> &'a (String, bool) {
+        routes
+            .iter()
+            .find(|(route, _)| route == path)
+            .or_else(|| {
+                routes
+                    .iter()
+                    .filter(|(route, _)| {
+                        route
+                            .strip_suffix("{proxy+}")
+                            .is_some_and(|prefix| path.starts_with(prefix))
+                    })
+                    .max_by_key(|(route, _)| route.len())
+            })
+            .unwrap_or_else(|| panic!("/{path} has no route in template.yaml"))
+    }
+
+    #[test]
+    fn the_deployed_http_api_asks_for_a_token_where_the_api_does() {
+        // The SAM template's HTTP API routes what needs no token around the JWT authorizer, by
+        // exact path or by a `{proxy+}` under a prefix. A public route sent through the
+        // authorizer would answer 401 deployed (in authorizer mode) while it answers locally;
+        // a secured one routed around it would reach the function without the claims it reads
+        // the caller from.
+        let routes = deployed_routes();
+        let json = serde_json::to_value(crate::http::document()).unwrap();
+        let (mut public, mut secured) = (0, 0);
+        for (path, item) in json["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let (route, behind_authorizer) = deployed_route_of(&routes, &path[1..]);
+                if operation.get("security").is_some() {
+                    secured += 1;
+                    assert!(
+                        *behind_authorizer,
+                        "{method} {path} needs a token, but /{route} does not ask for one"
+                    );
+                } else {
+                    public += 1;
+                    assert_eq!(method, "get", "{path}: a public route that writes");
+                    assert!(
+                        !behind_authorizer,
+                        "{path} is public, but /{route} sends it through the authorizer"
+                    );
+                }
+            }
+        }
+        assert!(
+            public >= 6 && secured >= 20,
+            "{public} public, {secured} secured"
+        );
     }
 
     /// The code of each `ApiError` the sources build, and each `BookingError::code` arm.

@@ -230,6 +230,17 @@ async fn confirm_payment(
         .orders
         .confirm_payment(&caller.user_id, &id, &body.payment_token, use_of(&key_use))
         .await?;
+    if order.status == OrderStatus::Confirmed {
+        // A purchase ends the buyer's shopping session: the next in line may come in now. The
+        // order is paid whatever happens here; a failure only leaves the session to run out.
+        if let Err(e) = state
+            .waiting_rooms
+            .bought(&caller.user_id, order.show_id)
+            .await
+        {
+            tracing::warn!(error = %booking_core::Chain(&e), "could not end a shopping session after a purchase; it runs out by itself");
+        }
+    }
     Ok(Json(OrderView::new(&order, None)))
 }
 

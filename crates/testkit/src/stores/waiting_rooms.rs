@@ -53,6 +53,21 @@ async fn assert_same<S: ContractStore>(
             (stored, expected) => panic!("{step}: {user}: stored {stored:?}, model {expected:?}"),
         }
     }
+    // The queue as the pushes read it: everyone waiting, in position order.
+    let mut queue: Vec<(UserId, u64, u64)> = users
+        .iter()
+        .filter_map(|u| {
+            let place = model.place_of(u)?;
+            Some((u.clone(), place.ticket, model.position(u)?))
+        })
+        .collect();
+    queue.sort_by_key(|entry| entry.2);
+    let expected: Vec<(UserId, u64)> = queue.into_iter().map(|(u, t, _)| (u, t)).collect();
+    assert_eq!(
+        store.waiting_places(show).await.unwrap(),
+        expected,
+        "{step}: the queue"
+    );
     let summary = store.room(show).await.unwrap().expect("the room");
     assert_eq!(summary.counts, model.counts(), "{step}: counts");
     assert_eq!(summary.opened, model.is_open(), "{step}: opened");
