@@ -397,6 +397,7 @@ impl WaitingRooms {
                         estimated_wait_seconds: None,
                         admission_token: Some(token),
                         admission_expires_at: Some(until),
+                        admitted_until: Some(*expires_at),
                     };
                     (user.clone(), message)
                 })
@@ -446,6 +447,7 @@ impl WaitingRooms {
                         estimated_wait_seconds: Some(position.div_ceil(rate)),
                         admission_token: None,
                         admission_expires_at: None,
+                        admitted_until: None,
                     };
                     (user, message)
                 })

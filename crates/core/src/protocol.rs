@@ -82,6 +82,9 @@ pub enum ServerMessage {
         admission_token: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none", default)]
         admission_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        /// ADMITTED: ask for seats before this, or the admission lapses.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        admitted_until: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Acknowledges a `subscribe`: from now on this connection gets the show's SEATS_CHANGED.
     #[serde(rename = "SUBSCRIBED", rename_all = "camelCase")]
@@ -304,6 +307,7 @@ mod tests {
             estimated_wait_seconds: Some(1),
             admission_token: None,
             admission_expires_at: None,
+            admitted_until: None,
         });
         messages.push(ServerMessage::WaitingRoomPosition {
             show_id: show,
@@ -313,6 +317,7 @@ mod tests {
             estimated_wait_seconds: None,
             admission_token: Some("a.b.c".into()),
             admission_expires_at: Some(chrono::DateTime::UNIX_EPOCH),
+            admitted_until: Some(chrono::DateTime::UNIX_EPOCH),
         });
         messages.push(ServerMessage::Subscribed { show_id: show });
         messages.push(ServerMessage::Pong);

@@ -32,6 +32,10 @@ pub enum Command {
     FlashSale(Box<FlashSaleArgs>),
     /// Many idle WebSockets: the server's resident memory per socket.
     Sockets(SocketsArgs),
+    /// A premiere's crowd at a show's waiting room: arrivals before and after the opening, let
+    /// in at the room's rate; then the checks of admission order, rate and the pre-queue's fair
+    /// draw.
+    WaitingRoom(WaitingRoomArgs),
 }
 
 /// Where the server is: a URL, or one this tool starts.
@@ -204,6 +208,38 @@ pub struct SocketsArgs {
     pub user_prefix: String,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct WaitingRoomArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// People arriving at the room, one user each (default 100,000; --quick 2,000).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub arrivals: Option<u32>,
+    /// Admissions per second the room is set to (default 2,000; --quick 200): below the
+    /// pre-queue's size, so that its draw is let in over several ticks and can be measured.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub rate: Option<u32>,
+    /// Share of the arrivals that join before the opening.
+    #[arg(long, default_value_t = 0.5, value_parser = share)]
+    pub pre_queue: f64,
+    /// Arrivals that also hold a WebSocket and hear their admission (default 1,000; --quick
+    /// 200): the sample the order checks read.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub observers: Option<u32>,
+    /// Joins in flight at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub concurrency: u32,
+    /// The show (default: the demo's Grand Hall premiere).
+    #[arg(long, default_value = GRAND_HALL)]
+    pub show: String,
+    /// User id prefix.
+    #[arg(long, default_value = "crowd-")]
+    pub user_prefix: String,
+    /// A short run, for CI: fewer arrivals and observers.
+    #[arg(long)]
+    pub quick: bool,
+}
+
 fn number(value: &str) -> Result<f64, String> {
     let v: f64 = value
         .trim()
@@ -314,11 +350,27 @@ pub struct SocketOptions {
     pub user_prefix: String,
 }
 
+/// A waiting room's crowd, resolved.
+#[derive(Debug, Clone)]
+pub struct RoomOptions {
+    pub common: Common,
+    pub base: String,
+    pub ws_base: String,
+    pub show: String,
+    pub arrivals: usize,
+    pub rate: u32,
+    pub pre_queue_share: f64,
+    pub observers: usize,
+    pub concurrency: usize,
+    pub user_prefix: String,
+}
+
 /// A scenario, ready to run.
 #[derive(Debug, Clone)]
 pub enum Scenario {
     FlashSale(Box<Options>),
     Sockets(Box<SocketOptions>),
+    WaitingRoom(Box<RoomOptions>),
 }
 
 /// Parses a whole command line (program name first). `env_secret` is `JWT_SECRET`, if set.
@@ -347,6 +399,23 @@ fn resolve(cli: Cli, env_secret: Option<String>) -> Result<Scenario, String> {
                 ws_base: String::new(),
                 count: a.count as usize,
                 hold: Duration::from_secs_f64(a.hold),
+                user_prefix: a.user_prefix,
+            }))
+        }
+        Command::WaitingRoom(a) => {
+            let common = common(a.target, env_secret)?;
+            let arrivals = a.arrivals.unwrap_or(if a.quick { 2_000 } else { 100_000 }) as usize;
+            let observers = a.observers.unwrap_or(if a.quick { 200 } else { 1_000 }) as usize;
+            Scenario::WaitingRoom(Box::new(RoomOptions {
+                common,
+                base: String::new(),
+                ws_base: String::new(),
+                show: a.show,
+                arrivals,
+                rate: a.rate.unwrap_or(if a.quick { 200 } else { 2_000 }),
+                pre_queue_share: a.pre_queue,
+                observers: observers.min(arrivals),
+                concurrency: a.concurrency as usize,
                 user_prefix: a.user_prefix,
             }))
         }
@@ -529,7 +598,7 @@ mod tests {
         let argv = ["loadgen", "flash-sale"].iter().chain(a).copied();
         match parse_from(argv, None).map_err(|e| e.to_string())? {
             Scenario::FlashSale(o) => Ok(*o),
-            Scenario::Sockets(_) => Err("sockets".into()),
+            _ => Err("another scenario".into()),
         }
     }
 

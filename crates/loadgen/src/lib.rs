@@ -22,6 +22,7 @@ pub mod idle;
 mod plot;
 mod progress;
 pub mod report;
+pub mod room;
 pub mod run;
 mod server;
 mod sockets;

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
     let common = match &scenario {
         Scenario::FlashSale(o) => &o.common,
         Scenario::Sockets(o) => &o.common,
+        Scenario::WaitingRoom(o) => &o.common,
     };
     let threads = common.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -70,6 +71,27 @@ fn main() -> ExitCode {
                         println!("{}", idle::json_line(&o));
                     }
                     ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("loadgen: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Scenario::WaitingRoom(opts) => {
+            let json = opts.common.json;
+            match runtime.block_on(booking_loadgen::room::run(*opts)) {
+                Ok(o) => {
+                    booking_loadgen::room::print(&o);
+                    if json {
+                        println!("{}", booking_loadgen::room::json_line(&o));
+                    }
+                    if o.passed() {
+                        ExitCode::SUCCESS
+                    } else {
+                        eprintln!("loadgen: the checks FAILED");
+                        ExitCode::FAILURE
+                    }
                 }
                 Err(e) => {
                     eprintln!("loadgen: {e}");
