@@ -214,26 +214,43 @@ impl Sweeper {
 
     /// Sweeps every `interval` until `stop` turns true (or its sender is dropped); a sweep in
     /// progress is finished first.
-    pub async fn run(self, interval: std::time::Duration, mut stop: watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                // A stop asked for while a tick is due wins: no sweep starts after it.
-                biased;
-                changed = stop.changed() => {
-                    if changed.is_err() || *stop.borrow() {
-                        return;
-                    }
-                    continue;
-                }
-                _ = tick.tick() => {}
-            }
+    pub async fn run(self, interval: std::time::Duration, stop: watch::Receiver<bool>) {
+        every(interval, stop, || async {
             match self.sweep_once().await {
                 Ok(r) if r != SweepReport::default() => tracing::info!(?r, "swept"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %Chain(&e), "expiry sweep failed; will retry"),
             }
+        })
+        .await;
+    }
+}
+
+/// Runs `work` every `interval` (a late run delays the next rather than bunching them) until
+/// `stop` turns true or its sender is dropped; a run in progress is finished first. The loop of
+/// the app's background tasks (the sweep, the waiting rooms' ticker).
+pub async fn every<F, Fut>(
+    interval: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+    mut work: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            // A stop asked for while a run is due wins: no run starts after it.
+            biased;
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    return;
+                }
+                continue;
+            }
+            _ = tick.tick() => {}
         }
+        work().await;
     }
 }

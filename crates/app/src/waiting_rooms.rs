@@ -345,28 +345,17 @@ impl WaitingRooms {
     pub async fn run(
         self: Arc<Self>,
         interval: std::time::Duration,
-        mut stop: tokio::sync::watch::Receiver<bool>,
+        stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        let mut every = tokio::time::interval(interval);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                changed = stop.changed() => {
-                    if changed.is_err() || *stop.borrow() {
-                        return;
-                    }
-                    continue;
-                }
-                _ = every.tick() => {}
-            }
+        crate::sweeper::every(interval, stop, || async {
             if let Err(e) = self.tick_all().await {
                 tracing::warn!(error = %booking_core::Chain(&e), "waiting-room tick failed; will retry");
             }
             if let Err(e) = self.push_positions().await {
                 tracing::warn!(error = %booking_core::Chain(&e), "could not push waiting-room positions; will retry");
             }
-        }
+        })
+        .await;
     }
 
     /// Moves one room on, and tells whoever it let in, with their admission token.
