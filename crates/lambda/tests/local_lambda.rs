@@ -133,6 +133,7 @@ async fn the_functions_work_end_to_end_under_the_lambda_runtime() {
         a_paused_show_keeps_its_messages_queued_in_order,
         direct_mode_decides_in_the_api_function_beside_the_queue,
         an_operator_runs_a_show_through_the_api_function,
+        a_waiting_room_lets_people_in_through_the_api_function,
         every_sample_event_is_handled,
         rate_limits_hold_deployed,
         websocket_connections_are_authorized_by_the_identity_provider,
@@ -739,6 +740,79 @@ async fn a_purchase_through_the_api_function(stack: &Stack) {
     )
     .await;
     assert_eq!(status, 404);
+}
+
+/// A show's waiting room deployed: the api function keeps it in PostgreSQL, polls move it on
+/// (no ticker runs in Lambda), the admission it hands out is signed with the configured key,
+/// and `POST /holds` for the show needs it.
+async fn a_waiting_room_lets_people_in_through_the_api_function(stack: &Stack) {
+    let show = booking_testkit::support::create_show(stack.store.as_ref(), 1, 4)
+        .await
+        .show_id;
+    let room = format!("/api/v1/shows/{show}/waiting-room");
+    let admin = token("room-admin", true);
+    let response = stack
+        .http
+        .put(stack.api_url(&format!("/api/v1/admin/shows/{show}/waiting-room")))
+        .bearer_auth(&admin)
+        .json(&json!({ "admitPerSecond": 5 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    let post = reqwest::Method::POST;
+    let get = reqwest::Method::GET;
+    let (status, joined) = api_call(stack, stack.api_url(&room), post.clone(), "uma", None).await;
+    assert_eq!(status, 201, "{joined}");
+    // Polls move the room on: it opens, draws its (one-person) pre-queue and lets Uma in.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let place = loop {
+        let (status, place) = api_call(stack, stack.api_url(&room), get.clone(), "uma", None).await;
+        assert_eq!(status, 200, "{place}");
+        if place["state"] == "ADMITTED" {
+            break place;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {place}");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    let hold = |user: &str, admission: Option<&str>| {
+        let mut request = stack
+            .http
+            .post(stack.api_url("/api/v1/holds"))
+            .bearer_auth(token(user, false))
+            .json(&json!({ "showId": show, "seatIds": ["A1"] }));
+        if let Some(admission) = admission {
+            request = request.header("Admission-Token", admission);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, refused) = hold("victor", None).await;
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(refused["error"]["code"], "ADMISSION_REQUIRED");
+    let token_of_uma = place["admissionToken"].as_str().unwrap();
+    let (status, refused) = hold("victor", Some(token_of_uma)).await;
+    assert_eq!(
+        (status, &refused["error"]["details"]["reason"]),
+        (403, &json!("OTHER_USER"))
+    );
+    let (status, accepted) = hold("uma", Some(token_of_uma)).await;
+    assert_eq!(status, 202, "{accepted}");
+    // Decide it, so that no later case finds it in the queue.
+    let (batch, handles) = stack.receive_batch(&stack.resources.queue_url).await;
+    assert!(stack.deliver_to_worker(&batch, &handles).await.is_empty());
+    let (status, after) = api_call(stack, stack.api_url(&room), get, "uma", None).await;
+    assert_eq!(
+        (status, &after["state"]),
+        (200, &json!("SHOPPING")),
+        "{after}"
+    );
 }
 
 /// A hold for `user` on `seats`, through the api function and the worker; returns its hold id.

@@ -398,6 +398,11 @@ impl Stack {
             ("RATE_LIMIT_ORDERS", "off".to_owned()),
             ("RATE_LIMIT_PAYMENTS", "2/h,burst=2".to_owned()),
             ("RATE_LIMIT_PER_IP", "1/h,burst=50".to_owned()),
+            // Every instance signs admissions with the one key, as AdmissionSecretArn gives them.
+            (
+                "ADMISSION_SECRET",
+                "an admission key for the lambda tests, 32+ bytes".to_owned(),
+            ),
         ];
         env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }
