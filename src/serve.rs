@@ -121,21 +121,41 @@ fn admission_key(config: &ServerConfig) -> Result<AdmissionKey, ServeError> {
     let path = config.data_dir.join("admission.key");
     let failed = |e| ServeError::AdmissionKey(path.display().to_string(), e);
     let secret = match std::fs::read_to_string(&path) {
-        Ok(secret) => secret.trim().to_owned(),
+        Ok(secret) => secret,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Written whole to a file of its own, then linked into place: a crash midway
+            // leaves no half-written key, and of two servers starting at once the second
+            // finds the first's key (the link refuses to replace it) and uses that.
             let secret = booking_app::admission::random_secret();
+            let draft = config
+                .data_dir
+                .join(format!("admission.key.{}", std::process::id()));
             let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
+            options.write(true).create(true).truncate(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&path).map_err(failed)?;
+            let mut file = options.open(&draft).map_err(failed)?;
             std::io::Write::write_all(&mut file, secret.as_bytes()).map_err(failed)?;
             file.sync_all().map_err(failed)?;
-            secret
+            let linked = std::fs::hard_link(&draft, &path);
+            let _ = std::fs::remove_file(&draft);
+            match linked {
+                Ok(()) => secret,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    std::fs::read_to_string(&path).map_err(failed)?
+                }
+                Err(e) => return Err(failed(e)),
+            }
         }
         Err(e) => return Err(failed(e)),
     };
-    AdmissionKey::new(secret.as_bytes())
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(&path)
+        && std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0
+    {
+        tracing::warn!(path = %path.display(), "the admission key can be read by others than its owner: chmod 600 it");
+    }
+    AdmissionKey::new(secret.trim().as_bytes())
         .map_err(|e| failed(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
 }
 

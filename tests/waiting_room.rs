@@ -564,3 +564,44 @@ async fn until_state(ws: &mut WsClient, state: &str) -> Value {
         assert!(std::time::Instant::now() < deadline, "still {message}");
     }
 }
+
+/// A process given no key its peers share (a Lambda instance deployed without
+/// AdmissionSecretArn) refuses to switch a room on, rather than hand out admissions the other
+/// instances would refuse.
+#[tokio::test]
+async fn no_room_without_a_shared_admission_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = booking_sqlite::SqliteStore::open(
+        &dir.path().join("seatbook.db"),
+        booking_sqlite::SqliteOptions::default(),
+    )
+    .await
+    .unwrap();
+    booking_app::demo::seed_if_empty(&store, chrono::Utc::now())
+        .await
+        .unwrap();
+    let app = booking_app::App::builder(
+        booking_app::Stores::of(std::sync::Arc::new(store)),
+        booking_app::BookingConfig::default(),
+    )
+    .no_shared_admission_key()
+    .build();
+    let settings = booking_app::waiting_rooms::RoomSettings {
+        opens_at: None,
+        admit_per_second: 10,
+        max_active: None,
+        admission_ttl_seconds: None,
+        shopping_ttl_seconds: None,
+        grace_seconds: None,
+    };
+    let refused = app
+        .waiting_rooms()
+        .configure(GRAND_HALL, &settings)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "NO_SHARED_ADMISSION_KEY");
+    assert_eq!(
+        booking_app::error::ApiError::from(refused).status.as_u16(),
+        503
+    );
+}

@@ -154,6 +154,7 @@ pub struct AppBuilder {
     show_locks: Option<Arc<dyn ShowLocks>>,
     rate_limiter: Option<Arc<dyn RateLimiter>>,
     admission_key: Option<AdmissionKey>,
+    admission_key_shared: bool,
 }
 
 impl AppBuilder {
@@ -161,6 +162,15 @@ impl AppBuilder {
     /// process knows: enough for one process; a deployment gives every instance the same).
     pub fn admission_key(mut self, key: AdmissionKey) -> Self {
         self.admission_key = Some(key);
+        self
+    }
+
+    /// This process is one of several behind the API and was given no key they share: its own
+    /// random one would admit nobody on the others, so waiting rooms cannot be switched on
+    /// (503 `NO_SHARED_ADMISSION_KEY`).
+    pub fn no_shared_admission_key(mut self) -> Self {
+        self.admission_key = None;
+        self.admission_key_shared = false;
         self
     }
 
@@ -258,6 +268,7 @@ impl AppBuilder {
                 AdmissionKey::new(crate::admission::random_secret().as_bytes())
                     .expect("a random key is long enough")
             }),
+            self.admission_key_shared,
             ports.notifier.clone(),
         ));
         let cancellations = Arc::new(Cancellations::new(ports.clone(), orders.clone()));
@@ -333,6 +344,7 @@ impl App {
             show_locks: None,
             rate_limiter: None,
             admission_key: None,
+            admission_key_shared: true,
         }
     }
 

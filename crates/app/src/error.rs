@@ -124,6 +124,11 @@ pub enum BookingError {
     /// An admin's waiting-room settings are out of bounds.
     #[error("{0}")]
     InvalidWaitingRoom(String),
+    /// This deployment's processes share no admission key, so no room may be switched on.
+    #[error(
+        "Waiting rooms need an admission key every instance shares (ADMISSION_SECRET or ADMISSION_SECRET_ARN; AdmissionSecretArn in the template)"
+    )]
+    NoSharedAdmissionKey,
     /// A store failed (unavailable: worth retrying; corrupt: it is not).
     #[error("booking store failed")]
     Store(#[from] StoreError),
@@ -179,6 +184,7 @@ impl BookingError {
             Self::WaitingRoomNotFound => "WAITING_ROOM_NOT_FOUND",
             Self::NotInWaitingRoom => "NOT_IN_WAITING_ROOM",
             Self::InvalidWaitingRoom(_) => "INVALID_WAITING_ROOM",
+            Self::NoSharedAdmissionKey => "NO_SHARED_ADMISSION_KEY",
             Self::IdempotencyKeyInFlight => "IDEMPOTENCY_KEY_IN_FLIGHT",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::Store(e) if !e.is_unavailable() => "INTERNAL_ERROR",
@@ -332,7 +338,7 @@ impl From<BookingError> for ApiError {
             InvalidCatalog(_) | InvalidReason => StatusCode::UNPROCESSABLE_ENTITY,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             PaymentDeclined { .. } => StatusCode::PAYMENT_REQUIRED,
-            PaymentUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            PaymentUnavailable(_) | NoSharedAdmissionKey => StatusCode::SERVICE_UNAVAILABLE,
             InvalidPaymentToken | SeatsNotPriced(_) => StatusCode::UNPROCESSABLE_ENTITY,
             InvalidCursor | InvalidLimit { .. } => StatusCode::BAD_REQUEST,
             TooManyOpenRequests { .. } => StatusCode::TOO_MANY_REQUESTS,

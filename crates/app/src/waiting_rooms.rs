@@ -121,6 +121,9 @@ pub struct WaitingRooms {
     service: Arc<BookingService>,
     clock: Arc<dyn Clock>,
     key: AdmissionKey,
+    /// Whether every process that serves this API signs with `key` (false: a key of this
+    /// process's own, which the others would not honour: no room may be switched on).
+    key_shared: bool,
     /// The shows with a room, and when that was read.
     rooms: Mutex<Option<(Instant, Arc<HashSet<ShowId>>)>>,
     /// When a poll in this process last moved each room on.
@@ -137,6 +140,7 @@ impl WaitingRooms {
         service: Arc<BookingService>,
         clock: Arc<dyn Clock>,
         key: AdmissionKey,
+        key_shared: bool,
         notifier: Arc<dyn Notifier>,
     ) -> Self {
         Self {
@@ -144,6 +148,7 @@ impl WaitingRooms {
             service,
             clock,
             key,
+            key_shared,
             rooms: Mutex::new(None),
             polled_ticks: Mutex::new(HashMap::new()),
             notifier,
@@ -160,6 +165,9 @@ impl WaitingRooms {
         let show = self.service.require_show(raw_show).await?;
         if show.is_cancelled() {
             return Err(BookingError::ShowCancelled(show.show_id));
+        }
+        if !self.key_shared {
+            return Err(BookingError::NoSharedAdmissionKey);
         }
         let policy = settings.policy(self.clock.now())?;
         self.store.put_room(show.show_id, &policy).await?;
@@ -205,8 +213,12 @@ impl WaitingRooms {
     /// The caller's place, and a sign of life that keeps it.
     pub async fn poll(&self, user: &UserId, raw_show: &str) -> Result<PlaceInfo, BookingError> {
         let show = self.service.require_show(raw_show).await?.show_id;
-        if self.poll_may_tick(show) {
-            self.tick(show).await?;
+        // The poll answers with the place whatever the tick came to: a tick that failed is
+        // tried again by the next poll or the ticker.
+        if self.poll_may_tick(show)
+            && let Err(e) = self.tick(show).await
+        {
+            tracing::warn!(show_id = %show, error = %booking_core::Chain(&e), "a poll's waiting-room tick failed");
         }
         self.place(show, user, Some(self.clock.now())).await
     }
@@ -333,10 +345,16 @@ impl WaitingRooms {
 
     /// Moves every room on to now (the ticker's work): opens those whose time has come, gives
     /// up lapsed places and admissions, lets in the next.
+    /// A room whose tick fails is logged and left for the next round; the others go on.
     pub async fn tick_all(&self) -> Result<Vec<(ShowId, Tick)>, BookingError> {
         let mut ticks = Vec::new();
         for show in self.store.rooms().await? {
-            ticks.push((show, self.tick(show).await?));
+            match self.tick(show).await {
+                Ok(tick) => ticks.push((show, tick)),
+                Err(e) => {
+                    tracing::warn!(show_id = %show, error = %booking_core::Chain(&e), "waiting-room tick failed; will retry")
+                }
+            }
         }
         Ok(ticks)
     }

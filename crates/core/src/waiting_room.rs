@@ -14,8 +14,8 @@
 //! shopper counts as active until they finish (bought, or left) or `shopping_ttl` passes. Either
 //! way their capacity comes back at once: an admission nobody uses cannot stall the room.
 //!
-//! Abandonment. A waiting place must be seen (a poll, a socket's ping) within `grace`, or it is
-//! given up and skipped, so a closed tab does not hold the queue; a short disconnect keeps it.
+//! Abandonment. A waiting place must be seen (a poll of it) within `grace`, or it is given up
+//! and skipped, so a closed tab does not hold the queue; a short disconnect keeps it.
 
 use crate::ids::UserId;
 use crate::rng::SplitMix64;
@@ -252,16 +252,23 @@ impl AdmissionCredit {
         }
     }
 
-    /// Adds what was earned since it was last earned up to, at most one second's worth.
+    /// Adds what was earned since it was last earned up to, at most one second's worth. Whole
+    /// milliseconds are earned; the part of one left over counts towards the next call (a tick
+    /// every 200 ms would otherwise lose up to 0.5 % of the rate), unless the bucket is full.
     pub fn earn(&mut self, rate: u32, now: DateTime<Utc>) {
         let rate = u64::from(rate.max(1));
         let since = self.at.unwrap_or(now);
-        let elapsed_ms = (now - since).num_milliseconds().max(0) as u64;
+        let elapsed_ms = (now - since).num_milliseconds().max(0);
+        let full = rate * 1_000;
         self.milli = self
             .milli
-            .saturating_add(elapsed_ms.saturating_mul(rate))
-            .min(rate * 1_000);
-        self.at = Some(now.max(since));
+            .saturating_add((elapsed_ms as u64).saturating_mul(rate))
+            .min(full);
+        self.at = Some(if self.milli == full {
+            now.max(since)
+        } else {
+            since + Duration::milliseconds(elapsed_ms)
+        });
     }
 
     /// Whole admissions available.
@@ -669,6 +676,22 @@ mod tests {
             room.join(&user(i), at(60_000));
         }
         assert_eq!(room.tick(at(60_000), || seed(3)).admitted.len(), 10);
+    }
+
+    #[test]
+    fn credit_keeps_the_part_of_a_millisecond_it_has_not_earned_yet() {
+        // At 1,000 a second, ticks 1.5 ms apart earn 3 admissions over 3 ms, not 2.
+        let mut credit = AdmissionCredit {
+            milli: 0,
+            at: Some(at(0)),
+        };
+        let half = Duration::microseconds(500);
+        credit.earn(1_000, at(1) + half);
+        credit.earn(1_000, at(3));
+        assert_eq!(credit.admissions(), 3);
+        // A full bucket does not bank the time past it.
+        credit.earn(1_000, at(60_000));
+        assert_eq!((credit.admissions(), credit.at), (1_000, Some(at(60_000))));
     }
 
     #[test]

@@ -54,9 +54,12 @@ pub async fn app_from_env() -> Result<Router, WiringError> {
                 })?;
             builder = builder.admission_key(key);
         }
-        None => tracing::warn!(
-            "no ADMISSION_SECRET or ADMISSION_SECRET_ARN: this instance signs waiting-room admissions with a key of its own, which other instances do not honour"
-        ),
+        None => {
+            tracing::warn!(
+                "no ADMISSION_SECRET or ADMISSION_SECRET_ARN: waiting rooms cannot be switched on (their admissions would only be honoured by the instance that issued them)"
+            );
+            builder = builder.no_shared_admission_key();
+        }
     }
     // In authorizer mode the identity provider's tokens, checked by the gateway, are the only
     // way in: no shared key is loaded, so none can mint an identity (the builder's default key

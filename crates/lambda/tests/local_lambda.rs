@@ -18,7 +18,7 @@ use booking_testkit::support::{fresh_user, grant, now, request};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::{Stack, load_event, token};
+use support::{ADMISSION_SECRET, Stack, load_event, token};
 use tokio_tungstenite::tungstenite::Message;
 
 type Socket =
@@ -797,6 +797,12 @@ async fn a_waiting_room_lets_people_in_through_the_api_function(stack: &Stack) {
     assert_eq!(status, 403, "{refused}");
     assert_eq!(refused["error"]["code"], "ADMISSION_REQUIRED");
     let token_of_uma = place["admissionToken"].as_str().unwrap();
+    // Signed with the configured key, which every instance shares, not one of its own.
+    let uma: booking_core::UserId = "uma".parse().unwrap();
+    booking_app::admission::AdmissionKey::new(ADMISSION_SECRET.as_bytes())
+        .unwrap()
+        .verify(token_of_uma, &uma, show, chrono::Utc::now())
+        .expect("the configured key signed it");
     let (status, refused) = hold("victor", Some(token_of_uma)).await;
     assert_eq!(
         (status, &refused["error"]["details"]["reason"]),

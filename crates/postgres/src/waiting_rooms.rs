@@ -420,7 +420,7 @@ impl WaitingRoomStore for PgStore {
         let mut admitted = if count > 0 {
             sqlx::query!(
                 r#"UPDATE waiting_room_places SET state = 'ADMITTED', admitted_until = $3
-                   WHERE show_id = $1 AND ticket IN (
+                   WHERE show_id = $1 AND state = 'WAITING' AND ticket IN (
                        SELECT ticket FROM waiting_room_places
                        WHERE show_id = $1 AND state = 'WAITING' AND queue_rank IS NOT NULL
                        ORDER BY queue_rank LIMIT $2)

@@ -460,7 +460,7 @@ impl WaitingRoomStore for SqliteStore {
         let mut admitted: Vec<(i64, i64, String)> = if count > 0 {
             sqlx::query_as(
                 "UPDATE waiting_room_places SET state = 'ADMITTED', admitted_until = ?3 \
-                 WHERE show_id = ?1 AND ticket IN ( \
+                 WHERE show_id = ?1 AND state = 'WAITING' AND ticket IN ( \
                      SELECT ticket FROM waiting_room_places \
                      WHERE show_id = ?1 AND state = 'WAITING' AND queue_rank IS NOT NULL \
                      ORDER BY queue_rank LIMIT ?2) \

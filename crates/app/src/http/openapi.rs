@@ -199,6 +199,10 @@ pub const ERROR_CODES: &[(&str, &str)] = &[
         "503: the payment provider did not answer; retry with the same Idempotency-Key",
     ),
     (
+        "NO_SHARED_ADMISSION_KEY",
+        "503: a waiting room cannot be switched on: the deployment's instances share no admission key",
+    ),
+    (
         "OVERLOADED",
         "503: the server is shedding load; `Retry-After` says when to try again",
     ),

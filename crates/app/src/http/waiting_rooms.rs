@@ -159,6 +159,7 @@ impl From<PlaceInfo> for PlaceView {
         (status = 404, description = "SHOW_NOT_FOUND: no such show", body = ErrorBody),
         (status = 409, description = "SHOW_CANCELLED: the show was cancelled", body = ErrorBody),
         (status = 422, description = "INVALID_WAITING_ROOM: a setting is out of bounds", body = ErrorBody),
+        (status = 503, description = "NO_SHARED_ADMISSION_KEY: deployed without AdmissionSecretArn, the instances could not honour each other's admissions", body = ErrorBody),
     ),
 )]
 async fn put_room(

@@ -29,6 +29,9 @@ use std::time::{Duration, Instant};
 
 pub const FUNCTIONS: [&str; 4] = ["api", "worker", "websocket", "expirer"];
 
+/// The admission key every function instance is given (as `AdmissionSecretArn` gives them).
+pub const ADMISSION_SECRET: &str = "an admission key for the lambda tests, 32+ bytes";
+
 /// A function binary: the ones cargo built for these tests, or those in `LAMBDA_BIN_DIR` (to
 /// measure release builds: `LAMBDA_BIN_DIR=target/release`).
 pub fn binary(name: &str) -> PathBuf {
@@ -399,10 +402,7 @@ impl Stack {
             ("RATE_LIMIT_PAYMENTS", "2/h,burst=2".to_owned()),
             ("RATE_LIMIT_PER_IP", "1/h,burst=50".to_owned()),
             // Every instance signs admissions with the one key, as AdmissionSecretArn gives them.
-            (
-                "ADMISSION_SECRET",
-                "an admission key for the lambda tests, 32+ bytes".to_owned(),
-            ),
+            ("ADMISSION_SECRET", ADMISSION_SECRET.to_owned()),
         ];
         env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }
