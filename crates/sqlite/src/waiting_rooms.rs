@@ -312,8 +312,11 @@ impl WaitingRoomStore for SqliteStore {
         user: &UserId,
         seen_at: Option<DateTime<Utc>>,
     ) -> Result<Option<PlaceStatus>, StoreError> {
-        // The sign of life on the writer, the reads (the place, the count ahead of it) on a
-        // reader: a poll holds the single writer for one short statement only.
+        let mut conn = match seen_at {
+            Some(_) => self.writer().acquire().await,
+            None => self.readers().acquire().await,
+        }
+        .map_err(codec::store_error)?;
         if let Some(now) = seen_at {
             sqlx::query(
                 "UPDATE waiting_room_places SET last_seen = ?3 WHERE show_id = ?1 AND ticket = \
@@ -323,11 +326,10 @@ impl WaitingRoomStore for SqliteStore {
             .bind(show.to_string())
             .bind(user.as_str())
             .bind(codec::millis(now))
-            .execute(self.writer())
+            .execute(&mut *conn)
             .await
             .map_err(codec::store_error)?;
         }
-        let mut conn = self.readers().acquire().await.map_err(codec::store_error)?;
         let Some((place, rank)) = latest_place(&mut conn, show, user).await? else {
             return Ok(None);
         };
@@ -392,20 +394,19 @@ impl WaitingRoomStore for SqliteStore {
             }
             // The opening: the pre-queue's order is drawn once, and whoever waited in it
             // counts as seen at the opening.
-            // One statement for the whole pre-queue: the ranks as a JSON array, the rank of
-            // ticket t at index t - 1 (a statement per place held the writer for seconds at
-            // 50,000 places).
             let ranks = pre_queue_ranks(room.next_ticket - 1, seed);
-            sqlx::query(
-                "UPDATE waiting_room_places SET queue_rank = ranks.value \
-                 FROM json_each(?2) AS ranks \
-                 WHERE show_id = ?1 AND ticket = ranks.key + 1",
-            )
-            .bind(&show_id)
-            .bind(codec::to_json(&ranks)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(codec::store_error)?;
+            for (index, rank) in ranks.iter().enumerate() {
+                sqlx::query(
+                    "UPDATE waiting_room_places SET queue_rank = ?3 \
+                     WHERE show_id = ?1 AND ticket = ?2",
+                )
+                .bind(&show_id)
+                .bind(index as i64 + 1)
+                .bind(*rank as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(codec::store_error)?;
+            }
             sqlx::query(
                 "UPDATE waiting_room_places SET last_seen = MAX(last_seen, ?2) WHERE show_id = ?1",
             )
