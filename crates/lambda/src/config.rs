@@ -132,27 +132,34 @@ pub fn url_from_rds_secret(json: &str, ca_file: Option<&str>) -> Result<String, 
     ))
 }
 
+/// A key given as `plain` itself (tests, the emulator), else as the Secrets Manager secret
+/// named by `arn`; `None` when neither is set.
+async fn key_from_env(
+    sdk: &aws_config::SdkConfig,
+    plain: &'static str,
+    arn: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    if let Some(secret) = optional(plain) {
+        return Ok(Some(secret));
+    }
+    let Some(arn) = optional(arn) else {
+        return Ok(None);
+    };
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    secret_string(&client, &arn).await.map(Some)
+}
+
 /// The HS256 key: `JWT_SECRET`, or the secret `JWT_SECRET_ARN`.
 pub async fn jwt_secret(sdk: &aws_config::SdkConfig) -> Result<String, ConfigError> {
-    if let Some(secret) = optional("JWT_SECRET") {
-        return Ok(secret);
-    }
-    let arn = required("JWT_SECRET_ARN")?;
-    let client = aws_sdk_secretsmanager::Client::new(sdk);
-    secret_string(&client, &arn).await
+    key_from_env(sdk, "JWT_SECRET", "JWT_SECRET_ARN")
+        .await?
+        .ok_or(ConfigError::Missing("JWT_SECRET_ARN"))
 }
 
 /// The waiting rooms' admission key: `ADMISSION_SECRET`, or the secret `ADMISSION_SECRET_ARN`;
 /// `None` when neither is set.
 pub async fn admission_secret(sdk: &aws_config::SdkConfig) -> Result<Option<String>, ConfigError> {
-    if let Some(secret) = optional("ADMISSION_SECRET") {
-        return Ok(Some(secret));
-    }
-    let Some(arn) = optional("ADMISSION_SECRET_ARN") else {
-        return Ok(None);
-    };
-    let client = aws_sdk_secretsmanager::Client::new(sdk);
-    secret_string(&client, &arn).await.map(Some)
+    key_from_env(sdk, "ADMISSION_SECRET", "ADMISSION_SECRET_ARN").await
 }
 
 /// How the api function learns who calls.

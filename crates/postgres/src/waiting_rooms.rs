@@ -88,40 +88,64 @@ async fn load_room(
     }
 }
 
-/// The user's latest place in the room, with its queue rank, its row locked for the
-/// transaction.
+/// The user's latest place in the room, with its queue rank; with `for_update`, its row locked
+/// for the transaction (a first hold decides on it), else read as it stands (a poll).
 async fn latest_place(
     conn: &mut PgConnection,
     show: ShowId,
     user: &UserId,
+    for_update: bool,
 ) -> Result<Option<(Place, Option<i64>)>, StoreError> {
-    let row = sqlx::query!(
-        "SELECT ticket, user_id, joined_at, last_seen, queue_rank, state, admitted_until, \
-             shopping_since \
-         FROM waiting_room_places \
-         WHERE show_id = $1 AND user_id = $2 ORDER BY ticket DESC LIMIT 1 FOR UPDATE",
-        show.as_uuid(),
-        user.as_str()
-    )
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(codec::store_error)?;
-    let Some(r) = row else {
-        return Ok(None);
-    };
-    let state = PlaceState::from_parts(&r.state, r.admitted_until, r.shopping_since)
-        .ok_or_else(|| codec::corrupt(format_args!("waiting_room_places.state: {}", r.state)))?;
-    Ok(Some((
-        Place {
-            ticket: u64::try_from(r.ticket)
-                .map_err(|_| codec::corrupt("waiting_room_places.ticket"))?,
-            user: codec::parse(&r.user_id, "waiting_room_places.user_id")?,
-            joined_at: r.joined_at,
-            last_seen: r.last_seen,
-            state,
-        },
-        r.queue_rank,
-    )))
+    // Two statements rather than one with a dynamic `FOR UPDATE`, as in `load_room`.
+    macro_rules! decode {
+        ($row:expr) => {{
+            let Some(r) = $row else {
+                return Ok(None);
+            };
+            let state = PlaceState::from_parts(&r.state, r.admitted_until, r.shopping_since)
+                .ok_or_else(|| {
+                    codec::corrupt(format_args!("waiting_room_places.state: {}", r.state))
+                })?;
+            Ok(Some((
+                Place {
+                    ticket: u64::try_from(r.ticket)
+                        .map_err(|_| codec::corrupt("waiting_room_places.ticket"))?,
+                    user: codec::parse(&r.user_id, "waiting_room_places.user_id")?,
+                    joined_at: r.joined_at,
+                    last_seen: r.last_seen,
+                    state,
+                },
+                r.queue_rank,
+            )))
+        }};
+    }
+    if for_update {
+        let row = sqlx::query!(
+            "SELECT ticket, user_id, joined_at, last_seen, queue_rank, state, admitted_until, \
+                 shopping_since \
+             FROM waiting_room_places \
+             WHERE show_id = $1 AND user_id = $2 ORDER BY ticket DESC LIMIT 1 FOR UPDATE",
+            show.as_uuid(),
+            user.as_str()
+        )
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(codec::store_error)?;
+        decode!(row)
+    } else {
+        let row = sqlx::query!(
+            "SELECT ticket, user_id, joined_at, last_seen, queue_rank, state, admitted_until, \
+                 shopping_since \
+             FROM waiting_room_places \
+             WHERE show_id = $1 AND user_id = $2 ORDER BY ticket DESC LIMIT 1",
+            show.as_uuid(),
+            user.as_str()
+        )
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(codec::store_error)?;
+        decode!(row)
+    }
 }
 
 /// Tickets a statement's `RETURNING ticket` gave back, in ticket order (the order the pure
@@ -283,22 +307,25 @@ impl WaitingRoomStore for PgStore {
         user: &UserId,
         seen_at: Option<DateTime<Utc>>,
     ) -> Result<Option<PlaceStatus>, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(codec::store_error)?;
-        let Some((mut place, rank)) = latest_place(&mut tx, show, user).await? else {
-            return Ok(None);
-        };
+        // The sign of life is one statement of its own, and the reads take no lock: a poll
+        // holds no row while it counts who is ahead of it.
         if let Some(now) = seen_at {
             sqlx::query!(
-                "UPDATE waiting_room_places SET last_seen = $3 WHERE show_id = $1 AND ticket = $2",
+                "UPDATE waiting_room_places SET last_seen = $3 WHERE show_id = $1 AND ticket = \
+                     (SELECT MAX(ticket) FROM waiting_room_places \
+                      WHERE show_id = $1 AND user_id = $2)",
                 show.as_uuid(),
-                place.ticket as i64,
+                user.as_str(),
                 now
             )
-            .execute(&mut *tx)
+            .execute(self.pool())
             .await
             .map_err(codec::store_error)?;
-            place.last_seen = PgStore::stored_instant(now);
         }
+        let mut conn = self.pool().acquire().await.map_err(codec::store_error)?;
+        let Some((place, rank)) = latest_place(&mut conn, show, user, false).await? else {
+            return Ok(None);
+        };
         let position = match (place.state, rank) {
             (PlaceState::Waiting, Some(rank)) => {
                 let ahead = sqlx::query_scalar!(
@@ -307,14 +334,13 @@ impl WaitingRoomStore for PgStore {
                     show.as_uuid(),
                     rank
                 )
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut *conn)
                 .await
                 .map_err(codec::store_error)?;
                 Some(ahead as u64 + 1)
             }
             _ => None,
         };
-        tx.commit().await.map_err(codec::store_error)?;
         Ok(Some(PlaceStatus { place, position }))
     }
 
@@ -479,7 +505,7 @@ impl WaitingRoomStore for PgStore {
         let Some(StoredRoom { policy, .. }) = load_room(&mut tx, show, false).await? else {
             return Ok(Err(AdmissionError::NoPlace));
         };
-        let Some((place, _)) = latest_place(&mut tx, show, user).await? else {
+        let Some((place, _)) = latest_place(&mut tx, show, user, true).await? else {
             return Ok(Err(AdmissionError::NoPlace));
         };
         // A token of an earlier place, which has ended, admits nobody.
