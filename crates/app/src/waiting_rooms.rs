@@ -31,7 +31,7 @@ const POLL_TICK_EVERY: std::time::Duration = std::time::Duration::from_millis(25
 /// How often, at least, the ticker tells each waiting user their position over the WebSocket.
 const POSITIONS_EVERY_AT_LEAST: std::time::Duration = std::time::Duration::from_secs(2);
 /// How often, at most: a room's pushes are spread so that it sends about
-/// [`POSITIONS_PER_SECOND`] messages a second however long its queue.
+/// `POSITIONS_PER_SECOND` messages a second however long its queue.
 const POSITIONS_EVERY_AT_MOST: std::time::Duration = std::time::Duration::from_secs(30);
 const POSITIONS_PER_SECOND: u64 = 5_000;
 
@@ -415,9 +415,9 @@ impl WaitingRooms {
     }
 
     /// Tells each waiting user of each room their position, coalesced: a room's positions go
-    /// out every [`POSITIONS_EVERY_AT_LEAST`], or less often for a long queue (about
-    /// [`POSITIONS_PER_SECOND`] messages a second per room, at most every
-    /// [`POSITIONS_EVERY_AT_MOST`]); between pushes, a poll reads the exact position.
+    /// out every `POSITIONS_EVERY_AT_LEAST`, or less often for a long queue (about
+    /// `POSITIONS_PER_SECOND` messages a second per room, at most every
+    /// `POSITIONS_EVERY_AT_MOST`); between pushes, a poll reads the exact position.
     pub async fn push_positions(&self) -> Result<(), BookingError> {
         for show in self.store.rooms().await? {
             let due = self

@@ -9,7 +9,7 @@
 //! its admission pushed, with the admission's deadline, from which the instant of the tick that
 //! let it in follows exactly (the deadline less the room's admission time): the order checks
 //! compare those instants, not arrival times of messages. The rate is read from the admin's view
-//! of the room, sampled every [`SAMPLE_EVERY`].
+//! of the room, sampled every second (`SAMPLE_EVERY`).
 
 use crate::args::{RoomOptions, Target};
 use crate::server::StartedServer;
