@@ -322,6 +322,165 @@ async fn waiting_room_end_to_end(backend: Backend) {
 
 on_every_backend!(waiting_room_end_to_end);
 
+/// An armed room lets every hold through while demand is under its rate, and switches itself
+/// on (opening then) once a burst goes over it; from then on holds need an admission. Its wait
+/// estimates follow the pace it measures: the set rate before a first measure, none while the
+/// cap on shoppers lets nobody in, and the slower real pace once people leave one by one.
+async fn an_armed_room_switches_itself_on_and_estimates_from_its_pace(backend: Backend) {
+    let server = TestApp::start(backend).await;
+    let c = client();
+    let admin = admin_token("wr-admin");
+    let (status, room) = put(
+        &c,
+        &server,
+        ADMIN_ROOM,
+        Some(&admin),
+        json!({ "admitPerSecond": 10, "maxActive": 2, "switchOnAbove": 20 }),
+    )
+    .await;
+    assert_eq!(status, 200, "{room}");
+    assert_eq!(
+        (&room["armed"], &room["switchOnAbove"]),
+        (&json!(true), &json!(20))
+    );
+    let (status, body) = put(
+        &c,
+        &server,
+        ADMIN_ROOM,
+        Some(&admin),
+        json!({ "admitPerSecond": 10, "switchOnAbove": 0 }),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (422, &json!("INVALID_WAITING_ROOM"))
+    );
+
+    // Under the rate: 15 holds in the first second pass without an admission.
+    for i in 1..=15 {
+        let (status, body) = hold_with(
+            &c,
+            &server,
+            &token(&format!("calm-{i}")),
+            None,
+            &format!("A{i}"),
+        )
+        .await;
+        assert_eq!(status, 202, "calm hold {i}: {body}");
+    }
+    tick(&server).await;
+    assert_eq!(
+        get(&c, &server, ADMIN_ROOM, Some(&admin)).await.1["armed"],
+        true
+    );
+
+    // A new window, and a burst of 40: the room switches itself on within it, and the holds
+    // after the switch are refused for want of an admission.
+    server.advance(Duration::seconds(6));
+    let mut statuses = Vec::new();
+    for i in 1..=40 {
+        let (status, body) = hold_with(
+            &c,
+            &server,
+            &token(&format!("rush-{i}")),
+            None,
+            &format!("B{i}"),
+        )
+        .await;
+        if status == 403 {
+            assert_eq!(body["error"]["code"], "ADMISSION_REQUIRED", "{body}");
+        }
+        statuses.push(status);
+    }
+    let passed = statuses.iter().take_while(|&&s| s == 202).count();
+    assert!(
+        passed <= 21 && statuses[passed..].iter().all(|&s| s == 403),
+        "the burst passed until the switch, then was refused: {statuses:?}"
+    );
+    let switched_at = server.clock.now();
+    let room = get(&c, &server, ADMIN_ROOM, Some(&admin)).await.1;
+    assert_eq!(room["armed"], false, "{room}");
+    let opens_at: chrono::DateTime<chrono::Utc> =
+        room["opensAt"].as_str().expect("opensAt").parse().unwrap();
+    // At the switch, as the store keeps instants (whole milliseconds or microseconds).
+    assert!(
+        (opens_at - switched_at).abs() < Duration::milliseconds(1),
+        "it opens at the switch, {switched_at}: {room}"
+    );
+
+    // Eight join; the opening lets in two (the cap). Before a measure: the set rate.
+    let users: Vec<String> = (0..8).map(|i| token(&format!("wr-pace-{i}"))).collect();
+    for user in &users {
+        let (status, joined) = post(&c, &server, ROOM, Some(user), json!({})).await;
+        assert_eq!(status, 201, "{joined}");
+        assert!(joined["opensAt"].is_string(), "{joined}");
+    }
+    tick(&server).await;
+    let by_position = |places: &[Value]| {
+        let mut waiting: Vec<(u64, usize)> = places
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((p["position"].as_u64()?, i)))
+            .collect();
+        waiting.sort_unstable();
+        waiting
+    };
+    let mut places = Vec::new();
+    for user in &users {
+        places.push(place(&c, &server, user).await);
+    }
+    let waiting = by_position(&places);
+    assert_eq!(waiting.len(), 6, "{places:?}");
+    let last = &places[waiting[5].1];
+    assert_eq!(
+        last["estimatedWaitSeconds"], 1,
+        "6th at the set 10 a second: {last}"
+    );
+
+    // Ten seconds in which nobody finishes: the room measured 0 a second and promises nothing.
+    for _ in 0..10 {
+        server.advance(Duration::seconds(1));
+        tick(&server).await;
+    }
+    let room = get(&c, &server, ADMIN_ROOM, Some(&admin)).await.1;
+    assert_eq!(room["measuredAdmissionsPerSecond"], 0.0, "{room}");
+    let stalled = place(&c, &server, &users[waiting[0].1]).await;
+    assert_eq!(stalled["position"], 1, "{stalled}");
+    assert_eq!(stalled["estimatedWaitSeconds"], Value::Null, "{stalled}");
+
+    // One shopper leaves every 5 s: one admitted per 5 s, 0.2 a second, and the estimate says
+    // about 5 s per place ahead.
+    let admitted: Vec<usize> = (0..8)
+        .filter(|i| places[*i]["position"].is_null())
+        .collect();
+    let mut leaving = admitted.into_iter().chain(waiting.iter().map(|w| w.1));
+    for step in 0..10 {
+        if step % 5 == 0 {
+            let who = leaving.next().unwrap();
+            assert_eq!(delete(&c, &server, ROOM, &users[who]).await.0, 204);
+        }
+        server.advance(Duration::seconds(1));
+        tick(&server).await;
+    }
+    let room = get(&c, &server, ADMIN_ROOM, Some(&admin)).await.1;
+    assert_eq!(room["measuredAdmissionsPerSecond"], 0.2, "{room}");
+    let next = waiting[2].1;
+    let p = place(&c, &server, &users[next]).await;
+    assert_eq!(
+        (&p["position"], &p["estimatedWaitSeconds"]),
+        (&json!(1), &json!(5)),
+        "{p}"
+    );
+    let p = place(&c, &server, &users[waiting[5].1]).await;
+    assert_eq!(
+        (&p["position"], &p["estimatedWaitSeconds"]),
+        (&json!(4), &json!(20)),
+        "{p}"
+    );
+}
+
+on_every_backend!(an_armed_room_switches_itself_on_and_estimates_from_its_pace);
+
 /// Polls `token`'s place until `done` says yes (the binary's own ticker moves the room).
 async fn place_until(
     c: &reqwest::Client,
@@ -426,6 +585,35 @@ async fn waiting_room_restart() {
         (Some(1), Some(1), Some(4)),
         "{room}"
     );
+
+    // A scrape reads the room from the store: its places by state, its measured pace (none
+    // yet: 0), and what the ticker of this process let in since the restart.
+    let metrics = client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("body");
+    let show = GRAND_HALL;
+    for line in [
+        format!("seatbook_waiting_room_places{{show_id=\"{show}\",state=\"WAITING\"}} 4"),
+        format!("seatbook_waiting_room_places{{show_id=\"{show}\",state=\"SHOPPING\"}} 1"),
+        format!("seatbook_waiting_room_places{{show_id=\"{show}\",state=\"DONE\"}} 1"),
+        format!("seatbook_waiting_room_admissions_per_second{{show_id=\"{show}\"}} 0"),
+        "seatbook_waiting_room_events_total{event=\"admitted\"} 1".to_owned(),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} in\n{}",
+            metrics
+                .lines()
+                .filter(|l| l.contains("waiting_room"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
 }
 
 /// Joining is limited per user and per address (one machine farming places with many
@@ -593,6 +781,7 @@ async fn no_room_without_a_shared_admission_key() {
         admission_ttl_seconds: None,
         shopping_ttl_seconds: None,
         grace_seconds: None,
+        switch_on_above: None,
     };
     let refused = app
         .waiting_rooms()

@@ -43,11 +43,15 @@ pub const QUEUE_DEAD_LETTERS: &str = "seatbook_queue_dead_letters";
 /// How long the oldest waiting request of a show has waited, by `show_id`.
 pub const QUEUE_OLDEST_AGE: &str = "seatbook_queue_oldest_waiting_age_seconds";
 /// Waiting-room places that moved on, by `event`: `admitted` (let in), `abandoned` (not seen
-/// within the grace period) or `expired` (an admission unused, or a shopping session, ran out).
+/// within the grace period) or `expired` (an admission unused, or a shopping session, ran out);
+/// and `switched_on`: an armed room that demand switched on.
 pub const WAITING_ROOM_EVENTS: &str = "seatbook_waiting_room_events_total";
 /// Places of a show's waiting room, by `show_id` and `state` (read from the store at each
 /// scrape): WAITING, ADMITTED, SHOPPING, DONE (bought or left), ABANDONED, EXPIRED.
 pub const WAITING_ROOM_PLACES: &str = "seatbook_waiting_room_places";
+/// The admissions per second a show's waiting room measured over its last full window while
+/// people waited (what its wait estimates use), by `show_id`; 0 before a first measure.
+pub const WAITING_ROOM_PACE: &str = "seatbook_waiting_room_admissions_per_second";
 /// Open WebSocket connections.
 pub const WEBSOCKET_CONNECTIONS: &str = "seatbook_websocket_connections";
 
@@ -112,11 +116,15 @@ pub fn describe() {
     describe_gauge!(WEBSOCKET_CONNECTIONS, "Open WebSocket connections");
     describe_counter!(
         WAITING_ROOM_EVENTS,
-        "Waiting-room places admitted, abandoned or expired, by event"
+        "Waiting-room places admitted, abandoned or expired, and rooms switched on, by event"
     );
     describe_gauge!(
         WAITING_ROOM_PLACES,
         "Places of a show's waiting room, by show and state"
+    );
+    describe_gauge!(
+        WAITING_ROOM_PACE,
+        "Admissions per second a waiting room measured while people waited, by show"
     );
 }
 
@@ -163,6 +171,11 @@ pub fn waiting_room_tick(tick: &booking_core::waiting_room::Tick) {
             counter!(WAITING_ROOM_EVENTS, "event" => event).increment(count as u64);
         }
     }
+}
+
+/// Demand switched an armed waiting room on.
+pub fn waiting_room_switched_on() {
+    counter!(WAITING_ROOM_EVENTS, "event" => "switched_on").increment(1);
 }
 
 /// A request refused by the rate limit `limit`.

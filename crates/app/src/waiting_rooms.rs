@@ -5,19 +5,22 @@
 //! The rules are `booking_core::waiting_room`'s and the state is the store's
 //! ([`WaitingRoomStore`]), so every process of a deployment, and a restarted local server, sees
 //! the same room. What is this module's own: validating an admin's policy, minting and checking
-//! admission tokens, and knowing cheaply whether a show has a room at all (every hold request
+//! admission tokens, knowing cheaply whether a show has a room at all (every hold request
 //! asks; the answer is cached for [`ROOMS_CACHE_FOR`], so a room switched on by another process
-//! applies within that time, and at once in this one).
+//! applies within that time, and at once in this one), and counting the hold requests of an
+//! armed room, whose reports switch it on when the deployment's demand goes over its rate.
 
 use crate::admission::{Admission, AdmissionKey, AdmissionRefused};
 use crate::error::BookingError;
 use crate::service::BookingService;
-use booking_core::ports::{Notifier, RoomSummary, WaitingRoomStore};
+use booking_core::ports::{Notifier, RoomRules, RoomSummary, WaitingRoomStore};
 use booking_core::protocol::ServerMessage;
-use booking_core::waiting_room::{AdmissionError, PlaceState, PlaceStatus, RoomPolicy, Tick};
+use booking_core::waiting_room::{
+    AdmissionError, DEMAND_REPORT_EVERY, PlaceState, PlaceStatus, RoomPolicy, Tick,
+};
 use booking_core::{Clock, ShowId, UserId};
 use chrono::{DateTime, Duration, Utc};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -48,6 +51,8 @@ pub struct RoomSettings {
     pub shopping_ttl_seconds: Option<u32>,
     /// Default 60.
     pub grace_seconds: Option<u32>,
+    /// Set: the room is armed, and switches itself on above this many hold requests a second.
+    pub switch_on_above: Option<u32>,
 }
 
 /// The bounds of each setting, as (lowest, highest).
@@ -56,6 +61,7 @@ pub const MAX_ACTIVE: (u32, u32) = (1, 1_000_000);
 pub const ADMISSION_TTL_SECONDS: (u32, u32) = (10, 3_600);
 pub const SHOPPING_TTL_SECONDS: (u32, u32) = (60, 7_200);
 pub const GRACE_SECONDS: (u32, u32) = (5, 600);
+pub const SWITCH_ON_ABOVE: (u32, u32) = (1, 1_000_000);
 
 impl RoomSettings {
     /// The policy, or what is out of bounds.
@@ -92,6 +98,10 @@ impl RoomSettings {
                 SHOPPING_TTL_SECONDS,
             )?,
             grace: seconds("graceSeconds", self.grace_seconds, 60, GRACE_SECONDS)?,
+            switch_on_above: self
+                .switch_on_above
+                .map(|r| within("switchOnAbove", r, SWITCH_ON_ABOVE))
+                .transpose()?,
         })
     }
 }
@@ -104,7 +114,12 @@ pub struct PlaceInfo {
     pub state: PlaceState,
     /// Waiting, once the order is drawn: 1 = next.
     pub position: Option<u64>,
+    /// Waiting with a position: at the room's measured pace; `None` while the room lets
+    /// nobody in (every shopper's session is still running).
     pub estimated_wait_seconds: Option<u64>,
+    /// When the room opens (or opened); `None` while it is armed (it opens when demand
+    /// switches it on).
+    pub opens_at: Option<DateTime<Utc>>,
     /// Admitted or shopping: the token `POST /holds` for the show needs, and until when.
     pub admission: Option<(String, DateTime<Utc>)>,
     /// Admitted: the first hold must be asked for before this, or the admission lapses.
@@ -124,8 +139,10 @@ pub struct WaitingRooms {
     /// Whether every process that serves this API signs with `key` (false: a key of this
     /// process's own, which the others would not honour: no room may be switched on).
     key_shared: bool,
-    /// The shows with a room, and when that was read.
-    rooms: Mutex<Option<(Instant, Arc<HashSet<ShowId>>)>>,
+    /// The shows with a room (armed ones with their rate), and when that was read.
+    rooms: Mutex<Option<(Instant, Arc<Gates>)>>,
+    /// The hold requests of each armed room counted since this process last reported them.
+    demand: Mutex<HashMap<ShowId, Counted>>,
     /// When a poll in this process last moved each room on.
     polled_ticks: Mutex<HashMap<ShowId, Instant>>,
     /// Where admissions and positions are pushed.
@@ -150,6 +167,7 @@ impl WaitingRooms {
             key,
             key_shared,
             rooms: Mutex::new(None),
+            demand: Mutex::new(HashMap::new()),
             polled_ticks: Mutex::new(HashMap::new()),
             notifier,
             positions_pushed: Mutex::new(HashMap::new()),
@@ -226,7 +244,7 @@ impl WaitingRooms {
     /// The caller leaves (or is done): their place, or their capacity, goes to the next.
     pub async fn leave(&self, user: &UserId, raw_show: &str) -> Result<(), BookingError> {
         let show = self.service.require_show(raw_show).await?.show_id;
-        if self.store.room_policy(show).await?.is_none() {
+        if self.store.room_rules(show).await?.is_none() {
             return Err(BookingError::WaitingRoomNotFound);
         }
         self.store.finish_place(show, user).await?;
@@ -235,7 +253,7 @@ impl WaitingRooms {
 
     /// A purchase ended the user's shopping: their capacity goes to the next at once.
     pub async fn bought(&self, user: &UserId, show: ShowId) -> Result<(), BookingError> {
-        if self.has_room(show).await? {
+        if self.gate(show).await?.is_some() {
             self.store.finish_place(show, user).await?;
         }
         Ok(())
@@ -247,9 +265,13 @@ impl WaitingRooms {
         user: &UserId,
         seen_at: Option<DateTime<Utc>>,
     ) -> Result<PlaceInfo, BookingError> {
-        let policy = self
+        let RoomRules {
+            policy,
+            armed,
+            pace,
+        } = self
             .store
-            .room_policy(show)
+            .room_rules(show)
             .await?
             .ok_or(BookingError::WaitingRoomNotFound)?;
         let PlaceStatus { place, position } = self
@@ -263,13 +285,13 @@ impl WaitingRooms {
             _ => None,
         };
         let admission = shopping_ends.map(|until| self.admission(user, show, place.ticket, until));
-        let rate = u64::from(policy.admit_per_second.max(1));
         Ok(PlaceInfo {
             show,
             ticket: place.ticket,
             state: place.state,
             position,
-            estimated_wait_seconds: position.map(|p| p.div_ceil(rate)),
+            estimated_wait_seconds: position.and_then(|p| pace.estimated_wait_seconds(&policy, p)),
+            opens_at: (!armed).then_some(policy.opens_at),
             admission,
             admitted_until: match place.state {
                 PlaceState::Admitted { expires_at } => Some(expires_at),
@@ -283,7 +305,8 @@ impl WaitingRooms {
     /// Every room as an admin sees it (for the metrics).
     pub async fn summaries(&self) -> Result<Vec<(ShowId, RoomSummary)>, BookingError> {
         let mut rooms = Vec::new();
-        for show in self.store.rooms().await? {
+        for listed in self.store.rooms().await? {
+            let show = listed.show;
             if let Some(room) = self.store.room(show).await? {
                 rooms.push((show, room));
             }
@@ -311,17 +334,23 @@ impl WaitingRooms {
         (token, until)
     }
 
-    /// Checks that `user` may ask for seats of `show` now: always where the show has no room;
-    /// with a room, only with a valid admission token of their current place (its first use
-    /// starts their shopping session).
+    /// Checks that `user` may ask for seats of `show` now: always where the show has no room
+    /// or an armed one (whose demand this counts); with a room that is on, only with a valid
+    /// admission token of their current place (its first use starts their shopping session).
     pub async fn admit_hold(
         &self,
         user: &UserId,
         show: ShowId,
         token: Option<&str>,
     ) -> Result<(), BookingError> {
-        if !self.has_room(show).await? {
-            return Ok(());
+        match self.gate(show).await? {
+            None => return Ok(()),
+            Some(Gate::Armed { above }) => {
+                // The request that tips the room over still passes: it came before the switch.
+                self.count_demand(show, above).await;
+                return Ok(());
+            }
+            Some(Gate::On) => {}
         }
         let refused = |reason: &'static str| BookingError::AdmissionRequired { reason };
         let token = token.ok_or(refused("MISSING"))?;
@@ -348,7 +377,12 @@ impl WaitingRooms {
     /// A room whose tick fails is logged and left for the next round; the others go on.
     pub async fn tick_all(&self) -> Result<Vec<(ShowId, Tick)>, BookingError> {
         let mut ticks = Vec::new();
-        for show in self.store.rooms().await? {
+        for listed in self.store.rooms().await? {
+            // An armed room has nothing to move on until demand switches it on.
+            if listed.armed_above.is_some() {
+                continue;
+            }
+            let show = listed.show;
             match self.tick(show).await {
                 Ok(tick) => ticks.push((show, tick)),
                 Err(e) => {
@@ -384,7 +418,7 @@ impl WaitingRooms {
             .await?;
         crate::metrics::waiting_room_tick(&tick);
         if !tick.admitted.is_empty()
-            && let Some(policy) = self.store.room_policy(show).await?
+            && let Some(RoomRules { policy, .. }) = self.store.room_rules(show).await?
         {
             let messages: Vec<(UserId, ServerMessage)> = tick
                 .admitted
@@ -419,7 +453,8 @@ impl WaitingRooms {
     /// `POSITIONS_PER_SECOND` messages a second per room, at most every
     /// `POSITIONS_EVERY_AT_MOST`); between pushes, a poll reads the exact position.
     pub async fn push_positions(&self) -> Result<(), BookingError> {
-        for show in self.store.rooms().await? {
+        for listed in self.store.rooms().await? {
+            let show = listed.show;
             let due = self
                 .positions_pushed
                 .lock()
@@ -429,7 +464,7 @@ impl WaitingRooms {
             if !due {
                 continue;
             }
-            let Some(policy) = self.store.room_policy(show).await? else {
+            let Some(RoomRules { policy, pace, .. }) = self.store.room_rules(show).await? else {
                 continue;
             };
             let queue = self.store.waiting_places(show).await?;
@@ -440,7 +475,6 @@ impl WaitingRooms {
                 .lock()
                 .expect("not poisoned")
                 .insert(show, Instant::now() + spread - POSITIONS_EVERY_AT_LEAST);
-            let rate = u64::from(policy.admit_per_second.max(1));
             let messages: Vec<(UserId, ServerMessage)> = queue
                 .into_iter()
                 .enumerate()
@@ -451,7 +485,7 @@ impl WaitingRooms {
                         ticket,
                         state: PlaceState::Waiting.name().to_owned(),
                         position: Some(position),
-                        estimated_wait_seconds: Some(position.div_ceil(rate)),
+                        estimated_wait_seconds: pace.estimated_wait_seconds(&policy, position),
                         admission_token: None,
                         admission_expires_at: None,
                         admitted_until: None,
@@ -478,7 +512,8 @@ impl WaitingRooms {
         }
     }
 
-    async fn has_room(&self, show: ShowId) -> Result<bool, BookingError> {
+    /// Whether the show has a room, and whether it is on or armed.
+    async fn gate(&self, show: ShowId) -> Result<Option<Gate>, BookingError> {
         let cached = self
             .rooms
             .lock()
@@ -489,17 +524,91 @@ impl WaitingRooms {
         let rooms = match cached {
             Some(rooms) => rooms,
             None => {
-                let rooms: Arc<HashSet<ShowId>> =
-                    Arc::new(self.store.rooms().await?.into_iter().collect());
+                let rooms: Arc<Gates> = Arc::new(
+                    self.store
+                        .rooms()
+                        .await?
+                        .into_iter()
+                        .map(|listed| {
+                            let gate = listed
+                                .armed_above
+                                .map_or(Gate::On, |above| Gate::Armed { above });
+                            (listed.show, gate)
+                        })
+                        .collect(),
+                );
                 *self.rooms.lock().expect("not poisoned") = Some((Instant::now(), rooms.clone()));
                 rooms
             }
         };
-        Ok(rooms.contains(&show))
+        Ok(rooms.get(&show).copied())
+    }
+
+    /// Counts a hold request of an armed room, and reports this process's count when it last
+    /// reported `DEMAND_REPORT_EVERY` ago, or at once when its count alone is over the rate
+    /// (a burst is not left waiting for the next request). A report that switches the room on
+    /// makes this process see it at once; one that fails is logged and counted again later,
+    /// never held against the request.
+    async fn count_demand(&self, show: ShowId, above: u32) {
+        let report = {
+            let mut demand = self.demand.lock().expect("not poisoned");
+            let counted = demand.entry(show).or_insert_with(Counted::new);
+            counted.requests += 1;
+            let due = counted.since.elapsed() >= DEMAND_REPORT_EVERY.to_std().expect("positive")
+                || counted.requests > u64::from(above);
+            due.then(|| std::mem::replace(counted, Counted::new()).requests)
+        };
+        let Some(requests) = report else {
+            return;
+        };
+        match self
+            .store
+            .record_demand(show, requests, self.clock.now())
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(show_id = %show, "demand switched the waiting room on");
+                crate::metrics::waiting_room_switched_on();
+                self.forget_rooms();
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(show_id = %show, error = %booking_core::Chain(&e), "could not report a waiting room's demand; will retry");
+                let mut demand = self.demand.lock().expect("not poisoned");
+                demand.entry(show).or_insert_with(Counted::new).requests += requests;
+            }
+        }
     }
 
     fn forget_rooms(&self) {
         *self.rooms.lock().expect("not poisoned") = None;
+    }
+}
+
+/// The shows with a room, and what their hold requests must pass.
+type Gates = HashMap<ShowId, Gate>;
+
+/// What a hold request for a show with a room must pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// An admission token.
+    On,
+    /// Nothing yet; its demand is counted, and switches it on above this many a second.
+    Armed { above: u32 },
+}
+
+/// Hold requests counted for one armed room since `since`.
+struct Counted {
+    requests: u64,
+    since: Instant,
+}
+
+impl Counted {
+    fn new() -> Self {
+        Self {
+            requests: 0,
+            since: Instant::now(),
+        }
     }
 }
 

@@ -13,7 +13,9 @@ use crate::model::{BookingRequest, Hold, HoldStatus, Movie, NewBookingRequest, S
 use crate::order::{NewOrder, Order, OrderStatus, Payment};
 use crate::protocol::{BookingResult, ServerMessage};
 use crate::rate::{RateRule, RateVerdict};
-use crate::waiting_room::{AdmissionError, Joined, PlaceStatus, RoomCounts, RoomPolicy, Tick};
+use crate::waiting_room::{
+    AdmissionError, AdmissionPace, Joined, PlaceStatus, RoomCounts, RoomPolicy, Tick,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -71,10 +73,19 @@ pub trait WaitingRoomStore: Send + Sync + 'static {
     async fn remove_room(&self, show: ShowId) -> Result<bool, StoreError>;
     /// The show's room: its policy, whether its order is drawn, and its places by state.
     async fn room(&self, show: ShowId) -> Result<Option<RoomSummary>, StoreError>;
-    /// The show's room's policy alone (what every poll needs; cheaper than [`Self::room`]).
-    async fn room_policy(&self, show: ShowId) -> Result<Option<RoomPolicy>, StoreError>;
-    /// The shows that have a room, for the ticker.
-    async fn rooms(&self) -> Result<Vec<ShowId>, StoreError>;
+    /// The show's room without its counts (what every poll needs; cheaper than
+    /// [`Self::room`]).
+    async fn room_rules(&self, show: ShowId) -> Result<Option<RoomRules>, StoreError>;
+    /// The shows that have a room, for the ticker and the hold requests' check.
+    async fn rooms(&self) -> Result<Vec<ListedRoom>, StoreError>;
+    /// [`Room::record_demand`](crate::waiting_room::Room::record_demand): a process counted
+    /// `requests` hold requests for the show; true if this switched its armed room on.
+    async fn record_demand(
+        &self,
+        show: ShowId,
+        requests: u64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// [`Room::join`](crate::waiting_room::Room::join); `None` if the show has no room.
     async fn join_room(
         &self,
@@ -119,7 +130,26 @@ pub struct RoomSummary {
     pub policy: RoomPolicy,
     /// The pre-queue's order is drawn and admission has started.
     pub opened: bool,
+    /// Waiting to switch itself on ([`RoomPolicy::switch_on_above`]).
+    pub armed: bool,
+    pub pace: AdmissionPace,
     pub counts: RoomCounts,
+}
+
+/// A room as [`WaitingRoomStore::room_rules`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomRules {
+    pub policy: RoomPolicy,
+    pub armed: bool,
+    pub pace: AdmissionPace,
+}
+
+/// A room as [`WaitingRoomStore::rooms`] lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedRoom {
+    pub show: ShowId,
+    /// Armed: it switches itself on above this many hold requests a second. `None`: on.
+    pub armed_above: Option<u32>,
 }
 
 /// Movies and shows.

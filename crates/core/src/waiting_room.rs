@@ -14,6 +14,15 @@
 //! shopper counts as active until they finish (bought, or left) or `shopping_ttl` passes. Either
 //! way their capacity comes back at once: an admission nobody uses cannot stall the room.
 //!
+//! Switching itself on. A room may be *armed* instead of on: it lets everyone shop until the
+//! show's hold requests go over a rate, then switches itself on, opening at that instant (who
+//! joined while it was armed is its pre-queue). The processes that take the requests count them
+//! and report the counts ([`DemandMeter`]), so the rate is the whole deployment's.
+//!
+//! Estimates. A waiting place's estimated wait is its position over the pace the room has
+//! *measured* ([`AdmissionPace`]), not the rate it was set to: when `max_active` binds, or
+//! shoppers take longer than hoped, the set rate would promise what the room does not do.
+//!
 //! Abandonment. A waiting place must be seen (a poll of it) within `grace`, or it is given up
 //! and skipped, so a closed tab does not hold the queue; a short disconnect keeps it.
 
@@ -37,6 +46,10 @@ pub struct RoomPolicy {
     pub shopping_ttl: Duration,
     /// How long a waiting place stays without being seen.
     pub grace: Duration,
+    /// Set: the room is armed, not on. It switches itself on (opening at that instant) once
+    /// the show's hold requests go over this many a second ([`DemandMeter`]); until then
+    /// holds need no admission.
+    pub switch_on_above: Option<u32>,
 }
 
 /// Where a place is in its life.
@@ -230,6 +243,107 @@ pub struct Room {
     next: usize,
     opened: bool,
     credit: AdmissionCredit,
+    pace: AdmissionPace,
+    /// Waiting to switch itself on ([`RoomPolicy::switch_on_above`]).
+    armed: bool,
+    demand: DemandMeter,
+}
+
+/// How long a window of demand lasts before its count starts again.
+pub const DEMAND_WINDOW: Duration = Duration::seconds(5);
+
+/// How often, at most, a process reports the hold requests it counted for an armed room; a
+/// report stands for that long before it at least.
+pub const DEMAND_REPORT_EVERY: Duration = Duration::milliseconds(500);
+
+/// An armed room's measure of demand: the hold requests reported since the window began.
+/// The rate is over at least a second, so one burst of a few requests does not trip a room
+/// set to a higher rate. The stores keep its two numbers with the room.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DemandMeter {
+    /// When the current window began.
+    pub since: Option<DateTime<Utc>>,
+    /// Requests reported within it.
+    pub requests: u64,
+}
+
+impl DemandMeter {
+    /// Adds a report of `requests` at `now`; true if the rate so far in the window is above
+    /// `per_second`.
+    pub fn record(&mut self, now: DateTime<Utc>, requests: u64, per_second: u32) -> bool {
+        let since = match self.since {
+            Some(since) if now - since < DEMAND_WINDOW => since,
+            // A new window; its first report stands for the time before it.
+            _ => {
+                self.requests = 0;
+                now - DEMAND_REPORT_EVERY
+            }
+        };
+        self.since = Some(since);
+        self.requests += requests;
+        let elapsed_ms = (now - since).num_milliseconds().max(1_000) as u64;
+        self.requests * 1_000 > u64::from(per_second) * elapsed_ms
+    }
+}
+
+/// How long the room's pace is measured over before its figure is renewed.
+pub const PACE_WINDOW: Duration = Duration::seconds(10);
+
+/// How fast a room has been letting people in while people were waiting: admissions counted
+/// over windows of [`PACE_WINDOW`], each window's figure replacing the last. A window only
+/// measures while someone waits at every tick of it: when the queue runs dry the pace is the
+/// arrivals', not the room's, so the window starts again (and the last figure stands). Before a
+/// first full window the set rate is the estimate. The stores keep its three numbers with the
+/// room and call the same rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdmissionPace {
+    /// When the current window began; `None` while nobody waits.
+    pub since: Option<DateTime<Utc>>,
+    /// Admitted within the current window.
+    pub admitted: u64,
+    /// Thousandths of an admission per second over the last full window, if there was one.
+    pub measured_milli: Option<u64>,
+}
+
+impl AdmissionPace {
+    /// A tick at `now` let in `admitted`; `still_waiting`: someone waits with a position after
+    /// it.
+    pub fn record(&mut self, now: DateTime<Utc>, admitted: u64, still_waiting: bool) {
+        if !still_waiting {
+            self.since = None;
+            self.admitted = 0;
+            return;
+        }
+        let Some(since) = self.since else {
+            // This tick's admissions were earned before the window: it starts counting after.
+            self.since = Some(now);
+            self.admitted = 0;
+            return;
+        };
+        self.admitted += admitted;
+        let elapsed_ms = (now - since).num_milliseconds();
+        if elapsed_ms >= PACE_WINDOW.num_milliseconds() {
+            self.measured_milli = Some(self.admitted * 1_000_000 / elapsed_ms as u64);
+            self.since = Some(now);
+            self.admitted = 0;
+        }
+    }
+
+    /// Admissions per second, in thousandths: the measured pace, or the set rate before there
+    /// is a measure.
+    pub fn per_second_milli(&self, policy: &RoomPolicy) -> u64 {
+        self.measured_milli
+            .unwrap_or(u64::from(policy.admit_per_second.max(1)) * 1_000)
+    }
+
+    /// About how many seconds the place at `position` (1 = next) waits; `None` when the room
+    /// let nobody in over its last window (every shopper's session is still running).
+    pub fn estimated_wait_seconds(&self, policy: &RoomPolicy, position: u64) -> Option<u64> {
+        match self.per_second_milli(policy) {
+            0 => None,
+            milli => Some((position * 1_000).div_ceil(milli)),
+        }
+    }
 }
 
 /// The admissions a room has earned and not spent: its rate's bucket, holding at most one
@@ -292,14 +406,41 @@ pub fn admissions_now(credit: &AdmissionCredit, max_active: Option<u32>, active:
 impl Room {
     pub fn new(policy: RoomPolicy) -> Self {
         Self {
-            policy,
             places: Vec::new(),
             by_user: HashMap::new(),
             order: Vec::new(),
             next: 0,
             opened: false,
             credit: AdmissionCredit::default(),
+            pace: AdmissionPace::default(),
+            armed: policy.switch_on_above.is_some(),
+            demand: DemandMeter::default(),
+            policy,
         }
+    }
+
+    /// Whether the room waits to switch itself on (holds need no admission yet).
+    pub fn is_armed(&self) -> bool {
+        self.armed
+    }
+
+    /// A process counted `requests` hold requests for the show: an armed room over its rate
+    /// switches itself on, opening at `now`. True if this report did.
+    pub fn record_demand(&mut self, now: DateTime<Utc>, requests: u64) -> bool {
+        let Some(per_second) = self.policy.switch_on_above.filter(|_| self.armed) else {
+            return false;
+        };
+        if !self.demand.record(now, requests, per_second) {
+            return false;
+        }
+        self.armed = false;
+        self.policy.opens_at = now;
+        true
+    }
+
+    /// How fast the room has been letting people in.
+    pub fn pace(&self) -> &AdmissionPace {
+        &self.pace
     }
 
     pub fn policy(&self) -> &RoomPolicy {
@@ -415,9 +556,9 @@ impl Room {
         self.places.iter().filter(|p| p.state.is_active()).count()
     }
 
-    /// About how long the place at `position` waits, at the room's rate.
-    pub fn estimated_wait_seconds(&self, position: u64) -> u64 {
-        position.div_ceil(u64::from(self.policy.admit_per_second.max(1)))
+    /// About how long the place at `position` waits, at the room's measured pace.
+    pub fn estimated_wait_seconds(&self, position: u64) -> Option<u64> {
+        self.pace.estimated_wait_seconds(&self.policy, position)
     }
 
     /// Moves the room to `now`: opens it when its time has come (with `seed`), gives up places
@@ -426,7 +567,7 @@ impl Room {
     pub fn tick(&mut self, now: DateTime<Utc>, seed: impl FnOnce() -> [u8; 32]) -> Tick {
         let mut tick = Tick::default();
         if !self.opened {
-            if now < self.policy.opens_at {
+            if self.armed || now < self.policy.opens_at {
                 return tick;
             }
             self.open(seed(), now);
@@ -464,6 +605,11 @@ impl Room {
             self.credit.spend(1);
             left -= 1;
         }
+        let still_waiting = self.order[self.next..]
+            .iter()
+            .any(|&i| self.places[i].state == PlaceState::Waiting);
+        self.pace
+            .record(now, tick.admitted.len() as u64, still_waiting);
         tick
     }
 
@@ -537,6 +683,7 @@ mod tests {
             admission_ttl: Duration::seconds(60),
             shopping_ttl: Duration::minutes(15),
             grace: Duration::seconds(30),
+            switch_on_above: None,
         }
     }
 
@@ -648,7 +795,11 @@ mod tests {
         assert_eq!(positions[3..], (4..=40).collect::<Vec<u64>>()[..]);
         let order = admission_order(&mut room, 0);
         assert_eq!(order[3..], (3..40).map(user).collect::<Vec<_>>()[..]);
-        assert_eq!(room.estimated_wait_seconds(25), 3);
+        assert_eq!(
+            room.estimated_wait_seconds(25),
+            Some(3),
+            "before a measure: the set rate"
+        );
     }
 
     #[test]
@@ -676,6 +827,104 @@ mod tests {
             room.join(&user(i), at(60_000));
         }
         assert_eq!(room.tick(at(60_000), || seed(3)).admitted.len(), 10);
+    }
+
+    #[test]
+    fn the_estimate_follows_the_measured_pace_not_the_set_rate() {
+        // Set to 10 a second, but at most 2 shop at once, each for 4 s: about 0.5 a second.
+        let mut room = Room::new(RoomPolicy {
+            max_active: Some(2),
+            ..policy()
+        });
+        for i in 0..100 {
+            room.join(&user(i), at(-1));
+        }
+        let mut shopping: Vec<(UserId, i64)> = Vec::new();
+        for step in 0..=120 {
+            let now = step * 250; // 30 s of ticks
+            for i in 0..100 {
+                room.seen(&user(i), at(now));
+            }
+            for (who, since) in std::mem::take(&mut shopping) {
+                if now - since >= 4_000 {
+                    room.finish(&who);
+                } else {
+                    shopping.push((who, since));
+                }
+            }
+            for (_, who, _) in room.tick(at(now), || seed(9)).admitted {
+                room.start_shopping(&who, at(now)).unwrap();
+                shopping.push((who, now));
+            }
+        }
+        let measured = room.pace().measured_milli.expect("a full window");
+        assert!((400..=600).contains(&measured), "{measured} milli/s");
+        // 20th in line: about 40 s at the measured pace, not the 2 s the set rate promises.
+        let wait = room.estimated_wait_seconds(20).unwrap();
+        assert!((33..=50).contains(&wait), "{wait} s");
+
+        // A room that let nobody in over a window has no estimate; one whose queue ran dry
+        // keeps its last figure and starts measuring again.
+        let mut pace = AdmissionPace::default();
+        pace.record(at(0), 5, true);
+        pace.record(at(10_000), 0, true);
+        assert_eq!(pace.estimated_wait_seconds(&policy(), 1), None);
+        pace.record(at(11_000), 3, false);
+        assert_eq!((pace.since, pace.measured_milli), (None, Some(0)));
+        pace.record(at(12_000), 7, true);
+        pace.record(at(22_000), 40, true);
+        assert_eq!(
+            pace.measured_milli,
+            Some(4_000),
+            "40 over the 10 s after the restart"
+        );
+        assert_eq!(pace.estimated_wait_seconds(&policy(), 9), Some(3));
+    }
+
+    #[test]
+    fn an_armed_room_switches_itself_on_above_its_rate_and_opens_then() {
+        let mut room = Room::new(RoomPolicy {
+            opens_at: at(0),
+            switch_on_above: Some(50),
+            ..policy()
+        });
+        room.join(&user(0), at(100));
+        assert!(room.is_armed());
+        assert!(
+            room.tick(at(1_000), || seed(5)).admitted.is_empty(),
+            "armed: not open"
+        );
+        assert!(!room.is_open());
+        // 40 a second for three seconds: under the rate.
+        for step in 1..=6 {
+            assert!(!room.record_demand(at(1_000 + step * 500), 20), "{step}");
+        }
+        // A burst: 120 within a second, over it.
+        assert!(!room.record_demand(at(4_500), 30));
+        assert!(room.record_demand(at(5_000), 90));
+        assert!(!room.is_armed());
+        assert_eq!(room.policy().opens_at, at(5_000));
+        // It opens at its next tick; whoever joined while it was armed is its pre-queue.
+        let tick = room.tick(at(5_200), || seed(5));
+        assert_eq!(tick.admitted.len(), 1);
+        assert!(!room.record_demand(at(5_300), 10_000), "on already");
+
+        // A room set without a rate is never armed.
+        let mut plain = Room::new(policy());
+        assert!(!plain.is_armed() && !plain.record_demand(at(0), 1_000_000));
+    }
+
+    #[test]
+    fn demand_is_measured_over_a_second_at_least_and_in_windows() {
+        let mut demand = DemandMeter::default();
+        // Ten requests in one report: 10 a second, not 10 in 500 ms = 20 a second.
+        assert!(!demand.record(at(0), 10, 10));
+        assert!(demand.record(at(100), 1, 10));
+        // A window ends: the count starts again.
+        let mut demand = DemandMeter::default();
+        assert!(!demand.record(at(0), 9, 10));
+        assert!(!demand.record(at(6_000), 9, 10));
+        assert_eq!(demand.requests, 9);
     }
 
     #[test]

@@ -100,10 +100,11 @@ async fn metrics(State(scrape): State<Arc<Scrape>>) -> Response {
             let mut previous = scrape.rooms_seen.lock().unwrap_or_else(|p| p.into_inner());
             let current: HashSet<ShowId> = rooms.iter().map(|(show, _)| *show).collect();
             for gone in previous.difference(&current) {
-                set_room_gauges(*gone, RoomCounts::default());
+                set_room_gauges(*gone, RoomCounts::default(), 0.0);
             }
             for (show, room) in rooms {
-                set_room_gauges(show, room.counts);
+                let pace = room.pace.measured_milli.unwrap_or(0) as f64 / 1_000.0;
+                set_room_gauges(show, room.counts, pace);
             }
             *previous = current;
         }
@@ -124,7 +125,8 @@ async fn metrics(State(scrape): State<Arc<Scrape>>) -> Response {
         .into_response()
 }
 
-fn set_room_gauges(show: ShowId, c: RoomCounts) {
+fn set_room_gauges(show: ShowId, c: RoomCounts, pace_per_second: f64) {
+    gauge!(names::WAITING_ROOM_PACE, "show_id" => show.to_string()).set(pace_per_second);
     for (state, count) in [
         ("WAITING", c.waiting),
         ("ADMITTED", c.admitted),

@@ -1,5 +1,5 @@
 //! `WaitingRoomStore`: each show's waiting room and its places, shared by every Lambda instance
-//! (`migrations/postgres/0007_waiting_rooms.sql`).
+//! (`migrations/postgres/0007_waiting_rooms.sql`, `0008_waiting_room_pace_and_switch.sql`).
 //!
 //! A room's row is its lock: a join and a tick take it (`SELECT ... FOR UPDATE`) before they
 //! read what they decide on, so two instances cannot hand out one ticket twice, and a join
@@ -11,10 +11,10 @@
 use crate::PgStore;
 use crate::codec;
 use async_trait::async_trait;
-use booking_core::ports::{RoomSummary, StoreError, WaitingRoomStore};
+use booking_core::ports::{ListedRoom, RoomRules, RoomSummary, StoreError, WaitingRoomStore};
 use booking_core::waiting_room::{
-    AdmissionCredit, AdmissionError, Joined, Place, PlaceState, PlaceStatus, RoomCounts,
-    RoomPolicy, Tick, admissions_now, pre_queue_ranks,
+    AdmissionCredit, AdmissionError, AdmissionPace, DemandMeter, Joined, Place, PlaceState,
+    PlaceStatus, RoomCounts, RoomPolicy, Tick, admissions_now, pre_queue_ranks,
 };
 use booking_core::{ShowId, UserId};
 use chrono::{DateTime, Duration, Utc};
@@ -23,8 +23,21 @@ use sqlx::PgConnection;
 struct StoredRoom {
     policy: RoomPolicy,
     opened: bool,
+    armed: bool,
     credit: AdmissionCredit,
+    pace: AdmissionPace,
+    demand: DemandMeter,
     next_ticket: i64,
+}
+
+impl StoredRoom {
+    fn rules(self) -> RoomRules {
+        RoomRules {
+            policy: self.policy,
+            armed: self.armed,
+            pace: self.pace,
+        }
+    }
 }
 
 /// The show's room, locked for the transaction when `for_update`.
@@ -42,6 +55,10 @@ async fn load_room(
                     u32::try_from(v)
                         .map_err(|_| codec::corrupt(format_args!("waiting_rooms.{column}: {v}")))
                 };
+                let number = |v: i64, column: &str| {
+                    u64::try_from(v)
+                        .map_err(|_| codec::corrupt(format_args!("waiting_rooms.{column}: {v}")))
+                };
                 Ok::<_, StoreError>(StoredRoom {
                     policy: RoomPolicy {
                         opens_at: r.opens_at,
@@ -50,12 +67,28 @@ async fn load_room(
                         admission_ttl: Duration::milliseconds(r.admission_ttl_ms),
                         shopping_ttl: Duration::milliseconds(r.shopping_ttl_ms),
                         grace: Duration::milliseconds(r.grace_ms),
+                        switch_on_above: r
+                            .switch_on_above
+                            .map(|m| count(m, "switch_on_above"))
+                            .transpose()?,
                     },
                     opened: r.opened_at.is_some(),
+                    armed: r.armed,
                     credit: AdmissionCredit {
-                        milli: u64::try_from(r.credit_milli)
-                            .map_err(|_| codec::corrupt("waiting_rooms.credit_milli"))?,
+                        milli: number(r.credit_milli, "credit_milli")?,
                         at: r.credited_at,
+                    },
+                    pace: AdmissionPace {
+                        since: r.pace_since,
+                        admitted: number(r.pace_admitted, "pace_admitted")?,
+                        measured_milli: r
+                            .pace_milli
+                            .map(|m| number(m, "pace_milli"))
+                            .transpose()?,
+                    },
+                    demand: DemandMeter {
+                        since: r.demand_since,
+                        requests: number(r.demand_count, "demand_count")?,
                     },
                     next_ticket: r.next_ticket,
                 })
@@ -66,7 +99,8 @@ async fn load_room(
     if for_update {
         let row = sqlx::query!(
             "SELECT opens_at, admit_per_second, max_active, admission_ttl_ms, shopping_ttl_ms, \
-                 grace_ms, opened_at, credit_milli, credited_at, next_ticket \
+                 grace_ms, switch_on_above, opened_at, armed, credit_milli, credited_at, \
+                 pace_since, pace_admitted, pace_milli, demand_since, demand_count, next_ticket \
              FROM waiting_rooms WHERE show_id = $1 FOR UPDATE",
             show.as_uuid()
         )
@@ -77,7 +111,8 @@ async fn load_room(
     } else {
         let row = sqlx::query!(
             "SELECT opens_at, admit_per_second, max_active, admission_ttl_ms, shopping_ttl_ms, \
-                 grace_ms, opened_at, credit_milli, credited_at, next_ticket \
+                 grace_ms, switch_on_above, opened_at, armed, credit_milli, credited_at, \
+                 pace_since, pace_admitted, pace_milli, demand_since, demand_count, next_ticket \
              FROM waiting_rooms WHERE show_id = $1",
             show.as_uuid()
         )
@@ -161,12 +196,15 @@ impl WaitingRoomStore for PgStore {
     async fn put_room(&self, show: ShowId, policy: &RoomPolicy) -> Result<(), StoreError> {
         sqlx::query!(
             "INSERT INTO waiting_rooms (show_id, opens_at, admit_per_second, max_active, \
-                 admission_ttl_ms, shopping_ttl_ms, grace_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 admission_ttl_ms, shopping_ttl_ms, grace_ms, switch_on_above, armed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8::INTEGER IS NOT NULL) \
              ON CONFLICT (show_id) DO UPDATE SET opens_at = excluded.opens_at, \
                  admit_per_second = excluded.admit_per_second, max_active = excluded.max_active, \
                  admission_ttl_ms = excluded.admission_ttl_ms, \
-                 shopping_ttl_ms = excluded.shopping_ttl_ms, grace_ms = excluded.grace_ms",
+                 shopping_ttl_ms = excluded.shopping_ttl_ms, grace_ms = excluded.grace_ms, \
+                 switch_on_above = excluded.switch_on_above, \
+                 armed = waiting_rooms.armed AND excluded.armed, \
+                 pace_since = NULL, pace_admitted = 0, pace_milli = NULL",
             show.as_uuid(),
             policy.opens_at,
             i32::try_from(policy.admit_per_second.max(1)).unwrap_or(i32::MAX),
@@ -175,7 +213,10 @@ impl WaitingRoomStore for PgStore {
                 .map(|m| i32::try_from(m).unwrap_or(i32::MAX)),
             policy.admission_ttl.num_milliseconds(),
             policy.shopping_ttl.num_milliseconds(),
-            policy.grace.num_milliseconds()
+            policy.grace.num_milliseconds(),
+            policy
+                .switch_on_above
+                .map(|m| i32::try_from(m).unwrap_or(i32::MAX))
         )
         .execute(self.pool())
         .await
@@ -221,23 +262,66 @@ impl WaitingRoomStore for PgStore {
         Ok(Some(RoomSummary {
             policy: room.policy,
             opened: room.opened,
+            armed: room.armed,
+            pace: room.pace,
             counts,
         }))
     }
 
-    async fn room_policy(&self, show: ShowId) -> Result<Option<RoomPolicy>, StoreError> {
+    async fn room_rules(&self, show: ShowId) -> Result<Option<RoomRules>, StoreError> {
         let mut conn = self.pool().acquire().await.map_err(codec::store_error)?;
         Ok(load_room(&mut conn, show, false)
             .await?
-            .map(|room| room.policy))
+            .map(StoredRoom::rules))
     }
 
-    async fn rooms(&self) -> Result<Vec<ShowId>, StoreError> {
-        let shows = sqlx::query_scalar!("SELECT show_id FROM waiting_rooms")
-            .fetch_all(self.pool())
-            .await
-            .map_err(codec::store_error)?;
-        Ok(shows.into_iter().map(ShowId::from_uuid).collect())
+    async fn rooms(&self) -> Result<Vec<ListedRoom>, StoreError> {
+        let rows = sqlx::query!(
+            "SELECT show_id, CASE WHEN armed THEN switch_on_above END AS armed_above \
+             FROM waiting_rooms"
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(codec::store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ListedRoom {
+                show: ShowId::from_uuid(r.show_id),
+                armed_above: r.armed_above.map(|v| u32::try_from(v).unwrap_or(u32::MAX)),
+            })
+            .collect())
+    }
+
+    async fn record_demand(
+        &self,
+        show: ShowId,
+        requests: u64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await.map_err(codec::store_error)?;
+        let Some(mut room) = load_room(&mut tx, show, true).await? else {
+            return Ok(false);
+        };
+        let Some(per_second) = room.policy.switch_on_above.filter(|_| room.armed) else {
+            return Ok(false);
+        };
+        let over = room.demand.record(now, requests, per_second);
+        // Switched on: it opens now, and its next tick draws the order of whoever joined.
+        sqlx::query!(
+            "UPDATE waiting_rooms SET demand_since = $2, demand_count = $3, armed = NOT $4, \
+                 opens_at = CASE WHEN $4 THEN $5 ELSE opens_at END \
+             WHERE show_id = $1",
+            show.as_uuid(),
+            room.demand.since,
+            room.demand.requests as i64,
+            over,
+            now
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(codec::store_error)?;
+        tx.commit().await.map_err(codec::store_error)?;
+        Ok(over)
     }
 
     #[tracing::instrument(skip_all, fields(%show))]
@@ -376,7 +460,7 @@ impl WaitingRoomStore for PgStore {
             return Ok(Tick::default());
         };
         if !room.opened {
-            if now < room.policy.opens_at {
+            if room.armed || now < room.policy.opens_at {
                 return Ok(Tick::default());
             }
             // The opening: the pre-queue's order is drawn once, and whoever waited in it
@@ -466,11 +550,25 @@ impl WaitingRoomStore for PgStore {
         };
         admitted.sort_unstable();
         room.credit.spend(admitted.len() as u64);
+        let still_waiting = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM waiting_room_places
+                   WHERE show_id = $1 AND state = 'WAITING' AND queue_rank IS NOT NULL)
+               AS "still_waiting!""#,
+            show.as_uuid()
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(codec::store_error)?;
+        room.pace.record(now, admitted.len() as u64, still_waiting);
         sqlx::query!(
-            "UPDATE waiting_rooms SET credit_milli = $2, credited_at = $3 WHERE show_id = $1",
+            "UPDATE waiting_rooms SET credit_milli = $2, credited_at = $3, pace_since = $4, \
+                 pace_admitted = $5, pace_milli = $6 WHERE show_id = $1",
             show.as_uuid(),
             room.credit.milli as i64,
-            room.credit.at
+            room.credit.at,
+            room.pace.since,
+            room.pace.admitted as i64,
+            room.pace.measured_milli.map(|m| m as i64)
         )
         .execute(&mut *tx)
         .await

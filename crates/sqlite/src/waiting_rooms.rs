@@ -1,5 +1,5 @@
 //! `WaitingRoomStore`: each show's waiting room and its places, in two tables
-//! (`migrations/sqlite/0007_waiting_rooms.sql`).
+//! (`migrations/sqlite/0007_waiting_rooms.sql`, `0008_waiting_room_pace_and_switch.sql`).
 //!
 //! Every change is one `BEGIN IMMEDIATE` transaction on the single writer, so a room's joins,
 //! ticks and admissions are applied one at a time, as the pure `Room` applies them; a tick is
@@ -8,61 +8,99 @@
 use crate::SqliteStore;
 use crate::codec;
 use async_trait::async_trait;
-use booking_core::ports::{RoomSummary, StoreError, WaitingRoomStore};
+use booking_core::ports::{ListedRoom, RoomRules, RoomSummary, StoreError, WaitingRoomStore};
 use booking_core::waiting_room::{
-    AdmissionCredit, AdmissionError, Joined, Place, PlaceState, PlaceStatus, RoomCounts,
-    RoomPolicy, Tick, admissions_now, pre_queue_ranks,
+    AdmissionCredit, AdmissionError, AdmissionPace, DemandMeter, Joined, Place, PlaceState,
+    PlaceStatus, RoomCounts, RoomPolicy, Tick, admissions_now, pre_queue_ranks,
 };
 use booking_core::{ShowId, UserId};
 use chrono::{DateTime, Duration, Utc};
 use sqlx::SqliteConnection;
 
-/// A room's row: its policy, whether its order is drawn, its credit and next ticket.
-type RoomRow = (
-    i64,         // opens_at
-    i64,         // admit_per_second
-    Option<i64>, // max_active
-    i64,         // admission_ttl_ms
-    i64,         // shopping_ttl_ms
-    i64,         // grace_ms
-    Option<i64>, // opened_at
-    i64,         // credit_milli
-    Option<i64>, // credited_at
-    i64,         // next_ticket
-);
+/// A room's row: its policy, whether its order is drawn or it is armed, its credit, pace,
+/// demand and next ticket.
+#[derive(sqlx::FromRow)]
+struct RoomRow {
+    opens_at: i64,
+    admit_per_second: i64,
+    max_active: Option<i64>,
+    admission_ttl_ms: i64,
+    shopping_ttl_ms: i64,
+    grace_ms: i64,
+    switch_on_above: Option<i64>,
+    opened_at: Option<i64>,
+    armed: bool,
+    credit_milli: i64,
+    credited_at: Option<i64>,
+    pace_since: Option<i64>,
+    pace_admitted: i64,
+    pace_milli: Option<i64>,
+    demand_since: Option<i64>,
+    demand_count: i64,
+    next_ticket: i64,
+}
 
 struct StoredRoom {
     policy: RoomPolicy,
     opened: bool,
+    armed: bool,
     credit: AdmissionCredit,
+    pace: AdmissionPace,
+    demand: DemandMeter,
     next_ticket: u64,
 }
 
+impl StoredRoom {
+    fn rules(self) -> RoomRules {
+        RoomRules {
+            policy: self.policy,
+            armed: self.armed,
+            pace: self.pace,
+        }
+    }
+}
+
 fn decode_room(row: RoomRow) -> Result<StoredRoom, StoreError> {
-    let (opens_at, rate, max_active, admission_ttl, shopping_ttl, grace, opened, milli, at, next) =
-        row;
     let count = |v: i64, column: &str| {
         u32::try_from(v).map_err(|_| codec::corrupt(format_args!("waiting_rooms.{column}: {v}")))
     };
+    let number = |v: i64, column: &str| {
+        u64::try_from(v).map_err(|_| codec::corrupt(format_args!("waiting_rooms.{column}: {v}")))
+    };
+    let time =
+        |ms: Option<i64>, column: &str| ms.map(|ms| codec::from_millis(ms, column)).transpose();
     Ok(StoredRoom {
         policy: RoomPolicy {
-            opens_at: codec::from_millis(opens_at, "waiting_rooms.opens_at")?,
-            admit_per_second: count(rate, "admit_per_second")?,
-            max_active: max_active.map(|m| count(m, "max_active")).transpose()?,
-            admission_ttl: Duration::milliseconds(admission_ttl),
-            shopping_ttl: Duration::milliseconds(shopping_ttl),
-            grace: Duration::milliseconds(grace),
-        },
-        opened: opened.is_some(),
-        credit: AdmissionCredit {
-            milli: u64::try_from(milli)
-                .map_err(|_| codec::corrupt("waiting_rooms.credit_milli"))?,
-            at: at
-                .map(|ms| codec::from_millis(ms, "waiting_rooms.credited_at"))
+            opens_at: codec::from_millis(row.opens_at, "waiting_rooms.opens_at")?,
+            admit_per_second: count(row.admit_per_second, "admit_per_second")?,
+            max_active: row.max_active.map(|m| count(m, "max_active")).transpose()?,
+            admission_ttl: Duration::milliseconds(row.admission_ttl_ms),
+            shopping_ttl: Duration::milliseconds(row.shopping_ttl_ms),
+            grace: Duration::milliseconds(row.grace_ms),
+            switch_on_above: row
+                .switch_on_above
+                .map(|m| count(m, "switch_on_above"))
                 .transpose()?,
         },
-        next_ticket: u64::try_from(next)
-            .map_err(|_| codec::corrupt("waiting_rooms.next_ticket"))?,
+        opened: row.opened_at.is_some(),
+        armed: row.armed,
+        credit: AdmissionCredit {
+            milli: number(row.credit_milli, "credit_milli")?,
+            at: time(row.credited_at, "waiting_rooms.credited_at")?,
+        },
+        pace: AdmissionPace {
+            since: time(row.pace_since, "waiting_rooms.pace_since")?,
+            admitted: number(row.pace_admitted, "pace_admitted")?,
+            measured_milli: row
+                .pace_milli
+                .map(|m| number(m, "pace_milli"))
+                .transpose()?,
+        },
+        demand: DemandMeter {
+            since: time(row.demand_since, "waiting_rooms.demand_since")?,
+            requests: number(row.demand_count, "demand_count")?,
+        },
+        next_ticket: number(row.next_ticket, "next_ticket")?,
     })
 }
 
@@ -72,7 +110,8 @@ async fn load_room(
 ) -> Result<Option<StoredRoom>, StoreError> {
     let row: Option<RoomRow> = sqlx::query_as(
         "SELECT opens_at, admit_per_second, max_active, admission_ttl_ms, shopping_ttl_ms, \
-             grace_ms, opened_at, credit_milli, credited_at, next_ticket \
+             grace_ms, switch_on_above, opened_at, armed, credit_milli, credited_at, pace_since, \
+             pace_admitted, pace_milli, demand_since, demand_count, next_ticket \
          FROM waiting_rooms WHERE show_id = ?1",
     )
     .bind(show.to_string())
@@ -153,12 +192,15 @@ impl WaitingRoomStore for SqliteStore {
     async fn put_room(&self, show: ShowId, policy: &RoomPolicy) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO waiting_rooms (show_id, opens_at, admit_per_second, max_active, \
-                 admission_ttl_ms, shopping_ttl_ms, grace_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 admission_ttl_ms, shopping_ttl_ms, grace_ms, switch_on_above, armed) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8 IS NOT NULL) \
              ON CONFLICT (show_id) DO UPDATE SET opens_at = excluded.opens_at, \
                  admit_per_second = excluded.admit_per_second, max_active = excluded.max_active, \
                  admission_ttl_ms = excluded.admission_ttl_ms, \
-                 shopping_ttl_ms = excluded.shopping_ttl_ms, grace_ms = excluded.grace_ms",
+                 shopping_ttl_ms = excluded.shopping_ttl_ms, grace_ms = excluded.grace_ms, \
+                 switch_on_above = excluded.switch_on_above, \
+                 armed = armed AND excluded.armed, \
+                 pace_since = NULL, pace_admitted = 0, pace_milli = NULL",
         )
         .bind(show.to_string())
         .bind(codec::millis(policy.opens_at))
@@ -167,6 +209,7 @@ impl WaitingRoomStore for SqliteStore {
         .bind(millis(policy.admission_ttl))
         .bind(millis(policy.shopping_ttl))
         .bind(millis(policy.grace))
+        .bind(policy.switch_on_above.map(i64::from))
         .execute(self.writer())
         .await
         .map_err(codec::store_error)?;
@@ -217,23 +260,68 @@ impl WaitingRoomStore for SqliteStore {
         Ok(Some(RoomSummary {
             policy: room.policy,
             opened: room.opened,
+            armed: room.armed,
+            pace: room.pace,
             counts,
         }))
     }
 
-    async fn room_policy(&self, show: ShowId) -> Result<Option<RoomPolicy>, StoreError> {
+    async fn room_rules(&self, show: ShowId) -> Result<Option<RoomRules>, StoreError> {
         let mut conn = self.readers().acquire().await.map_err(codec::store_error)?;
-        Ok(load_room(&mut conn, show).await?.map(|room| room.policy))
+        Ok(load_room(&mut conn, show).await?.map(StoredRoom::rules))
     }
 
-    async fn rooms(&self) -> Result<Vec<ShowId>, StoreError> {
-        let rows: Vec<(String,)> = sqlx::query_as("SELECT show_id FROM waiting_rooms")
-            .fetch_all(self.readers())
+    async fn rooms(&self) -> Result<Vec<ListedRoom>, StoreError> {
+        let rows: Vec<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT show_id, CASE WHEN armed THEN switch_on_above END FROM waiting_rooms",
+        )
+        .fetch_all(self.readers())
+        .await
+        .map_err(codec::store_error)?;
+        rows.iter()
+            .map(|(show, armed_above)| {
+                Ok(ListedRoom {
+                    show: codec::parse(show, "waiting_rooms.show_id")?,
+                    armed_above: armed_above.map(|v| v.clamp(1, i64::from(u32::MAX)) as u32),
+                })
+            })
+            .collect()
+    }
+
+    async fn record_demand(
+        &self,
+        show: ShowId,
+        requests: u64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self
+            .writer()
+            .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(codec::store_error)?;
-        rows.iter()
-            .map(|(show,)| codec::parse(show, "waiting_rooms.show_id"))
-            .collect()
+        let Some(mut room) = load_room(&mut tx, show).await? else {
+            return Ok(false);
+        };
+        let Some(per_second) = room.policy.switch_on_above.filter(|_| room.armed) else {
+            return Ok(false);
+        };
+        let over = room.demand.record(now, requests, per_second);
+        // Switched on: it opens now, and its next tick draws the order of whoever joined.
+        sqlx::query(
+            "UPDATE waiting_rooms SET demand_since = ?2, demand_count = ?3, \
+                 armed = NOT ?4, opens_at = CASE WHEN ?4 THEN ?5 ELSE opens_at END \
+             WHERE show_id = ?1",
+        )
+        .bind(show.to_string())
+        .bind(room.demand.since.map(codec::millis))
+        .bind(room.demand.requests as i64)
+        .bind(over)
+        .bind(codec::millis(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(codec::store_error)?;
+        tx.commit().await.map_err(codec::store_error)?;
+        Ok(over)
     }
 
     #[tracing::instrument(skip_all, fields(%show))]
@@ -389,7 +477,7 @@ impl WaitingRoomStore for SqliteStore {
         let show_id = show.to_string();
         let now_ms = codec::millis(now);
         if !room.opened {
-            if now < room.policy.opens_at {
+            if room.armed || now < room.policy.opens_at {
                 return Ok(Tick::default());
             }
             // The opening: the pre-queue's order is drawn once, and whoever waited in it
@@ -477,12 +565,25 @@ impl WaitingRoomStore for SqliteStore {
         };
         admitted.sort_unstable();
         room.credit.spend(admitted.len() as u64);
+        let (still_waiting,): (bool,) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM waiting_room_places \
+                 WHERE show_id = ?1 AND state = 'WAITING' AND queue_rank IS NOT NULL)",
+        )
+        .bind(&show_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(codec::store_error)?;
+        room.pace.record(now, admitted.len() as u64, still_waiting);
         sqlx::query(
-            "UPDATE waiting_rooms SET credit_milli = ?2, credited_at = ?3 WHERE show_id = ?1",
+            "UPDATE waiting_rooms SET credit_milli = ?2, credited_at = ?3, pace_since = ?4, \
+                 pace_admitted = ?5, pace_milli = ?6 WHERE show_id = ?1",
         )
         .bind(&show_id)
         .bind(room.credit.milli as i64)
         .bind(room.credit.at.map(codec::millis))
+        .bind(room.pace.since.map(codec::millis))
+        .bind(room.pace.admitted as i64)
+        .bind(room.pace.measured_milli.map(|m| m as i64))
         .execute(&mut *tx)
         .await
         .map_err(codec::store_error)?;

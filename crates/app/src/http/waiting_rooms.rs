@@ -42,8 +42,16 @@ struct RoomView {
     admission_ttl_seconds: i64,
     shopping_ttl_seconds: i64,
     grace_seconds: i64,
+    /// Set: the room was set to switch itself on above this many hold requests a second.
+    switch_on_above: Option<u32>,
+    /// Waiting for demand to switch it on: holds need no admission yet, and `opensAt` is not
+    /// set until it does.
+    armed: bool,
     /// The pre-queue's order is drawn and admission has started.
     opened: bool,
+    /// Admissions a second over the last 10 s in which people waited (what wait estimates
+    /// use); absent before a first measure.
+    measured_admissions_per_second: Option<f64>,
     waiting: u64,
     admitted: u64,
     shopping: u64,
@@ -65,7 +73,13 @@ impl RoomView {
             admission_ttl_seconds: p.admission_ttl.num_seconds(),
             shopping_ttl_seconds: p.shopping_ttl.num_seconds(),
             grace_seconds: p.grace.num_seconds(),
+            switch_on_above: p.switch_on_above,
+            armed: room.armed,
             opened: room.opened,
+            measured_admissions_per_second: room
+                .pace
+                .measured_milli
+                .map(|milli| milli as f64 / 1_000.0),
             waiting: c.waiting,
             admitted: c.admitted,
             shopping: c.shopping,
@@ -98,6 +112,11 @@ struct SettingsBody {
     /// How long a waiting place lasts without a poll, 5 to 600 (default 60).
     #[schema(minimum = 5, maximum = 600)]
     grace_seconds: Option<u32>,
+    /// Arm the room instead of switching it on: holds need no admission until the show's hold
+    /// requests go over this many a second (1 to 1,000,000), then it switches itself on and
+    /// opens at that instant (`opensAt` is ignored). A room already on stays on.
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    switch_on_above: Option<u32>,
 }
 
 /// The caller's place in a show's waiting room.
@@ -112,8 +131,12 @@ struct PlaceView {
     state: &'static str,
     /// While waiting, once the order is drawn (at the opening): 1 = next.
     position: Option<u64>,
-    /// About how long until the place is let in, at the room's rate.
+    /// About how long until the place is let in, at the pace the room measured over its last
+    /// 10 s (its set rate before a first measure); absent while the room lets nobody in.
     estimated_wait_seconds: Option<u64>,
+    /// When the room opens (or opened): who joined before is shuffled fairly then. Absent
+    /// while the room is armed (it opens when demand switches it on).
+    opens_at: Option<DateTime<Utc>>,
     /// Once let in: send it as the `Admission-Token` header of `POST /api/v1/holds`.
     admission_token: Option<String>,
     /// When the token stops working (the end of the longest shopping session it may start).
@@ -134,6 +157,7 @@ impl From<PlaceInfo> for PlaceView {
             state: place.state.name(),
             position: place.position,
             estimated_wait_seconds: place.estimated_wait_seconds,
+            opens_at: place.opens_at,
             admission_token,
             admission_expires_at,
             admitted_until: place.admitted_until,
@@ -175,6 +199,7 @@ async fn put_room(
         admission_ttl_seconds: body.admission_ttl_seconds,
         shopping_ttl_seconds: body.shopping_ttl_seconds,
         grace_seconds: body.grace_seconds,
+        switch_on_above: body.switch_on_above,
     };
     let room = state.waiting_rooms.configure(&show, &settings).await?;
     Ok(Json(RoomView::new(show.parse().expect("found"), room)))

@@ -97,7 +97,7 @@ pub use sweeps::{
 };
 pub use waiting_rooms::{
     a_room_is_switched_on_changed_and_off, a_stored_room_follows_the_pure_rules,
-    one_live_place_per_user_whatever_the_race,
+    an_armed_room_switches_itself_on_with_demand, one_live_place_per_user_whatever_the_race,
 };
 
 use booking_core::ports::{
@@ -212,6 +212,7 @@ macro_rules! __with_cases {
             a_stored_room_follows_the_pure_rules,
             one_live_place_per_user_whatever_the_race,
             a_room_is_switched_on_changed_and_off,
+            an_armed_room_switches_itself_on_with_demand,
         }
     };
 }

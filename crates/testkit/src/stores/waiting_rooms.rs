@@ -1,6 +1,7 @@
 //! Waiting rooms: a stored room follows the pure rules of `booking_core::waiting_room` step for
-//! step (the same history, the same seed, the same results), keeps one live place per user
-//! whatever the callers race, and is switched on, changed and off by its policy.
+//! step (the same history, the same seed, the same results, the same measured pace), keeps one
+//! live place per user whatever the callers race, is switched on, changed and off by its policy,
+//! and an armed room switches itself on as the pure rules say when demand goes over its rate.
 
 use super::ContractStore;
 use crate::support::*;
@@ -17,6 +18,7 @@ fn policy(opens_at: DateTime<Utc>, rate: u32, max_active: Option<u32>) -> RoomPo
         admission_ttl: Duration::seconds(20),
         shopping_ttl: Duration::seconds(45),
         grace: Duration::seconds(15),
+        switch_on_above: None,
     }
 }
 
@@ -71,6 +73,9 @@ async fn assert_same<S: ContractStore>(
     let summary = store.room(show).await.unwrap().expect("the room");
     assert_eq!(summary.counts, model.counts(), "{step}: counts");
     assert_eq!(summary.opened, model.is_open(), "{step}: opened");
+    assert_eq!(summary.armed, model.is_armed(), "{step}: armed");
+    assert_eq!(summary.pace, *model.pace(), "{step}: pace");
+    assert_eq!(summary.policy, *model.policy(), "{step}: policy");
 }
 
 /// A random history of joins, signs of life, ticks, first holds and departures, before and
@@ -124,6 +129,11 @@ pub async fn a_stored_room_follows_the_pure_rules<S: ContractStore>(store: &S) {
             assert_same(store, show, &model, &users, &label).await;
         }
         assert!(model.is_open(), "the history reached the opening");
+        assert!(
+            model.pace().measured_milli.is_some(),
+            "the history measured a pace: {:?}",
+            model.pace()
+        );
         assert!(
             model.counts().done + model.counts().expired + model.counts().abandoned > 0,
             "the history ended some places: {:?}",
@@ -188,7 +198,7 @@ pub async fn a_room_is_switched_on_changed_and_off<S: ContractStore>(store: &S) 
 
     let first = policy(t - Duration::seconds(1), 5, None);
     store.put_room(show, &first).await.unwrap();
-    assert!(store.rooms().await.unwrap().contains(&show));
+    assert!(listed(store, show).await.is_some());
     let joined = store.join_room(show, &user, t).await.unwrap().unwrap();
     assert!(joined.created);
     let summary = store.room(show).await.unwrap().unwrap();
@@ -229,5 +239,88 @@ pub async fn a_room_is_switched_on_changed_and_off<S: ContractStore>(store: &S) 
     assert!(store.remove_room(show).await.unwrap());
     assert!(store.room(show).await.unwrap().is_none());
     assert!(store.place(show, &user, None).await.unwrap().is_none());
-    assert!(!store.rooms().await.unwrap().contains(&show));
+    assert!(listed(store, show).await.is_none());
+}
+
+/// The show's room as the list of rooms gives it.
+async fn listed<S: ContractStore>(
+    store: &S,
+    show: booking_core::ShowId,
+) -> Option<booking_core::ports::ListedRoom> {
+    store
+        .rooms()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|room| room.show == show)
+}
+
+/// An armed room lets nothing happen until demand goes over its rate: reports under it leave
+/// it armed, the one over it switches it on, opening at that instant (who joined meanwhile is
+/// its pre-queue), as the pure room does; a change keeps a room that is on, on, and a change
+/// without a rate switches an armed room on.
+pub async fn an_armed_room_switches_itself_on_with_demand<S: ContractStore>(store: &S) {
+    let show = create_show(store, 1, 2).await.show_id;
+    let t0 = store.as_stored(now());
+    let armed = RoomPolicy {
+        switch_on_above: Some(20),
+        ..policy(t0, 5, None)
+    };
+    store.put_room(show, &armed).await.unwrap();
+    let mut model = Room::new(armed.clone());
+    assert_eq!(
+        listed(store, show).await.map(|room| room.armed_above),
+        Some(Some(20))
+    );
+    let users: Vec<UserId> = (0..3)
+        .map(|i| fresh_user(&format!("wr-armed{i}")))
+        .collect();
+    let mut t = t0;
+    for user in &users {
+        t += Duration::milliseconds(10);
+        assert_eq!(
+            store.join_room(show, user, t).await.unwrap(),
+            Some(model.join(user, t))
+        );
+    }
+    // 10 a second for three seconds, then a burst of 60 in half a second.
+    for (step, requests) in [5, 5, 5, 5, 5, 5, 30, 30].into_iter().enumerate() {
+        t += Duration::milliseconds(500);
+        let label = format!("report {step} of {requests} at {t}");
+        let tick = store.tick_room(show, t, seed_of(7)).await.unwrap();
+        assert_eq!(tick, model.tick(t, || seed_of(7)), "{label}: tick");
+        assert_eq!(
+            store.record_demand(show, requests, t).await.unwrap(),
+            model.record_demand(t, requests),
+            "{label}: switched on"
+        );
+        assert_same(store, show, &model, &users, &label).await;
+    }
+    assert!(!model.is_armed(), "the burst switched it on");
+    assert_eq!(model.policy().opens_at, t, "opening then");
+    assert_eq!(
+        listed(store, show).await.map(|room| room.armed_above),
+        Some(None)
+    );
+    assert!(
+        !store.record_demand(show, 1_000, t).await.unwrap(),
+        "on already"
+    );
+    t += Duration::milliseconds(100);
+    let tick = store.tick_room(show, t, seed_of(8)).await.unwrap();
+    assert_eq!(tick, model.tick(t, || seed_of(8)));
+    assert_eq!(tick.admitted.len(), 3, "the pre-queue is let in");
+    assert_same(store, show, &model, &users, "after the opening").await;
+
+    // Changed with a rate again: it stays on.
+    store.put_room(show, &armed).await.unwrap();
+    let summary = store.room(show).await.unwrap().unwrap();
+    assert!(!summary.armed && summary.opened);
+    // An armed room changed without a rate is on.
+    let other = create_show(store, 1, 2).await.show_id;
+    store.put_room(other, &armed).await.unwrap();
+    assert!(store.room(other).await.unwrap().unwrap().armed);
+    store.put_room(other, &policy(t, 5, None)).await.unwrap();
+    assert!(!store.room(other).await.unwrap().unwrap().armed);
+    assert!(!store.record_demand(other, 1_000, t).await.unwrap());
 }
