@@ -136,11 +136,20 @@ fn a_declined_payment_frees_the_seats() {
     browser_scenario("decline", &[]);
 }
 
+#[test]
+fn a_crowd_waits_in_the_waiting_room_and_is_let_in_in_turn() {
+    // As the binary's waiting-room tests run it (tests/waiting_room.rs): its own ticker, and the
+    // join limits out of the way (the harness's default).
+    browser_scenario("waiting-room", &[]);
+}
+
 fn page_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/local/page")
 }
 
-/// Runs `tests/browser/<name>.mjs` against a fresh server started with `env`.
+/// Runs `tests/browser/<name>.mjs` against a fresh server started with `env`; the scenario gets
+/// the server's address, where to leave screenshots, and an admin token (`ADMIN_TOKEN`) for what
+/// an operator does meanwhile.
 fn browser_scenario(name: &str, env: &[(&str, &str)]) {
     // One browser at a time: Chromium is the heaviest thing the suite runs on a 2-core machine.
     static ONE_BROWSER: Mutex<()> = Mutex::new(());
@@ -157,6 +166,7 @@ fn browser_scenario(name: &str, env: &[(&str, &str)]) {
         .arg(root.join("tests/browser").join(format!("{name}.mjs")))
         .env("BASE_URL", &server.base)
         .env("ARTIFACTS_DIR", &artifacts)
+        .env("ADMIN_TOKEN", support::admin_token("ops"))
         .current_dir(root)
         .output()
         .expect("run node (Node.js is needed for the browser tests)");

@@ -1,12 +1,14 @@
 // The seat-selector page: a client of the public API like any other. It reads the catalog and the
 // seat map over HTTP, sends hold requests, learns their results over the WebSocket (and by polling
 // the request, which is always right, when a push is late or the socket is down), and walks a
-// granted hold through order and payment. Everything it shows comes from the server; the only
-// state it keeps is who the user is (per tab, in sessionStorage) and what it is waiting for.
+// granted hold through order and payment. When a show's waiting room is on, a refused request
+// puts the tab in the line instead, and goes out again once the room lets it in. Everything it
+// shows comes from the server; the only state it keeps is who the user is and the admissions it
+// was given (per tab, in sessionStorage) and what it is waiting for.
 
 const API = "/api/v1";
 const MAX_SEATS = 10;
-const STORAGE = { user: "seatbook.user", token: "seatbook.token" };
+const STORAGE = { user: "seatbook.user", token: "seatbook.token", room: "seatbook.room" };
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -36,6 +38,12 @@ const el = {
   pay: $("pay"),
   orderStatus: $("order-status"),
   ticket: $("ticket"),
+  room: $("waiting-room"),
+  roomMessage: $("room-message"),
+  roomPosition: $("room-position"),
+  roomEta: $("room-eta"),
+  roomRequest: $("room-request"),
+  leaveRoom: $("leave-room"),
 };
 
 const state = {
@@ -46,7 +54,9 @@ const state = {
   seatmap: null, // the current show's seat map, as last read and updated by pushes
   seats: new Map(), // seatId -> seat (with its live status)
   selected: new Set(),
-  pending: null, // { requestId, showId, seatIds, pollTimer } while a request waits
+  // { requestId, showId, seatIds, key, pollTimer } while a request waits; requestId null while it
+  // waits for the show's waiting room to let this tab in
+  pending: null,
   hold: null, // { holdId, showId, seatIds, expiresAt, amountCents, currency }
   order: null, // the order made from the hold, as the server last described it
   socket: null,
@@ -54,6 +64,18 @@ const state = {
   reconnectDelay: 500,
   countdownTimer: null,
   paying: false, // a confirm-payment call of this tab is in flight
+  room: null, // { showId, place, pollTimer } while this tab has a place in the room of the show on screen
+  admissions: new Map(), // showId -> the admission token a room let this tab in with (mirrored in sessionStorage)
+};
+
+// How far a waiting-room place has come: it only moves forward (a late answer or push that says
+// less is older news), and the last three are its ends.
+const PLACE_RANK = { WAITING: 0, ADMITTED: 1, SHOPPING: 2, DONE: 3, ABANDONED: 3, EXPIRED: 3 };
+const PLACE_ENDED = {
+  DONE: "Your turn is over (you bought or left). To book more seats, ask again: you rejoin the line.",
+  ABANDONED:
+    "Your place in line was given up: this page stopped checking in. Ask for seats again to rejoin at the back.",
+  EXPIRED: "Your turn has run out. Ask for seats again to rejoin the line.",
 };
 
 // What an order that ended without a reason of its own is told as.
@@ -72,8 +94,13 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body, { idempotent = false, auth = true, retried = false } = {}) {
-  const headers = {};
+async function api(
+  method,
+  path,
+  body,
+  { idempotent = false, auth = true, retried = false, headers: extra = {} } = {},
+) {
+  const headers = { ...extra };
   if (auth && state.token) headers["Authorization"] = "Bearer " + state.token;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   // A key per user action, so that a retried POST can never hold or charge twice.
@@ -93,7 +120,12 @@ async function api(method, path, body, { idempotent = false, auth = true, retrie
   if (response.status === 401 && auth && state.devTokens && !retried) {
     // The switcher's tokens live an hour: mint a fresh one and try once more, same key.
     await signIn(state.userId);
-    return api(method, path, body, { idempotent: headers["Idempotency-Key"] || false, auth, retried: true });
+    return api(method, path, body, {
+      idempotent: headers["Idempotency-Key"] || false,
+      auth,
+      retried: true,
+      headers: extra,
+    });
   }
   if (!response.ok) throw new ApiError(response.status, json, response.headers.get("Retry-After"));
   return { status: response.status, body: json };
@@ -212,12 +244,16 @@ async function loadSeatmap() {
   if (previous !== showId) {
     if (previous) send({ action: "unsubscribe", showId: previous });
     state.selected.clear();
+    // The line of the show left behind is no longer kept from here (its place lapses unless
+    // this tab comes back within the room's grace period).
+    if (state.room && state.room.showId !== showId) stopWaiting();
   }
   state.seatmap = body;
   state.seats = new Map();
   for (const row of body.rows) for (const seat of row.seats) state.seats.set(seat.seatId, { ...seat });
   send({ action: "subscribe", showId });
   renderShow();
+  if (!state.room) restorePlace(showId);
   document.body.dataset.ready = "true";
 }
 
@@ -320,20 +356,64 @@ async function requestHold() {
   const seatIds = [...state.selected];
   const showId = state.seatmap.showId;
   clearOutcome();
-  state.pending = { requestId: null, showId, seatIds, pollTimer: null };
+  if (state.room && PLACE_RANK[state.room.place?.state] === 3) stopWaiting(); // an ended turn's note
+  // One key for this choice of seats however often it is sent: when the waiting room turns it
+  // away, the same request goes out again once the room lets us in (a 403 is not kept for
+  // replay under its key, and a retry can never hold twice).
+  state.pending = { requestId: null, showId, seatIds, key: crypto.randomUUID(), pollTimer: null };
   renderSelection();
+  if (state.room && state.room.showId === showId && state.room.place?.state === "WAITING") {
+    // Already in line: the door would say no; the request goes out when the room lets us in.
+    renderRoom();
+    return;
+  }
+  await sendHold(state.pending);
+}
+
+// Sends the pending request, with the show's admission when this tab has one: every request for
+// a show whose room is on needs it, not only the first.
+async function sendHold(pending) {
+  const admission = state.admissions.get(pending.showId) || null;
+  pending.sending = true;
   say("Sending…");
+  let body;
   try {
-    const { body } = await api("POST", `${API}/holds`, { showId, seatIds }, { idempotent: true });
-    state.pending.requestId = body.requestId;
-    state.pending.statusUrl = body.statusUrl;
-    sayQueued(body);
-    schedulePoll(state.socketLive ? 1500 : 300);
+    ({ body } = await api(
+      "POST",
+      `${API}/holds`,
+      { showId: pending.showId, seatIds: pending.seatIds },
+      { idempotent: pending.key, headers: admission ? { "Admission-Token": admission } : {} },
+    ));
   } catch (error) {
+    pending.sending = false;
+    if (state.pending !== pending) return; // given up meanwhile (the user left the line)
+    if (error.code === "ADMISSION_REQUIRED") {
+      say("");
+      if (!state.seatmap || state.seatmap.showId !== pending.showId) {
+        state.pending = null; // another show is on screen now: its line is not this one
+        renderSelection();
+        return;
+      }
+      // The room is on and this tab was not let in, or no longer is: into the line. The same
+      // token would be turned away again, so only a new one sends the request again.
+      pending.refusedWith = admission;
+      await enterRoom(pending.showId);
+      return;
+    }
     state.pending = null;
     renderSelection();
     say(refusal(error), "error");
+    return;
   }
+  pending.sending = false;
+  if (state.pending !== pending) return;
+  pending.requestId = body.requestId;
+  pending.statusUrl = body.statusUrl;
+  sayQueued(body);
+  schedulePoll(state.socketLive ? 1500 : 300);
+  // The first request with the admission starts the shopping session: the place says until when.
+  if (admission && state.room && state.room.showId === pending.showId) scheduleRoomPoll(300);
+  renderRoom();
 }
 
 function sayQueued(request) {
@@ -344,7 +424,7 @@ function sayQueued(request) {
 // Polling is the fallback that is always right: a push can be lost, the store cannot.
 function schedulePoll(delay) {
   const pending = state.pending;
-  if (!pending) return;
+  if (!pending || !pending.statusUrl) return; // not sent yet: nothing to poll
   clearTimeout(pending.pollTimer);
   pending.pollTimer = setTimeout(() => poll(pending), delay);
 }
@@ -484,6 +564,263 @@ function endHold(message) {
   if (hold) repaint(hold.seatIds);
 }
 
+// ---- the waiting room ----------------------------------------------------------------------
+
+// Joins the show's line (or finds this user's live place in it, which a join answers too), and
+// follows the place from then on.
+async function enterRoom(showId) {
+  if (!state.room || state.room.showId !== showId) openRoom(showId);
+  const room = state.room;
+  try {
+    const { body } = await api("POST", `${API}/shows/${showId}/waiting-room`);
+    if (state.room !== room) return;
+    placeChanged(body, true);
+    followPlace(room);
+  } catch (error) {
+    if (state.room !== room) return;
+    // No line to wait in (the room was switched off meanwhile, too many joins): the request
+    // waits for nothing, so it is given up and the user told why.
+    stopWaiting();
+    say(refusal(error), "error");
+  }
+}
+
+function openRoom(showId) {
+  stopWaiting();
+  state.room = { showId, place: null, pollTimer: null };
+}
+
+// Stops following the room: the panel goes, and so does a request that waited to be let in.
+function stopWaiting() {
+  const room = state.room;
+  if (room) clearTimeout(room.pollTimer);
+  state.room = null;
+  const pending = state.pending;
+  if (room && pending && !pending.requestId && pending.showId === room.showId) {
+    state.pending = null;
+    renderSelection();
+  }
+  renderRoom();
+}
+
+// A place this tab had in the show's room, before a reload or before it looked at another show:
+// one poll says whether it is still live (a 404 or an ended place: nothing to show).
+function restorePlace(showId) {
+  const kept = sessionStorage.getItem(placeKey(showId));
+  if (kept === null) return;
+  if (kept) state.admissions.set(showId, kept);
+  openRoom(showId);
+  pollRoom(state.room);
+}
+
+// Polling is what keeps a waiting place (a push does not), and it is always right: it comes well
+// within the room's pollWithinSeconds while waiting, and less often once let in, to see the turn
+// end.
+function followPlace(room) {
+  const place = room.place;
+  if (state.room !== room || !place || PLACE_RANK[place.state] === 3) return;
+  // Turned away with the admission the place still shows: the room is about to end the turn.
+  const turnedAway = state.pending?.refusedWith && state.pending.refusedWith === place.admissionToken;
+  if (place.state === "WAITING") scheduleRoomPoll(Math.min(2000, (place.pollWithinSeconds * 1000) / 3));
+  else scheduleRoomPoll(turnedAway ? 1000 : 5000);
+}
+
+function scheduleRoomPoll(delay) {
+  const room = state.room;
+  if (!room) return;
+  clearTimeout(room.pollTimer);
+  room.pollTimer = setTimeout(() => pollRoom(room), delay);
+}
+
+async function pollRoom(room) {
+  if (state.room !== room) return;
+  try {
+    const { body } = await api("GET", `${API}/shows/${room.showId}/waiting-room`);
+    if (state.room !== room) return;
+    if (!room.place && PLACE_RANK[body.state] === 3) {
+      // A restored place that has ended since: old news, nothing to say.
+      forgetPlace(room.showId);
+      stopWaiting();
+      return;
+    }
+    placeChanged(body, true);
+    followPlace(room);
+  } catch (error) {
+    if (state.room !== room) return;
+    if (error.status === 404) {
+      placeGone(room, error.code);
+      return;
+    }
+    // One failed poll does not lose the place: the next comes well within its grace period.
+    say(refusal(error) + " Retrying…", "error");
+    scheduleRoomPoll(2000);
+  }
+}
+
+// The room was switched off (anyone may ask for seats now), or switched off and on again (its
+// places forgotten): a request that waited is sent again, or joins the new line.
+function placeGone(room, code) {
+  forgetPlace(room.showId);
+  const pending = state.pending;
+  const waited = pending && !pending.requestId && pending.showId === room.showId;
+  if (waited && code === "NOT_IN_WAITING_ROOM") {
+    room.place = null;
+    enterRoom(room.showId);
+    return;
+  }
+  clearTimeout(room.pollTimer);
+  state.room = null;
+  renderRoom();
+  if (waited) sendHold(pending);
+}
+
+// A push of this user's place: prompt news, which the next poll confirms. One for another show
+// (a place of another tab of this user's) is not this tab's business.
+function pushedPlace(message) {
+  const room = state.room;
+  if (!room || !room.place || message.showId !== room.showId) return;
+  const pushed = { ...message };
+  delete pushed.type;
+  // What a push leaves out does not apply (no position once let in); the rest it does not carry.
+  const none = { position: null, estimatedWaitSeconds: null, admissionToken: null, admissionExpiresAt: null };
+  placeChanged({ ...room.place, ...none, admittedUntil: null, ...pushed }, false);
+}
+
+// The place as the server last told it (`answer`: a join's or a poll's answer, which may name a
+// new place; a push only moves the known one on, or tells of the next after it ended).
+function placeChanged(place, answer) {
+  const room = state.room;
+  if (!room || room.showId !== place.showId) return;
+  const current = room.place;
+  if (current) {
+    const fresh =
+      place.ticket === current.ticket
+        ? PLACE_RANK[place.state] >= PLACE_RANK[current.state]
+        : answer || PLACE_RANK[current.state] === 3 || place.ticket > current.ticket;
+    if (!fresh) return;
+  }
+  room.place = place;
+  const pending = state.pending;
+  const waits = pending && !pending.requestId && pending.showId === place.showId ? pending : null;
+  // A waiting place has no admission yet: the one a request was turned away with is history.
+  if (waits && place.state === "WAITING") waits.refusedWith = null;
+  if (PLACE_RANK[place.state] === 3) {
+    forgetPlace(place.showId);
+    clearTimeout(room.pollTimer);
+    if (waits && waits.refusedWith) {
+      // The turn the request was turned away in has ended (its admission ran out): back into
+      // the line, at its end, as the door said.
+      renderRoom();
+      enterRoom(place.showId);
+      return;
+    }
+    if (waits) {
+      state.pending = null; // the turn it waited for is gone
+      renderSelection();
+    }
+  } else {
+    keepPlace(place.showId, place.admissionToken);
+    letIn(place);
+  }
+  renderRoom();
+}
+
+// Let in: the request the user had asked for goes out now, with the admission.
+function letIn(place) {
+  const pending = state.pending;
+  if (!place.admissionToken || !pending || pending.requestId || pending.sending) return;
+  if (pending.showId !== place.showId || pending.refusedWith === place.admissionToken) return;
+  sendHold(pending);
+}
+
+async function leaveRoom() {
+  const room = state.room;
+  if (!room) return;
+  el.leaveRoom.disabled = true;
+  try {
+    await api("DELETE", `${API}/shows/${room.showId}/waiting-room`);
+  } catch (error) {
+    // 404: the room is off, so there is no line left to leave.
+    if (error.status !== 404) {
+      el.leaveRoom.disabled = false;
+      say(refusal(error), "error");
+      return;
+    }
+  }
+  if (state.room !== room) return;
+  forgetPlace(room.showId);
+  stopWaiting();
+  say("You left the line.");
+}
+
+function renderRoom() {
+  const room = state.room;
+  const place = room && room.place;
+  const shown = Boolean(place && state.seatmap && room.showId === state.seatmap.showId);
+  el.room.hidden = !shown;
+  if (!shown) {
+    delete el.room.dataset.state;
+    delete el.room.dataset.position;
+    delete el.room.dataset.admittedUntil;
+    return;
+  }
+  el.room.dataset.state = place.state;
+  el.room.dataset.position = place.position ?? "";
+  el.room.dataset.admittedUntil = place.admittedUntil ?? "";
+  el.roomMessage.textContent = roomMessage(place);
+  const ranked = place.position != null;
+  el.roomPosition.textContent = ranked ? `You are number ${place.position.toLocaleString("en-GB")} in line` : "";
+  // No estimate while the room lets nobody in (every shopper's session still running).
+  el.roomEta.textContent =
+    ranked && place.estimatedWaitSeconds != null ? `Your turn in ${about(place.estimatedWaitSeconds)}` : "";
+  const pending = state.pending;
+  const asked = pending && !pending.requestId && pending.showId === room.showId;
+  const turnedAway = asked && pending.refusedWith && pending.refusedWith === place.admissionToken;
+  el.roomRequest.textContent = !asked
+    ? ""
+    : place.state === "WAITING"
+      ? `Your request for ${pending.seatIds.join(", ")} goes out as soon as it is your turn.`
+      : turnedAway
+        ? "The sale no longer takes this admission: checking your place in line…"
+        : "";
+  el.leaveRoom.hidden = PLACE_RANK[place.state] === 3;
+  el.leaveRoom.disabled = false;
+}
+
+function roomMessage(place) {
+  switch (place.state) {
+    case "WAITING":
+      if (place.position != null) return "You are in line. Keep this page open: it keeps your place.";
+      // Unranked: the pre-queue, drawn at the opening (a room switched on by demand names no time).
+      return place.opensAt
+        ? `The sale opens at ${clock(place.opensAt)} — your place in line is drawn fairly then. Keep this page open.`
+        : "The sale has not opened yet: your place in line is drawn fairly when it opens. Keep this page open.";
+    case "ADMITTED":
+      return `It's your turn — pick your seats before ${clock(place.admittedUntil)}.`;
+    case "SHOPPING":
+      return `You're in — book your seats before ${clock(place.admissionExpiresAt)}.`;
+    default:
+      return PLACE_ENDED[place.state] || `Your place is ${place.state}.`;
+  }
+}
+
+// This tab's place in a show's room, kept per user and show so that a reload finds it again:
+// "" while it waits, its admission token once it is let in.
+function placeKey(showId) {
+  return `${STORAGE.room}.${state.userId}.${showId}`;
+}
+
+function keepPlace(showId, admissionToken) {
+  if (admissionToken) state.admissions.set(showId, admissionToken);
+  else state.admissions.delete(showId);
+  sessionStorage.setItem(placeKey(showId), admissionToken || "");
+}
+
+function forgetPlace(showId) {
+  state.admissions.delete(showId);
+  sessionStorage.removeItem(placeKey(showId));
+}
+
 // ---- order and payment ---------------------------------------------------------------------
 
 async function makeOrder() {
@@ -545,6 +882,8 @@ function orderChanged(order, why) {
     el.ticket.dataset.code = order.ticketCode;
     endHold("");
     if (hold) markSeats(hold.showId, hold.seatIds, "BOOKED");
+    // A purchase ends the shopping session of a show's waiting room: the place says so soon.
+    if (state.room) scheduleRoomPoll(500);
   } else if (order.status === "FAILED" || order.status === "EXPIRED" || order.status === "CANCELLED") {
     el.orderStatus.textContent = `${why || order.reason || ENDED[order.status]}: the seats are free again.`;
     endHold("");
@@ -577,6 +916,7 @@ function connect() {
     // Pushes missed while the socket was down are not replayed: read the map again.
     if (state.seatmap) loadSeatmap().catch(() => {});
     if (state.pending) schedulePoll(0);
+    if (state.room) scheduleRoomPoll(0);
   };
   socket.onmessage = (event) => {
     let message;
@@ -634,6 +974,9 @@ function onPush(message) {
       // While this tab pays, the answer to its own call says more (why a card was declined).
       if (!state.paying) orderChanged(message);
       break;
+    case "WAITING_ROOM_POSITION":
+      pushedPlace(message);
+      break;
     case "SUBSCRIBED":
       // Seat changes of this show arrive from now on (a hook for the browser tests, too).
       el.map.dataset.subscribed = message.showId;
@@ -669,6 +1012,8 @@ function setConnection(connection) {
 function forgetBooking() {
   if (state.pending) clearTimeout(state.pending.pollTimer);
   state.pending = null;
+  stopWaiting();
+  state.admissions.clear();
   state.order = null;
   endHold("");
   clearOutcome();
@@ -745,6 +1090,26 @@ function time(iso) {
   );
 }
 
+// A time to the second, in UTC like every time the page shows: a deadline in the waiting room.
+function clock(iso) {
+  return (
+    new Date(iso).toLocaleTimeString("en-GB", {
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+      timeZone: "UTC",
+    }) + " UTC"
+  );
+}
+
+// An estimate, said no more precisely than it is: "about 17 s", "about 3 min", "about 2 h 5 min".
+function about(seconds) {
+  if (seconds < 60) return `about ${Math.max(1, seconds)} s`;
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 60) return `about ${minutes} min`;
+  return `about ${Math.floor(minutes / 60)} h${minutes % 60 ? ` ${minutes % 60} min` : ""}`;
+}
+
 function shortId(id) {
   return id.slice(0, 8);
 }
@@ -766,6 +1131,7 @@ el.hold.addEventListener("click", requestHold);
 el.release.addEventListener("click", release);
 el.order.addEventListener("click", makeOrder);
 el.payForm.addEventListener("submit", pay);
+el.leaveRoom.addEventListener("click", leaveRoom);
 
 async function start() {
   setConnection("offline");
