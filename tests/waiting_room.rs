@@ -277,6 +277,13 @@ async fn waiting_room_end_to_end(backend: Backend) {
     server.advance(Duration::seconds(12));
     get(&c, &server, ROOM, Some(&late)).await;
     server.advance(Duration::seconds(19));
+    // Before any tick has marked it, a lapsed admission is over: no token a hold would refuse.
+    let lapsed = place(&c, &server, &third.0).await;
+    assert_eq!(
+        (&lapsed["state"], &lapsed["admissionToken"]),
+        (&json!("EXPIRED"), &Value::Null),
+        "{lapsed}"
+    );
     tick(&server).await;
     let room = get(&c, &server, ADMIN_ROOM, Some(&admin)).await.1;
     assert_eq!(room["expired"], 3, "{room}");

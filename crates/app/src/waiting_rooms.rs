@@ -274,11 +274,18 @@ impl WaitingRooms {
             .room_rules(show)
             .await?
             .ok_or(BookingError::WaitingRoomNotFound)?;
-        let PlaceStatus { place, position } = self
+        let PlaceStatus {
+            mut place,
+            position,
+        } = self
             .store
             .place(show, user, seen_at)
             .await?
             .ok_or(BookingError::NotInWaitingRoom)?;
+        place.state = place.state.as_of(
+            seen_at.unwrap_or_else(|| self.clock.now()),
+            policy.shopping_ttl,
+        );
         let shopping_ends = match place.state {
             PlaceState::Admitted { expires_at } => Some(expires_at + policy.shopping_ttl),
             PlaceState::Shopping { since } => Some(since + policy.shopping_ttl),

@@ -125,6 +125,17 @@ impl PlaceState {
         }
     }
 
+    /// The state as it stands at `now`: an admission or a shopping session whose time has run
+    /// out is over, whether or not a tick has marked it yet (so a place never shows a token
+    /// that a hold would refuse). The tick's rules, applied to one place.
+    pub fn as_of(self, now: DateTime<Utc>, shopping_ttl: Duration) -> Self {
+        match self {
+            Self::Admitted { expires_at } if now >= expires_at => Self::Expired,
+            Self::Shopping { since } if now - since >= shopping_ttl => Self::Expired,
+            state => state,
+        }
+    }
+
     /// The state's name, as the API and the stores spell it.
     pub fn name(self) -> &'static str {
         match self {
