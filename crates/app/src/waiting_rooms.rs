@@ -379,6 +379,16 @@ impl WaitingRooms {
         }
     }
 
+    /// Whether any show's room is on (not armed): what a ticker has to move on.
+    pub async fn any_on(&self) -> Result<bool, BookingError> {
+        Ok(self
+            .store
+            .rooms()
+            .await?
+            .iter()
+            .any(|room| room.armed_above.is_none()))
+    }
+
     /// Moves every room on to now (the ticker's work): opens those whose time has come, gives
     /// up lapsed places and admissions, lets in the next.
     /// A room whose tick fails is logged and left for the next round; the others go on.

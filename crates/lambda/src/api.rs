@@ -14,7 +14,6 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
 use booking_app::QueueAdapter;
-use booking_app::admission::AdmissionKey;
 use booking_app::auth::{AdminClaim, Caller};
 use booking_app::http::AuthorizedCaller;
 use booking_app::limits::ClientAddress;
@@ -42,25 +41,7 @@ pub async fn app_from_env() -> Result<Router, WiringError> {
         counters,
     ));
     let mut builder = shared.app()?.queue(QueueAdapter::External(queue));
-    match config::admission_secret(&shared.sdk).await? {
-        Some(secret) => {
-            let key =
-                AdmissionKey::new(secret.as_bytes()).map_err(|_| config::ConfigError::Invalid {
-                    name: "ADMISSION_SECRET",
-                    reason: format!(
-                        "must be at least {} bytes",
-                        booking_app::admission::MIN_KEY_BYTES
-                    ),
-                })?;
-            builder = builder.admission_key(key);
-        }
-        None => {
-            tracing::warn!(
-                "no ADMISSION_SECRET or ADMISSION_SECRET_ARN: waiting rooms cannot be switched on (their admissions would only be honoured by the instance that issued them)"
-            );
-            builder = builder.no_shared_admission_key();
-        }
-    }
+    builder = shared.with_admission_key(builder).await?;
     // In authorizer mode the identity provider's tokens, checked by the gateway, are the only
     // way in: no shared key is loaded, so none can mint an identity (the builder's default key
     // is random and verifies no bearer token).

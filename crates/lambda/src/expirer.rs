@@ -7,25 +7,52 @@
 //! `REQUEST_RETENTION_DAYS` once an hour. Where the WebSocket API is configured it also closes
 //! the sockets whose token has expired (API Gateway holds them; nothing is pushed to them once
 //! the token has expired, and this sweep ends them within a minute).
+//!
+//! While a show's waiting room is on, the invocation then stays for most of its minute as the
+//! rooms' ticker, as the local server's runs: every `WAITING_ROOM_TICK` it moves each room on
+//! (lapsed places and admissions given up, the next let in and told, with their token) and
+//! pushes the waiting their coalesced positions, which no other function does (polls move a
+//! room on too, but a poll answers only its own caller). With no room on it returns at once,
+//! so a quiet deployment pays for a sweep a minute, no more.
 
 use crate::wiring::{Shared, TokenKey, WiringError};
+use booking_app::app::WAITING_ROOM_TICK;
 use booking_app::sweeper::{SweepReport, Sweeper};
+use booking_app::waiting_rooms::WaitingRooms;
 use booking_aws::GatewayNotifier;
 use booking_core::Chain;
 use booking_core::ports::StoreError;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// How many expired sockets one sweep closes at most (the rest wait a minute): bounded so that
 /// the sweep always ends before the next one starts.
 const SOCKETS_PER_SWEEP: usize = 2_000;
+
+/// How long one invocation stays on as the rooms' ticker at most, by default: most of the
+/// minute between two invocations (`WAITING_ROOM_TICKER_SECONDS`; 0: never).
+const DEFAULT_TICKER_SECONDS: u64 = 55;
+
+/// What is left of an invocation's time when the ticker stops, so that it returns before
+/// Lambda's timeout cuts it off.
+const TICKER_MARGIN: Duration = Duration::from_secs(2);
 
 /// The expirer function: one sweep per scheduled invocation (the event's content does not
 /// matter).
 pub async fn serve() -> Result<(), lambda_runtime::Error> {
     let expirer = &*Box::leak(Box::new(Expirer::from_env().await?));
     crate::serve_events(lambda_runtime::service_fn(
-        move |_event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
-            let report = expirer.handle().await?;
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
+            // The invocation's deadline, as the runtime gives it (milliseconds since the epoch);
+            // `None` if it is not in the future (an emulator may give none).
+            let left_ms = i64::try_from(event.context.deadline)
+                .unwrap_or(i64::MAX)
+                .saturating_sub(chrono::Utc::now().timestamp_millis());
+            let deadline = u64::try_from(left_ms)
+                .ok()
+                .filter(|&ms| ms > 0)
+                .map(|ms| Instant::now() + Duration::from_millis(ms));
+            let report = expirer.handle(deadline).await?;
             Ok::<serde_json::Value, lambda_runtime::Error>(serde_json::json!({
                 "holdsExpired": report.sweep.holds_expired,
                 "requestsExpired": report.sweep.requests_expired,
@@ -34,6 +61,7 @@ pub async fn serve() -> Result<(), lambda_runtime::Error> {
                 "requestsPurged": report.sweep.purged.requests,
                 "woundUp": report.sweep.wound_up,
                 "socketsClosed": report.sockets_closed,
+                "roomTicks": report.room_ticks,
             }))
         },
     ))
@@ -43,6 +71,13 @@ pub async fn serve() -> Result<(), lambda_runtime::Error> {
 pub struct Expirer {
     sweeper: Sweeper,
     sockets: Option<Arc<GatewayNotifier>>,
+    rooms: Option<RoomTicker>,
+}
+
+/// The waiting rooms, and how long an invocation ticks them at most.
+struct RoomTicker {
+    rooms: Arc<WaitingRooms>,
+    for_at_most: Duration,
 }
 
 /// What one invocation did.
@@ -51,25 +86,49 @@ pub struct ExpirerReport {
     pub sweep: SweepReport,
     /// WebSocket connections closed because their token had expired.
     pub sockets_closed: usize,
+    /// Rounds of the waiting rooms' ticker this invocation ran (0: no room was on).
+    pub room_ticks: u64,
 }
 
 impl Expirer {
     pub async fn from_env() -> Result<Self, WiringError> {
         let shared = Shared::from_env(TokenKey::NotNeeded).await?;
+        // The admissions it hands out as the rooms' ticker are checked by the api function.
+        let app = shared.with_admission_key(shared.app()?).await?.build();
         // Invoked once a minute: every sweep finishes what cancelled shows still have open.
-        let sweeper = shared
-            .app()?
-            .build()
+        let sweeper = app
             .sweeper()
             .with_wind_up_interval(chrono::Duration::zero());
-        Ok(Self::new(sweeper).closing_sockets(shared.gateway_notifier()?))
+        let ticker_seconds = crate::config::optional("WAITING_ROOM_TICKER_SECONDS")
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| crate::config::ConfigError::Invalid {
+                        name: "WAITING_ROOM_TICKER_SECONDS",
+                        reason: format!("{v:?} is not a whole number of seconds"),
+                    })
+            })
+            .transpose()?
+            .unwrap_or(DEFAULT_TICKER_SECONDS);
+        Ok(Self::new(sweeper)
+            .closing_sockets(shared.gateway_notifier()?)
+            .ticking_rooms(
+                app.waiting_rooms().clone(),
+                Duration::from_secs(ticker_seconds),
+            ))
     }
 
     pub fn new(sweeper: Sweeper) -> Self {
         Self {
             sweeper,
             sockets: None,
+            rooms: None,
         }
+    }
+
+    /// Also ticks the waiting rooms while any is on, for `for_at_most` of an invocation.
+    pub fn ticking_rooms(mut self, rooms: Arc<WaitingRooms>, for_at_most: Duration) -> Self {
+        self.rooms = (!for_at_most.is_zero()).then_some(RoomTicker { rooms, for_at_most });
+        self
     }
 
     /// Also closes the gateway's sockets whose token has expired.
@@ -78,8 +137,10 @@ impl Expirer {
         self
     }
 
-    /// One sweep. The scheduled event's content does not matter: any invocation sweeps.
-    pub async fn handle(&self) -> Result<ExpirerReport, StoreError> {
+    /// One sweep, then, while a room is on, the rooms' ticker until the invocation's
+    /// `deadline` (less a margin) or its own limit. The scheduled event's content does not
+    /// matter: any invocation sweeps.
+    pub async fn handle(&self, deadline: Option<Instant>) -> Result<ExpirerReport, StoreError> {
         let sweep = self.sweeper.sweep_once().await?;
         let sockets_closed = match &self.sockets {
             Some(notifier) => notifier
@@ -91,9 +152,20 @@ impl Expirer {
                 }),
             None => 0,
         };
+        let room_ticks = match &self.rooms {
+            Some(ticker) => {
+                let mut until = Instant::now() + ticker.for_at_most;
+                if let Some(deadline) = deadline {
+                    until = until.min(deadline.checked_sub(TICKER_MARGIN).unwrap_or(deadline));
+                }
+                ticker.run_until(until).await
+            }
+            None => 0,
+        };
         let report = ExpirerReport {
             sweep,
             sockets_closed,
+            room_ticks,
         };
         tracing::info!(
             holds_expired = report.sweep.holds_expired,
@@ -103,8 +175,36 @@ impl Expirer {
             requests_purged = report.sweep.purged.requests,
             wound_up = ?report.sweep.wound_up,
             sockets_closed = report.sockets_closed,
+            room_ticks = report.room_ticks,
             "swept"
         );
         Ok(report)
+    }
+}
+
+impl RoomTicker {
+    /// Ticks every room that is on and pushes positions each `WAITING_ROOM_TICK` until `until`,
+    /// or until no room is on; the rounds it ran. A failed round is logged and the next tried
+    /// (the rooms' state is the store's: nothing is lost by a round that did not happen).
+    async fn run_until(&self, until: Instant) -> u64 {
+        let mut rounds = 0;
+        while Instant::now() < until {
+            match self.rooms.any_on().await {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => {
+                    tracing::warn!(error = %Chain(&e), "could not list the waiting rooms; will retry")
+                }
+            }
+            if let Err(e) = self.rooms.tick_all().await {
+                tracing::warn!(error = %Chain(&e), "waiting-room tick failed; will retry");
+            }
+            if let Err(e) = self.rooms.push_positions().await {
+                tracing::warn!(error = %Chain(&e), "could not push waiting-room positions; will retry");
+            }
+            rounds += 1;
+            tokio::time::sleep_until((Instant::now() + WAITING_ROOM_TICK).min(until).into()).await;
+        }
+        rounds
     }
 }

@@ -10,6 +10,7 @@
 //! part instead of their sum.
 
 use crate::config::{self, ConfigError, optional, required};
+use booking_app::admission::AdmissionKey;
 use booking_app::auth::Authenticator;
 use booking_app::config::BookingConfig;
 use booking_app::show_locks::InProcessShowLocks;
@@ -125,6 +126,32 @@ impl Shared {
             ),
         }
         Ok(builder)
+    }
+
+    /// The waiting rooms' admission key (`ADMISSION_SECRET`, or the secret
+    /// `ADMISSION_SECRET_ARN`), which every function that mints or checks admissions shares;
+    /// without one, no room may be switched on (an admission would be honoured only by the
+    /// instance that issued it).
+    pub async fn with_admission_key(&self, builder: AppBuilder) -> Result<AppBuilder, WiringError> {
+        Ok(match config::admission_secret(&self.sdk).await? {
+            Some(secret) => {
+                let key =
+                    AdmissionKey::new(secret.as_bytes()).map_err(|_| ConfigError::Invalid {
+                        name: "ADMISSION_SECRET",
+                        reason: format!(
+                            "must be at least {} bytes",
+                            booking_app::admission::MIN_KEY_BYTES
+                        ),
+                    })?;
+                builder.admission_key(key)
+            }
+            None => {
+                tracing::warn!(
+                    "no ADMISSION_SECRET or ADMISSION_SECRET_ARN: waiting rooms cannot be switched on (their admissions would only be honoured by the instance that issued them)"
+                );
+                builder.no_shared_admission_key()
+            }
+        })
     }
 
     /// The HS256 key of bearer tokens (fetched at cold start: [`TokenKey::Fetch`]), as an

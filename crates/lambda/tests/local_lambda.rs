@@ -755,7 +755,7 @@ async fn a_waiting_room_lets_people_in_through_the_api_function(stack: &Stack) {
         .http
         .put(stack.api_url(&format!("/api/v1/admin/shows/{show}/waiting-room")))
         .bearer_auth(&admin)
-        .json(&json!({ "admitPerSecond": 5 }))
+        .json(&json!({ "admitPerSecond": 5, "maxActive": 1 }))
         .send()
         .await
         .unwrap();
@@ -813,12 +813,78 @@ async fn a_waiting_room_lets_people_in_through_the_api_function(stack: &Stack) {
     // Decide it, so that no later case finds it in the queue.
     let (batch, handles) = stack.receive_batch(&stack.resources.queue_url).await;
     assert!(stack.deliver_to_worker(&batch, &handles).await.is_empty());
-    let (status, after) = api_call(stack, stack.api_url(&room), get, "uma", None).await;
+    let (status, after) = api_call(stack, stack.api_url(&room), get.clone(), "uma", None).await;
     assert_eq!(
         (status, &after["state"]),
         (200, &json!("SHOPPING")),
         "{after}"
     );
+
+    // Wendy waits behind the one shopper the room allows. The expirer, while a room is on,
+    // stays as its ticker: it pushes her position, and once Uma leaves, her admission.
+    let (mut socket, connection) = ws_client(stack, "wendy").await;
+    stack
+        .invoke("websocket", &connect_event(&connection, "wendy"))
+        .await;
+    let (status, joined) = api_call(stack, stack.api_url(&room), post, "wendy", None).await;
+    assert_eq!(
+        (status, &joined["state"], &joined["position"]),
+        (201, &json!("WAITING"), &json!(1)),
+        "{joined}"
+    );
+    let report = stack
+        .invoke("expirer", &load_event("expirer/schedule.json"))
+        .await;
+    assert!(report["roomTicks"].as_u64() > Some(1), "{report}");
+    let pushed = next_json(&mut socket).await;
+    assert_eq!(
+        (&pushed["type"], &pushed["state"], &pushed["position"]),
+        (
+            &json!("WAITING_ROOM_POSITION"),
+            &json!("WAITING"),
+            &json!(1)
+        ),
+        "{pushed}"
+    );
+    let (status, _) = api_call(
+        stack,
+        stack.api_url(&room),
+        reqwest::Method::DELETE,
+        "uma",
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    stack
+        .invoke("expirer", &load_event("expirer/schedule.json"))
+        .await;
+    let admitted = loop {
+        let pushed = next_json(&mut socket).await;
+        if pushed["state"] != "WAITING" {
+            break pushed;
+        }
+    };
+    assert_eq!(admitted["state"], "ADMITTED", "{admitted}");
+    let token_of_wendy = admitted["admissionToken"].as_str().expect("the token");
+    let wendy: booking_core::UserId = "wendy".parse().unwrap();
+    booking_app::admission::AdmissionKey::new(ADMISSION_SECRET.as_bytes())
+        .unwrap()
+        .verify(token_of_wendy, &wendy, show, chrono::Utc::now())
+        .expect("signed with the shared key");
+
+    // Switched off, the room needs no ticker: the expirer returns after its sweep.
+    let response = stack
+        .http
+        .delete(stack.api_url(&format!("/api/v1/admin/shows/{show}/waiting-room")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let report = stack
+        .invoke("expirer", &load_event("expirer/schedule.json"))
+        .await;
+    assert_eq!(report["roomTicks"], 0, "{report}");
 }
 
 /// A hold for `user` on `seats`, through the api function and the worker; returns its hold id.

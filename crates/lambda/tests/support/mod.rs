@@ -403,6 +403,9 @@ impl Stack {
             ("RATE_LIMIT_PER_IP", "1/h,burst=50".to_owned()),
             // Every instance signs admissions with the one key, as AdmissionSecretArn gives them.
             ("ADMISSION_SECRET", ADMISSION_SECRET.to_owned()),
+            // The expirer ticks the rooms that are on for 2 s of an invocation, not most of a
+            // minute (only it reads this).
+            ("WAITING_ROOM_TICKER_SECONDS", "2".to_owned()),
         ];
         env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }
