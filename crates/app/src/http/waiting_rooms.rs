@@ -44,8 +44,8 @@ struct RoomView {
     grace_seconds: i64,
     /// Set: the room was set to switch itself on above this many hold requests a second.
     switch_on_above: Option<u32>,
-    /// Waiting for demand to switch it on: holds need no admission yet, and `opensAt` is not
-    /// set until it does.
+    /// Waiting for demand to switch it on: holds need no admission yet, and `opensAt` (the
+    /// setting, until then) becomes the instant it does.
     armed: bool,
     /// The pre-queue's order is drawn and admission has started.
     opened: bool,
@@ -114,7 +114,8 @@ struct SettingsBody {
     grace_seconds: Option<u32>,
     /// Arm the room instead of switching it on: holds need no admission until the show's hold
     /// requests go over this many a second (1 to 1,000,000), then it switches itself on and
-    /// opens at that instant (`opensAt` is ignored). A room already on stays on.
+    /// opens at that instant (`opensAt` is not used while it is armed). A room already on stays
+    /// on.
     #[schema(minimum = 1, maximum = 1_000_000)]
     switch_on_above: Option<u32>,
 }
@@ -168,8 +169,9 @@ impl From<PlaceInfo> for PlaceView {
 
 /// Switch a show's waiting room on, or change it
 ///
-/// From now on `POST /api/v1/holds` for the show needs an admission token from the room. A
-/// change keeps the room's places and order.
+/// From now on `POST /api/v1/holds` for the show needs an admission token from the room (with
+/// `switchOnAbove`: once demand has switched the armed room on). A change keeps the room's
+/// places and order.
 #[utoipa::path(
     put,
     path = "/api/v1/admin/shows/{showId}/waiting-room",
