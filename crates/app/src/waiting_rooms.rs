@@ -13,7 +13,7 @@
 use crate::admission::{Admission, AdmissionKey, AdmissionRefused};
 use crate::error::BookingError;
 use crate::service::BookingService;
-use booking_core::ports::{Notifier, RoomRules, RoomSummary, WaitingRoomStore};
+use booking_core::ports::{ListedRoom, Notifier, RoomRules, RoomSummary, WaitingRoomStore};
 use booking_core::protocol::ServerMessage;
 use booking_core::waiting_room::{
     AdmissionError, DEMAND_REPORT_EVERY, PlaceState, PlaceStatus, RoomPolicy, Tick,
@@ -379,27 +379,22 @@ impl WaitingRooms {
         }
     }
 
-    /// Whether any show's room is on (not armed): what a ticker has to move on.
-    pub async fn any_on(&self) -> Result<bool, BookingError> {
-        Ok(self
-            .store
-            .rooms()
-            .await?
-            .iter()
-            .any(|room| room.armed_above.is_none()))
-    }
-
     /// Moves every room on to now (the ticker's work): opens those whose time has come, gives
     /// up lapsed places and admissions, lets in the next.
     /// A room whose tick fails is logged and left for the next round; the others go on.
     pub async fn tick_all(&self) -> Result<Vec<(ShowId, Tick)>, BookingError> {
+        Ok(self.tick_rooms(&self.store.rooms().await?).await)
+    }
+
+    /// [`Self::tick_all`] over rooms already listed.
+    async fn tick_rooms(&self, listed: &[ListedRoom]) -> Vec<(ShowId, Tick)> {
         let mut ticks = Vec::new();
-        for listed in self.store.rooms().await? {
-            // An armed room has nothing to move on until demand switches it on.
-            if listed.armed_above.is_some() {
-                continue;
-            }
-            let show = listed.show;
+        // An armed room has nothing to move on until demand switches it on.
+        for show in listed
+            .iter()
+            .filter(|room| room.armed_above.is_none())
+            .map(|room| room.show)
+        {
             match self.tick(show).await {
                 Ok(tick) => ticks.push((show, tick)),
                 Err(e) => {
@@ -407,7 +402,28 @@ impl WaitingRooms {
                 }
             }
         }
-        Ok(ticks)
+        ticks
+    }
+
+    /// One round of a ticker: every room that is on moved on, and its waiting told their
+    /// positions when due. False when no room is on (nothing for a ticker to do); a failure is
+    /// logged and left for the next round, whose rooms' state is the store's.
+    pub async fn round(&self) -> bool {
+        let listed = match self.store.rooms().await {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::warn!(error = %booking_core::Chain(&e), "could not list the waiting rooms; will retry");
+                return true;
+            }
+        };
+        if listed.iter().all(|room| room.armed_above.is_some()) {
+            return false;
+        }
+        self.tick_rooms(&listed).await;
+        if let Err(e) = self.push_positions_of(&listed).await {
+            tracing::warn!(error = %booking_core::Chain(&e), "could not push waiting-room positions; will retry");
+        }
+        true
     }
 
     /// Ticks every room each `interval` until `stop` says so (the local server's ticker).
@@ -417,12 +433,7 @@ impl WaitingRooms {
         stop: tokio::sync::watch::Receiver<bool>,
     ) {
         crate::sweeper::every(interval, stop, || async {
-            if let Err(e) = self.tick_all().await {
-                tracing::warn!(error = %booking_core::Chain(&e), "waiting-room tick failed; will retry");
-            }
-            if let Err(e) = self.push_positions().await {
-                tracing::warn!(error = %booking_core::Chain(&e), "could not push waiting-room positions; will retry");
-            }
+            self.round().await;
         })
         .await;
     }
@@ -469,9 +480,13 @@ impl WaitingRooms {
     /// out every `POSITIONS_EVERY_AT_LEAST`, or less often for a long queue (about
     /// `POSITIONS_PER_SECOND` messages a second per room, at most every
     /// `POSITIONS_EVERY_AT_MOST`); between pushes, a poll reads the exact position.
-    pub async fn push_positions(&self) -> Result<(), BookingError> {
-        for listed in self.store.rooms().await? {
-            let show = listed.show;
+    async fn push_positions_of(&self, listed: &[ListedRoom]) -> Result<(), BookingError> {
+        // An armed room has not drawn its order: nobody in it has a position yet.
+        for show in listed
+            .iter()
+            .filter(|room| room.armed_above.is_none())
+            .map(|room| room.show)
+        {
             let due = self
                 .positions_pushed
                 .lock()

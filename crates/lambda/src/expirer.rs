@@ -183,24 +183,13 @@ impl Expirer {
 }
 
 impl RoomTicker {
-    /// Ticks every room that is on and pushes positions each `WAITING_ROOM_TICK` until `until`,
-    /// or until no room is on; the rounds it ran. A failed round is logged and the next tried
-    /// (the rooms' state is the store's: nothing is lost by a round that did not happen).
+    /// Runs the rooms' ticker ([`WaitingRooms::round`]) each `WAITING_ROOM_TICK` until `until`,
+    /// or until no room is on; the rounds it ran.
     async fn run_until(&self, until: Instant) -> u64 {
         let mut rounds = 0;
         while Instant::now() < until {
-            match self.rooms.any_on().await {
-                Ok(false) => break,
-                Ok(true) => {}
-                Err(e) => {
-                    tracing::warn!(error = %Chain(&e), "could not list the waiting rooms; will retry")
-                }
-            }
-            if let Err(e) = self.rooms.tick_all().await {
-                tracing::warn!(error = %Chain(&e), "waiting-room tick failed; will retry");
-            }
-            if let Err(e) = self.rooms.push_positions().await {
-                tracing::warn!(error = %Chain(&e), "could not push waiting-room positions; will retry");
+            if !self.rooms.round().await {
+                break;
             }
             rounds += 1;
             tokio::time::sleep_until((Instant::now() + WAITING_ROOM_TICK).min(until).into()).await;

@@ -282,7 +282,7 @@ impl WaitingRoomStore for SqliteStore {
             .map(|(show, armed_above)| {
                 Ok(ListedRoom {
                     show: codec::parse(show, "waiting_rooms.show_id")?,
-                    armed_above: armed_above.map(|v| v.clamp(1, i64::from(u32::MAX)) as u32),
+                    armed_above: armed_above.map(|v| u32::try_from(v).unwrap_or(u32::MAX)),
                 })
             })
             .collect()
