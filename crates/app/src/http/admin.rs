@@ -17,17 +17,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
-pub(super) fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes<const DESCRIBE: bool>() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(queue_stats))
-        .routes(routes!(pause_show))
-        .routes(routes!(resume_show))
-        .routes(routes!(list_dead_letters))
-        .routes(routes!(redrive_dead_letter))
-        .routes(routes!(discard_dead_letter))
-        .routes(routes!(redrive_show))
+        .routes(route!(DESCRIBE, queue_stats))
+        .routes(route!(DESCRIBE, pause_show))
+        .routes(route!(DESCRIBE, resume_show))
+        .routes(route!(DESCRIBE, list_dead_letters))
+        .routes(route!(DESCRIBE, redrive_dead_letter))
+        .routes(route!(DESCRIBE, discard_dead_letter))
+        .routes(route!(DESCRIBE, redrive_show))
 }
 
 /// Every show's queue, as of `generatedAt`.

@@ -25,7 +25,6 @@ use booking_core::{Movie, MovieId, ShowId};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// Where a whole catalog file is posted.
 pub const CATALOG_IMPORT_PATH: &str = "/api/v1/admin/catalog";
@@ -33,16 +32,16 @@ pub const CATALOG_IMPORT_PATH: &str = "/api/v1/admin/catalog";
 /// file of any size).
 pub const MAX_CATALOG_BYTES: usize = 4 * 1024 * 1024;
 
-pub(super) fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes<const DESCRIBE: bool>() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create_movie))
-        .routes(routes!(put_movie))
-        .routes(routes!(create_show))
-        .routes(routes!(put_show))
-        .routes(routes!(cancel_show))
+        .routes(route!(DESCRIBE, create_movie))
+        .routes(route!(DESCRIBE, put_movie))
+        .routes(route!(DESCRIBE, create_show))
+        .routes(route!(DESCRIBE, put_show))
+        .routes(route!(DESCRIBE, cancel_show))
         .merge(
             OpenApiRouter::new()
-                .routes(routes!(import_catalog))
+                .routes(route!(DESCRIBE, import_catalog))
                 .layer(DefaultBodyLimit::max(MAX_CATALOG_BYTES)),
         )
 }

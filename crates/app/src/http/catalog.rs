@@ -14,15 +14,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
-pub(super) fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes<const DESCRIBE: bool>() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list_movies))
-        .routes(routes!(get_movie))
-        .routes(routes!(list_shows))
-        .routes(routes!(availability))
-        .routes(routes!(seat_map))
+        .routes(route!(DESCRIBE, list_movies))
+        .routes(route!(DESCRIBE, get_movie))
+        .routes(route!(DESCRIBE, list_shows))
+        .routes(route!(DESCRIBE, availability))
+        .routes(route!(DESCRIBE, seat_map))
 }
 
 /// Whether a show still sells.

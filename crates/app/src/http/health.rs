@@ -10,10 +10,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
-pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(health))
+pub(super) fn routes<const DESCRIBE: bool>() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(route!(DESCRIBE, health))
 }
 
 /// Whether this instance can take requests.

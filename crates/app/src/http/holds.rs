@@ -23,13 +23,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
-pub(super) fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes<const DESCRIBE: bool>() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create_hold))
-        .routes(routes!(get_hold))
-        .routes(routes!(release_hold))
+        .routes(route!(DESCRIBE, create_hold))
+        .routes(route!(DESCRIBE, get_hold))
+        .routes(route!(DESCRIBE, release_hold))
 }
 
 /// A hold request accepted: durable and queued, to be decided in arrival order.

@@ -20,6 +20,14 @@ use utoipa::{Modify, PartialSchema, ToSchema};
 /// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
 
+/// The document as served: `docs/openapi.json`, generated from the routes by
+/// [`document`](super::document) and committed, so that the binaries carry its text instead of
+/// the code that builds and serializes it (which made the api Lambda function 0.5 MB larger).
+/// The test `the_committed_document_is_the_one_the_routes_describe` keeps the two equal;
+/// `SEATBOOK_WRITE_OPENAPI=1 cargo test -p booking-app --lib committed_document` writes it anew
+/// after a change to a route or a view.
+pub const DOCUMENT: &[u8] = include_bytes!("../../../../docs/openapi.json");
+
 /// Every error code the HTTP API answers with, and when. The `code` of every error body is one
 /// of these (the document's `ErrorCode` enum is made from this list, and a test checks the
 /// server's sources name no other).
@@ -473,6 +481,27 @@ mod tests {
             }
         }
         found
+    }
+
+    #[test]
+    fn the_committed_document_is_the_one_the_routes_describe() {
+        let generated = crate::http::document()
+            .to_pretty_json()
+            .expect("the document serializes")
+            + "\n";
+        let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+        if std::env::var_os("SEATBOOK_WRITE_OPENAPI").is_some_and(|v| v == "1") {
+            std::fs::write(&committed, &generated).expect("docs/openapi.json is writable");
+        }
+        // Read from disk rather than `DOCUMENT`: the bytes compiled in are the file's, and
+        // after a write the file is what the next build serves.
+        let on_disk = std::fs::read(&committed).unwrap_or_default();
+        assert!(
+            generated.as_bytes() == on_disk,
+            "docs/openapi.json is not the document the routes describe: after changing a route \
+             or a view, write it anew with `SEATBOOK_WRITE_OPENAPI=1 cargo test -p booking-app \
+             --lib committed_document` and commit it"
+        );
     }
 
     #[test]

@@ -21,15 +21,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
-pub(super) fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes<const DESCRIBE: bool>() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create_order))
-        .routes(routes!(get_order))
-        .routes(routes!(confirm_payment))
-        .routes(routes!(cancel_order))
-        .routes(routes!(my_orders))
+        .routes(route!(DESCRIBE, create_order))
+        .routes(route!(DESCRIBE, get_order))
+        .routes(route!(DESCRIBE, confirm_payment))
+        .routes(route!(DESCRIBE, cancel_order))
+        .routes(route!(DESCRIBE, my_orders))
 }
 
 /// A charge or a refund of an order.

@@ -16,10 +16,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
-pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(get_booking_request))
+pub(super) fn routes<const DESCRIBE: bool>() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(route!(DESCRIBE, get_booking_request))
 }
 
 /// Where a request's status is polled.

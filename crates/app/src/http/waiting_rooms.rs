@@ -18,16 +18,15 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// The header `POST /api/v1/holds` reads the admission token from (`Admission-Token`; header
 /// names are case-insensitive, and `HeaderName` keeps them in lower case).
 pub const ADMISSION_HEADER: &str = "admission-token";
 
-pub(super) fn routes() -> OpenApiRouter<AppState> {
+pub(super) fn routes<const DESCRIBE: bool>() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(put_room, get_room, delete_room))
-        .routes(routes!(join_room, poll_place, leave_room))
+        .routes(route!(DESCRIBE, put_room, get_room, delete_room))
+        .routes(route!(DESCRIBE, join_room, poll_place, leave_room))
 }
 
 /// A show's waiting room as its admin sees it.
