@@ -87,14 +87,61 @@ where
 /// Logs as JSON lines (CloudWatch parses them), filtered by `RUST_LOG` (default `info`), without
 /// ANSI colours or timestamps (Lambda adds its own); each line carries its span's fields (the
 /// HTTP request's `request_id`, `user_id`, `show_id`).
+///
+/// `RUST_LOG` holds a level and `target=level` pairs (`warn,booking_app=debug`): a
+/// [`Targets`](tracing_subscriber::filter::Targets) filter, not the local server's `EnvFilter`,
+/// whose span and field directives need a regular-expression engine that made up ~0.14 MB of
+/// every function. A value that does not parse is ignored for the default.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    let logs = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter)
         .with_ansi(false)
         .without_time()
-        .with_current_span(true)
+        .with_current_span(true);
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(filter)
         .try_init();
+}
+
+/// The filter of [`init_tracing`] for a `RUST_LOG` value.
+fn log_filter(directives: Option<&str>) -> tracing_subscriber::filter::Targets {
+    directives
+        .and_then(|directives| directives.parse().ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_sets_a_default_level_and_levels_per_target() {
+        let filter = log_filter(Some("warn,booking_app=debug"));
+        assert!(filter.would_enable("booking_app::service", &Level::DEBUG));
+        assert!(!filter.would_enable("booking_app::service", &Level::TRACE));
+        assert!(filter.would_enable("sqlx::query", &Level::WARN));
+        assert!(!filter.would_enable("sqlx::query", &Level::INFO));
+    }
+
+    #[test]
+    fn without_rust_log_or_with_one_that_does_not_parse_the_level_is_info() {
+        for directives in [None, Some("booking_app=loud")] {
+            let filter = log_filter(directives);
+            assert!(
+                filter.would_enable("booking_lambda", &Level::INFO),
+                "{directives:?}"
+            );
+            assert!(
+                !filter.would_enable("booking_lambda", &Level::DEBUG),
+                "{directives:?}"
+            );
+        }
+    }
 }
