@@ -231,3 +231,53 @@ async fn quick_waiting_room_crowd_is_let_in_in_order_at_the_rate() {
         "the pre-queue was let in over several ticks, so its order could be measured"
     );
 }
+
+/// Ordinary traffic over many shows (`loadgen steady --quick`): users reading seat maps,
+/// holding free seats and buying (some cards declined), releasing or keeping them, beside
+/// open-loop seat-map readers. Its checks (every result once and agreeing with polling, no
+/// seat in two certain holds or orders at once nor in two confirmed orders, unique tickets,
+/// confirmed orders reading back as bought, seat maps showing them sold) pass, and had
+/// something to check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_steady_traffic_over_many_shows_passes_its_checks() {
+    let argv = [
+        "loadgen",
+        "steady",
+        "--quick",
+        "--quiet",
+        "--start",
+        "embedded",
+        "--server-bin",
+        env!("CARGO_BIN_EXE_seatbook"),
+        "--seed",
+        "20261203",
+    ];
+    let Scenario::Steady(opts) = booking_loadgen::parse_from(argv, None).expect("valid") else {
+        unreachable!()
+    };
+    let o = booking_loadgen::steady::run(*opts).await.expect("the run");
+    booking_loadgen::steady::publish(&o).expect("the report");
+    let c = &o.checks;
+    assert!(o.passed(), "the checks failed: {:?}", c.problems);
+    let n = &o.counts;
+    assert!(n.journeys > 50, "too few journeys to judge: {n:?}");
+    assert!(n.confirmed > 10 && n.declined > 0, "orders: {n:?}");
+    assert!(
+        n.released > 0 && n.kept > 0,
+        "releases and kept holds: {n:?}"
+    );
+    assert!(n.reads > 50, "open-loop seat-map reads: {n:?}");
+    let accepted = c.get("exactly one result", "accepted");
+    assert!(
+        accepted >= n.held && n.held > 50,
+        "{accepted} accepted, {n:?}"
+    );
+    assert_eq!(
+        c.get("exactly one result", "polled"),
+        accepted,
+        "every request polled"
+    );
+    assert_eq!(c.get("confirmed orders", "read back"), n.confirmed);
+    assert!(c.get("no seat twice", "certain claims") > n.held);
+    assert!(c.get("kept holds", "read back") > 0, "{:?}", c.groups);
+}

@@ -36,6 +36,10 @@ pub enum Command {
     /// in at the room's rate; then the checks of admission order, rate and the pre-queue's fair
     /// draw.
     WaitingRoom(WaitingRoomArgs),
+    /// Ordinary traffic over many shows, the complement of a flash sale: users reading seat
+    /// maps, holding a few free seats and buying, releasing or keeping them, beside open-loop
+    /// seat-map readers; then the checks of results, holds, orders, tickets and seat maps.
+    Steady(Box<SteadyArgs>),
 }
 
 /// Where the server is: a URL, or one this tool starts.
@@ -240,6 +244,55 @@ pub struct WaitingRoomArgs {
     pub quick: bool,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct SteadyArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// A short run, for CI: 8 shows of 120 seats, 50 users for 5 s, 50 reads/s; options given
+    /// explicitly still win.
+    #[arg(long)]
+    pub quick: bool,
+    /// Shows the run creates, all of one new movie (default 20; --quick 8).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub shows: Option<u32>,
+    /// Seats of each show, in rows of 25 (default 300; --quick 120).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(3..=20_000))]
+    pub seats_per_show: Option<u32>,
+    /// Users, each with its own token and WebSocket, each making one journey after another
+    /// (default 200; --quick 50).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub users: Option<u32>,
+    /// How long journeys are begun, seconds (default 20; --quick 5).
+    #[arg(long, value_parser = window_seconds)]
+    pub duration: Option<f64>,
+    /// Mean pause between one user's journeys, seconds, drawn evenly from nothing to twice it
+    /// (default 1; --quick 0.2).
+    #[arg(long, value_parser = drain_seconds)]
+    pub think: Option<f64>,
+    /// Seat-map reads per second of random shows, open loop, besides the journeys' own
+    /// (default 200; --quick 50).
+    #[arg(long, value_parser = rate)]
+    pub reads_per_sec: Option<f64>,
+    /// Share of granted holds that are bought: an order, then its payment.
+    #[arg(long, default_value_t = 0.6, value_parser = share)]
+    pub pay: f64,
+    /// Share of those payments made with the card the mock provider declines (`tok_decline`).
+    #[arg(long, default_value_t = 0.1, value_parser = share)]
+    pub decline: f64,
+    /// Share of granted holds released at once; the rest (1 - pay - release) are kept.
+    #[arg(long, default_value_t = 0.25, value_parser = share)]
+    pub release: f64,
+    /// Random seed for shows, seats and choices (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// User id prefix.
+    #[arg(long, default_value = "steady-")]
+    pub user_prefix: String,
+    /// Write the full report (figures and checks) as JSON to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
 fn number(value: &str) -> Result<f64, String> {
     let v: f64 = value
         .trim()
@@ -365,12 +418,33 @@ pub struct RoomOptions {
     pub user_prefix: String,
 }
 
+/// Steady traffic, resolved.
+#[derive(Debug, Clone)]
+pub struct SteadyOptions {
+    pub common: Common,
+    pub base: String,
+    pub ws_base: String,
+    pub shows: usize,
+    pub seats_per_show: usize,
+    pub users: usize,
+    pub duration: Duration,
+    pub think: Duration,
+    pub reads_per_sec: f64,
+    pub pay: f64,
+    pub decline: f64,
+    pub release: f64,
+    pub seed: u64,
+    pub user_prefix: String,
+    pub report: Option<PathBuf>,
+}
+
 /// A scenario, ready to run.
 #[derive(Debug, Clone)]
 pub enum Scenario {
     FlashSale(Box<Options>),
     Sockets(Box<SocketOptions>),
     WaitingRoom(Box<RoomOptions>),
+    Steady(Box<SteadyOptions>),
 }
 
 /// Parses a whole command line (program name first). `env_secret` is `JWT_SECRET`, if set.
@@ -419,7 +493,48 @@ fn resolve(cli: Cli, env_secret: Option<String>) -> Result<Scenario, String> {
                 user_prefix: a.user_prefix,
             }))
         }
+        Command::Steady(a) => Scenario::Steady(Box::new(steady(*a, env_secret)?)),
     })
+}
+
+fn steady(a: SteadyArgs, env_secret: Option<String>) -> Result<SteadyOptions, String> {
+    if a.pay + a.release > 1.0 {
+        return Err(format!(
+            "--pay {} and --release {} add up to more than 1",
+            a.pay, a.release
+        ));
+    }
+    let q = a.quick;
+    let secs = |given: Option<f64>, quick: f64, normal: f64| {
+        Duration::from_secs_f64(given.unwrap_or(if q { quick } else { normal }))
+    };
+    let count = |given: Option<u32>, quick: usize, normal: usize| {
+        given.map_or(if q { quick } else { normal }, |n| n as usize)
+    };
+    Ok(SteadyOptions {
+        common: common(a.target, env_secret)?,
+        base: String::new(),
+        ws_base: String::new(),
+        shows: count(a.shows, 8, 20),
+        seats_per_show: count(a.seats_per_show, 120, 300),
+        users: count(a.users, 50, 200),
+        duration: secs(a.duration, 5.0, 20.0),
+        think: secs(a.think, 0.2, 1.0),
+        reads_per_sec: a.reads_per_sec.unwrap_or(if q { 50.0 } else { 200.0 }),
+        pay: a.pay,
+        decline: a.decline,
+        release: a.release,
+        seed: a.seed.unwrap_or_else(clock_seed),
+        user_prefix: a.user_prefix,
+        report: a.report,
+    })
+}
+
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
 }
 
 fn common(t: TargetArgs, env_secret: Option<String>) -> Result<Common, String> {
@@ -484,12 +599,7 @@ fn flash_sale(a: FlashSaleArgs, env_secret: Option<String>) -> Result<Options, S
     let pick = |given: Option<f64>, quick: f64, normal: f64| {
         given.unwrap_or(if q { quick } else { normal })
     };
-    let seed = a.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-    });
+    let seed = a.seed.unwrap_or_else(clock_seed);
     let faults = Faults {
         kills: usize::from(a.kill),
         redis_flushes: usize::from(a.redis_flush),
@@ -778,6 +888,31 @@ mod tests {
         assert!(flash(&["--base", "http://10.0.0.1:3000"]).is_err());
         assert!(flash(&["--base", "http://example.com", "--allow-remote"]).is_ok());
         assert!(flash(&["--base", "https://127.0.0.1"]).is_err());
+    }
+
+    #[test]
+    fn steady_defaults_quick_and_shares() {
+        let steady = |a: &[&str]| {
+            let argv = ["loadgen", "steady"].iter().chain(a).copied();
+            match parse_from(argv, None).map_err(|e| e.to_string())? {
+                Scenario::Steady(o) => Ok(*o),
+                _ => Err("another scenario".to_owned()),
+            }
+        };
+        let o = steady(&[]).unwrap();
+        assert_eq!((o.shows, o.seats_per_show, o.users), (20, 300, 200));
+        assert_eq!(
+            (o.duration, o.reads_per_sec),
+            (Duration::from_secs(20), 200.0)
+        );
+        assert_eq!((o.pay, o.decline, o.release), (0.6, 0.1, 0.25));
+        let o = steady(&["--quick", "--users", "7"]).unwrap();
+        assert_eq!(
+            (o.shows, o.users, o.duration),
+            (8, 7, Duration::from_secs(5))
+        );
+        assert!(steady(&["--pay", "0.8", "--release", "0.3"]).is_err());
+        assert!(steady(&["--seats-per-show", "2"]).is_err());
     }
 
     #[test]

@@ -3,11 +3,11 @@
 //! owner, and the seat map once more. The load is over by then, so these reads cost the
 //! measurement nothing.
 
-use crate::run::{Ctx, Rng, SeatMapInfo, fetch_seat_map};
-use crate::stats::{Book, Outcome};
+use crate::run::{Ctx, Rng, SeatMapInfo, User, fetch_seat_map};
+use crate::stats::{Book, LateResults, Outcome, Record, Stats};
 use crate::verify::{self, Evidence, HoldState, Polled, Verification, terminal};
 use futures_util::StreamExt;
-use reqwest::header::AUTHORIZATION;
+use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
@@ -35,15 +35,14 @@ struct HoldBody {
     seat_ids: Vec<String>,
 }
 
-async fn get_json<T: serde::de::DeserializeOwned>(
-    ctx: &Ctx,
+pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
     url: String,
-    user: u32,
+    auth: &HeaderValue,
 ) -> Result<T, String> {
-    let resp = ctx
-        .client
+    let resp = client
         .get(&url)
-        .header(AUTHORIZATION, ctx.users[user as usize].auth.clone())
+        .header(AUTHORIZATION, auth.clone())
         .send()
         .await
         .map_err(|e| format!("GET {url}: {e}"))?;
@@ -98,55 +97,8 @@ pub async fn verify(
             records.len()
         );
     }
-    let mut polled: Vec<Option<Result<Polled, String>>> = vec![None; records.len()];
-    let mut pending = chosen;
-    // A request may still be deciding when its poll comes (after a crash, recovery decides the
-    // backlog); those are asked again a few times before "undecided" stands.
-    for round in 0..=UNDECIDED_RETRIES {
-        if round > 0 {
-            tokio::time::sleep(UNDECIDED_PAUSE).await;
-        }
-        let answers = futures_util::stream::iter(pending)
-            .map(|i| async move {
-                let r = &records[i];
-                let url = format!("{base}/api/v1/booking-requests/{}", r.id);
-                let answer = get_json::<RequestBody>(ctx, url, r.user)
-                    .await
-                    .map(|b| Polled {
-                        status: b.status,
-                        hold_id: b.hold_id,
-                    });
-                (i, answer)
-            })
-            .buffer_unordered(PARALLELISM)
-            .collect::<Vec<_>>()
-            .await;
-        pending = Vec::new();
-        for (i, answer) in answers {
-            if matches!(&answer, Ok(p) if !terminal(&p.status)) {
-                pending.push(i);
-            }
-            polled[i] = Some(answer);
-        }
-        if pending.is_empty() {
-            break;
-        }
-    }
-
-    // A request found decided whose push has not come yet: its push left the server after the
-    // commit the poll read, so it is on its way unless a crash took its socket. Wait for those
-    // (bounded) before a missing push is judged.
-    let late_wait_ends = std::time::Instant::now() + LATE_RESULT_WAIT;
-    let awaited: Vec<Uuid> = records
-        .iter()
-        .zip(&polled)
-        .filter(|(r, p)| r.pushes == 0 && matches!(p, Some(Ok(p)) if terminal(&p.status)))
-        .map(|(r, _)| r.id)
-        .collect();
-    while !ctx.stats.late_results_for_all(&awaited) && std::time::Instant::now() < late_wait_ends {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let late = ctx.stats.late_results();
+    let polled = poll_requests(&ctx.client, base, &ctx.users, records, chosen).await;
+    let late = await_late_results(&ctx.stats, records, &polled).await;
 
     // Every hold a result named, with its owner.
     let mut holds_to_read: Vec<(Uuid, u32)> = Vec::new();
@@ -186,7 +138,8 @@ pub async fn verify(
     let read = futures_util::stream::iter(holds_to_read)
         .map(|(id, user)| async move {
             let url = format!("{base}/api/v1/holds/{id}");
-            (id, user, get_json::<HoldBody>(ctx, url, user).await)
+            let auth = &ctx.users[user as usize].auth;
+            (id, user, get_json::<HoldBody>(&ctx.client, url, auth).await)
         })
         .buffer_unordered(PARALLELISM)
         .collect::<Vec<_>>()
@@ -235,4 +188,73 @@ pub async fn verify(
         redelivered: ctx.opts.faults.deliver_twice,
     };
     Ok(verify::check(&evidence))
+}
+
+/// Polls `GET /api/v1/booking-requests/{id}` of `chosen` records, each as its owner (`users`
+/// by the record's user): per record (same index), `None` when not chosen, else the answer.
+pub(crate) async fn poll_requests(
+    client: &reqwest::Client,
+    base: &str,
+    users: &[User],
+    records: &[Record],
+    chosen: Vec<usize>,
+) -> Vec<Option<Result<Polled, String>>> {
+    let mut polled: Vec<Option<Result<Polled, String>>> = vec![None; records.len()];
+    let mut pending = chosen;
+    // A request may still be deciding when its poll comes (after a crash, recovery decides the
+    // backlog); those are asked again a few times before "undecided" stands.
+    for round in 0..=UNDECIDED_RETRIES {
+        if round > 0 {
+            tokio::time::sleep(UNDECIDED_PAUSE).await;
+        }
+        let answers = futures_util::stream::iter(pending)
+            .map(|i| async move {
+                let r = &records[i];
+                let url = format!("{base}/api/v1/booking-requests/{}", r.id);
+                let auth = &users[r.user as usize].auth;
+                let answer = get_json::<RequestBody>(client, url, auth)
+                    .await
+                    .map(|b| Polled {
+                        status: b.status,
+                        hold_id: b.hold_id,
+                    });
+                (i, answer)
+            })
+            .buffer_unordered(PARALLELISM)
+            .collect::<Vec<_>>()
+            .await;
+        pending = Vec::new();
+        for (i, answer) in answers {
+            if matches!(&answer, Ok(p) if !terminal(&p.status)) {
+                pending.push(i);
+            }
+            polled[i] = Some(answer);
+        }
+        if pending.is_empty() {
+            break;
+        }
+    }
+    polled
+}
+
+/// The BOOKING_RESULTs that came after the book was taken, once those of every request that
+/// polling found decided have come (or a bounded wait is over). Such a request's push left the
+/// server after the commit the poll read, so it is on its way unless a crash took its socket;
+/// a missing push is judged only after this.
+pub(crate) async fn await_late_results(
+    stats: &Stats,
+    records: &[Record],
+    polled: &[Option<Result<Polled, String>>],
+) -> LateResults {
+    let late_wait_ends = std::time::Instant::now() + LATE_RESULT_WAIT;
+    let awaited: Vec<Uuid> = records
+        .iter()
+        .zip(polled)
+        .filter(|(r, p)| r.pushes == 0 && matches!(p, Some(Ok(p)) if terminal(&p.status)))
+        .map(|(r, _)| r.id)
+        .collect();
+    while !stats.late_results_for_all(&awaited) && std::time::Instant::now() < late_wait_ends {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    stats.late_results()
 }

@@ -3,10 +3,9 @@
 //! one more waiting customer costs the server in memory, the figure that sizes a machine for a
 //! crowd that mostly waits.
 
-use crate::args::{SocketOptions, Target};
-use crate::server::StartedServer;
+use crate::args::SocketOptions;
 use crate::sockets::open;
-use crate::token;
+use crate::{server, token};
 use futures_util::StreamExt;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -49,21 +48,9 @@ fn per_socket(before: Option<u64>, after: Option<u64>, n: usize) -> Option<f64> 
 }
 
 pub async fn run(mut o: SocketOptions) -> Result<SocketsOutcome, String> {
-    let mut server = None;
-    let mut started = None;
-    match o.common.target.clone() {
-        Target::Url { base, ws_base } => (o.base, o.ws_base) = (base, ws_base),
-        Target::Start(start) => {
-            let count = o.count;
-            let s = tokio::task::spawn_blocking(move || StartedServer::start(&start, count))
-                .await
-                .map_err(|e| format!("--start: {e}"))??;
-            (o.base, o.ws_base) = (s.base.clone(), s.ws_base.clone());
-            o.common.server_pids.insert(0, s.pid);
-            started = Some(format!("pid {}", s.pid));
-            server = Some(s);
-        }
-    }
+    let server;
+    (o.base, o.ws_base, server) = server::reach(&mut o.common, o.count).await?;
+    let started = server.as_ref().map(|s| format!("pid {}", s.pid));
     let server_pid = o.common.server_pids.first().copied();
     let me = std::process::id();
     let ttl = chrono::Duration::seconds(o.hold.as_secs() as i64 + 3600);
@@ -97,15 +84,11 @@ pub async fn run(mut o: SocketOptions) -> Result<SocketsOutcome, String> {
     let server_rss_after = server_pid.and_then(rss_bytes);
     let loadgen_rss_after = rss_bytes(me);
     let opened = sockets.len();
-    let closes = sockets.into_iter().map(|mut s| async move {
-        let _ = tokio::time::timeout(Duration::from_secs(1), s.close(None)).await;
-        // Read to the close frame, so the server sees a clean close.
-        let _ = tokio::time::timeout(Duration::from_secs(1), s.next()).await;
-    });
+    let closes = sockets
+        .into_iter()
+        .map(|mut s| async move { crate::sockets::close(&mut s).await });
     futures_util::future::join_all(closes).await;
-    if let Some(mut s) = server {
-        tokio::task::spawn_blocking(move || s.stop()).await.ok();
-    }
+    server::stop(server).await;
     Ok(SocketsOutcome {
         opened,
         connect_time,

@@ -27,6 +27,7 @@ pub mod run;
 mod server;
 mod sockets;
 pub mod stats;
+pub mod steady;
 mod token;
 pub mod verify;
 

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Scenario::FlashSale(o) => &o.common,
         Scenario::Sockets(o) => &o.common,
         Scenario::WaitingRoom(o) => &o.common,
+        Scenario::Steady(o) => &o.common,
     };
     let threads = common.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -44,63 +45,72 @@ fn main() -> ExitCode {
                 opts.users,
                 booking_loadgen::report::workload(&opts)
             );
-            match runtime.block_on(booking_loadgen::flash_sale((*opts).clone())) {
-                Ok(o) => match booking_loadgen::publish(&opts, threads, &o) {
-                    Err(e) => {
-                        eprintln!("loadgen: {e}");
-                        ExitCode::FAILURE
-                    }
-                    Ok(()) if o.verification.as_ref().is_some_and(|v| !v.passed()) => {
-                        eprintln!("loadgen: the checks FAILED");
-                        ExitCode::FAILURE
-                    }
-                    Ok(()) => ExitCode::SUCCESS,
-                },
-                Err(e) => {
-                    eprintln!("loadgen: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            finish(
+                runtime.block_on(booking_loadgen::flash_sale((*opts).clone())),
+                |o| booking_loadgen::publish(&opts, threads, o),
+                |o| o.verification.as_ref().is_none_or(|v| v.passed()),
+            )
         }
         Scenario::Sockets(opts) => {
             let json = opts.common.json;
-            match runtime.block_on(idle::run(*opts)) {
-                Ok(o) => {
-                    idle::print(&o);
+            finish(
+                runtime.block_on(idle::run(*opts)),
+                |o| {
+                    idle::print(o);
                     if json {
-                        println!("{}", idle::json_line(&o));
+                        println!("{}", idle::json_line(o));
                     }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("loadgen: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+                    Ok(())
+                },
+                |_| true,
+            )
         }
         Scenario::WaitingRoom(opts) => {
             let json = opts.common.json;
-            match runtime.block_on(booking_loadgen::room::run(*opts)) {
-                Ok(o) => {
-                    booking_loadgen::room::print(&o);
+            finish(
+                runtime.block_on(booking_loadgen::room::run(*opts)),
+                |o| {
+                    booking_loadgen::room::print(o);
                     if json {
-                        println!("{}", booking_loadgen::room::json_line(&o));
+                        println!("{}", booking_loadgen::room::json_line(o));
                     }
-                    if o.passed() {
-                        ExitCode::SUCCESS
-                    } else {
-                        eprintln!("loadgen: the checks FAILED");
-                        ExitCode::FAILURE
-                    }
-                }
-                Err(e) => {
-                    eprintln!("loadgen: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+                    Ok(())
+                },
+                booking_loadgen::room::RoomOutcome::passed,
+            )
         }
+        Scenario::Steady(opts) => finish(
+            runtime.block_on(booking_loadgen::steady::run(*opts)),
+            booking_loadgen::steady::publish,
+            booking_loadgen::steady::SteadyOutcome::passed,
+        ),
     };
     // Leftover tasks (late POSTs, WebSocket readers) are dropped, not awaited.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
+}
+
+/// A scenario's exit status: its outcome published (printed, and written where asked), then 0
+/// when its checks passed, 1 when the run failed, publishing failed or a check failed.
+fn finish<O>(
+    outcome: Result<O, String>,
+    publish: impl FnOnce(&O) -> Result<(), String>,
+    passed: impl FnOnce(&O) -> bool,
+) -> ExitCode {
+    let failed = |e: String| {
+        eprintln!("loadgen: {e}");
+        ExitCode::FAILURE
+    };
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => return failed(e),
+    };
+    if let Err(e) = publish(&outcome) {
+        return failed(e);
+    }
+    if passed(&outcome) {
+        ExitCode::SUCCESS
+    } else {
+        failed("the checks FAILED".into())
+    }
 }

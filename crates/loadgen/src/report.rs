@@ -22,11 +22,11 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-fn per_s(n: u64, secs: f64) -> f64 {
+pub(crate) fn per_s(n: u64, secs: f64) -> f64 {
     if secs > 0.0 { n as f64 / secs } else { 0.0 }
 }
 
-fn latency_line(h: &Histogram<u64>) -> String {
+pub(crate) fn latency_line(h: &Histogram<u64>) -> String {
     if h.is_empty() {
         return "  (no samples)".to_owned();
     }
@@ -44,7 +44,7 @@ fn latency_line(h: &Histogram<u64>) -> String {
     line
 }
 
-fn latency_json(h: &Histogram<u64>) -> Value {
+pub(crate) fn latency_json(h: &Histogram<u64>) -> Value {
     if h.is_empty() {
         return json!({ "n": 0 });
     }
@@ -58,7 +58,7 @@ fn latency_json(h: &Histogram<u64>) -> Value {
     Value::Object(m)
 }
 
-fn counts(map: &BTreeMap<String, u64>) -> String {
+pub(crate) fn counts(map: &BTreeMap<String, u64>) -> String {
     map.iter()
         .map(|(k, v)| format!("{k}: {v}"))
         .collect::<Vec<_>>()

@@ -11,10 +11,9 @@
 //! compare those instants, not arrival times of messages. The rate is read from the admin's view
 //! of the room, sampled every second (`SAMPLE_EVERY`).
 
-use crate::args::{RoomOptions, Target};
-use crate::server::StartedServer;
+use crate::args::RoomOptions;
 use crate::sockets::open;
-use crate::token;
+use crate::{server, token};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -136,8 +135,8 @@ impl RoomOutcome {
     }
 }
 
-/// An admin call; fails the run on anything but `expect`.
-async fn admin_call(
+/// An admin call; fails the run on anything but a success.
+pub(crate) async fn admin_call(
     client: &reqwest::Client,
     method: reqwest::Method,
     url: &str,
@@ -189,20 +188,9 @@ async fn join_all(
 }
 
 pub async fn run(mut o: RoomOptions) -> Result<RoomOutcome, String> {
-    let mut server = None;
-    let mut started = None;
-    match o.common.target.clone() {
-        Target::Url { base, ws_base } => (o.base, o.ws_base) = (base, ws_base),
-        Target::Start(start) => {
-            let sockets = o.observers;
-            let s = tokio::task::spawn_blocking(move || StartedServer::start(&start, sockets))
-                .await
-                .map_err(|e| format!("--start: {e}"))??;
-            (o.base, o.ws_base) = (s.base.clone(), s.ws_base.clone());
-            started = Some(format!("pid {}", s.pid));
-            server = Some(s);
-        }
-    }
+    let server;
+    (o.base, o.ws_base, server) = server::reach(&mut o.common, o.observers).await?;
+    let started = server.as_ref().map(|s| format!("pid {}", s.pid));
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(o.concurrency)
         .build()
@@ -373,9 +361,7 @@ pub async fn run(mut o: RoomOptions) -> Result<RoomOutcome, String> {
         started,
     );
     let _ = client.delete(&admin_url).bearer_auth(&admin).send().await;
-    if let Some(mut s) = server {
-        tokio::task::spawn_blocking(move || s.stop()).await.ok();
-    }
+    server::stop(server).await;
     Ok(outcome)
 }
 

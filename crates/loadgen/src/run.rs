@@ -33,7 +33,7 @@ pub(crate) const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// With `--kill`, the drain ends once no result has arrived for this long.
 const QUIET_AFTER_CRASHES: Duration = Duration::from_secs(3);
 /// WebSockets opened at once during set-up.
-const CONNECT_PARALLELISM: usize = 32;
+pub(crate) const CONNECT_PARALLELISM: usize = 32;
 
 /// Small, fast PRNG (the core's SplitMix64); quality is ample for picking users and seats.
 pub struct Rng(booking_core::rng::SplitMix64);
@@ -559,18 +559,18 @@ impl Ctx {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct AcceptedBody {
-    request_id: Uuid,
+pub(crate) struct AcceptedBody {
+    pub(crate) request_id: Uuid,
 }
 
-fn error_code(body: &[u8]) -> String {
+pub(crate) fn error_code(body: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
         .unwrap_or_else(|| "(no error code)".to_owned())
 }
 
-fn transport_kind(e: &reqwest::Error) -> &'static str {
+pub(crate) fn transport_kind(e: &reqwest::Error) -> &'static str {
     if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {

@@ -8,7 +8,7 @@
 //! `--start postgres` without `--redis-url` runs a Redis of the tool's own (an in-memory
 //! `redis-server` on a free loopback port), which `--redis-stop` may then stop and start again.
 
-use crate::args::{StartBackend, StartOptions};
+use crate::args::{Common, StartBackend, StartOptions, Target};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -16,6 +16,32 @@ use std::time::Duration;
 
 /// How long a server may take to print its address (migrations and the demo seed included).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where a scenario's run goes: the URL given, or a server of the tool's own started for it
+/// (which then counts first among the `--server-pid` processes). `sockets` is how many
+/// WebSockets the run opens. Returns the HTTP and WebSocket bases and the server, for [`stop`].
+pub(crate) async fn reach(
+    common: &mut Common,
+    sockets: usize,
+) -> Result<(String, String, Option<StartedServer>), String> {
+    match common.target.clone() {
+        Target::Url { base, ws_base } => Ok((base, ws_base, None)),
+        Target::Start(start) => {
+            let s = tokio::task::spawn_blocking(move || StartedServer::start(&start, sockets))
+                .await
+                .map_err(|e| format!("--start: {e}"))??;
+            common.server_pids.insert(0, s.pid);
+            Ok((s.base.clone(), s.ws_base.clone(), Some(s)))
+        }
+    }
+}
+
+/// Stops what [`reach`] started, off the runtime's threads (it waits for the process).
+pub(crate) async fn stop(server: Option<StartedServer>) {
+    if let Some(mut s) = server {
+        tokio::task::spawn_blocking(move || s.stop()).await.ok();
+    }
+}
 
 /// A running server; stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct StartedServer {

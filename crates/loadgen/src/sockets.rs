@@ -4,7 +4,7 @@
 //! dropped them.
 
 use crate::run::{Ctx, SETUP_TIMEOUT, Ws};
-use crate::stats::Outcome;
+use crate::stats::{Outcome, Stats};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -108,7 +108,7 @@ async fn serve_user(ctx: Arc<Ctx>, who: String, token: String, mut ws: Ws) {
                 msg = ws.next() => {
                     let received = Instant::now();
                     match msg {
-                        Some(Ok(Message::Text(text))) => on_message(&ctx, text.as_str(), received),
+                        Some(Ok(Message::Text(text))) => on_message(&ctx.stats, text.as_str(), received),
                         Some(Ok(Message::Close(_)) | Err(_)) | None => break true,
                         Some(Ok(_)) => {}
                     }
@@ -117,12 +117,7 @@ async fn serve_user(ctx: Arc<Ctx>, who: String, token: String, mut ws: Ws) {
             }
         };
         if !ended {
-            // The run is over: close, and read on to the server's close frame (bounded).
-            let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                while let Some(Ok(_)) = ws.next().await {}
-            })
-            .await;
+            close(&mut ws).await;
             return;
         }
         if ctx.finished.load(Ordering::Relaxed) {
@@ -147,9 +142,20 @@ async fn serve_user(ctx: Arc<Ctx>, who: String, token: String, mut ws: Ws) {
     }
 }
 
-fn on_message(ctx: &Ctx, text: &str, received: Instant) {
+/// The run is over: close, and read on to the server's close frame (bounded), so that the
+/// server sees a clean close.
+pub(crate) async fn close(ws: &mut Ws) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+/// Books a pushed message: a BOOKING_RESULT completes its request's record in `stats`.
+pub(crate) fn on_message(stats: &Stats, text: &str, received: Instant) {
     let Ok(msg) = serde_json::from_str::<Incoming>(text) else {
-        ctx.stats.ws_unparsed.fetch_add(1, Ordering::Relaxed);
+        stats.ws_unparsed.fetch_add(1, Ordering::Relaxed);
         return;
     };
     if msg.kind != "BOOKING_RESULT" {
@@ -159,10 +165,10 @@ fn on_message(ctx: &Ctx, text: &str, received: Instant) {
         Some(Ok(id)) => {
             let outcome = Outcome::parse(msg.status.unwrap_or(""));
             let hold_id = msg.hold_id.and_then(|h| Uuid::parse_str(h).ok());
-            ctx.stats.result(id, outcome, hold_id, received);
+            stats.result(id, outcome, hold_id, received);
         }
         _ => {
-            ctx.stats.ws_unparsed.fetch_add(1, Ordering::Relaxed);
+            stats.ws_unparsed.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -337,6 +337,14 @@ impl Stats {
         }
     }
 
+    /// The first BOOKING_RESULT of `id` so far, whether or not its 202 has been booked yet.
+    pub fn pushed(&self, id: Uuid) -> Option<Pushed> {
+        self.with_book(|b| match b.index.get(&id) {
+            Some(&i) => b.records[i as usize].pushed,
+            None => b.early.get(&id).map(|e| e.first),
+        })
+    }
+
     /// Whether a late BOOKING_RESULT has arrived for every one of `ids`.
     pub fn late_results_for_all(&self, ids: &[Uuid]) -> bool {
         let late = self.late_results.lock().expect("poisoned");

@@ -208,7 +208,7 @@ pub fn check(e: &Evidence<'_>) -> Verification {
     v
 }
 
-fn exactly_once(e: &Evidence<'_>, v: &mut Verification) {
+pub(crate) fn exactly_once(e: &Evidence<'_>, v: &mut Verification) {
     for (i, r) in e.records.iter().enumerate() {
         let polled = e.polled.get(i).and_then(Option::as_ref);
         let late = e.late.get(&r.id).map(Vec::as_slice).unwrap_or_default();
@@ -301,7 +301,7 @@ fn status_of(e: &Evidence<'_>, i: usize) -> Option<Outcome> {
     }
 }
 
-fn fairness(e: &Evidence<'_>) -> Fairness {
+pub(crate) fn fairness(e: &Evidence<'_>) -> Fairness {
     let seats = e.available_at_start.len();
     // Per seat: the earliest send and the earliest 202 among the requests granted it.
     let mut first_winner_sent = vec![u64::MAX; seats];
