@@ -8,7 +8,7 @@
 //! starts from known, empty halls. Each user has its own token and WebSocket and makes one
 //! journey after another: a random show's seat map, one to three of its free seats asked for
 //! under an `Idempotency-Key`, the result awaited on its own socket (polled when no push has
-//! come within [`PUSH_WAIT`]), and a granted hold bought (order and payment, some cards
+//! come within three seconds), and a granted hold bought (order and payment, some cards
 //! declined), released, or kept. Open-loop readers fetch seat maps meanwhile.
 //!
 //! The checks work from what a client knows for certain. A hold is certainly live from the
