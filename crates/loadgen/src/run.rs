@@ -7,11 +7,10 @@ use crate::args::{Options, Target};
 use crate::cpu::{self, CpuUse};
 use crate::faults::{self, FaultKind, Injected, Shared};
 use crate::progress::Progress;
-use crate::server::StartedServer;
 use crate::sockets::connect_user;
 use crate::stats::{Book, Snapshot, Stats};
 use crate::verify::Verification;
-use crate::{collect, token};
+use crate::{collect, server, token};
 use booking_core::UserId;
 use futures_util::StreamExt;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
@@ -174,34 +173,24 @@ impl FaultReport {
 
 /// Runs the whole thing. Errors are set-up failures; load-time failures are counted.
 pub async fn run(mut opts: Options) -> Result<Outcomes, String> {
-    let mut server = None;
-    let started = match opts.common.target.clone() {
-        Target::Url { base, ws_base } => {
-            (opts.base, opts.ws_base) = (base, ws_base);
-            None
+    let mut backend = None;
+    if let Target::Start(start) = &mut opts.common.target {
+        if opts.faults.deliver_twice {
+            start
+                .env
+                .push(("FAULT_DELIVER_TWICE".to_owned(), "true".to_owned()));
         }
-        Target::Start(mut start) => {
-            if opts.faults.deliver_twice {
-                start
-                    .env
-                    .push(("FAULT_DELIVER_TWICE".to_owned(), "true".to_owned()));
-            }
-            let sockets = opts.users;
-            let s = tokio::task::spawn_blocking(move || {
-                let s = StartedServer::start(&start, sockets);
-                (s, start.backend)
-            })
-            .await
-            .map_err(|e| format!("--start: {e}"))?;
-            let (s, backend) = (s.0?, s.1);
-            (opts.base, opts.ws_base) = (s.base.clone(), s.ws_base.clone());
-            opts.common.server_pids.insert(0, s.pid);
-            let what = format!("{backend:?} server, pid {}", s.pid).to_lowercase();
-            eprintln!("loadgen: started an {what} on {}", s.base);
-            server = Some(Arc::new(std::sync::Mutex::new(s)));
-            Some(what)
-        }
-    };
+        backend = Some(start.backend);
+    }
+    let (base, ws_base, started_server) = server::reach(&mut opts.common, opts.users).await?;
+    (opts.base, opts.ws_base) = (base, ws_base);
+    let started = started_server.as_ref().zip(backend).map(|(s, backend)| {
+        let what = format!("{backend:?} server, pid {}", s.pid).to_lowercase();
+        eprintln!("loadgen: started an {what} on {}", s.base);
+        what
+    });
+    // Shared with the fault injector, which kills and restarts it mid-run.
+    let server = started_server.map(|s| Arc::new(std::sync::Mutex::new(s)));
     let outcome = run_against(opts, started, server.clone()).await;
     if let Some(s) = server {
         tokio::task::spawn_blocking(move || s.lock().expect("server lock").stop())

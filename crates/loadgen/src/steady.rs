@@ -175,14 +175,13 @@ impl Ctx {
 
     fn claim(&self, kind: ClaimKind, id: Uuid, u: usize, seats: &[u32], from_ns: u64) -> usize {
         let mut claims = self.claims.lock().expect("claims");
-        let (user, seats, until_ns) = (u as u32, seats.into(), u64::MAX);
         claims.push(Claim {
             kind,
             id,
-            user,
-            seats,
+            user: u as u32,
+            seats: seats.into(),
             from_ns,
-            until_ns,
+            until_ns: u64::MAX,
         });
         claims.len() - 1
     }
@@ -388,10 +387,7 @@ async fn create_shows(
             json!({ "row": row_label(r), "seats": seats, "category": category })
         })
         .collect();
-    let category = |code: &str, name: &str, cents: u32| {
-        let currency = "EUR";
-        json!({ "code": code, "name": name, "priceCents": cents, "currency": currency })
-    };
+    let category = |code: &str, name: &str, cents: u32| json!({ "code": code, "name": name, "priceCents": cents, "currency": "EUR" });
     let categories = [
         category("STALLS", "Stalls", 950),
         category("CIRCLE", "Circle", 1350),
@@ -1115,12 +1111,11 @@ mod tests {
     use super::*;
 
     fn claim(kind: ClaimKind, seats: &[u32], from_ns: u64, until_ns: u64) -> Claim {
-        let (id, user, seats) = (Uuid::new_v4(), 0, seats.into());
         Claim {
             kind,
-            id,
-            user,
-            seats,
+            id: Uuid::new_v4(),
+            user: 0,
+            seats: seats.into(),
             from_ns,
             until_ns,
         }
