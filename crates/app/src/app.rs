@@ -20,7 +20,7 @@ use crate::auth::Authenticator;
 use crate::cancellation::Cancellations;
 use crate::catalog::CatalogAdmin;
 use crate::config::BookingConfig;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Handlers};
 use crate::limits::{Limits, MemoryRateLimiter};
 use crate::orders::OrderService;
 use crate::payments::MockPaymentProvider;
@@ -350,14 +350,14 @@ impl App {
 
     /// The HTTP API (every route but the WebSocket endpoint, which is the gateway's).
     pub fn router(&self) -> Router {
-        http::router(AppState {
+        http::router(AppState::new(Handlers {
             service: self.service.clone(),
             orders: self.orders.clone(),
             catalog: self.catalog.clone(),
             auth: self.auth.clone(),
             limits: self.limits.clone(),
             waiting_rooms: self.waiting_rooms.clone(),
-        })
+        }))
     }
 
     /// The shows' waiting rooms.
