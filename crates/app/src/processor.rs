@@ -1,9 +1,11 @@
 //! Deciding one show's batch of requests: the worker's whole job, shared by the local lanes and
 //! the Lambda worker.
 //!
-//! Order of work, and why: claim the requests (PROCESSING; duplicates drop out here), load the
-//! show's seat state once, decide the whole batch in memory with the core engine, commit every
-//! result in one transaction, and only then notify. No transaction that writes is ever held
+//! Order of work, and why: find which requests are still undecided (duplicates drop out here;
+//! PostgreSQL also claims them, PROCESSING, so that a racing worker waits), load the show's seat
+//! state once, decide the whole batch in memory with the core engine, commit every result in
+//! one transaction that records only outcomes of requests still undecided, and only then
+//! notify. No transaction that writes is ever held
 //! across a network call, and a client never hears of a result that might still roll back. The
 //! one exception is deliberate: where deciders are serialised per show (`Ports::show_locks`), the
 //! lock is held through the pushes too, so that one show's SEATS_CHANGED reach subscribers in
@@ -171,7 +173,7 @@ impl BatchProcessor {
             let undecided: HashSet<_> = self
                 .ports
                 .requests
-                .begin_processing(&ids)
+                .start_deciding(&ids)
                 .await?
                 .into_iter()
                 .collect();

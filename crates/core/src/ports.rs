@@ -274,6 +274,17 @@ pub trait RequestStore: Send + Sync + 'static {
     /// Moves requests to PROCESSING and returns those that were still undecided; an id that is
     /// already terminal (a duplicate delivery) is left alone and not returned.
     async fn begin_processing(&self, requests: &[RequestId]) -> Result<Vec<RequestId>, StoreError>;
+    /// What a decider calls before deciding `requests`: those still undecided, in the given
+    /// order, each once. It need not claim them: a request's outcome is only ever recorded by a
+    /// [`HoldStore::commit_batch`] that finds it undecided (and a grant only while every grant of
+    /// its batch can be), so the commit is the guard against deciding twice. A claim only lets a
+    /// store make a racing decider wait (PostgreSQL's row locks, across Lambda workers) and
+    /// spares the request an expiry sweep within [`crate::PROCESSING_GRACE`]; the default is
+    /// [`RequestStore::begin_processing`]'s claim. A store with one writer may answer with a
+    /// read instead and keep the claim's write off that writer.
+    async fn start_deciding(&self, requests: &[RequestId]) -> Result<Vec<RequestId>, StoreError> {
+        self.begin_processing(requests).await
+    }
     /// Per-show counts of requests, for queue statistics: every show starting at or after
     /// `shows_from`, and every other show with undecided requests, by start time. Requests
     /// decided at or after `decided_since` are counted apart (the recent rate).

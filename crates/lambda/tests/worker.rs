@@ -58,6 +58,9 @@ impl RequestStore for OutageAt {
     async fn begin_processing(&self, requests: &[RequestId]) -> Result<Vec<RequestId>, StoreError> {
         self.inner.begin_processing(requests).await
     }
+    async fn start_deciding(&self, requests: &[RequestId]) -> Result<Vec<RequestId>, StoreError> {
+        self.inner.start_deciding(requests).await
+    }
     async fn expire_overdue_requests(
         &self,
         now: DateTime<Utc>,

@@ -44,8 +44,6 @@ use booking_core::NewBookingRequest;
 use booking_core::ports::Inserted;
 use booking_core::ports::StoreError;
 use booking_sql::{GroupCommit, IntakeCounters};
-use sqlx::Sqlite;
-use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -99,8 +97,6 @@ struct Inner {
     readers: SqlitePool,
     intake: GroupCommit<NewBookingRequest, Inserted>,
     intake_counters: Arc<IntakeCounters>,
-    /// How commits reach the disk, as configured (the claim relaxes it for itself alone).
-    synchronous: Synchronous,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -179,7 +175,6 @@ impl SqliteStore {
                 readers,
                 intake,
                 intake_counters,
-                synchronous: options.synchronous,
             }),
         })
     }
@@ -213,15 +208,5 @@ impl SqliteStore {
 
     fn readers(&self) -> &SqlitePool {
         &self.inner.readers
-    }
-
-    /// The writer connection, held for several statements in a row (nothing else writes
-    /// between them).
-    async fn writer_connection(&self) -> Result<PoolConnection<Sqlite>, StoreError> {
-        self.inner
-            .writer
-            .acquire()
-            .await
-            .map_err(codec::store_error)
     }
 }

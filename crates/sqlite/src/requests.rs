@@ -4,8 +4,8 @@
 //! placeholder per id: the statement text stays fixed (prepared once, cached) and no list is ever
 //! too long for SQLite's limit on bound parameters.
 
+use crate::SqliteStore;
 use crate::codec::{self, EXPIRED_MESSAGE, request_columns};
-use crate::{SqliteStore, Synchronous};
 use async_trait::async_trait;
 use booking_core::ports::{
     DeadLetteredRequest, Inserted, Purged, RequestStore, ShowQueueCounts, StoreError,
@@ -15,6 +15,19 @@ use booking_core::{
 };
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
+
+/// The claim of a batch (`begin_processing`). The unary `+` on `status` keeps SQLite from
+/// driving the update by the `(status, seq)` index, which holds every undecided request of every
+/// show (a paused show's whole backlog among them): each row is found by its own key instead
+/// (a test checks the plan).
+const CLAIM: &str = "UPDATE booking_requests SET status = 'PROCESSING' \
+     WHERE request_id IN (SELECT value FROM json_each(?1)) \
+       AND +status IN ('QUEUED', 'PROCESSING')";
+
+/// Which of the requests named are still undecided, as one JSON array; by key, as [`CLAIM`].
+const UNDECIDED: &str = "SELECT json_group_array(request_id) FROM booking_requests \
+     WHERE request_id IN (SELECT value FROM json_each(?1)) \
+       AND +status IN ('QUEUED', 'PROCESSING')";
 
 #[async_trait]
 impl RequestStore for SqliteStore {
@@ -61,62 +74,62 @@ impl RequestStore for SqliteStore {
         }
         let ids: Vec<String> = requests.iter().map(ToString::to_string).collect();
         let ids = codec::to_json(&ids)?;
-        // The claim's own commit is not fsynced (synchronous NORMAL for this one transaction):
-        // a claim only keeps a second decider off the requests, and a power cut that lost it
-        // would only leave them QUEUED, to be claimed again after the restart. It becomes
-        // durable with the next fsynced commit (the batch's, which syncs the whole WAL). That
-        // takes one of the two fsyncs off every batch's path. The connection is held for the
-        // three statements, so no other write (an intake group's 202s) commits unsynced.
-        let mut conn = self.writer_connection().await?;
-        let relax = self.inner.synchronous == Synchronous::Full;
-        if relax {
-            sqlx::query("PRAGMA synchronous = NORMAL")
-                .execute(&mut *conn)
-                .await
-                .map_err(codec::store_error)?;
-        }
-        // No `RETURNING`: sqlx hands every returned row to the caller through a channel of its
-        // own, a thread hand-over per row, and a flash sale's batch has hundreds. The count
-        // says whether every request was still undecided, as it nearly always is.
-        let claimed = sqlx::query(
-            "UPDATE booking_requests SET status = 'PROCESSING' \
-             WHERE request_id IN (SELECT value FROM json_each(?1)) \
-               AND status IN ('QUEUED', 'PROCESSING')",
-        )
-        .bind(&ids)
-        .execute(&mut *conn)
-        .await;
-        if relax
-            && let Err(e) = sqlx::query("PRAGMA synchronous = FULL")
-                .execute(&mut *conn)
-                .await
-        {
-            // A writer left unsynced must never commit a 202 again: drop the connection; the
-            // pool opens a new one with the configured setting.
-            drop(conn.detach());
-            return Err(codec::store_error(e));
-        }
+        // The claim and the read of what it took, on the writer, as one transaction. No
+        // `RETURNING`: sqlx hands every returned row to the caller through a channel of its
+        // own, a thread hand-over per row. The count says whether every request was still
+        // undecided, as it nearly always is. (Deciders call `start_deciding`, which claims
+        // nothing here; see below.)
+        let mut tx = self
+            .writer()
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(codec::store_error)?;
+        let claimed = sqlx::query(CLAIM).bind(&ids).execute(&mut *tx).await;
         let claimed = claimed.map_err(codec::store_error)?.rows_affected();
         let distinct: HashSet<RequestId> = requests.iter().copied().collect();
         if claimed == distinct.len() as u64 {
+            tx.commit().await.map_err(codec::store_error)?;
             return Ok(booking_sql::updated_in_order(requests, |id| *id, &distinct));
         }
         // Some were decided already (a duplicate delivery): which ones the claim took, in one
-        // row. It left each undecided one PROCESSING; one decided since then drops out, as
-        // decided by someone else.
-        let processing: String = sqlx::query_scalar(
-            "SELECT json_group_array(request_id) FROM booking_requests \
-             WHERE request_id IN (SELECT value FROM json_each(?1)) AND status = 'PROCESSING'",
-        )
-        .bind(&ids)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(codec::store_error)?;
+        // row. It left each undecided one PROCESSING.
+        let processing: String = sqlx::query_scalar(UNDECIDED)
+            .bind(&ids)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(codec::store_error)?;
+        tx.commit().await.map_err(codec::store_error)?;
         let updated: HashSet<String> = codec::from_json(&processing, "request_id")?;
         Ok(booking_sql::updated_in_order(
             requests,
             ToString::to_string,
             &updated,
+        ))
+    }
+
+    /// A read on a reader connection, not a claim: the single writer connection is what every
+    /// 202 and every batch commit waits for, and a claim there cost a flash sale's batch a
+    /// statement per request and a commit of its own. Nothing is lost by not claiming on this
+    /// store: a claim here never kept a second decider off (PROCESSING may be claimed again),
+    /// `commit_batch` records an outcome only on a request still undecided, and a request decided
+    /// while its batch was being decided makes that batch's grants fail as a seat conflict, to be
+    /// decided again from fresh state.
+    #[tracing::instrument(skip_all, fields(requests = requests.len()))]
+    async fn start_deciding(&self, requests: &[RequestId]) -> Result<Vec<RequestId>, StoreError> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = requests.iter().map(ToString::to_string).collect();
+        let undecided: String = sqlx::query_scalar(UNDECIDED)
+            .bind(codec::to_json(&ids)?)
+            .fetch_one(self.readers())
+            .await
+            .map_err(codec::store_error)?;
+        let undecided: HashSet<String> = codec::from_json(&undecided, "request_id")?;
+        Ok(booking_sql::updated_in_order(
+            requests,
+            ToString::to_string,
+            &undecided,
         ))
     }
 
@@ -432,47 +445,29 @@ impl RequestStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use crate::{SqliteOptions, SqliteStore, Synchronous};
-    use booking_core::ports::{Inserted, RequestStore};
-    use booking_testkit::support::{create_show, fresh_user, new_request, now};
+    use crate::{SqliteOptions, SqliteStore};
 
-    /// `PRAGMA synchronous` of the writer connection: 2 is FULL, 1 NORMAL.
-    async fn writer_synchronous(store: &SqliteStore) -> i64 {
-        sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(store.writer())
-            .await
-            .unwrap()
-    }
-
-    /// The claim relaxes fsync for its own commit only: after it, the writer is back to the
-    /// configured setting, so the next 202 is as durable as ever (and a store configured
-    /// NORMAL stays NORMAL).
+    /// The claim's statements find each request by its key: driven by the `(status, seq)`
+    /// index instead, a claim of a few requests would visit every undecided request of every
+    /// show.
     #[tokio::test]
-    async fn the_claim_leaves_the_writer_as_durable_as_configured() {
-        for (synchronous, expected) in [(Synchronous::Full, 2), (Synchronous::Normal, 1)] {
-            let dir = tempfile::tempdir().unwrap();
-            let options = SqliteOptions {
-                synchronous,
-                ..SqliteOptions::default()
-            };
-            let store = SqliteStore::open(&dir.path().join("c.db"), options)
-                .await
-                .unwrap();
-            let show = create_show(&store, 1, 4).await;
-            let Inserted::New(request) = store
-                .insert_request(new_request(&show, &fresh_user("u"), &["A1"], now()))
-                .await
-                .unwrap()
-            else {
-                panic!("a new request")
-            };
-            assert_eq!(writer_synchronous(&store).await, expected);
-            let claimed = store.begin_processing(&[request.request_id]).await.unwrap();
-            assert_eq!(claimed, [request.request_id]);
-            assert_eq!(
-                writer_synchronous(&store).await,
-                expected,
-                "{synchronous:?} after the claim"
+    async fn the_claim_finds_requests_by_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("p.db"), SqliteOptions::default())
+            .await
+            .unwrap();
+        for statement in [super::CLAIM, super::UNDECIDED] {
+            let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN QUERY PLAN {statement}"
+            )))
+            .bind("[]")
+            .fetch_all(store.readers())
+            .await
+            .unwrap();
+            let steps: Vec<&str> = plan.iter().map(|(_, _, _, step)| step.as_str()).collect();
+            assert!(
+                steps.iter().any(|step| step.starts_with("SEARCH booking_requests USING INDEX sqlite_autoindex_booking_requests_1 (request_id=?)")),
+                "{statement}: {steps:?}"
             );
         }
     }

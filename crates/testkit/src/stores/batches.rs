@@ -1,7 +1,7 @@
 //! Batches: how a store claims requests for a worker and writes what the engine decided.
 //!
-//! A batch goes `begin_processing` -> decide -> `commit_batch`; the cases here cover that path
-//! when the decisions were made against current state. They pin down that every request is
+//! A batch goes `start_deciding` (or `begin_processing`) -> decide -> `commit_batch`; the cases
+//! here cover that path when the decisions were made against current state. They pin down that every request is
 //! decided once (duplicate deliveries and stray decisions change nothing), that one commit
 //! writes every kind of outcome with its hold and seat claims, that a user's new hold releases
 //! their previous one, and that decisions later in a batch build on the grants and releases
@@ -10,6 +10,7 @@
 
 use super::{ContractStore, EXPIRED_MESSAGE};
 use crate::support::*;
+use booking_core::ports::CommitError;
 use booking_core::{
     BatchOutcome, Decision, Hold, HoldId, HoldStatus, RequestId, RequestOutcome, RequestStatus,
     ShowSnapshot, SnapshotHold, rejection_message,
@@ -90,6 +91,73 @@ pub async fn begin_processing_skips_decided<S: ContractStore>(store: &S) {
     assert_eq!(
         store.get_request(r1.request_id).await.unwrap(),
         Some(decided)
+    );
+}
+
+/// `start_deciding` returns only undecided requests, each once, and whether or not it claims
+/// them, the commit is the guard it relies on: two deciders that both started on one request
+/// cannot both grant it; the later commit is refused as a seat conflict and writes nothing, and
+/// after it the request is no longer among those to decide.
+pub async fn start_deciding_leaves_the_guard_to_the_commit<S: ContractStore>(store: &S) {
+    let show = create_show(store, 1, 10).await;
+    let t = now();
+    let r1 = request(store, &show, &fresh_user("one"), &["A1"], t).await;
+    let r2 = request(store, &show, &fresh_user("two"), &["A2"], t).await;
+    assert!(store.start_deciding(&[]).await.unwrap().is_empty());
+    grant(store, &show, &r1, t).await;
+
+    let started = store
+        .start_deciding(&[
+            r1.request_id,
+            r2.request_id,
+            r2.request_id,
+            RequestId::new_random(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        started,
+        vec![r2.request_id],
+        "only undecided, known requests, each once"
+    );
+    let r2_now = store.get_request(r2.request_id).await.unwrap().unwrap();
+    assert!(!r2_now.status.is_terminal(), "{:?}", r2_now.status);
+    assert_eq!(r2_now.outcome, None);
+
+    // Two deciders start on r2 and each decide it against the same state.
+    assert_eq!(
+        store.start_deciding(&[r2.request_id]).await.unwrap(),
+        [r2.request_id]
+    );
+    let first = decide(store, &show, &[&r2], t).await;
+    let second = decide(store, &show, &[&r2], t).await;
+    assert_eq!(
+        store.commit_batch(show.show_id, &first, t).await.unwrap(),
+        [r2.request_id]
+    );
+    let decided = store.get_request(r2.request_id).await.unwrap().unwrap();
+    assert_eq!(decided.status, RequestStatus::Success);
+    let held = taken(store, &show, t).await;
+    assert!(matches!(
+        store.commit_batch(show.show_id, &second, t).await,
+        Err(CommitError::SeatConflict)
+    ));
+    assert_eq!(
+        store.get_request(r2.request_id).await.unwrap(),
+        Some(decided),
+        "the first decision stands"
+    );
+    assert_eq!(
+        taken(store, &show, t).await,
+        held,
+        "the refused commit wrote nothing"
+    );
+    assert!(
+        store
+            .start_deciding(&[r2.request_id])
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 

@@ -50,6 +50,7 @@ mod waiting_rooms;
 pub use batches::{
     begin_processing_skips_decided, commit_batch_records_every_outcome,
     grant_releases_previous_hold, one_batch_builds_on_its_own_grants_and_releases,
+    start_deciding_leaves_the_guard_to_the_commit,
 };
 pub use cancellations::{
     a_show_is_cancelled_once_and_for_good, fail_undecided_ends_a_shows_queue,
@@ -170,6 +171,7 @@ macro_rules! __with_cases {
             pending_requests_in_arrival_order,
             undecided_before_lists_the_older_waiting_requests,
             begin_processing_skips_decided,
+            start_deciding_leaves_the_guard_to_the_commit,
             commit_batch_records_every_outcome,
             grant_releases_previous_hold,
             seat_conflict_writes_nothing,
