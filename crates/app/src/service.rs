@@ -237,7 +237,7 @@ impl BookingService {
         let seat_ids = self.validate_seats(&show.layout, &input.seat_ids)?;
         let now = self.ports.clock.now();
         let new = NewBookingRequest {
-            request_id: RequestId::new_random(),
+            request_id: RequestId::new_time_ordered(),
             user_id: user.clone(),
             show_id: show.show_id,
             seat_ids,

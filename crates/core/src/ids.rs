@@ -55,6 +55,17 @@ macro_rules! uuid_id {
                 Self(Uuid::new_v4())
             }
 
+            /// A fresh id that leads with the current time (a version 7 UUID: 48 bits of Unix
+            /// milliseconds, then a counter and random bits), for ids a store inserts many of
+            /// a second. Ids made one after another sort next to each other, so an index on
+            /// them takes each insert on the same few pages at its end instead of on a random
+            /// page of the whole index: the pages a commit writes stay few however large the
+            /// table grows. It tells whoever holds it when it was made, which an id returned
+            /// only to its owner may.
+            pub fn new_time_ordered() -> Self {
+                Self(Uuid::now_v7())
+            }
+
             pub const fn from_uuid(uuid: Uuid) -> Self {
                 Self(uuid)
             }
@@ -136,7 +147,9 @@ uuid_id!(
 
 impl HoldId {
     /// Bits flipped to derive a hold id from its request id: every bit except the UUID version
-    /// (bits 76..80) and variant (bits 62..64) fields, so the result is a well-formed v4 UUID.
+    /// (bits 76..80) and variant (bits 62..64) fields, so the result is a well-formed UUID of
+    /// the request id's version. A constant XOR keeps ids that share their leading bits
+    /// together, so the holds of time-ordered requests are time-clustered too.
     const FROM_REQUEST_MASK: u128 =
         0x5a3c_96e1_d2b4_0f78_3e6d_a5c1_b7f2_9e04 & !(0xF << 76) & !(0x3 << 62);
 
@@ -383,6 +396,18 @@ mod tests {
         assert_ne!(h.as_uuid(), r.as_uuid());
         assert_eq!(h, HoldId::for_request(r));
         assert_eq!(h.as_uuid().get_version_num(), 4);
+        assert_eq!(h.as_uuid().get_variant(), uuid::Variant::RFC4122);
+    }
+
+    #[test]
+    fn time_ordered_ids_sort_in_the_order_they_were_made() {
+        let ids: Vec<RequestId> = (0..1_000).map(|_| RequestId::new_time_ordered()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        // In the text form the stores index, too.
+        let text: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        assert!(text.windows(2).all(|w| w[0] < w[1]));
+        let h = HoldId::for_request(ids[0]);
+        assert_eq!(h.as_uuid().get_version_num(), 7);
         assert_eq!(h.as_uuid().get_variant(), uuid::Variant::RFC4122);
     }
 
