@@ -14,6 +14,10 @@
 // The report's `json!` object has more keys than the default limit expands.
 #![recursion_limit = "256"]
 
+// The `loadgen` binary's global allocator; the library itself allocates through whichever the
+// program that links it installs.
+use mimalloc as _;
+
 pub mod args;
 mod collect;
 mod cpu;

@@ -75,7 +75,8 @@ pub(crate) struct User {
 pub struct Ctx {
     pub opts: Options,
     pub(crate) client: reqwest::Client,
-    holds_url: String,
+    /// Parsed once: a `&str` would be parsed again (and its host IDNA-checked) for every POST.
+    holds_url: reqwest::Url,
     queues_url: String,
     admin_auth: HeaderValue,
     pub(crate) users: Vec<User>,
@@ -259,7 +260,8 @@ async fn run_against(
     let hot: Vec<u32> = seat_map.best.iter().take(opts.hot_seats).copied().collect();
     let origin = Instant::now();
     let ctx = Arc::new(Ctx {
-        holds_url: format!("{}/api/v1/holds", opts.base),
+        holds_url: reqwest::Url::parse(&format!("{}/api/v1/holds", opts.base))
+            .map_err(|e| format!("bad base URL {}: {e}", opts.base))?,
         queues_url: format!("{}/api/v1/admin/queues", opts.base),
         body_prefix: format!("{{\"showId\":{show_json},\"seatIds\":["),
         seats: seat_map.seats.clone(),
@@ -582,7 +584,7 @@ async fn send_one(
     let stats = &ctx.stats;
     let request = ctx
         .client
-        .post(&ctx.holds_url)
+        .post(ctx.holds_url.clone())
         .header(AUTHORIZATION, ctx.users[user].auth.clone())
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
         .body(body);
