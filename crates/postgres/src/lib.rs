@@ -180,10 +180,7 @@ impl PgStore {
                 Some(GroupCommit::spawn(
                     move |group| {
                         let pool = pool.clone();
-                        async move {
-                            let mut conn = pool.acquire().await.map_err(codec::store_error)?;
-                            intake::insert_batch(&mut conn, &group).await
-                        }
+                        async move { intake::write(&pool, &group).await }
                     },
                     intake::MAX_GROUP,
                     intake_counters.clone(),
