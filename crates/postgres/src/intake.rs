@@ -4,7 +4,7 @@
 //! (arrays bound once, expanded with `UNNEST`), skips the ones that repeat an earlier request
 //! (`ON CONFLICT DO NOTHING` on the request id and on `(user_id, idempotency_key)`) and the ones
 //! for a show that does not exist, and returns the numbers it gave out. It runs in a transaction
-//! of its own ([`INTAKE_BEGIN`], [`write`]): when that commits, it is on disk (with
+//! of its own, begun with [`INTAKE_BEGIN`]: when that commits, it is on disk (with
 //! `synchronous_commit = on`, the server default). A second query runs only when something was
 //! skipped, to find the earlier request it repeats.
 //!
@@ -61,9 +61,9 @@ pub(crate) const MAX_GROUP: usize = 512;
 /// call instead of keeping the plan it got while the table was young (see the module docs).
 pub(crate) const INTAKE_BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan";
 
-/// Writes `requests` with [`insert_batch`] in a transaction of their own, committed before it
-/// returns.
-pub(crate) async fn write(
+/// Writes a group ([`IntakeMode::Grouped`](crate::IntakeMode)) with [`insert_batch`] in a
+/// transaction of its own, committed before it returns.
+pub(crate) async fn write_group(
     pool: &PgPool,
     requests: &[NewBookingRequest],
 ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError> {
@@ -83,34 +83,30 @@ const OPEN_CAP_LOCK_CLASS: i32 = 0x0CA9;
 
 /// Writes one request on its own ([`IntakeMode::Direct`](crate::IntakeMode)), the deployed api
 /// function's way: every instance writes through its own connections, so the open-request cap
-/// cannot rely on one writer seeing all of a user's requests. A capped insert therefore runs in
-/// a transaction that first takes an advisory lock on (user, show): of two concurrent requests
-/// of one user, in one process or in two, the second one's count is taken after the first one
-/// committed, and the cap is exact. It costs the capped insert three more round trips
-/// (`BEGIN`, the lock, `COMMIT`); requests of different users never wait for each other.
+/// cannot rely on one writer seeing all of a user's requests. A capped insert therefore first
+/// takes an advisory lock on (user, show) in its transaction: of two concurrent requests of one
+/// user, in one process or in two, the second one's count is taken after the first one
+/// committed, and the cap is exact. It costs the capped insert one more round trip (the lock);
+/// requests of different users never wait for each other.
 pub(crate) async fn insert_one(
     pool: &PgPool,
     counters: &IntakeCounters,
     request: NewBookingRequest,
 ) -> Result<Inserted, StoreError> {
-    let one = std::slice::from_ref(&request);
-    let mut results = if request.max_open.is_some() {
-        let mut tx = pool
-            .begin_with(INTAKE_BEGIN)
-            .await
-            .map_err(codec::store_error)?;
+    let mut tx = pool
+        .begin_with(INTAKE_BEGIN)
+        .await
+        .map_err(codec::store_error)?;
+    if request.max_open.is_some() {
         sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
             .bind(OPEN_CAP_LOCK_CLASS)
             .bind(format!("{}/{}", request.user_id.as_str(), request.show_id))
             .execute(&mut *tx)
             .await
             .map_err(codec::store_error)?;
-        let results = insert_batch(&mut tx, one).await?;
-        tx.commit().await.map_err(codec::store_error)?;
-        results
-    } else {
-        write(pool, one).await?
-    };
+    }
+    let mut results = insert_batch(&mut tx, std::slice::from_ref(&request)).await?;
+    tx.commit().await.map_err(codec::store_error)?;
     counters.record(1);
     results.pop().expect("one result per request")
 }

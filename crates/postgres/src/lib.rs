@@ -180,7 +180,7 @@ impl PgStore {
                 Some(GroupCommit::spawn(
                     move |group| {
                         let pool = pool.clone();
-                        async move { intake::write(&pool, &group).await }
+                        async move { intake::write_group(&pool, &group).await }
                     },
                     intake::MAX_GROUP,
                     intake_counters.clone(),
